@@ -1,0 +1,93 @@
+import type { Redis } from 'ioredis';
+import type { Config } from '../src/config.js';
+import type { Database } from '../src/db/client.js';
+import type { Logger } from '../src/logger.js';
+import { listCursors } from '../src/store/cursors.js';
+import { comparePositions, type FeedPosition } from '../src/store/feed.js';
+
+export const ackChannel = (prefix: string) => `${prefix}:memfed:acks`;
+
+export async function publishAck(redis: Redis, prefix: string, peerId: string, position: FeedPosition): Promise<void> {
+  await redis.publish(ackChannel(prefix), JSON.stringify({ peer: peerId, txid: position.txid, seq: position.seq }));
+}
+
+interface Waiter {
+  position: FeedPosition;
+  acked: Set<string>;
+  needed: number;
+  resolve: (acks: number) => void;
+}
+
+/**
+ * One Redis subscriber per API process tracks how far each peer has acknowledged the
+ * change feed (published by push workers after every advanced cursor). Quorum waiters
+ * resolve as soon as enough peers are past their write's position.
+ */
+export class AckTracker {
+  private latest = new Map<string, FeedPosition>();
+  private waiters = new Set<Waiter>();
+
+  constructor(
+    private readonly subscriber: Redis,
+    private readonly config: Config,
+    private readonly database: Database,
+    private readonly logger: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const peers = new Set(this.config.federation.peers.map((p) => p.id));
+    this.subscriber.on('message', (_channel: string, message: string) => {
+      try {
+        const m = JSON.parse(message) as { peer: string; txid: string; seq: string };
+        if (peers.has(m.peer)) this.observe(m.peer, { txid: String(m.txid), seq: String(m.seq) });
+      } catch {
+        /* ignore foreign messages */
+      }
+    });
+    await this.subscriber.subscribe(ackChannel(this.config.queuePrefix));
+    await this.refreshFromDatabase();
+  }
+
+  /** Cursors are the truth: used at start and before declaring a timeout (a message may be missed). */
+  async refreshFromDatabase(): Promise<void> {
+    const peers = new Set(this.config.federation.peers.map((p) => p.id));
+    for (const c of await listCursors(this.database.db)) if (peers.has(c.peerId)) this.observe(c.peerId, c);
+  }
+
+  private observe(peer: string, pos: FeedPosition): void {
+    const cur = this.latest.get(peer);
+    if (!cur || comparePositions(pos, cur) > 0) this.latest.set(peer, pos);
+    for (const w of this.waiters) {
+      if (comparePositions(pos, w.position) >= 0) w.acked.add(peer);
+      if (w.acked.size >= w.needed) {
+        this.waiters.delete(w);
+        w.resolve(w.acked.size);
+      }
+    }
+  }
+
+  /** Waits until `needed` peers hold `position` or the deadline passes; returns peer acks seen. */
+  async waitFor(position: FeedPosition, needed: number, timeoutMs: number): Promise<number> {
+    const acked = new Set<string>();
+    for (const [peer, pos] of this.latest) if (comparePositions(pos, position) >= 0) acked.add(peer);
+    if (acked.size >= needed) return acked.size;
+    const got = await new Promise<number>((resolve) => {
+      const w: Waiter = { position, acked, needed, resolve };
+      this.waiters.add(w);
+      setTimeout(() => {
+        if (this.waiters.delete(w)) resolve(-1);
+      }, timeoutMs).unref();
+    });
+    if (got >= 0) return got;
+    await this.refreshFromDatabase().catch((err) => this.logger.warn({ err }, 'cursor refresh failed'));
+    let n = 0;
+    for (const pos of this.latest.values()) if (comparePositions(pos, position) >= 0) n++;
+    return n;
+  }
+
+  async close(): Promise<void> {
+    for (const w of this.waiters) w.resolve(w.acked.size);
+    this.waiters.clear();
+    await this.subscriber.quit().catch(() => this.subscriber.disconnect());
+  }
+}

@@ -1,0 +1,37 @@
+import type { JobsOptions } from 'bullmq';
+
+/**
+ * The one queue catalogue: queue names (Redis keys: never rename), each job's payload
+ * type, and default job options. Payloads carry ids, never records.
+ */
+export interface JobPayloads {
+  /** Deliver everything after the peer's cursor. One waiting job per peer at most. */
+  push: { peerId: string; reason: 'commit' | 'reconcile' | 'recovered' };
+}
+
+export type QueueName = keyof JobPayloads;
+
+export const QUEUE_NAMES = ['push'] as const satisfies readonly QueueName[];
+
+const BASE: JobsOptions = {
+  removeOnComplete: { age: 3600, count: 1000 },
+  removeOnFail: { age: 7 * 86400, count: 5000 },
+};
+
+export const JOB_OPTIONS: { [Q in QueueName]: JobsOptions } = {
+  push: {
+    ...BASE,
+    // Transient failures retry with exponential backoff + jitter; the cursor in Postgres
+    // is the real state, so an exhausted job loses nothing (the reconciler re-enqueues).
+    attempts: 8,
+    // 'peer': the worker's backoffStrategy (exponential + jitter, Retry-After honoured).
+    backoff: { type: 'peer' },
+  },
+};
+
+/** Job ids and scheduler ids never contain ':' (DESIGN.md); peer ids may. */
+export function safeKey(s: string): string {
+  return Buffer.from(s, 'utf8').toString('base64url');
+}
+
+export const pushDedupId = (peerId: string) => `push-${safeKey(peerId)}`;

@@ -1,0 +1,48 @@
+import type { QuorumOutcome, Replication } from '../src/api/deps.js';
+import type { Config } from '../src/config.js';
+import type { Logger } from '../src/logger.js';
+import type { Metrics } from '../src/metrics.js';
+import type { FeedPosition } from '../src/store/feed.js';
+import type { AckTracker } from './acks.js';
+import { enqueuePush, type Queues } from './producers.js';
+
+/**
+ * After a local commit: one push job per peer (deduplicated per peer), then wait for
+ * W-1 peer acks. An enqueue failure (Redis down) never fails the request: the change
+ * is durable in Postgres and the reconciler enqueues it once Redis is back.
+ */
+export class QueueReplication implements Replication {
+  constructor(
+    private readonly config: Config,
+    private readonly queues: Queues,
+    private readonly acks: AckTracker | null,
+    private readonly logger: Logger,
+    private readonly metrics: Metrics,
+  ) {}
+
+  async afterCommit(position: FeedPosition | null): Promise<QuorumOutcome> {
+    const { peers, quorumW, ackTimeoutMs } = this.config.federation;
+    if (peers.length === 0 || position === null) return { met: true, acks: 1 };
+    const started = process.hrtime.bigint();
+    await Promise.all(
+      peers.map((p) =>
+        enqueuePush(this.queues, p.id, 'commit').catch((err) => {
+          this.metrics.enqueueFailures.inc({ queue: 'push' });
+          this.logger.warn({ err: (err as Error).message, peer: p.id }, 'push enqueue failed; reconciler will deliver');
+        }),
+      ),
+    );
+    const needed = quorumW - 1;
+    if (needed <= 0 || !this.acks) return { met: true, acks: 1 };
+    const peerAcks = await this.acks.waitFor(position, needed, ackTimeoutMs);
+    if (peerAcks >= needed) {
+      this.metrics.quorumOutcomes.inc({ outcome: 'met' });
+      this.metrics.quorumAckSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
+      return { met: true, acks: 1 + peerAcks };
+    }
+    const reason = peerAcks === 0 ? 'unreachable' : 'timeout';
+    this.metrics.quorumOutcomes.inc({ outcome: reason });
+    this.metrics.partialQuorum.inc();
+    return { met: false, got: 1 + peerAcks, needed: quorumW, reason };
+  }
+}

@@ -1,0 +1,40 @@
+import { Hono } from 'hono';
+import type { AppDeps } from './deps.js';
+import { apiKeyAuth } from './middleware/auth.js';
+import { errorHandler, notFoundHandler } from './middleware/errors.js';
+import { httpMetrics } from './middleware/http-metrics.js';
+import { healthRoutes } from './routes/health.js';
+import { memoryRoutes } from './routes/memories.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { syncRoutes } from './routes/sync.js';
+
+const OPEN_PATHS = new Set(['/api/v1/health', '/api/v1/ready']);
+
+/** Extra route groups (federation, admin) mounted by the composition root. */
+export type RouteGroup = Hono;
+
+/** The HTTP app; no listen here, so tests drive it through `app.request()`. */
+export function createApp(deps: AppDeps, extra: RouteGroup[] = []): Hono {
+  const app = new Hono();
+  app.onError(errorHandler(deps.logger));
+  app.notFound(notFoundHandler);
+  app.use('*', httpMetrics(deps.metrics));
+  app.use('*', apiKeyAuth(deps.config.apiKey, (path) => OPEN_PATHS.has(path)));
+  app.route('/', healthRoutes(deps));
+  app.route('/', metricsRoutes(deps.metrics));
+  app.route('/', memoryRoutes(deps));
+  app.route('/', syncRoutes(deps));
+  for (const group of extra) app.route('/', group);
+  return app;
+}
+
+/** The worker role's small HTTP surface: health, readiness and /metrics only. */
+export function createOpsApp(deps: Pick<AppDeps, 'config' | 'probes' | 'metrics' | 'logger'>): Hono {
+  const app = new Hono();
+  app.onError(errorHandler(deps.logger));
+  app.notFound(notFoundHandler);
+  app.use('*', apiKeyAuth(deps.config.apiKey, (path) => OPEN_PATHS.has(path)));
+  app.route('/', healthRoutes(deps));
+  app.route('/', metricsRoutes(deps.metrics));
+  return app;
+}

@@ -1,0 +1,87 @@
+import type { Context } from 'hono';
+import { ApiError, badRequest } from '../errors.js';
+import { assertSafeJson } from '../memory/model.js';
+
+// Deeper than any valid request (metadata is capped at 32 levels inside a push envelope).
+export const MAX_JSON_DEPTH = 40;
+
+const utf8 = new TextDecoder('utf-8', { fatal: true, ignoreBOM: false });
+
+/**
+ * Reads the raw body with a hard byte cap (Content-Length checked first, then counted
+ * while streaming, so chunked uploads are cut off too). Returns the exact bytes, which
+ * signature checks need before any parsing.
+ */
+export async function readRawBody(c: Context, maxBytes: number): Promise<Uint8Array> {
+  const declared = c.req.header('content-length');
+  if (declared !== undefined) {
+    const n = Number(declared);
+    if (!Number.isSafeInteger(n) || n < 0) throw badRequest('INVALID_CONTENT_LENGTH', 'Content-Length is not a valid length');
+    if (n > maxBytes) throw tooLarge(maxBytes);
+  }
+  const body = c.req.raw.body;
+  if (!body) return new Uint8Array(0);
+  const reader = body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > maxBytes) {
+      await reader.cancel().catch(() => {});
+      throw tooLarge(maxBytes);
+    }
+    chunks.push(value);
+  }
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const ch of chunks) {
+    out.set(ch, off);
+    off += ch.byteLength;
+  }
+  return out;
+}
+
+const tooLarge = (max: number) => new ApiError(413, 'PAYLOAD_TOO_LARGE', `request body exceeds ${max} bytes`, { limit: max });
+
+/** Strict UTF-8 decode, nesting pre-scan (before JSON.parse allocates), parse, NUL/key checks. */
+export function parseJsonBytes(raw: Uint8Array): unknown {
+  if (raw.byteLength === 0) throw badRequest('EMPTY_BODY', 'request body is empty; expected JSON');
+  let text: string;
+  try {
+    text = utf8.decode(raw);
+  } catch {
+    throw badRequest('INVALID_UTF8', 'request body is not valid UTF-8');
+  }
+  if (exceedsDepth(text, MAX_JSON_DEPTH)) throw badRequest('NESTING_TOO_DEEP', `JSON nesting exceeds ${MAX_JSON_DEPTH} levels`);
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (err) {
+    throw badRequest('INVALID_JSON', `request body is not valid JSON: ${(err as Error).message.slice(0, 200)}`);
+  }
+  assertSafeJson(value);
+  return value;
+}
+
+export async function readJson(c: Context, maxBytes: number): Promise<unknown> {
+  return parseJsonBytes(await readRawBody(c, maxBytes));
+}
+
+/** Bracket depth outside string literals; a linear scan with no recursion. */
+export function exceedsDepth(text: string, max: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const ch = text.charCodeAt(i);
+    if (inString) {
+      if (ch === 92 /* \ */) i++;
+      else if (ch === 34 /* " */) inString = false;
+    } else if (ch === 34) inString = true;
+    else if (ch === 123 || ch === 91) {
+      if (++depth > max) return true;
+    } else if (ch === 125 || ch === 93) depth--;
+  }
+  return false;
+}

@@ -1,0 +1,45 @@
+import type { Config } from '../config.js';
+import type { Database } from '../db/client.js';
+import type { KeyRing } from '../federation/keys.js';
+import type { NonceStore } from '../federation/nonces.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import type { FeedPosition } from '../store/feed.js';
+
+/** Outcome of waiting for a write quorum (WIRE.md "Quorum writes"). */
+export type QuorumOutcome =
+  | { met: true; acks: number }
+  | { met: false; got: number; needed: number; reason: 'unreachable' | 'timeout' };
+
+
+/**
+ * What the API needs from replication, implemented in queues/ (the API never imports
+ * BullMQ): called after every local commit; enqueues delivery and waits for the quorum.
+ */
+export interface Replication {
+  afterCommit(position: FeedPosition | null): Promise<QuorumOutcome>;
+}
+
+export interface HealthProbe {
+  name: string;
+  check(): Promise<void>;
+}
+
+/** Inbound federation: who is enrolled, which nonces were seen, who just got in touch. */
+export interface FederationDeps {
+  keys: KeyRing;
+  nonces: NonceStore;
+  /** A peer made a verified request: it is up, so deliver to it now (DESIGN.md point 8). */
+  onPeerContact(peerId: string): void;
+}
+
+export interface AppDeps {
+  config: Config;
+  database: Database;
+  logger: Logger;
+  metrics: Metrics;
+  replication: Replication;
+  /** Readiness checks (Postgres, Redis); each must settle quickly. */
+  probes: HealthProbe[];
+  federation: FederationDeps;
+}

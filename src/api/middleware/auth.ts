@@ -1,0 +1,32 @@
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { MiddlewareHandler } from 'hono';
+import { ApiError } from '../../errors.js';
+
+const digest = (s: string) => createHash('sha256').update(s, 'utf8').digest();
+
+/** Constant-time comparison that does not leak the secret's length. */
+export function secretEquals(given: string, expected: string): boolean {
+  return timingSafeEqual(digest(given), digest(expected));
+}
+
+/** `API_KEY` enforcement: `x-api-key` (or `Authorization: Bearer`) on every route but `open` ones. */
+export function apiKeyAuth(apiKey: string, open: (path: string) => boolean): MiddlewareHandler {
+  return async (c, next) => {
+    if (!apiKey || open(c.req.path)) return next();
+    const bearer = c.req.header('authorization')?.match(/^Bearer\s+(.+)$/i)?.[1];
+    const given = c.req.header('x-api-key') ?? bearer;
+    if (given === undefined) throw new ApiError(401, 'API_KEY_MISSING', 'x-api-key header required');
+    if (!secretEquals(given, apiKey)) throw new ApiError(401, 'API_KEY_INVALID', 'invalid API key');
+    return next();
+  };
+}
+
+/** `ADMIN_TOKEN` bearer check for admin routes and Bull Board. */
+export function adminAuth(token: string): MiddlewareHandler {
+  return async (c, next) => {
+    const bearer = c.req.header('authorization')?.match(/^Bearer\s+(.+)$/i)?.[1];
+    if (bearer === undefined) throw new ApiError(401, 'ADMIN_TOKEN_MISSING', 'Authorization: Bearer <ADMIN_TOKEN> required');
+    if (!secretEquals(bearer, token)) throw new ApiError(403, 'ADMIN_TOKEN_INVALID', 'invalid admin token');
+    return next();
+  };
+}

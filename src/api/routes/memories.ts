@@ -1,0 +1,170 @@
+import { Hono, type Context } from 'hono';
+import { ApiError, ValidationError, badRequest, notFound } from '../../errors.js';
+import { applyUpdate, buildNewMemory } from '../../memory/input.js';
+import { isValidId, validateAgentId, validateNamespace, validateTier, type Memory } from '../../memory/model.js';
+import { nowMicros, normalizeTimestamp } from '../../memory/time.js';
+import type { FeedPosition } from '../../store/feed.js';
+import { deleteMemory, getMemory, insertMemories, listMemories, updateMemory } from '../../store/memories.js';
+import { readJson } from '../body.js';
+import type { AppDeps, QuorumOutcome } from '../deps.js';
+
+const BULK_MAX = 1000;
+const LIST_DEFAULT = 20;
+const LIST_MAX = 1000;
+const OFFSET_MAX = 1_000_000;
+
+function callerAgentId(c: Context): string | undefined {
+  const h = c.req.header('x-agent-id');
+  return h === undefined ? undefined : validateAgentId(h.trim(), 'X-Agent-Id');
+}
+
+function pathId(c: Context): string {
+  const id = c.req.param('id') ?? '';
+  if (!isValidId(id)) throw badRequest('INVALID_ID', 'memory id must be 1-128 bytes of [A-Za-z0-9_:.@-] without ".."');
+  return id;
+}
+
+function queryInt(c: Context, name: string, fallback: number, min: number, max: number, clampMax: boolean): number {
+  const raw = c.req.query(name);
+  if (raw === undefined || raw === '') return fallback;
+  if (!/^\d{1,10}$/.test(raw)) throw badRequest('INVALID_QUERY', `${name} must be a non-negative integer`, { field: name });
+  const n = Number(raw);
+  if (n < min) throw badRequest('INVALID_QUERY', `${name} must be at least ${min}`, { field: name });
+  if (n > max) {
+    if (clampMax) return max;
+    throw badRequest('INVALID_QUERY', `${name} must be at most ${max}`, { field: name });
+  }
+  return n;
+}
+
+function queryTimestamp(c: Context, name: string): string | undefined {
+  const raw = c.req.query(name);
+  if (raw === undefined || raw === '') return undefined;
+  const t = normalizeTimestamp(raw);
+  if (t === null) throw badRequest('INVALID_QUERY', `${name} must be an RFC 3339 timestamp`, { field: name });
+  return t;
+}
+
+/** `If-Match: 3`, `"3"` or `W/"3"`; anything else is a 400. */
+function ifMatchVersion(c: Context): number | undefined {
+  const raw = c.req.header('if-match');
+  if (raw === undefined) return undefined;
+  const m = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(raw);
+  if (!m) throw badRequest('INVALID_IF_MATCH', 'If-Match must be a memory version number');
+  return Number(m[1]);
+}
+
+/** 503 quorum_not_met exactly as WIRE.md fixes it (the commit stands). */
+function quorumFailure(c: Context, q: Extract<QuorumOutcome, { met: false }>) {
+  c.header('Retry-After', '2');
+  return c.json({ error: 'quorum_not_met', code: 'QUORUM_NOT_MET', got: q.got, needed: q.needed, reason: q.reason }, 503);
+}
+
+export function memoryRoutes(deps: AppDeps) {
+  const { database, config, replication, metrics } = deps;
+  const db = database.db;
+  const app = new Hono();
+
+  const replicate = (position: FeedPosition | null) => replication.afterCommit(position);
+
+  app.post('/api/v1/memories', async (c) => {
+    const agentId = callerAgentId(c);
+    const body = await readJson(c, config.limits.maxBodyBytes);
+    const memory = buildNewMemory(body, { agentId, nowMicros: nowMicros() });
+    const { created, position } = await insertMemories(db, [memory]);
+    if (created.length === 0) throw new ApiError(409, 'ID_CONFLICT', `memory ${memory.id} already exists`, { id: memory.id });
+    metrics.memoryWrites.inc({ op: 'create' });
+    const q = await replicate(position);
+    if (!q.met) return quorumFailure(c, q);
+    const m = created[0]!;
+    const res: Record<string, unknown> = { id: m.id, tier: m.tier, namespace: m.namespace, title: m.title, agent_id: m.metadata.agent_id };
+    if (q.acks > 1 || config.federation.peers.length > 0) res.quorum_acks = q.acks;
+    return c.json(res, 201);
+  });
+
+  app.post('/api/v1/memories/bulk', async (c) => {
+    const agentId = callerAgentId(c);
+    const body = await readJson(c, config.limits.maxBatchBodyBytes);
+    const items = Array.isArray(body) ? body : (body as { memories?: unknown })?.memories;
+    if (!Array.isArray(items)) throw badRequest('INVALID_BODY', 'expected a JSON array of memories (or {"memories": [...]})');
+    if (items.length > BULK_MAX) throw badRequest('BULK_TOO_LARGE', `bulk create is limited to ${BULK_MAX} memories per request`, { limit: BULK_MAX });
+    const errors: Array<{ index: number; code: string; error: string; id?: string }> = [];
+    const valid: Memory[] = [];
+    const seen = new Set<string>();
+    items.forEach((item, index) => {
+      try {
+        const m = buildNewMemory(item, { agentId, nowMicros: nowMicros() });
+        if (seen.has(m.id)) throw new ValidationError('id', `duplicate id ${m.id} in this request`, 'ID_CONFLICT');
+        seen.add(m.id);
+        valid.push(m);
+      } catch (err) {
+        if (!(err instanceof ApiError)) throw err;
+        errors.push({ index, code: err.code, error: err.message });
+      }
+    });
+    const { created, conflicts, position } = await insertMemories(db, valid);
+    for (const id of conflicts) errors.push({ index: valid.findIndex((m) => m.id === id), code: 'ID_CONFLICT', error: `memory ${id} already exists`, id });
+    metrics.memoryWrites.inc({ op: 'create' }, created.length);
+    // Bulk imports do not wait for a quorum: delivery is durable and proceeds in the background.
+    if (position) void replication.afterCommit(position).catch(() => {});
+    return c.json({ created: created.length, ids: created.map((m) => m.id), errors }, 200);
+  });
+
+  app.get('/api/v1/memories', async (c) => {
+    const namespace = c.req.query('namespace');
+    const tier = c.req.query('tier');
+    const tagsRaw = c.req.query('tags');
+    const tags = tagsRaw ? tagsRaw.split(',').map((t) => t.trim()).filter(Boolean) : undefined;
+    if (tags && (tags.length > 50 || tags.some((t) => Buffer.byteLength(t) > 128))) throw badRequest('INVALID_QUERY', 'tags: at most 50 tags of at most 128 bytes', { field: 'tags' });
+    const filters = {
+      namespace: namespace ? validateQuery('namespace', () => validateNamespace(namespace)) : undefined,
+      tier: tier ? validateQuery('tier', () => validateTier(tier)) : undefined,
+      tags,
+      since: queryTimestamp(c, 'since'),
+      until: queryTimestamp(c, 'until'),
+      limit: queryInt(c, 'limit', LIST_DEFAULT, 1, LIST_MAX, true),
+      offset: queryInt(c, 'offset', 0, 0, OFFSET_MAX, false),
+    };
+    const memories = await listMemories(db, filters);
+    return c.json({ memories, count: memories.length });
+  });
+
+  app.get('/api/v1/memories/:id', async (c) => {
+    const memory = await getMemory(db, pathId(c));
+    if (!memory) throw notFound('memory not found');
+    return c.json({ memory, links: [] });
+  });
+
+  app.put('/api/v1/memories/:id', async (c) => {
+    const id = pathId(c);
+    const expected = ifMatchVersion(c);
+    const body = await readJson(c, config.limits.maxBodyBytes);
+    const r = await updateMemory(db, id, (cur, floor) => applyUpdate(cur, body, { nowMicros: Math.max(nowMicros(), floor) }), expected);
+    if (r.kind === 'not_found') throw notFound('memory not found');
+    if (r.kind === 'version_conflict') throw new ApiError(409, 'VERSION_CONFLICT', `If-Match version ${expected} does not match current version ${r.current}`, { current_version: r.current });
+    metrics.memoryWrites.inc({ op: 'update' });
+    const q = await replicate(r.position);
+    if (!q.met) return quorumFailure(c, q);
+    return c.json({ memory: r.memory, ...(config.federation.peers.length > 0 ? { quorum_acks: q.acks } : {}) });
+  });
+
+  app.delete('/api/v1/memories/:id', async (c) => {
+    const r = await deleteMemory(db, pathId(c), nowMicros());
+    if (r.kind !== 'ok') throw notFound('memory not found');
+    metrics.memoryWrites.inc({ op: 'delete' });
+    const q = await replicate(r.position);
+    if (!q.met) return quorumFailure(c, q);
+    return c.json({ deleted: true, ...(config.federation.peers.length > 0 ? { quorum_acks: q.acks } : {}) });
+  });
+
+  return app;
+}
+
+function validateQuery<T>(field: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    if (err instanceof ValidationError) throw badRequest('INVALID_QUERY', err.message, { field });
+    throw err;
+  }
+}

@@ -1,0 +1,241 @@
+import os from 'node:os';
+import { z } from 'zod';
+
+/** A configured federation peer: its agent id and base URL. */
+export interface PeerConfig {
+  id: string;
+  url: string;
+}
+
+const AGENT_ID = /^[A-Za-z0-9_\-:@./]{1,128}$/;
+
+const bool = (fallback: boolean) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return fallback;
+      const s = v.trim().toLowerCase();
+      if (['1', 'true', 'yes', 'on'].includes(s)) return true;
+      if (['0', 'false', 'no', 'off'].includes(s)) return false;
+      ctx.addIssue({ code: 'custom', message: `expected true/false, got "${v}"` });
+      return z.NEVER;
+    });
+
+const int = (fallback: number, min: number, max: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v.trim() === '') return fallback;
+      const n = Number(v);
+      if (!Number.isInteger(n) || n < min || n > max) {
+        ctx.addIssue({ code: 'custom', message: `expected an integer in [${min}, ${max}], got "${v}"` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const str = (fallback: string) =>
+  z
+    .string()
+    .optional()
+    .transform((v) => (v === undefined || v === '' ? fallback : v));
+
+const url = (fallback: string, protocols: string[]) =>
+  str(fallback).superRefine((v, ctx) => {
+    try {
+      const u = new URL(v);
+      if (!protocols.includes(u.protocol)) ctx.addIssue({ code: 'custom', message: `expected ${protocols.join(' or ')} URL` });
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `not a URL: "${v}"` });
+    }
+  });
+
+/** `id=url,id=url` -> PeerConfig[]; a peer equal to NODE_ID is a config error. */
+const peers = z
+  .string()
+  .optional()
+  .transform((v, ctx) => {
+    const out: PeerConfig[] = [];
+    if (!v || v.trim() === '') return out;
+    for (const part of v.split(',').map((p) => p.trim()).filter(Boolean)) {
+      const eq = part.indexOf('=');
+      const id = eq > 0 ? part.slice(0, eq).trim() : '';
+      const base = eq > 0 ? part.slice(eq + 1).trim().replace(/\/+$/, '') : '';
+      if (!AGENT_ID.test(id)) {
+        ctx.addIssue({ code: 'custom', message: `bad peer entry "${part}": expected id=url with id of [A-Za-z0-9_-:@./]` });
+        continue;
+      }
+      try {
+        const u = new URL(base);
+        if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
+      } catch {
+        ctx.addIssue({ code: 'custom', message: `bad peer URL in "${part}"` });
+        continue;
+      }
+      if (out.some((p) => p.id === id)) {
+        ctx.addIssue({ code: 'custom', message: `peer "${id}" listed twice` });
+        continue;
+      }
+      out.push({ id, url: base });
+    }
+    return out;
+  });
+
+const schema = z.object({
+  NODE_ID: str(`host:${os.hostname()}`).refine((v) => AGENT_ID.test(v), 'expected 1-128 chars of [A-Za-z0-9_-:@./]'),
+  HTTP_HOST: str('127.0.0.1'),
+  HTTP_PORT: int(9077, 0, 65535),
+  WORKER_HTTP_PORT: int(9177, 0, 65535),
+  DATABASE_URL: url('postgres://postgres@127.0.0.1:5432/memfed', ['postgres:', 'postgresql:']),
+  DATABASE_POOL_MAX: int(10, 1, 200),
+  REDIS_URL: url('redis://127.0.0.1:6379', ['redis:', 'rediss:']),
+  QUEUE_PREFIX: str('memfed').refine((v) => /^[A-Za-z0-9_\-.]{1,64}$/.test(v), 'expected 1-64 chars of [A-Za-z0-9_-.]'),
+  FED_PEERS: peers,
+  FED_QUORUM_W: int(1, 0, 64),
+  FED_ACK_TIMEOUT_MS: int(2000, 1, 600_000),
+  FED_KEY_DIR: str('./data/keys'),
+  FED_REQUIRE_SIG: bool(true),
+  FED_CLOCK_SKEW_MS: int(300_000, 1_000, 3_600_000),
+  FED_REQUEST_TIMEOUT_MS: int(10_000, 100, 120_000),
+  API_KEY: str(''),
+  ADMIN_TOKEN: str(''),
+  PUSH_CONCURRENCY: int(8, 1, 256),
+  DLQ_CONCURRENCY: int(1, 1, 64),
+  CATCHUP_CONCURRENCY: int(2, 1, 64),
+  PUSH_BATCH_MAX: int(500, 1, 1000),
+  PUSH_BATCH_MAX_BYTES: int(8 * 1024 * 1024, 64 * 1024, 32 * 1024 * 1024),
+  RECONCILE_INTERVAL_MS: int(5_000, 100, 3_600_000),
+  CATCHUP_INTERVAL_MS: int(30_000, 100, 86_400_000),
+  DLQ_REPLAY_INTERVAL_MS: int(30_000, 100, 86_400_000),
+  DLQ_MAX_REPLAY_ATTEMPTS: int(100, 1, 1_000_000),
+  DLQ_REPLAY_MAX_BATCH: int(2048, 64, 100_000),
+  WORKER_QUEUES: str('push,dlq,catchup,audit'),
+  SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
+  MAX_BODY_BYTES: int(512 * 1024, 16 * 1024, 64 * 1024 * 1024),
+  MAX_BATCH_BODY_BYTES: int(48 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional().default('info'),
+});
+
+type Raw = z.infer<typeof schema>;
+
+export interface Config {
+  nodeId: string;
+  http: { host: string; port: number };
+  workerHttpPort: number;
+  databaseUrl: string;
+  databasePoolMax: number;
+  redisUrl: string;
+  queuePrefix: string;
+  federation: {
+    peers: PeerConfig[];
+    /** Acks needed including the local commit, clamped to [1, 1 + peers]. */
+    quorumW: number;
+    ackTimeoutMs: number;
+    keyDir: string;
+    requireSig: boolean;
+    clockSkewMs: number;
+    requestTimeoutMs: number;
+  };
+  apiKey: string;
+  adminToken: string;
+  concurrency: { push: number; dlq: number; catchup: number };
+  push: { batchMax: number; batchMaxBytes: number; reconcileIntervalMs: number };
+  catchup: { intervalMs: number };
+  dlq: { replayIntervalMs: number; maxReplayAttempts: number; replayMaxBatch: number };
+  workerQueues: string[];
+  shutdownGraceMs: number;
+  limits: { maxBodyBytes: number; maxBatchBodyBytes: number };
+  logLevel: Raw['LOG_LEVEL'];
+}
+
+export class ConfigError extends Error {
+  constructor(public readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+const KNOWN_QUEUES = ['push', 'dlq', 'catchup', 'audit'];
+
+/** Reads and validates configuration; throws ConfigError listing every bad variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const parsed = schema.safeParse(env);
+  if (!parsed.success) {
+    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
+  }
+  const r = parsed.data;
+  const problems: string[] = [];
+  const workerQueues = r.WORKER_QUEUES.split(',').map((q) => q.trim()).filter(Boolean);
+  for (const q of workerQueues) if (!KNOWN_QUEUES.includes(q)) problems.push(`WORKER_QUEUES: unknown queue "${q}" (known: ${KNOWN_QUEUES.join(', ')})`);
+  if (r.FED_PEERS.some((p) => p.id === r.NODE_ID)) problems.push('FED_PEERS: lists this node itself (NODE_ID)');
+  // The outbound timeout must stay below the BullMQ lock so a slow peer never makes a job stall.
+  if (r.FED_REQUEST_TIMEOUT_MS >= 30_000) problems.push('FED_REQUEST_TIMEOUT_MS: must be below the 30000 ms job lock');
+  if (problems.length) throw new ConfigError(problems);
+  const n = 1 + r.FED_PEERS.length;
+  return {
+    nodeId: r.NODE_ID,
+    http: { host: r.HTTP_HOST, port: r.HTTP_PORT },
+    workerHttpPort: r.WORKER_HTTP_PORT,
+    databaseUrl: r.DATABASE_URL,
+    databasePoolMax: r.DATABASE_POOL_MAX,
+    redisUrl: r.REDIS_URL,
+    queuePrefix: r.QUEUE_PREFIX,
+    federation: {
+      peers: r.FED_PEERS,
+      quorumW: Math.min(Math.max(r.FED_QUORUM_W, 1), n),
+      ackTimeoutMs: r.FED_ACK_TIMEOUT_MS,
+      keyDir: r.FED_KEY_DIR,
+      requireSig: r.FED_REQUIRE_SIG,
+      clockSkewMs: r.FED_CLOCK_SKEW_MS,
+      requestTimeoutMs: r.FED_REQUEST_TIMEOUT_MS,
+    },
+    apiKey: r.API_KEY,
+    adminToken: r.ADMIN_TOKEN,
+    concurrency: { push: r.PUSH_CONCURRENCY, dlq: r.DLQ_CONCURRENCY, catchup: r.CATCHUP_CONCURRENCY },
+    push: { batchMax: r.PUSH_BATCH_MAX, batchMaxBytes: r.PUSH_BATCH_MAX_BYTES, reconcileIntervalMs: r.RECONCILE_INTERVAL_MS },
+    catchup: { intervalMs: r.CATCHUP_INTERVAL_MS },
+    dlq: { replayIntervalMs: r.DLQ_REPLAY_INTERVAL_MS, maxReplayAttempts: r.DLQ_MAX_REPLAY_ATTEMPTS, replayMaxBatch: r.DLQ_REPLAY_MAX_BATCH },
+    workerQueues,
+    shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
+    limits: { maxBodyBytes: r.MAX_BODY_BYTES, maxBatchBodyBytes: r.MAX_BATCH_BODY_BYTES },
+    logLevel: r.LOG_LEVEL,
+  };
+}
+
+/** Whether federation is on (WIRE.md: W >= 1 and at least one peer). */
+export function federationEnabled(config: Config): boolean {
+  return config.federation.peers.length > 0;
+}
+
+/** The variables and their effective values, secrets masked, for the startup log. */
+export function describeConfig(config: Config): Record<string, unknown> {
+  return {
+    nodeId: config.nodeId,
+    http: config.http,
+    workerHttpPort: config.workerHttpPort,
+    database: redactUrl(config.databaseUrl),
+    redis: redactUrl(config.redisUrl),
+    queuePrefix: config.queuePrefix,
+    peers: config.federation.peers.map((p) => p.id),
+    quorumW: config.federation.quorumW,
+    concurrency: config.concurrency,
+    push: config.push,
+    catchup: config.catchup,
+    dlq: config.dlq,
+    workerQueues: config.workerQueues,
+    apiKey: config.apiKey ? 'set' : 'unset',
+    adminToken: config.adminToken ? 'set' : 'unset',
+  };
+}
+
+function redactUrl(u: string): string {
+  try {
+    const url = new URL(u);
+    if (url.password) url.password = '***';
+    return url.toString();
+  } catch {
+    return '<invalid>';
+  }
+}

@@ -1,0 +1,25 @@
+import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
+import postgres from 'postgres';
+import * as schema from './schema.js';
+
+export type Db = PostgresJsDatabase<typeof schema>;
+export type Sql = postgres.Sql;
+
+export interface Database {
+  sql: Sql;
+  db: Db;
+  close(): Promise<void>;
+}
+
+/** One pool per process; sessions run in UTC so timestamps render predictably. */
+export function createDatabase(url: string, opts: { max?: number; onnotice?: (n: unknown) => void } = {}): Database {
+  const sql = postgres(url, {
+    max: opts.max ?? 10,
+    connection: { TimeZone: 'UTC', application_name: 'memfed' },
+    onnotice: opts.onnotice ?? (() => {}),
+    idle_timeout: 30,
+    connect_timeout: 10,
+  });
+  const db = drizzle(sql, { schema });
+  return { sql, db, close: () => sql.end({ timeout: 5 }) };
+}

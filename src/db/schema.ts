@@ -1,0 +1,100 @@
+import { sql } from 'drizzle-orm';
+import { bigint, bigserial, customType, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+
+/** Postgres xid8 (64-bit transaction id), carried as a decimal string. */
+const xid8 = customType<{ data: string; driverData: string }>({ dataType: () => 'xid8' });
+
+const ts = (name: string) => timestamp(name, { withTimezone: true, precision: 6, mode: 'string' });
+
+/**
+ * One row per memory id, live or tombstoned. `doc` is the wire object exactly as served
+ * (unknown keys included); the other columns are derived from it for filtering and LWW.
+ */
+export const memories = pgTable(
+  'memories',
+  {
+    id: text('id').primaryKey(),
+    namespace: text('namespace').notNull(),
+    tier: text('tier').notNull(),
+    title: text('title').notNull(),
+    agentId: text('agent_id'),
+    tags: text('tags').array().notNull(),
+    createdAt: ts('created_at').notNull(),
+    updatedAt: ts('updated_at').notNull(),
+    expiresAt: ts('expires_at'),
+    /** Set when the memory is a tombstone; LWW time of a tombstone. */
+    deletedAt: ts('deleted_at'),
+    version: integer('version').notNull(),
+    /** SHA-256 of the canonical doc: the deterministic LWW tie-break. */
+    digest: text('digest').notNull(),
+    doc: jsonb('doc').notNull(),
+  },
+  (t) => [
+    index('memories_namespace_updated_idx').on(t.namespace, t.updatedAt),
+    index('memories_updated_idx').on(t.updatedAt, t.id),
+    index('memories_created_idx').on(t.createdAt),
+    index('memories_tags_idx').using('gin', t.tags),
+  ],
+);
+
+/**
+ * The local change feed: one row per committed change, written in the same transaction.
+ * Readers order by (txid, seq) and only read below the snapshot xmin, so no change can
+ * ever commit behind a position already handed out (DESIGN.md point 4).
+ */
+export const changeFeed = pgTable(
+  'change_feed',
+  {
+    seq: bigserial('seq', { mode: 'bigint' }).primaryKey(),
+    txid: xid8('txid').notNull().default(sql`pg_current_xact_id()`),
+    memoryId: text('memory_id').notNull(),
+    op: text('op').notNull(),
+    /** Peer the change was applied from (null = local write); never pushed back to it. */
+    originPeer: text('origin_peer'),
+    committedAt: ts('committed_at').notNull().default(sql`now()`),
+  },
+  (t) => [index('change_feed_pos_idx').on(t.txid, t.seq)],
+);
+
+/** Per-peer delivery cursor into the change feed: the durable intent to deliver. */
+export const peerCursors = pgTable('peer_cursors', {
+  peerId: text('peer_id').primaryKey(),
+  txid: xid8('txid').notNull().default(sql`'0'::xid8`),
+  seq: bigint('seq', { mode: 'bigint' }).notNull().default(sql`0`),
+  lastAckAt: ts('last_ack_at'),
+  lastError: text('last_error'),
+  lastErrorClass: text('last_error_class'),
+  /** The reconciler leaves a peer alone until then (set after an unenrolled refusal). */
+  retryAt: ts('retry_at'),
+  updatedAt: ts('updated_at').notNull().default(sql`now()`),
+});
+
+/**
+ * Rows a peer refused permanently. At most one pending row per (peer, memory); replay
+ * takes pending rows oldest first; quarantined rows are kept until an operator acts.
+ */
+export const pushDlq = pgTable(
+  'federation_push_dlq',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    peerId: text('peer_id').notNull(),
+    memoryId: text('memory_id').notNull(),
+    op: text('op').notNull(),
+    /** The row as it was refused (memory doc or tombstone). */
+    payload: jsonb('payload').notNull(),
+    status: text('status').notNull().default('pending'),
+    failureClass: text('failure_class').notNull(),
+    lastError: text('last_error').notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    createdAt: ts('created_at').notNull().default(sql`now()`),
+    updatedAt: ts('updated_at').notNull().default(sql`now()`),
+    lastAttemptAt: ts('last_attempt_at'),
+    quarantinedAt: ts('quarantined_at'),
+    resolvedAt: ts('resolved_at'),
+  },
+  (t) => [
+    uniqueIndex('federation_push_dlq_pending_uq').on(t.peerId, t.memoryId).where(sql`status = 'pending'`),
+    index('federation_push_dlq_take_idx').on(t.createdAt, t.id).where(sql`status = 'pending'`),
+    index('federation_push_dlq_peer_status_idx').on(t.peerId, t.status),
+  ],
+);

@@ -1,0 +1,120 @@
+import type { KeyObject } from 'node:crypto';
+import type { PeerConfig } from '../config.js';
+import { getSigningBytes, newNonce, postSigningBytes, signatureHeader } from './signing.js';
+import type { PushResponse } from './wire.js';
+
+/** How a failed peer request is handled (DESIGN.md point 6). */
+export type FailureClass = 'transient' | 'throttle' | 'unenrolled' | 'permanent';
+
+export class PeerRequestError extends Error {
+  constructor(
+    readonly failureClass: FailureClass,
+    message: string,
+    readonly status?: number,
+    readonly retryAfterMs?: number,
+  ) {
+    // The class leads the message so a failed job in Bull Board reads at a glance.
+    super(`[${failureClass}] ${message}`);
+    this.name = 'PeerRequestError';
+  }
+}
+
+export function classifyStatus(status: number): FailureClass {
+  if (status === 429) return 'throttle';
+  if (status === 401 || status === 403) return 'unenrolled';
+  if (status === 400 || status === 413 || status === 422) return 'permanent';
+  // 5xx, 408, 404 (a peer mid-deploy or a URL typo being fixed) and the rest: try again.
+  return 'transient';
+}
+
+/** `Retry-After` as seconds or an HTTP date, capped at 10 minutes. */
+export function parseRetryAfter(value: string | null, nowMs = Date.now()): number | undefined {
+  if (!value) return undefined;
+  const s = value.trim();
+  let ms: number;
+  if (/^\d{1,9}$/.test(s)) ms = Number(s) * 1000;
+  else {
+    const t = Date.parse(s);
+    if (Number.isNaN(t)) return undefined;
+    ms = t - nowMs;
+  }
+  return Math.min(Math.max(ms, 0), 600_000);
+}
+
+export interface PeerClientOptions {
+  selfId: string;
+  signingKey: KeyObject | null;
+  apiKey: string;
+  timeoutMs: number;
+}
+
+const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
+
+/** Signed outbound federation requests. No BullMQ here: callers map errors to retries. */
+export class PeerClient {
+  constructor(private readonly opts: PeerClientOptions) {}
+
+  private headers(signed: Uint8Array, nonce: string): Record<string, string> {
+    const h: Record<string, string> = { 'x-peer-id': this.opts.selfId, 'x-memory-nonce': nonce };
+    if (this.opts.signingKey) h['x-memory-sig'] = signatureHeader(this.opts.signingKey, signed);
+    if (this.opts.apiKey) h['x-api-key'] = this.opts.apiKey;
+    return h;
+  }
+
+  async push(peer: PeerConfig, body: unknown): Promise<PushResponse> {
+    const raw = Buffer.from(JSON.stringify(body), 'utf8');
+    const nonce = newNonce();
+    const headers = { ...this.headers(postSigningBytes(raw, nonce), nonce), 'content-type': 'application/json' };
+    return (await this.request(peer, 'POST', '/api/v1/sync/push', '', headers, raw)) as PushResponse;
+  }
+
+  /** Signed GET of the peer's change feed (`cursor` for memfed peers, `since` for ai-memory). */
+  async since(peer: PeerConfig, params: Record<string, string>): Promise<unknown> {
+    const query = new URLSearchParams({ ...params, peer: this.opts.selfId }).toString();
+    const path = '/api/v1/sync/since';
+    const nonce = newNonce();
+    return this.request(peer, 'GET', path, query, this.headers(getSigningBytes(path, query, nonce), nonce));
+  }
+
+  private async request(peer: PeerConfig, method: 'GET' | 'POST', path: string, query: string, headers: Record<string, string>, body?: Buffer): Promise<unknown> {
+    const url = `${peer.url}${path}${query ? `?${query}` : ''}`;
+    let res: Response;
+    try {
+      res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(this.opts.timeoutMs), redirect: 'manual' });
+    } catch (err) {
+      const e = err as Error & { cause?: { code?: string } };
+      const what = e.name === 'TimeoutError' ? `timeout after ${this.opts.timeoutMs} ms` : (e.cause?.code ?? e.message);
+      throw new PeerRequestError('transient', `${method} ${path} to ${peer.id}: ${what}`);
+    }
+    const text = await readLimited(res, MAX_RESPONSE_BYTES).catch((err: Error) => {
+      throw new PeerRequestError('transient', `${method} ${path} to ${peer.id}: reading response: ${err.message}`, res.status);
+    });
+    if (!res.ok) {
+      const cls = classifyStatus(res.status);
+      throw new PeerRequestError(cls, `${method} ${path} to ${peer.id}: HTTP ${res.status} ${text.slice(0, 300)}`, res.status, parseRetryAfter(res.headers.get('retry-after')));
+    }
+    try {
+      return JSON.parse(text) as unknown;
+    } catch {
+      throw new PeerRequestError('transient', `${method} ${path} to ${peer.id}: response is not JSON`, res.status);
+    }
+  }
+}
+
+async function readLimited(res: Response, max: number): Promise<string> {
+  if (!res.body) return '';
+  const reader = res.body.getReader();
+  const chunks: Uint8Array[] = [];
+  let total = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    total += value.byteLength;
+    if (total > max) {
+      await reader.cancel().catch(() => {});
+      throw new Error(`response exceeds ${max} bytes`);
+    }
+    chunks.push(value);
+  }
+  return Buffer.concat(chunks).toString('utf8');
+}

@@ -1,0 +1,70 @@
+import type { KeyObject } from 'node:crypto';
+import { classifyNonce, parseSignatureHeader, verifySignature } from './signing.js';
+import type { NonceStore } from './nonces.js';
+import type { KeyRing } from './keys.js';
+
+export type RefusalTag =
+  | 'x_memory_sig_missing'
+  | 'x_memory_sig_malformed'
+  | 'x_memory_sig_unknown_algorithm'
+  | 'x_memory_sig_bad_signature'
+  | 'x_memory_sig_no_enrolled_key'
+  | 'x_memory_nonce_missing'
+  | 'x_memory_nonce_malformed'
+  | 'x_memory_nonce_replay'
+  | 'x_memory_nonce_expired'
+  | 'peer_not_enrolled'
+  | 'peer_id_header_missing'
+  | 'peer_id_invalid';
+
+export type InboundResult =
+  | { ok: true; peerId: string; signed: boolean }
+  | { ok: false; status: 401 | 403; tag: RefusalTag; peerId?: string };
+
+export interface InboundRequest {
+  peerId: string | undefined;
+  signature: string | undefined;
+  nonce: string | undefined;
+  /** The exact bytes the sender signed (built from the raw request). */
+  signedBytes: (nonce: string | undefined) => Uint8Array;
+}
+
+export interface InboundPolicy {
+  keys: KeyRing;
+  nonces: NonceStore;
+  requireSig: boolean;
+  clockSkewMs: number;
+  now?: () => number;
+}
+
+const PEER_ID = /^[A-Za-z0-9_\-:@./]{1,128}$/;
+
+/**
+ * The WIRE.md signature matrix. The signature is verified before any state is touched:
+ * a request that fails verification never reaches the nonce store, so a flood of bad
+ * signatures cannot grow it.
+ */
+export async function verifyInbound(req: InboundRequest, policy: InboundPolicy): Promise<InboundResult> {
+  const peerId = req.peerId?.trim();
+  if (!peerId) return { ok: false, status: 403, tag: 'peer_id_header_missing' };
+  if (!PEER_ID.test(peerId)) return { ok: false, status: 403, tag: 'peer_id_invalid' };
+  const key: KeyObject | null = await policy.keys.peerKey(peerId);
+  if (req.signature === undefined) {
+    if (key) return { ok: false, status: 401, tag: 'x_memory_sig_missing', peerId };
+    if (policy.requireSig) return { ok: false, status: 401, tag: 'peer_not_enrolled', peerId };
+    return { ok: true, peerId, signed: false };
+  }
+  const parsed = parseSignatureHeader(req.signature);
+  if (!parsed.ok) return { ok: false, status: 401, tag: parsed.tag, peerId };
+  if (!key) return { ok: false, status: 401, tag: 'x_memory_sig_no_enrolled_key', peerId };
+  if (req.nonce === undefined || req.nonce === '') return { ok: false, status: 401, tag: 'x_memory_nonce_missing', peerId };
+  const form = classifyNonce(req.nonce);
+  if (form.kind === 'malformed') return { ok: false, status: 401, tag: 'x_memory_nonce_malformed', peerId };
+  if (!verifySignature(key, req.signedBytes(req.nonce), parsed.signature)) return { ok: false, status: 401, tag: 'x_memory_sig_bad_signature', peerId };
+  if (form.kind === 'memfed') {
+    const now = (policy.now ?? Date.now)();
+    if (Math.abs(now - form.issuedAtMs) > policy.clockSkewMs) return { ok: false, status: 401, tag: 'x_memory_nonce_expired', peerId };
+  }
+  if (!(await policy.nonces.claim(peerId, req.nonce, form.kind))) return { ok: false, status: 401, tag: 'x_memory_nonce_replay', peerId };
+  return { ok: true, peerId, signed: true };
+}

@@ -1,0 +1,107 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import type { KeyObject } from 'node:crypto';
+import * as ed from '@noble/ed25519';
+import { privateKeyObject, publicKeyObject } from './signing.js';
+
+/** Key files are `<id>.priv` / `<id>.pub`, raw 32 bytes (upstream layout). */
+export function keyFileBase(dir: string, id: string): string {
+  if (id.includes('/') || id.includes('\\') || id === '.' || id === '..' || id.includes('\u0000')) throw new Error(`agent id "${id}" cannot name a key file`);
+  return path.join(dir, id);
+}
+
+export async function generateKeyFiles(dir: string, id: string, opts: { overwrite?: boolean } = {}): Promise<{ privPath: string; pubPath: string; publicKeyHex: string }> {
+  const base = keyFileBase(dir, id);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  if (!opts.overwrite && (await exists(`${base}.priv`))) throw new Error(`${base}.priv exists; refusing to overwrite (pass --force)`);
+  const priv = randomBytes(32);
+  const pub = await ed.getPublicKeyAsync(priv);
+  // 'wx' unless overwriting: two processes generating at once never swap keys under each other.
+  await writeFile(`${base}.priv`, priv, { mode: 0o600, flag: opts.overwrite ? 'w' : 'wx' });
+  await writeFile(`${base}.pub`, pub, { mode: 0o644 });
+  return { privPath: `${base}.priv`, pubPath: `${base}.pub`, publicKeyHex: Buffer.from(pub).toString('hex') };
+}
+
+async function exists(p: string): Promise<boolean> {
+  try {
+    await stat(p);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+async function readKey(file: string): Promise<Buffer | null> {
+  try {
+    const b = await readFile(file);
+    if (b.byteLength !== 32) throw new Error(`${file}: expected 32 raw bytes, found ${b.byteLength}`);
+    return b;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+/**
+ * This node's signing key and its peers' enrolled public keys, read from the key dir.
+ * Peer keys are re-read when a file is missing or changed (enrolment = copying a .pub
+ * file; no restart needed), with a short negative cache so floods cannot hammer the disk.
+ */
+export class KeyRing {
+  private peers = new Map<string, { key: KeyObject | null; checkedAt: number; mtimeMs: number }>();
+
+  private constructor(
+    readonly dir: string,
+    readonly selfId: string,
+    readonly signingKey: KeyObject | null,
+    readonly selfPublicKey: Uint8Array | null,
+  ) {}
+
+  static async load(dir: string, selfId: string): Promise<KeyRing> {
+    const priv = await readKey(`${keyFileBase(dir, selfId)}.priv`);
+    const pub = priv ? await ed.getPublicKeyAsync(priv) : null;
+    return new KeyRing(dir, selfId, priv ? privateKeyObject(priv) : null, pub);
+  }
+
+  async peerKey(peerId: string): Promise<KeyObject | null> {
+    let base: string;
+    try {
+      base = keyFileBase(this.dir, peerId);
+    } catch {
+      return null;
+    }
+    const now = Date.now();
+    const cached = this.peers.get(peerId);
+    if (cached && now - cached.checkedAt < 2000) return cached.key;
+    const file = `${base}.pub`;
+    let mtimeMs = -1;
+    try {
+      mtimeMs = (await stat(file)).mtimeMs;
+    } catch {
+      /* not enrolled */
+    }
+    if (cached && cached.mtimeMs === mtimeMs) {
+      cached.checkedAt = now;
+      return cached.key;
+    }
+    const raw = mtimeMs >= 0 ? await readKey(file).catch(() => null) : null;
+    const key = raw ? publicKeyObject(raw) : null;
+    if (this.peers.size > 10_000) this.peers.clear();
+    this.peers.set(peerId, { key, checkedAt: now, mtimeMs });
+    return key;
+  }
+}
+
+/** Loads this node's key pair, generating one on first start (like an SSH host key). */
+export async function ensureOwnKey(dir: string, id: string): Promise<{ generated: boolean; pubPath: string }> {
+  const base = keyFileBase(dir, id);
+  if (await exists(`${base}.priv`)) return { generated: false, pubPath: `${base}.pub` };
+  try {
+    const r = await generateKeyFiles(dir, id);
+    return { generated: true, pubPath: r.pubPath };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { generated: false, pubPath: `${base}.pub` };
+    throw err;
+  }
+}

@@ -1,0 +1,148 @@
+import type { PeerConfig } from '../config.js';
+import type { Db } from '../db/client.js';
+import type { Logger } from '../logger.js';
+import type { Memory } from '../memory/model.js';
+import type { Metrics } from '../metrics.js';
+import { advanceCursor, getCursor } from '../store/cursors.js';
+import { deadLetter, type DeadLetter } from '../store/dlq.js';
+import { readFeed, type FeedPosition } from '../store/feed.js';
+import { loadStored, type Tombstone } from '../store/replica.js';
+import { PeerRequestError, type PeerClient } from './client.js';
+import { buildPushBody, type PushResponse } from './wire.js';
+
+export interface PusherDeps {
+  db: Db;
+  client: PeerClient;
+  selfId: string;
+  batchMax: number;
+  batchMaxBytes: number;
+  logger: Logger;
+  metrics: Metrics;
+  /** Tells quorum waiters that the peer now holds everything up to `position`. */
+  publishAck(peerId: string, position: FeedPosition): Promise<void>;
+}
+
+type Item = { kind: 'memory'; memory: Memory; bytes: number } | { kind: 'tombstone'; tombstone: Tombstone; bytes: number };
+
+const itemId = (i: Item) => (i.kind === 'memory' ? i.memory.id : i.tombstone.id);
+
+export interface PushRunResult {
+  batches: number;
+  rows: number;
+  deadLettered: number;
+  caughtUp: boolean;
+}
+
+/**
+ * Sends the peer every change after its cursor, in order, in signed batches of up to
+ * `batchMax` rows (and `batchMaxBytes`), advancing the cursor only on the peer's ack.
+ * Rows the peer refuses go to the DLQ and the cursor moves past them; transient,
+ * throttle and unenrolled failures throw PeerRequestError with the cursor untouched.
+ */
+export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: number): Promise<PushRunResult> {
+  const started = Date.now();
+  const out: PushRunResult = { batches: 0, rows: 0, deadLettered: 0, caughtUp: false };
+  for (;;) {
+    const cursor = await getCursor(deps.db, peer.id);
+    const entries = await readFeed(deps.db, cursor, deps.batchMax);
+    if (entries.length === 0) {
+      out.caughtUp = true;
+      return out;
+    }
+    // Latest state per id: a memory changed five times since the cursor is sent once.
+    const ids = [...new Set(entries.filter((e) => e.originPeer !== peer.id).map((e) => e.memoryId))];
+    const stored = await loadStored(deps.db, ids);
+    const items: Item[] = [];
+    let bytes = 0;
+    let last = entries[entries.length - 1]!;
+    const included = new Set<string>();
+    for (const e of entries) {
+      if (e.originPeer !== peer.id && !included.has(e.memoryId)) {
+        const s = stored.get(e.memoryId);
+        if (s) {
+          const item: Item = s.deletedAt === null
+            ? { kind: 'memory', memory: s.memory, bytes: Buffer.byteLength(JSON.stringify(s.memory)) }
+            : { kind: 'tombstone', tombstone: { id: s.memory.id, deleted_at: s.deletedAt }, bytes: 100 };
+          if (items.length > 0 && bytes + item.bytes > deps.batchMaxBytes) break;
+          items.push(item);
+          included.add(e.memoryId);
+          bytes += item.bytes;
+        }
+      }
+      last = e;
+    }
+    if (items.length > 0) {
+      const dead = await sendIsolating(deps, peer, items);
+      if (dead.length > 0) await deadLetter(deps.db, dead);
+      out.deadLettered += dead.length;
+      out.rows += items.length - dead.length;
+      out.batches++;
+      deps.metrics.pushedRows.inc({ peer: peer.id }, items.length - dead.length);
+    }
+    await advanceCursor(deps.db, peer.id, last);
+    await deps.publishAck(peer.id, last).catch((err) => deps.logger.warn({ err, peer: peer.id }, 'ack publish failed'));
+    if (entries.length < deps.batchMax && last === entries[entries.length - 1]) {
+      out.caughtUp = true;
+      return out;
+    }
+    if (Date.now() - started > budgetMs) return out;
+  }
+}
+
+/**
+ * Sends items; a batch refused as a whole (400/413/422, or an upstream `skipped` count
+ * without per-row results) is split in halves until the culprits stand alone, so one
+ * poison row never holds back the rest. Returns the rows to dead-letter.
+ */
+async function sendIsolating(deps: PusherDeps, peer: PeerConfig, items: Item[]): Promise<DeadLetter[]> {
+  const letter = (i: Item, failureClass: string, error: string): DeadLetter => ({
+    peerId: peer.id,
+    memoryId: itemId(i),
+    op: i.kind === 'memory' ? 'upsert' : 'delete',
+    payload: i.kind === 'memory' ? i.memory : i.tombstone,
+    failureClass,
+    error,
+  });
+  let res: PushResponse;
+  try {
+    res = await deps.client.push(
+      peer,
+      buildPushBody({
+        sender: deps.selfId,
+        recipient: peer.id,
+        memories: items.flatMap((i) => (i.kind === 'memory' ? [i.memory] : [])),
+        tombstones: items.flatMap((i) => (i.kind === 'tombstone' ? [i.tombstone] : [])),
+      }),
+    );
+    deps.metrics.pushOutcomes.inc({ peer: peer.id, class: 'ok' });
+  } catch (err) {
+    if (!(err instanceof PeerRequestError)) throw err;
+    deps.metrics.pushOutcomes.inc({ peer: peer.id, class: err.failureClass });
+    if (err.failureClass !== 'permanent') throw err;
+    if (items.length === 1) return [letter(items[0]!, 'permanent', err.message)];
+    return splitAndSend(deps, peer, items);
+  }
+  if (Array.isArray(res.results)) {
+    const byId = new Map(res.results.filter((r) => r && typeof r.id === 'string').map((r) => [r.id, r]));
+    const dead: DeadLetter[] = [];
+    for (const i of items) {
+      const r = byId.get(itemId(i));
+      if (!r) dead.push(letter(i, 'id_drift', 'peer reported no result for this id'));
+      else if (r.status === 'skipped') dead.push(letter(i, 'skipped', r.reason ?? 'skipped by peer'));
+    }
+    return dead;
+  }
+  // Upstream receivers report only counters: a skipped row must be found by splitting.
+  if (typeof res.skipped === 'number' && res.skipped > 0) {
+    if (items.length === 1) return [letter(items[0]!, 'skipped', 'peer reported skipped')];
+    return splitAndSend(deps, peer, items);
+  }
+  return [];
+}
+
+async function splitAndSend(deps: PusherDeps, peer: PeerConfig, items: Item[]): Promise<DeadLetter[]> {
+  const mid = Math.ceil(items.length / 2);
+  const left = await sendIsolating(deps, peer, items.slice(0, mid));
+  const right = await sendIsolating(deps, peer, items.slice(mid));
+  return [...left, ...right];
+}

@@ -1,0 +1,97 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * Every metric memfed exposes is defined here, on a registry per process (so several
+ * in-process nodes in tests never collide). Labels are bounded: peer ids come from
+ * config, outcome classes and routes from fixed sets.
+ */
+export function createMetrics(opts: { nodeId: string; role: string; defaultMetrics?: boolean }) {
+  const registry = new Registry();
+  registry.setDefaultLabels({ node: opts.nodeId, role: opts.role });
+  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'memfed_' });
+
+  const m = {
+    registry,
+    httpRequestDuration: new Histogram({
+      name: 'memfed_http_request_duration_seconds',
+      help: 'HTTP request duration by route pattern, method and status class',
+      labelNames: ['method', 'route', 'status'] as const,
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    memoryWrites: new Counter({
+      name: 'memfed_memory_writes_total',
+      help: 'Committed local memory writes by operation',
+      labelNames: ['op'] as const,
+      registers: [registry],
+    }),
+    enqueueFailures: new Counter({
+      name: 'memfed_enqueue_failures_total',
+      help: 'Jobs that could not be enqueued after commit (the reconciler delivers them later)',
+      labelNames: ['queue'] as const,
+      registers: [registry],
+    }),
+    pushOutcomes: new Counter({
+      name: 'memfed_push_outcomes_total',
+      help: 'Outbound push requests by peer and outcome class',
+      labelNames: ['peer', 'class'] as const,
+      registers: [registry],
+    }),
+    pushedRows: new Counter({
+      name: 'memfed_pushed_rows_total',
+      help: 'Change-feed rows acknowledged by peers',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    fanoutRetries: new Counter({
+      name: 'ai_memory_federation_fanout_retry_total',
+      help: 'Push attempts that failed transiently and will be retried',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    quorumOutcomes: new Counter({
+      name: 'memfed_quorum_outcomes_total',
+      help: 'Quorum write outcomes (met, timeout, unreachable)',
+      labelNames: ['outcome'] as const,
+      registers: [registry],
+    }),
+    partialQuorum: new Counter({
+      name: 'ai_memory_federation_partial_quorum_total',
+      help: 'Writes answered 503 quorum_not_met (committed locally, delivery continues)',
+      registers: [registry],
+    }),
+    quorumAckSeconds: new Histogram({
+      name: 'memfed_quorum_ack_seconds',
+      help: 'Time from local commit until the write quorum was met',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2, 5],
+      registers: [registry],
+    }),
+    inboundRefusals: new Counter({
+      name: 'memfed_inbound_refusals_total',
+      help: 'Federation requests refused, by reason tag',
+      labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    appliedRows: new Counter({
+      name: 'memfed_applied_rows_total',
+      help: 'Rows received from peers by apply status (applied, noop, skipped)',
+      labelNames: ['status', 'via'] as const,
+      registers: [registry],
+    }),
+    peerLagRows: new Gauge({
+      name: 'memfed_peer_lag_rows',
+      help: 'Change-feed rows not yet acknowledged by the peer',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    peerLagSeconds: new Gauge({
+      name: 'memfed_peer_lag_seconds',
+      help: 'Age of the oldest change not yet acknowledged by the peer',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+  };
+  return m;
+}
+
+export type Metrics = ReturnType<typeof createMetrics>;

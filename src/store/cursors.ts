@@ -1,0 +1,76 @@
+import { eq, sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { peerCursors } from '../db/schema.js';
+import { FEED_START, type FeedPosition } from './feed.js';
+
+export interface PeerCursor extends FeedPosition {
+  peerId: string;
+  lastAckAt: string | null;
+  lastError: string | null;
+  lastErrorClass: string | null;
+  retryAt: string | null;
+}
+
+const columns = {
+  peerId: peerCursors.peerId,
+  txid: sql<string>`${peerCursors.txid}::text`,
+  seq: sql<string>`${peerCursors.seq}::text`,
+  lastAckAt: peerCursors.lastAckAt,
+  lastError: peerCursors.lastError,
+  lastErrorClass: peerCursors.lastErrorClass,
+  retryAt: peerCursors.retryAt,
+};
+
+/** A peer's delivery cursor; a new peer starts at the beginning of the feed (it gets everything). */
+export async function getCursor(db: Db, peerId: string): Promise<PeerCursor> {
+  await db.insert(peerCursors).values({ peerId }).onConflictDoNothing();
+  const [row] = await db.select(columns).from(peerCursors).where(eq(peerCursors.peerId, peerId));
+  return row ?? { peerId, ...FEED_START, lastAckAt: null, lastError: null, lastErrorClass: null, retryAt: null };
+}
+
+export async function listCursors(db: Db): Promise<PeerCursor[]> {
+  return db.select(columns).from(peerCursors);
+}
+
+/**
+ * Moves the cursor forward only: two runners for one peer (a stalled job re-run) can
+ * never move it back. Clears the peer's error state.
+ */
+export async function advanceCursor(db: Db, peerId: string, to: FeedPosition): Promise<boolean> {
+  const res = await db.execute(sql`
+    UPDATE ${peerCursors}
+    SET txid = ${to.txid}::xid8, seq = ${to.seq}::bigint, last_ack_at = now(), last_error = NULL,
+        last_error_class = NULL, retry_at = NULL, updated_at = now()
+    WHERE peer_id = ${peerId} AND (txid, seq) < (${to.txid}::xid8, ${to.seq}::bigint)`);
+  return res.count > 0;
+}
+
+export async function recordPeerAck(db: Db, peerId: string): Promise<void> {
+  await db.update(peerCursors).set({ lastAckAt: sql`now()`, lastError: null, lastErrorClass: null, retryAt: null, updatedAt: sql`now()` }).where(eq(peerCursors.peerId, peerId));
+}
+
+export async function recordPeerError(db: Db, peerId: string, failureClass: string, error: string, retryAfterMs?: number): Promise<void> {
+  await db
+    .update(peerCursors)
+    .set({
+      lastError: error.slice(0, 2000),
+      lastErrorClass: failureClass,
+      retryAt: retryAfterMs === undefined ? null : sql`now() + ${`${retryAfterMs} milliseconds`}::interval`,
+      updatedAt: sql`now()`,
+    })
+    .where(eq(peerCursors.peerId, peerId));
+}
+
+/** Peers whose cursor is behind the feed head and who are not in a back-off window. */
+export async function peersBehind(db: Db, peerIds: string[]): Promise<string[]> {
+  if (peerIds.length === 0) return [];
+  for (const p of peerIds) await db.insert(peerCursors).values({ peerId: p }).onConflictDoNothing();
+  const behind = await db.execute<{ peer_id: string }>(sql`
+    SELECT c.peer_id FROM ${peerCursors} c
+    WHERE c.peer_id = ANY(${sql`ARRAY[${sql.join(peerIds.map((p) => sql`${p}`), sql`, `)}]::text[]`})
+      AND (c.retry_at IS NULL OR c.retry_at <= now())
+      AND EXISTS (
+        SELECT 1 FROM change_feed f
+        WHERE (f.txid, f.seq) > (c.txid, c.seq) AND f.txid < pg_snapshot_xmin(pg_current_snapshot()))`);
+  return behind.map((r) => r.peer_id);
+}

@@ -1,0 +1,85 @@
+import { sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { changeFeed } from '../db/schema.js';
+import type { Tx } from './memories.js';
+
+export type ChangeOp = 'upsert' | 'delete';
+
+/** A position in the change feed: (txid, seq), compared as a pair. */
+export interface FeedPosition {
+  txid: string;
+  seq: string;
+}
+
+export const FEED_START: FeedPosition = { txid: '0', seq: '0' };
+
+export function comparePositions(a: FeedPosition, b: FeedPosition): number {
+  const t = BigInt(a.txid) - BigInt(b.txid);
+  if (t !== 0n) return t < 0n ? -1 : 1;
+  const s = BigInt(a.seq) - BigInt(b.seq);
+  return s === 0n ? 0 : s < 0n ? -1 : 1;
+}
+
+/** Opaque cursor form served to peers: `v1.<txid>.<seq>`. */
+export function encodeCursor(p: FeedPosition): string {
+  return `v1.${p.txid}.${p.seq}`;
+}
+
+export function decodeCursor(cursor: string): FeedPosition | null {
+  const m = /^v1\.(\d{1,20})\.(\d{1,20})$/.exec(cursor);
+  if (!m) return null;
+  const [, txid, seq] = m as unknown as [string, string, string];
+  if (BigInt(txid) > 0xffffffffffffffffn || BigInt(seq) > 0x7fffffffffffffffn) return null;
+  return { txid: BigInt(txid).toString(), seq: BigInt(seq).toString() };
+}
+
+/** Appends change rows in the caller's transaction; returns the last position written. */
+export async function appendChanges(
+  tx: Db | Tx,
+  changes: Array<{ memoryId: string; op: ChangeOp; originPeer?: string | null }>,
+): Promise<FeedPosition | null> {
+  if (changes.length === 0) return null;
+  const rows = await tx
+    .insert(changeFeed)
+    .values(changes.map((c) => ({ memoryId: c.memoryId, op: c.op, originPeer: c.originPeer ?? null })))
+    .returning({ txid: changeFeed.txid, seq: changeFeed.seq });
+  let last: FeedPosition | null = null;
+  for (const r of rows) {
+    const p = { txid: String(r.txid), seq: String(r.seq) };
+    if (!last || comparePositions(p, last) > 0) last = p;
+  }
+  return last;
+}
+
+export interface FeedEntry extends FeedPosition {
+  memoryId: string;
+  op: ChangeOp;
+  originPeer: string | null;
+  committedAt: string;
+}
+
+/**
+ * Changes after `after`, in feed order, only from transactions older than the snapshot's
+ * xmin: every such transaction has finished, and any later commit gets a larger txid,
+ * so nothing can ever appear behind the returned positions.
+ */
+export async function readFeed(db: Db | Tx, after: FeedPosition, limit: number): Promise<FeedEntry[]> {
+  // Text aliases differ from the column names: ORDER BY must sort the numbers, not strings.
+  const rows = await db.execute<{ txid_text: string; seq_text: string; memory_id: string; op: ChangeOp; origin_peer: string | null; committed_at: string }>(sql`
+    SELECT f.txid::text AS txid_text, f.seq::text AS seq_text, f.memory_id, f.op, f.origin_peer, f.committed_at::text AS committed_at
+    FROM ${changeFeed} f
+    WHERE (f.txid, f.seq) > (${after.txid}::xid8, ${after.seq}::bigint)
+      AND f.txid < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY f.txid, f.seq
+    LIMIT ${limit}`);
+  return rows.map((r) => ({ txid: r.txid_text, seq: r.seq_text, memoryId: r.memory_id, op: r.op, originPeer: r.origin_peer, committedAt: r.committed_at }));
+}
+
+/** The position of the newest visible change (what a fully caught-up reader would hold). */
+export async function feedHead(db: Db | Tx): Promise<FeedPosition> {
+  const rows = await db.execute<{ txid_text: string; seq_text: string }>(sql`
+    SELECT f.txid::text AS txid_text, f.seq::text AS seq_text FROM ${changeFeed} f
+    WHERE f.txid < pg_snapshot_xmin(pg_current_snapshot())
+    ORDER BY f.txid DESC, f.seq DESC LIMIT 1`);
+  return rows[0] ? { txid: rows[0].txid_text, seq: rows[0].seq_text } : FEED_START;
+}

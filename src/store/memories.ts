@@ -1,0 +1,151 @@
+import { and, arrayContains, asc, desc, eq, gt, isNull, lte, sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { memories } from '../db/schema.js';
+import { memoryDigest, orderKeys, type Memory } from '../memory/model.js';
+import { formatTimestamp, parseTimestamp } from '../memory/time.js';
+import { appendChanges, type FeedPosition } from './feed.js';
+
+export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+type Exec = Db | Tx;
+
+
+/** A stored row: the memory plus its tombstone time, if deleted. */
+export interface StoredMemory {
+  memory: Memory;
+  deletedAt: string | null;
+  digest: string;
+}
+
+function toRow(m: Memory, deletedAt: string | null = null) {
+  const meta = m.metadata as Record<string, unknown>;
+  return {
+    id: m.id,
+    namespace: m.namespace,
+    tier: m.tier,
+    title: m.title,
+    agentId: typeof meta.agent_id === 'string' ? meta.agent_id : null,
+    tags: m.tags,
+    createdAt: m.created_at,
+    updatedAt: m.updated_at,
+    expiresAt: m.expires_at ?? null,
+    deletedAt,
+    version: m.version,
+    digest: memoryDigest(m),
+    doc: m,
+  };
+}
+
+const fromRow = (r: { doc: unknown; deletedAt: string | null; digest: string }): StoredMemory => ({
+  // jsonb stores keys in its own order; serve them in wire order.
+  memory: orderKeys(r.doc as Memory),
+  deletedAt: r.deletedAt === null ? null : normalizeDbTime(r.deletedAt),
+  digest: r.digest,
+});
+
+/** Postgres renders `2026-01-02 03:04:05.123456+00`; bring it to the wire form. */
+export function normalizeDbTime(v: string): string {
+  const micros = parseTimestamp(v.replace(' ', 'T').replace(/\+00$/, '+00:00'));
+  if (micros === null) throw new Error(`unexpected timestamp from database: ${v}`);
+  return formatTimestamp(micros);
+}
+
+/**
+ * Inserts new memories and their change-feed rows in one transaction. Ids that already
+ * exist (live or tombstoned) are not written and come back in `conflicts`.
+ */
+export async function insertMemories(db: Db, docs: Memory[]): Promise<{ created: Memory[]; conflicts: string[]; position: FeedPosition | null }> {
+  if (docs.length === 0) return { created: [], conflicts: [], position: null };
+  return db.transaction(async (tx) => {
+    const inserted = await tx
+      .insert(memories)
+      .values(docs.map((d) => toRow(d)))
+      .onConflictDoNothing({ target: memories.id })
+      .returning({ id: memories.id });
+    const ok = new Set(inserted.map((r) => r.id));
+    const position = await appendChanges(tx, [...ok].map((id) => ({ memoryId: id, op: 'upsert' as const })));
+    return { created: docs.filter((d) => ok.has(d.id)), conflicts: docs.filter((d) => !ok.has(d.id)).map((d) => d.id), position };
+  });
+}
+
+export async function getStored(db: Exec, id: string, opts: { forUpdate?: boolean } = {}): Promise<StoredMemory | null> {
+  const q = db.select({ doc: memories.doc, deletedAt: memories.deletedAt, digest: memories.digest }).from(memories).where(eq(memories.id, id));
+  const rows = opts.forUpdate ? await q.for('update') : await q;
+  return rows[0] ? fromRow(rows[0]) : null;
+}
+
+/** A live memory, or null for unknown and tombstoned ids. */
+export async function getMemory(db: Exec, id: string): Promise<Memory | null> {
+  const row = await getStored(db, id);
+  return row && row.deletedAt === null ? row.memory : null;
+}
+
+export interface ListFilters {
+  namespace?: string;
+  tier?: string;
+  tags?: string[];
+  since?: string;
+  until?: string;
+  limit: number;
+  offset: number;
+}
+
+/** Live memories, newest change first; `since`/`until` bound `updated_at` (since exclusive). */
+export async function listMemories(db: Exec, f: ListFilters): Promise<Memory[]> {
+  const conds = [isNull(memories.deletedAt)];
+  if (f.namespace !== undefined) conds.push(eq(memories.namespace, f.namespace));
+  if (f.tier !== undefined) conds.push(eq(memories.tier, f.tier));
+  if (f.tags && f.tags.length > 0) conds.push(arrayContains(memories.tags, f.tags));
+  if (f.since !== undefined) conds.push(gt(memories.updatedAt, f.since));
+  if (f.until !== undefined) conds.push(lte(memories.updatedAt, f.until));
+  const rows = await db
+    .select({ doc: memories.doc })
+    .from(memories)
+    .where(and(...conds))
+    .orderBy(desc(memories.updatedAt), asc(memories.id))
+    .limit(f.limit)
+    .offset(f.offset);
+  return rows.map((r) => orderKeys(r.doc as Memory));
+}
+
+export type MutationResult = { kind: 'ok'; memory: Memory; position: FeedPosition | null } | { kind: 'not_found' } | { kind: 'version_conflict'; current: number };
+
+/** Local update: row-locked read, caller computes the next doc, write + feed row. */
+export async function updateMemory(
+  db: Db,
+  id: string,
+  next: (current: Memory, nowFloorMicros: number) => Memory,
+  expectedVersion?: number,
+): Promise<MutationResult> {
+  return db.transaction(async (tx) => {
+    const cur = await getStored(tx, id, { forUpdate: true });
+    if (!cur || cur.deletedAt !== null) return { kind: 'not_found' } as const;
+    if (expectedVersion !== undefined && expectedVersion !== cur.memory.version) return { kind: 'version_conflict', current: cur.memory.version } as const;
+    // Never move updated_at backwards, even under clock skew: the new version must win LWW.
+    const floor = (parseTimestamp(cur.memory.updated_at) ?? 0) + 1;
+    const memory = next(cur.memory, floor);
+    const row = toRow(memory);
+    await tx.update(memories).set(row).where(eq(memories.id, id));
+    const position = await appendChanges(tx, [{ memoryId: id, op: 'upsert' }]);
+    return { kind: 'ok', memory, position } as const;
+  });
+}
+
+/** Local delete: the row becomes a tombstone carrying its deletion time. */
+export async function deleteMemory(db: Db, id: string, nowMicros: number): Promise<MutationResult> {
+  return db.transaction(async (tx) => {
+    const cur = await getStored(tx, id, { forUpdate: true });
+    if (!cur || cur.deletedAt !== null) return { kind: 'not_found' } as const;
+    const floor = (parseTimestamp(cur.memory.updated_at) ?? 0) + 1;
+    const deletedAt = formatTimestamp(Math.max(nowMicros, floor));
+    await tx.update(memories).set({ deletedAt }).where(eq(memories.id, id));
+    const position = await appendChanges(tx, [{ memoryId: id, op: 'delete' }]);
+    return { kind: 'ok', memory: cur.memory, position } as const;
+  });
+}
+
+export async function countLive(db: Exec): Promise<number> {
+  const [r] = await db.select({ n: sql<number>`count(*)::int` }).from(memories).where(isNull(memories.deletedAt));
+  return r?.n ?? 0;
+}
+
+export { toRow as memoryRow, fromRow as storedFromRow };

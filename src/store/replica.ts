@@ -1,0 +1,133 @@
+import { inArray, sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { memories } from '../db/schema.js';
+import { compareVersions, type Memory } from '../memory/model.js';
+import { appendChanges, type FeedPosition } from './feed.js';
+import { memoryRow, storedFromRow, type StoredMemory, type Tx } from './memories.js';
+
+/** A deletion as replicated: the id and the tombstone's LWW time. */
+export interface Tombstone {
+  id: string;
+  deleted_at: string;
+}
+
+export interface ApplyOutcome {
+  applied: string[];
+  deleted: string[];
+  noop: string[];
+  position: FeedPosition | null;
+}
+
+/** Keeps, per id, the version that wins LWW (a batch may name one id twice). */
+function dedupeMemories(rows: Memory[]): Memory[] {
+  const best = new Map<string, Memory>();
+  for (const m of rows) {
+    const cur = best.get(m.id);
+    if (!cur || compareVersions({ memory: m, deletedAt: null }, { memory: cur, deletedAt: null }) > 0) best.set(m.id, m);
+  }
+  return [...best.values()];
+}
+
+function dedupeTombstones(rows: Tombstone[]): Tombstone[] {
+  const best = new Map<string, Tombstone>();
+  for (const t of rows) {
+    const cur = best.get(t.id);
+    if (!cur || t.deleted_at > cur.deleted_at) best.set(t.id, t);
+  }
+  return [...best.values()];
+}
+
+/*
+ * The LWW order of a stored version is (time, kind, digest): time = deleted_at for a
+ * tombstone else updated_at; kind 1 for a tombstone so deletion wins a timestamp tie;
+ * digest (SHA-256 of the canonical doc) breaks remaining ties the same on every node.
+ * Each apply is one INSERT .. ON CONFLICT .. WHERE incoming > stored, so concurrent
+ * applies of one id serialize on the row and the greater version always ends up stored.
+ */
+const STORED_ORDER = sql`(COALESCE(${memories.deletedAt}, ${memories.updatedAt}), CASE WHEN ${memories.deletedAt} IS NULL THEN 0 ELSE 1 END, ${memories.digest} COLLATE "C")`;
+
+/**
+ * Applies replicated memories and tombstones in one transaction with LWW, appending a
+ * change-feed row (origin = the peer) for each row that changed, so the change flows on
+ * to the other peers but is never echoed back to its origin.
+ */
+export async function applyReplicated(db: Db, input: { memories: Memory[]; tombstones: Tombstone[]; originPeer: string | null }): Promise<ApplyOutcome> {
+  const mems = dedupeMemories(input.memories);
+  const tombs = dedupeTombstones(input.tombstones);
+  if (mems.length === 0 && tombs.length === 0) return { applied: [], deleted: [], noop: [], position: null };
+  return db.transaction(async (tx) => {
+    const applied: string[] = [];
+    const deleted: string[] = [];
+    if (mems.length > 0) {
+      const rows = mems.map((m) => memoryRow(m));
+      const res = await tx
+        .insert(memories)
+        .values(rows)
+        .onConflictDoUpdate({
+          target: memories.id,
+          set: {
+            namespace: sql`excluded.namespace`,
+            tier: sql`excluded.tier`,
+            title: sql`excluded.title`,
+            agentId: sql`excluded.agent_id`,
+            tags: sql`excluded.tags`,
+            createdAt: sql`excluded.created_at`,
+            updatedAt: sql`excluded.updated_at`,
+            expiresAt: sql`excluded.expires_at`,
+            deletedAt: sql`NULL`,
+            version: sql`excluded.version`,
+            digest: sql`excluded.digest`,
+            doc: sql`excluded.doc`,
+          },
+          setWhere: sql`(excluded.updated_at, 0, excluded.digest COLLATE "C") > ${STORED_ORDER}`,
+        })
+        .returning({ id: memories.id });
+      applied.push(...res.map((r) => r.id));
+    }
+    if (tombs.length > 0) {
+      const rows = tombs.map((t) => ({
+        id: t.id,
+        namespace: '',
+        tier: 'mid',
+        title: '',
+        agentId: null,
+        tags: [] as string[],
+        createdAt: t.deleted_at,
+        updatedAt: t.deleted_at,
+        expiresAt: null,
+        deletedAt: t.deleted_at,
+        version: 0,
+        digest: '',
+        // A tombstone for an id never seen still blocks an older copy arriving later.
+        doc: { id: t.id },
+      }));
+      const res = await tx
+        .insert(memories)
+        .values(rows)
+        .onConflictDoUpdate({
+          target: memories.id,
+          set: { deletedAt: sql`excluded.deleted_at` },
+          setWhere: sql`(excluded.deleted_at, 1) > (COALESCE(${memories.deletedAt}, ${memories.updatedAt}), CASE WHEN ${memories.deletedAt} IS NULL THEN 0 ELSE 1 END)`,
+        })
+        .returning({ id: memories.id });
+      deleted.push(...res.map((r) => r.id));
+    }
+    const changed = new Set([...applied, ...deleted]);
+    const noop = [...mems.map((m) => m.id), ...tombs.map((t) => t.id)].filter((id) => !changed.has(id));
+    const position = await appendChanges(tx, [
+      ...applied.map((id) => ({ memoryId: id, op: 'upsert' as const, originPeer: input.originPeer })),
+      ...deleted.map((id) => ({ memoryId: id, op: 'delete' as const, originPeer: input.originPeer })),
+    ]);
+    return { applied, deleted, noop, position };
+  });
+}
+
+/** Current stored rows (live or tombstone) for ids, to build outbound batches. */
+export async function loadStored(db: Db | Tx, ids: string[]): Promise<Map<string, StoredMemory>> {
+  if (ids.length === 0) return new Map();
+  const rows = await db
+    .select({ id: memories.id, doc: memories.doc, deletedAt: memories.deletedAt, digest: memories.digest })
+    .from(memories)
+    .where(inArray(memories.id, ids));
+  return new Map(rows.map((r) => [r.id, storedFromRow(r)]));
+}

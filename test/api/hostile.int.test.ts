@@ -1,0 +1,103 @@
+import { request as httpRequest } from 'node:http';
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api, startTestNode, type TestNode } from '../helpers/node.js';
+
+let n: TestNode;
+beforeAll(async () => {
+  n = await startTestNode({ id: 'hostile', env: { MAX_BODY_BYTES: String(128 * 1024), MAX_BATCH_BODY_BYTES: String(256 * 1024) } });
+  expect((await api(n.url, 'POST', '/api/v1/memories', { id: 'abc', title: 'target', content: 'c' })).status).toBe(201);
+});
+afterAll(async () => {
+  await n?.destroy();
+});
+
+async function rowCount(): Promise<number> {
+  const [r] = await n.db.database.sql`SELECT (SELECT count(*) FROM memories) + (SELECT count(*) FROM change_feed) AS n`;
+  return Number(r!.n);
+}
+
+/** Raw HTTP so we control framing (chunked, bad bytes, lying Content-Length). */
+function raw(method: string, path: string, body: Buffer | null, headers: Record<string, string | number> = {}): Promise<{ status: number; json: any }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest({ host: '127.0.0.1', port: n.port, method, path, headers }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c) => chunks.push(c));
+      res.on('end', () => {
+        const text = Buffer.concat(chunks).toString();
+        let json: any;
+        try {
+          json = JSON.parse(text);
+        } catch {
+          json = text;
+        }
+        resolve({ status: res.statusCode ?? 0, json });
+      });
+    });
+    req.on('error', reject);
+    if (body) req.write(body);
+    req.end();
+  });
+}
+
+describe('hostile input never yields a 500 and changes nothing', () => {
+  const cases: Array<[string, () => Promise<{ status: number; json: any }>, number, string]> = [
+    ['malformed JSON', () => api(n.url, 'POST', '/api/v1/memories', '{"title": "x",'), 400, 'INVALID_JSON'],
+    ['empty body', () => api(n.url, 'POST', '/api/v1/memories', ''), 400, 'EMPTY_BODY'],
+    ['JSON array instead of object', () => api(n.url, 'POST', '/api/v1/memories', '[1,2]'), 400, 'INVALID_BODY'],
+    ['bad UTF-8', () => raw('POST', '/api/v1/memories', Buffer.from([0x7b, 0x22, 0x74, 0x22, 0x3a, 0x22, 0xc3, 0x28, 0x22, 0x7d]), { 'content-type': 'application/json' }), 400, 'INVALID_UTF8'],
+    ['deep nesting', () => api(n.url, 'POST', '/api/v1/memories', `{"title":"t","content":"c","metadata":${'['.repeat(5000)}${']'.repeat(5000)}}`), 400, 'NESTING_TOO_DEEP'],
+    ['metadata nested 33 levels', () => api(n.url, 'POST', '/api/v1/memories', `{"title":"t","content":"c","metadata":${'{"a":'.repeat(33)}1${'}'.repeat(33)}}`), 400, 'VALIDATION_FAILED'],
+    ['NUL in content', () => api(n.url, 'POST', '/api/v1/memories', '{"title":"t","content":"a\\u0000b"}'), 400, 'NUL_CHARACTER'],
+    ['NUL in a metadata key', () => api(n.url, 'POST', '/api/v1/memories', '{"title":"t","content":"c","metadata":{"a\\u0000":1}}'), 400, 'NUL_CHARACTER'],
+    ['__proto__ key', () => api(n.url, 'POST', '/api/v1/memories', '{"title":"t","content":"c","__proto__":{"admin":true}}'), 400, 'FORBIDDEN_KEY'],
+    ['nested constructor key', () => api(n.url, 'POST', '/api/v1/memories', '{"title":"t","content":"c","metadata":{"x":{"constructor":{}}}}'), 400, 'FORBIDDEN_KEY'],
+    ['oversize body with Content-Length', () => api(n.url, 'POST', '/api/v1/memories', JSON.stringify({ title: 't', content: 'x'.repeat(140 * 1024) })), 413, 'PAYLOAD_TOO_LARGE'],
+    ['oversize chunked body', () => raw('POST', '/api/v1/memories', Buffer.from(JSON.stringify({ title: 't', content: 'x'.repeat(140 * 1024) })), { 'transfer-encoding': 'chunked' }), 413, 'PAYLOAD_TOO_LARGE'],
+    ['content over 65,536 bytes', () => api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'é'.repeat(32769) }), 400, 'VALIDATION_FAILED'],
+    ['bad tier', () => api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'c', tier: 'forever' }), 400, 'VALIDATION_FAILED'],
+    ['wrong types', () => api(n.url, 'POST', '/api/v1/memories', { title: 5, content: ['c'] }), 400, 'VALIDATION_FAILED'],
+    ['namespace traversal', () => api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'c', namespace: 'a/../b' }), 400, 'VALIDATION_FAILED'],
+    ['server-owned field', () => api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'c', version: 99 }), 400, 'READ_ONLY_FIELD'],
+    ['hostile id in body', () => api(n.url, 'POST', '/api/v1/memories', { id: '../../etc/passwd', title: 't', content: 'c' }), 400, 'VALIDATION_FAILED'],
+    ['hostile X-Agent-Id', () => api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'c' }, { 'x-agent-id': 'a b<script>' }), 400, 'INVALID_AGENT_ID'],
+    ['hostile path id', () => api(n.url, 'GET', '/api/v1/memories/%2e%2e%2f%2e%2e'), 400, 'INVALID_ID'],
+    ['overlong path id', () => api(n.url, 'GET', `/api/v1/memories/${'a'.repeat(129)}`), 400, 'INVALID_ID'],
+    ['bad percent-encoding in id', () => api(n.url, 'DELETE', '/api/v1/memories/%E0%A4%A'), 400, 'INVALID_ID'],
+    ['negative limit', () => api(n.url, 'GET', '/api/v1/memories?limit=-1'), 400, 'INVALID_QUERY'],
+    ['non-numeric offset', () => api(n.url, 'GET', '/api/v1/memories?offset=1e9'), 400, 'INVALID_QUERY'],
+    ['bad since', () => api(n.url, 'GET', '/api/v1/memories?since=yesterday'), 400, 'INVALID_QUERY'],
+    ['bad namespace filter', () => api(n.url, 'GET', '/api/v1/memories?namespace=a%00b'), 400, 'INVALID_QUERY'],
+    ['bad If-Match', () => api(n.url, 'PUT', '/api/v1/memories/abc', { title: 't' }, { 'if-match': 'banana' }), 400, 'INVALID_IF_MATCH'],
+    ['empty update', () => api(n.url, 'PUT', '/api/v1/memories/abc', {}), 400, 'EMPTY_UPDATE'],
+    ['bulk not an array', () => api(n.url, 'POST', '/api/v1/memories/bulk', { nope: 1 }), 400, 'INVALID_BODY'],
+    ['lying Content-Length', () => raw('POST', '/api/v1/memories', null, { 'content-length': '99999999999' }), 413, 'PAYLOAD_TOO_LARGE'],
+    ['unknown route', () => api(n.url, 'GET', '/api/v1/nope'), 404, 'ROUTE_NOT_FOUND'],
+    ['sync push without peer id', () => api(n.url, 'POST', '/api/v1/sync/push', { sender_agent_id: 'x', memories: [] }), 403, 'PEER_ID_HEADER_MISSING'],
+  ];
+
+  for (const [name, send, status, code] of cases) {
+    it(`${name} -> ${status} ${code}`, async () => {
+      const before = await rowCount();
+      const r = await send();
+      expect(r.status).toBe(status);
+      expect(r.json?.code).toBe(code);
+      expect(typeof r.json?.error).toBe('string');
+      expect(await rowCount()).toBe(before);
+    });
+  }
+
+  it('a slow client that never finishes its body does not block other requests', async () => {
+    const sock = connect(n.port, '127.0.0.1');
+    await new Promise((r) => sock.once('connect', r));
+    sock.write('POST /api/v1/memories HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"title":');
+    const ok = await api(n.url, 'GET', '/api/v1/health');
+    expect(ok.status).toBe(200);
+    sock.destroy();
+  });
+
+  it('the node still serves after all of that', async () => {
+    const r = await api(n.url, 'POST', '/api/v1/memories', { title: 'still alive', content: 'yes' });
+    expect(r.status).toBe(201);
+  });
+});

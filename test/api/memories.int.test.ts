@@ -1,0 +1,162 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { api, startTestNode, type TestNode } from '../helpers/node.js';
+
+const WIRE_TS = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00$/;
+
+let n: TestNode;
+beforeAll(async () => {
+  n = await startTestNode({ id: 'crud-node' });
+});
+afterAll(async () => {
+  await n?.destroy();
+});
+
+describe('memory routes', () => {
+  it('creates with upstream defaults and reads back the wire shape', async () => {
+    const r = await api(n.url, 'POST', '/api/v1/memories', { title: '  Hello  ', content: 'world' }, { 'x-agent-id': 'agent-7' });
+    expect(r.status).toBe(201);
+    expect(r.json).toEqual({ id: expect.any(String), tier: 'mid', namespace: 'global', title: 'Hello', agent_id: 'agent-7' });
+    const g = await api(n.url, 'GET', `/api/v1/memories/${r.json.id}`);
+    expect(g.status).toBe(200);
+    expect(g.json.links).toEqual([]);
+    const m = g.json.memory;
+    expect(Object.keys(m).slice(0, 12)).toEqual(['id', 'tier', 'namespace', 'title', 'content', 'tags', 'priority', 'confidence', 'source', 'access_count', 'created_at', 'updated_at']);
+    expect(m).toMatchObject({ priority: 5, confidence: 1, source: 'api', access_count: 0, tags: [], version: 1, metadata: { agent_id: 'agent-7' } });
+    expect(m.created_at).toMatch(WIRE_TS);
+    expect(m.updated_at).toBe(m.created_at);
+    expect(m.expires_at).toMatch(WIRE_TS); // mid tier: created + 7 days
+    expect(Date.parse(m.expires_at) - Date.parse(m.created_at)).toBe(7 * 86400e3);
+  });
+
+  it('round-trips unknown fields and normalises input timestamps', async () => {
+    const r = await api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'c', tier: 'long', future_field: { nested: [1, 2] }, expires_at: '2030-01-02T03:04:05Z' });
+    expect(r.status).toBe(201);
+    const g = await api(n.url, 'GET', `/api/v1/memories/${r.json.id}`);
+    expect(g.json.memory.future_field).toEqual({ nested: [1, 2] });
+    expect(g.json.memory.expires_at).toBe('2030-01-02T03:04:05.000000+00:00');
+  });
+
+  it('lists with filters, limit/offset and clamps limit to 1000', async () => {
+    for (let i = 0; i < 5; i++) {
+      const r = await api(n.url, 'POST', '/api/v1/memories', { title: `list ${i}`, content: 'x', namespace: 'proj/list', tier: i % 2 ? 'short' : 'long', tags: i < 2 ? ['red', 'blue'] : ['red'] });
+      expect(r.status).toBe(201);
+    }
+    const all = await api(n.url, 'GET', '/api/v1/memories?namespace=proj/list');
+    expect(all.json.count).toBe(5);
+    expect(all.json.memories).toHaveLength(5);
+    // newest change first
+    expect(all.json.memories[0].title).toBe('list 4');
+    const short = await api(n.url, 'GET', '/api/v1/memories?namespace=proj/list&tier=short');
+    expect(short.json.count).toBe(2);
+    const tags = await api(n.url, 'GET', '/api/v1/memories?namespace=proj/list&tags=red,blue');
+    expect(tags.json.count).toBe(2);
+    const page = await api(n.url, 'GET', '/api/v1/memories?namespace=proj/list&limit=2&offset=2');
+    expect(page.json.memories.map((m: { title: string }) => m.title)).toEqual(['list 2', 'list 1']);
+    const clamped = await api(n.url, 'GET', '/api/v1/memories?limit=5000');
+    expect(clamped.status).toBe(200);
+    const since = all.json.memories[2].updated_at;
+    const after = await api(n.url, 'GET', `/api/v1/memories?namespace=proj/list&since=${encodeURIComponent(since)}`);
+    expect(after.json.count).toBe(2);
+  });
+
+  it('updates with If-Match and refuses a stale version with 409', async () => {
+    const c = await api(n.url, 'POST', '/api/v1/memories', { title: 'v1', content: 'a' });
+    const id = c.json.id;
+    const before = (await api(n.url, 'GET', `/api/v1/memories/${id}`)).json.memory;
+    const u = await api(n.url, 'PUT', `/api/v1/memories/${id}`, { title: 'v2', priority: 9 }, { 'if-match': '1' });
+    expect(u.status).toBe(200);
+    expect(u.json.memory).toMatchObject({ title: 'v2', priority: 9, version: 2, content: 'a' });
+    expect(u.json.memory.updated_at > before.updated_at).toBe(true);
+    expect(u.json.memory.created_at).toBe(before.created_at);
+    const stale = await api(n.url, 'PUT', `/api/v1/memories/${id}`, { title: 'v3' }, { 'if-match': '1' });
+    expect(stale.status).toBe(409);
+    expect(stale.json).toMatchObject({ code: 'VERSION_CONFLICT', current_version: 2 });
+    const weak = await api(n.url, 'PUT', `/api/v1/memories/${id}`, { title: 'v3' }, { 'if-match': 'W/"2"' });
+    expect(weak.status).toBe(200);
+    expect((await api(n.url, 'GET', `/api/v1/memories/${id}`)).json.memory.title).toBe('v3');
+  });
+
+  it('deletes as a tombstone: 404 afterwards, not listed, id not reusable', async () => {
+    const c = await api(n.url, 'POST', '/api/v1/memories', { id: 'to-delete-1', title: 'gone', content: 'soon', namespace: 'del' });
+    expect(c.status).toBe(201);
+    const d = await api(n.url, 'DELETE', '/api/v1/memories/to-delete-1');
+    expect(d.status).toBe(200);
+    expect(d.json).toEqual({ deleted: true });
+    expect((await api(n.url, 'GET', '/api/v1/memories/to-delete-1')).status).toBe(404);
+    expect((await api(n.url, 'DELETE', '/api/v1/memories/to-delete-1')).status).toBe(404);
+    expect((await api(n.url, 'PUT', '/api/v1/memories/to-delete-1', { title: 'x' })).status).toBe(404);
+    expect((await api(n.url, 'GET', '/api/v1/memories?namespace=del')).json.count).toBe(0);
+    const again = await api(n.url, 'POST', '/api/v1/memories', { id: 'to-delete-1', title: 'back', content: '?' });
+    expect(again.status).toBe(409);
+    expect(again.json.code).toBe('ID_CONFLICT');
+    const [row] = await n.db.database.sql`SELECT deleted_at FROM memories WHERE id = 'to-delete-1'`;
+    expect(row?.deleted_at).not.toBeNull();
+  });
+
+  it('bulk creates valid items and reports per-item errors', async () => {
+    const items = [
+      { title: 'b1', content: 'x', namespace: 'bulk' },
+      { title: '', content: 'x' },
+      { title: 'b3', content: 'x', namespace: 'bulk', priority: 11 },
+      { title: 'b4', content: 'x', namespace: 'bulk' },
+    ];
+    const r = await api(n.url, 'POST', '/api/v1/memories/bulk', items);
+    expect(r.status).toBe(200);
+    expect(r.json.created).toBe(2);
+    expect(r.json.errors.map((e: { index: number }) => e.index).sort()).toEqual([1, 2]);
+    expect(r.json.errors[0]).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect((await api(n.url, 'GET', '/api/v1/memories?namespace=bulk')).json.count).toBe(2);
+    const tooMany = await api(n.url, 'POST', '/api/v1/memories/bulk', Array.from({ length: 1001 }, () => ({ title: 't', content: 'c' })));
+    expect(tooMany.status).toBe(400);
+    expect(tooMany.json.code).toBe('BULK_TOO_LARGE');
+  });
+
+  it('every write appends to the change feed in the same transaction', async () => {
+    const before = await n.db.database.sql`SELECT count(*)::int AS n FROM change_feed`;
+    const c = await api(n.url, 'POST', '/api/v1/memories', { title: 'feed', content: 'x' });
+    await api(n.url, 'PUT', `/api/v1/memories/${c.json.id}`, { content: 'y' });
+    await api(n.url, 'DELETE', `/api/v1/memories/${c.json.id}`);
+    const rows = await n.db.database.sql`SELECT op FROM change_feed WHERE memory_id = ${c.json.id} ORDER BY txid, seq`;
+    expect(rows.map((r) => r.op)).toEqual(['upsert', 'upsert', 'delete']);
+    const after = await n.db.database.sql`SELECT count(*)::int AS n FROM change_feed`;
+    expect(after[0]!.n - before[0]!.n).toBe(3);
+  });
+
+  it('serves health without the API key, readiness and metrics', async () => {
+    const h = await api(n.url, 'GET', '/api/v1/health');
+    expect(h.json).toMatchObject({ status: 'ok', service: 'memfed', federation_enabled: false });
+    const r = await api(n.url, 'GET', '/api/v1/ready');
+    expect(r.status).toBe(200);
+    expect(r.json.checks).toEqual({ postgres: 'ok', redis: 'ok' });
+    const m = await api(n.url, 'GET', '/metrics');
+    expect(m.status).toBe(200);
+    expect(m.text).toContain('memfed_http_request_duration_seconds_bucket');
+    expect(m.text).toMatch(/memfed_memory_writes_total\{op="create",node="crud-node",role="all"\} \d+/);
+  });
+});
+
+describe('API_KEY', () => {
+  let k: TestNode;
+  beforeAll(async () => {
+    k = await startTestNode({ id: 'keyed', env: { API_KEY: 's3cret-key' } });
+  });
+  afterAll(async () => {
+    await k?.destroy();
+  });
+
+  it('guards every route but health and readiness', async () => {
+    expect((await api(k.url, 'GET', '/api/v1/health')).status).toBe(200);
+    expect((await api(k.url, 'GET', '/api/v1/ready')).status).toBe(200);
+    const none = await api(k.url, 'GET', '/api/v1/memories');
+    expect(none.status).toBe(401);
+    expect(none.json.code).toBe('API_KEY_MISSING');
+    const wrong = await api(k.url, 'POST', '/api/v1/memories', { title: 't', content: 'c' }, { 'x-api-key': 's3cret-kez' });
+    expect(wrong.status).toBe(401);
+    expect(wrong.json.code).toBe('API_KEY_INVALID');
+    expect((await api(k.url, 'GET', '/metrics')).status).toBe(401);
+    expect((await api(k.url, 'GET', '/api/v1/memories', undefined, { 'x-api-key': 's3cret-key' })).status).toBe(200);
+    expect((await api(k.url, 'GET', '/api/v1/memories', undefined, { authorization: 'Bearer s3cret-key' })).status).toBe(200);
+    const [{ n: count }] = (await k.db.database.sql`SELECT count(*)::int AS n FROM memories`) as unknown as [{ n: number }];
+    expect(count).toBe(0);
+  });
+});

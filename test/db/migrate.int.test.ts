@@ -1,0 +1,28 @@
+import postgres from 'postgres';
+import { afterAll, describe, expect, it } from 'vitest';
+import { ensureDatabase, prepareDatabase } from '../../src/db/migrate.js';
+import { PG_ADMIN_URL, dbUrl, uniqueSuffix } from '../helpers/env.js';
+import { inject } from 'vitest';
+
+const name = `memfed_t_${inject('testRun')}_mig_${uniqueSuffix()}`;
+
+afterAll(async () => {
+  const a = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {} });
+  await a.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+  await a.end();
+});
+
+describe('database bootstrap', () => {
+  it('creates the missing database and migrates it once when several processes start at once', async () => {
+    const url = dbUrl(name);
+    await Promise.all(Array.from({ length: 6 }, () => prepareDatabase(url)));
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    const tables = await sql`SELECT tablename FROM pg_tables WHERE schemaname = 'public' ORDER BY tablename`;
+    expect(tables.map((t) => t.tablename)).toEqual(expect.arrayContaining(['change_feed', 'memories', 'peer_cursors', 'federation_push_dlq']));
+    const applied = await sql`SELECT count(*)::int AS n FROM drizzle.__drizzle_migrations`;
+    const journal = (await import('../../src/db/migrations/meta/_journal.json', { with: { type: 'json' } })).default as { entries: unknown[] };
+    expect(applied[0]!.n).toBe(journal.entries.length);
+    await sql.end();
+    expect(await ensureDatabase(url)).toBe(false);
+  });
+});

@@ -1,0 +1,20 @@
+import type { Redis } from 'ioredis';
+import type { Config, PeerConfig } from '../src/config.js';
+import type { Database } from '../src/db/client.js';
+import type { PeerClient } from '../src/federation/client.js';
+import type { Logger } from '../src/logger.js';
+import type { Metrics } from '../src/metrics.js';
+import type { Queues } from '../queues/producers.js';
+
+/** What every processor may use; built once per worker process. */
+export interface WorkerContext {
+  config: Config;
+  database: Database;
+  logger: Logger;
+  metrics: Metrics;
+  queues: Queues;
+  /** Plain (non-blocking) Redis connection for publishing acks. */
+  redis: Redis;
+  client: PeerClient;
+  peers: Map<string, PeerConfig>;
+}

@@ -1,0 +1,166 @@
+import { serve, type ServerType } from '@hono/node-server';
+import { createApp, createOpsApp } from '../src/api/app.js';
+import type { AppDeps, HealthProbe } from '../src/api/deps.js';
+import { USAGE, runToolCommand } from '../src/cli/commands.js';
+import { ConfigError, describeConfig, loadConfig, type Config } from '../src/config.js';
+import { createDatabase } from '../src/db/client.js';
+import { prepareDatabase } from '../src/db/migrate.js';
+import { PeerClient } from '../src/federation/client.js';
+import { KeyRing, ensureOwnKey } from '../src/federation/keys.js';
+import { NonceStore } from '../src/federation/nonces.js';
+import { createLogger } from '../src/logger.js';
+import { createMetrics } from '../src/metrics.js';
+import { AckTracker } from '../queues/acks.js';
+import { createRedis } from '../queues/connection.js';
+import { closeQueues, createQueues, enqueuePush } from '../queues/producers.js';
+import { QueueReplication } from '../queues/replication.js';
+import { startWorkers } from './runtime.js';
+
+/*
+ * The composition root for every role. It lives in workers/ because that is the top of
+ * the import graph (src <- queues <- workers): only here may all three be wired together.
+ */
+
+export type Role = 'api' | 'worker' | 'all';
+
+export interface RunningNode {
+  config: Config;
+  /** Base URL of the API (role api/all), with the port actually bound. */
+  apiUrl?: string;
+  close(): Promise<void>;
+}
+
+/** Starts a node in a role; resolves once it serves. */
+export async function startNode(role: Role, config: Config): Promise<RunningNode> {
+  const logger = createLogger(config.logLevel, { node: config.nodeId, role });
+  const metrics = createMetrics({ nodeId: config.nodeId, role });
+  logger.info({ config: describeConfig(config) }, 'starting memfed');
+
+  await prepareDatabase(config.databaseUrl);
+  const database = createDatabase(config.databaseUrl, { max: config.databasePoolMax });
+  const own = await ensureOwnKey(config.federation.keyDir, config.nodeId);
+  if (own.generated) logger.info({ pub: own.pubPath }, 'generated this node\'s Ed25519 key; enrol it on peers by copying the .pub file');
+  const keys = await KeyRing.load(config.federation.keyDir, config.nodeId);
+
+  const producer = createRedis(config.redisUrl, 'producer', 'producer');
+  const queues = createQueues(producer, config.queuePrefix);
+  const probes: HealthProbe[] = [
+    { name: 'postgres', check: async () => void (await database.sql`SELECT 1`) },
+    { name: 'redis', check: async () => void (await producer.ping()) },
+  ];
+  const closers: Array<() => Promise<unknown>> = [];
+  let apiUrl: string | undefined;
+  const peers = new Map(config.federation.peers.map((p) => [p.id, p]));
+
+  if (role === 'api' || role === 'all') {
+    const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');
+    const acks = config.federation.peers.length > 0 ? new AckTracker(subscriber, config, database, logger) : null;
+    if (acks) await acks.start();
+    const contact = new Map<string, number>();
+    const deps: AppDeps = {
+      config,
+      database,
+      logger,
+      metrics,
+      probes,
+      replication: new QueueReplication(config, queues, acks, logger, metrics),
+      federation: {
+        keys,
+        nonces: new NonceStore(producer, config.queuePrefix, config.federation.clockSkewMs),
+        onPeerContact(peerId) {
+          // A peer that talks to us is up: deliver its backlog now, not at the next tick.
+          const last = contact.get(peerId) ?? 0;
+          if (!peers.has(peerId) || Date.now() - last < 5000) return;
+          contact.set(peerId, Date.now());
+          enqueuePush(queues, peerId, 'recovered').catch(() => {});
+        },
+      },
+    };
+    const server = await listen(createApp(deps), config.http.host, config.http.port);
+    apiUrl = `http://${config.http.host}:${boundPort(server)}`;
+    logger.info({ url: apiUrl }, 'api listening');
+    closers.push(() => closeServer(server));
+    closers.push(async () => (acks ? acks.close() : subscriber.quit()));
+  }
+
+  if (role === 'worker' || role === 'all') {
+    const publisher = createRedis(config.redisUrl, 'worker', 'publisher');
+    const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs });
+    const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers });
+    if (role === 'worker' && config.workerHttpPort > 0) {
+      const ops = await listen(createOpsApp({ config, probes, metrics, logger }), config.http.host, config.workerHttpPort);
+      logger.info({ port: config.workerHttpPort }, 'worker metrics/health listening');
+      closers.unshift(() => closeServer(ops));
+    }
+    closers.unshift(() => workers.close(config.shutdownGraceMs));
+    closers.push(() => publisher.quit());
+  }
+
+  return {
+    config,
+    apiUrl,
+    async close() {
+      // Order: stop intake (HTTP, workers), then connections.
+      for (const c of closers) await c().catch((err) => logger.warn({ err: (err as Error).message }, 'shutdown step failed'));
+      await closeQueues(queues);
+      await producer.quit().catch(() => producer.disconnect());
+      await database.close();
+      logger.info('stopped');
+    },
+  };
+}
+
+function listen(app: { fetch: (req: Request) => Response | Promise<Response> }, hostname: string, port: number): Promise<ServerType> {
+  return new Promise((resolve, reject) => {
+    const server = serve({ fetch: app.fetch, hostname, port }, () => resolve(server));
+    server.once('error', reject);
+  });
+}
+
+function boundPort(server: ServerType): number {
+  const addr = server.address();
+  return typeof addr === 'object' && addr ? addr.port : 0;
+}
+
+function closeServer(server: ServerType): Promise<void> {
+  return new Promise((resolve) => {
+    server.close(() => resolve());
+    // Idle keep-alive sockets would hold close() open; in-flight requests still finish.
+    (server as unknown as { closeIdleConnections?: () => void }).closeIdleConnections?.();
+  });
+}
+
+/** CLI entry: `memfed <role|tool> [args]`. */
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...args] = argv;
+  if (command === 'api' || command === 'worker' || command === 'all') {
+    let config: Config;
+    try {
+      config = loadConfig();
+    } catch (err) {
+      if (err instanceof ConfigError) {
+        process.stderr.write(`${err.message}\n`);
+        return 2;
+      }
+      throw err;
+    }
+    const node = await startNode(command, config);
+    await new Promise<void>((resolve) => {
+      let stopping = false;
+      const stop = (signal: string) => {
+        if (stopping) return;
+        stopping = true;
+        process.stderr.write(`memfed: ${signal} received, shutting down\n`);
+        void node.close().finally(resolve);
+      };
+      process.once('SIGTERM', () => stop('SIGTERM'));
+      process.once('SIGINT', () => stop('SIGINT'));
+    });
+    return 0;
+  }
+  if (command === undefined || command === 'help' || command === '--help' || command === '-h') {
+    process.stdout.write(`${USAGE}\n`);
+    return command === undefined ? 2 : 0;
+  }
+  return runToolCommand(command, args, (s) => process.stdout.write(`${s}\n`));
+}

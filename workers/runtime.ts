@@ -1,0 +1,80 @@
+import { Worker } from 'bullmq';
+import type { Redis } from 'ioredis';
+import type { Logger } from '../src/logger.js';
+import { peersBehind } from '../src/store/cursors.js';
+import { QUEUE_NAMES, type QueueName } from '../queues/catalogue.js';
+import { createRedis } from '../queues/connection.js';
+import { enqueuePush } from '../queues/producers.js';
+import type { WorkerContext } from './context.js';
+import { concurrencyFor, createProcessors } from './processors.js';
+import { backoffStrategy } from './push.worker.js';
+
+export interface RunningWorkers {
+  queues: QueueName[];
+  close(graceMs: number): Promise<void>;
+}
+
+/** Starts one BullMQ Worker per selected queue with its configured concurrency. */
+export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> {
+  const processors = createProcessors(ctx);
+  const selected = QUEUE_NAMES.filter((q) => ctx.config.workerQueues.includes(q));
+  const workers: Worker[] = [];
+  const connections: Redis[] = [];
+  for (const name of selected) {
+    const connection = createRedis(ctx.config.redisUrl, 'worker', `worker-${name}`);
+    connections.push(connection);
+    const concurrency = concurrencyFor(ctx, name);
+    const worker = new Worker(name, processors[name] as (job: unknown, token?: string) => Promise<unknown>, {
+      connection,
+      prefix: ctx.config.queuePrefix,
+      concurrency,
+      maxStalledCount: 3,
+      settings: { backoffStrategy },
+    });
+    worker.on('error', (err) => ctx.logger.warn({ queue: name, err: err.message }, 'worker connection error'));
+    worker.on('failed', (job, err) => ctx.logger.debug({ queue: name, jobId: job?.id, attempt: job?.attemptsMade, err: err.message }, 'job attempt failed'));
+    workers.push(worker);
+    ctx.logger.info({ queue: name, concurrency }, 'worker started');
+  }
+  const reconciler = selected.includes('push') ? startReconciler(ctx) : null;
+  return {
+    queues: selected,
+    async close(graceMs: number) {
+      reconciler?.stop();
+      // Stop taking jobs, give active ones the grace period, then force-close (their
+      // locks lapse and another worker picks them up: nothing is lost, at most re-sent).
+      const graceful = Promise.all(workers.map((w) => w.close()));
+      const timedOut = await Promise.race([graceful.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), graceMs).unref())]);
+      if (timedOut) {
+        ctx.logger.warn({ graceMs }, 'grace period over; force-closing workers');
+        await Promise.all(workers.map((w) => w.close(true)));
+      }
+      await Promise.allSettled(connections.map((c) => c.quit()));
+    },
+  };
+}
+
+/**
+ * Durable intent lives in Postgres; this loop turns it back into jobs: every interval,
+ * each peer whose cursor is behind the feed head gets a (deduplicated) push job. This is
+ * what makes losing every Redis key lose nothing.
+ */
+export function startReconciler(ctx: WorkerContext, log: Logger = ctx.logger): { stop(): void } {
+  const peerIds = [...ctx.peers.keys()];
+  if (peerIds.length === 0) return { stop() {} };
+  let running = false;
+  const tick = async () => {
+    if (running) return;
+    running = true;
+    try {
+      for (const peerId of await peersBehind(ctx.database.db, peerIds)) await enqueuePush(ctx.queues, peerId, 'reconcile');
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'reconcile tick failed');
+    } finally {
+      running = false;
+    }
+  };
+  const timer = setInterval(() => void tick(), ctx.config.push.reconcileIntervalMs);
+  void tick();
+  return { stop: () => clearInterval(timer) };
+}
