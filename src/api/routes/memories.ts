@@ -55,9 +55,10 @@ function ifMatchVersion(c: Context): number | undefined {
 }
 
 /** 503 quorum_not_met exactly as WIRE.md fixes it (the commit stands). */
-function quorumFailure(c: Context, q: Extract<QuorumOutcome, { met: false }>) {
+function quorumFailure(c: Context, q: Extract<QuorumOutcome, { met: false }>, id: string) {
   c.header('Retry-After', '2');
-  return c.json({ error: 'quorum_not_met', code: 'QUORUM_NOT_MET', got: q.got, needed: q.needed, reason: q.reason }, 503);
+  // `id` (memfed extra) lets a client retry idempotently: the write is committed.
+  return c.json({ error: 'quorum_not_met', code: 'QUORUM_NOT_MET', got: q.got, needed: q.needed, reason: q.reason, id }, 503);
 }
 
 export function memoryRoutes(deps: AppDeps) {
@@ -75,10 +76,10 @@ export function memoryRoutes(deps: AppDeps) {
     if (created.length === 0) throw new ApiError(409, 'ID_CONFLICT', `memory ${memory.id} already exists`, { id: memory.id });
     metrics.memoryWrites.inc({ op: 'create' });
     const q = await replicate(position);
-    if (!q.met) return quorumFailure(c, q);
+    if (!q.met) return quorumFailure(c, q, memory.id);
     const m = created[0]!;
     const res: Record<string, unknown> = { id: m.id, tier: m.tier, namespace: m.namespace, title: m.title, agent_id: m.metadata.agent_id };
-    if (q.acks > 1 || config.federation.peers.length > 0) res.quorum_acks = q.acks;
+    if (config.federation.peers.length > 0) res.quorum_acks = q.acks;
     return c.json(res, 201);
   });
 
@@ -144,16 +145,17 @@ export function memoryRoutes(deps: AppDeps) {
     if (r.kind === 'version_conflict') throw new ApiError(409, 'VERSION_CONFLICT', `If-Match version ${expected} does not match current version ${r.current}`, { current_version: r.current });
     metrics.memoryWrites.inc({ op: 'update' });
     const q = await replicate(r.position);
-    if (!q.met) return quorumFailure(c, q);
+    if (!q.met) return quorumFailure(c, q, id);
     return c.json({ memory: r.memory, ...(config.federation.peers.length > 0 ? { quorum_acks: q.acks } : {}) });
   });
 
   app.delete('/api/v1/memories/:id', async (c) => {
-    const r = await deleteMemory(db, pathId(c), nowMicros());
+    const id = pathId(c);
+    const r = await deleteMemory(db, id, nowMicros());
     if (r.kind !== 'ok') throw notFound('memory not found');
     metrics.memoryWrites.inc({ op: 'delete' });
     const q = await replicate(r.position);
-    if (!q.met) return quorumFailure(c, q);
+    if (!q.met) return quorumFailure(c, q, id);
     return c.json({ deleted: true, ...(config.federation.peers.length > 0 ? { quorum_acks: q.acks } : {}) });
   });
 

@@ -1,0 +1,71 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { REDIS_URL, freePort, waitFor } from '../helpers/env.js';
+import { api, newKeyDir } from '../helpers/node.js';
+import { spawnMemfed, waitHealthy, type NodeProcess } from '../helpers/process.js';
+import { dropPrefix, uniquePrefix } from '../helpers/redis.js';
+
+let db: TestDatabase;
+const prefix = uniquePrefix();
+const procs: NodeProcess[] = [];
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await Promise.all(procs.map((p) => p.stop()));
+  await db?.drop();
+  await dropPrefix(prefix);
+});
+
+describe('roles as real processes', () => {
+  it('runs api and worker as separate processes and stops both cleanly on SIGTERM', async () => {
+    const [apiPort, workerPort] = [await freePort(), await freePort()];
+    const env = { NODE_ID: 'split-node', DATABASE_URL: db.url, REDIS_URL, QUEUE_PREFIX: prefix, FED_KEY_DIR: newKeyDir(), HTTP_PORT: String(apiPort), WORKER_HTTP_PORT: String(workerPort), LOG_LEVEL: 'info' };
+    const apiProc = spawnMemfed(['api'], env);
+    const workerProc = spawnMemfed(['worker'], env);
+    procs.push(apiProc, workerProc);
+    await waitHealthy(`http://127.0.0.1:${apiPort}`);
+    await waitHealthy(`http://127.0.0.1:${workerPort}`);
+
+    const created = await api(`http://127.0.0.1:${apiPort}`, 'POST', '/api/v1/memories', { title: 'split', content: 'roles' });
+    expect(created.status).toBe(201);
+    const wm = await api(`http://127.0.0.1:${workerPort}`, 'GET', '/metrics');
+    expect(wm.text).toContain('role="worker"');
+    // the worker role serves no client API
+    expect((await api(`http://127.0.0.1:${workerPort}`, 'GET', '/api/v1/memories')).status).toBe(404);
+    expect(apiProc.output()).toContain('api listening');
+    expect(workerProc.output()).toContain('"queue":"push","concurrency":8');
+
+    apiProc.signal('SIGTERM');
+    workerProc.signal('SIGTERM');
+    expect(await apiProc.exited).toBe(0);
+    expect(await workerProc.exited).toBe(0);
+    expect(workerProc.output()).toContain('"msg":"stopped"');
+  });
+
+  it('refuses to start with a readable list of every bad variable', async () => {
+    const p = spawnMemfed(['api'], { HTTP_PORT: 'eighty', FED_QUORUM_W: '-1', FED_PEERS: 'oops', DATABASE_URL: db.url });
+    procs.push(p);
+    expect(await p.exited).toBe(2);
+    const out = p.output();
+    for (const v of ['HTTP_PORT', 'FED_QUORUM_W', 'FED_PEERS']) expect(out).toContain(v);
+  });
+
+  it('keys generate writes raw 32-byte key files in the upstream layout', async () => {
+    const dir = newKeyDir();
+    const p = spawnMemfed(['keys', 'generate', '--id', 'node-x', '--dir', dir], {});
+    expect(await p.exited).toBe(0);
+    const { readFileSync } = await import('node:fs');
+    expect(readFileSync(`${dir}/node-x.priv`).byteLength).toBe(32);
+    expect(readFileSync(`${dir}/node-x.pub`).byteLength).toBe(32);
+    const again = spawnMemfed(['keys', 'generate', '--id', 'node-x', '--dir', dir], {});
+    expect(await again.exited).not.toBe(0);
+  });
+
+  it('migrate creates and migrates the database from the CLI', async () => {
+    const p = spawnMemfed(['migrate'], { DATABASE_URL: db.url });
+    expect(await p.exited).toBe(0);
+    await waitFor(async () => p.output().includes('migrations applied'));
+  });
+});

@@ -1,0 +1,68 @@
+import { ensureOwnKey } from '../../src/federation/keys.js';
+import { createTestDatabase, type TestDatabase } from './db.js';
+import { REDIS_URL, freePort } from './env.js';
+import { newKeyDir } from './node.js';
+import { spawnMemfed, waitHealthy, type NodeProcess } from './process.js';
+import { dropPrefix, uniquePrefix } from './redis.js';
+
+export interface MeshProcess {
+  id: string;
+  url: string;
+  db: TestDatabase;
+  prefix: string;
+  env: Record<string, string>;
+  proc: NodeProcess;
+  /** Starts the process again with the same database, prefix and port. */
+  restart(): Promise<void>;
+}
+
+/** N real `memfed all` processes peered with each other (one shared key dir). */
+export async function startProcessMesh(n: number, env: Record<string, string> = {}): Promise<{ nodes: MeshProcess[]; destroy(): Promise<void> }> {
+  const keyDir = newKeyDir();
+  const specs = await Promise.all(Array.from({ length: n }, async (_, i) => ({ id: `proc-${String.fromCharCode(97 + i)}`, port: await freePort() })));
+  for (const s of specs) await ensureOwnKey(keyDir, s.id);
+  const nodes: MeshProcess[] = [];
+  for (const s of specs) {
+    const db = await createTestDatabase();
+    const prefix = uniquePrefix();
+    const nodeEnv = {
+      NODE_ID: s.id,
+      HTTP_PORT: String(s.port),
+      WORKER_HTTP_PORT: '0',
+      DATABASE_URL: db.url,
+      REDIS_URL,
+      QUEUE_PREFIX: prefix,
+      FED_KEY_DIR: keyDir,
+      FED_PEERS: specs.filter((p) => p.id !== s.id).map((p) => `${p.id}=http://127.0.0.1:${p.port}`).join(','),
+      RECONCILE_INTERVAL_MS: '500',
+      FED_REQUEST_TIMEOUT_MS: '1500',
+      LOG_LEVEL: 'warn',
+      SHUTDOWN_GRACE_MS: '2000',
+      ...env,
+    };
+    const node: MeshProcess = {
+      id: s.id,
+      url: `http://127.0.0.1:${s.port}`,
+      db,
+      prefix,
+      env: nodeEnv,
+      proc: spawnMemfed(['all'], nodeEnv),
+      async restart() {
+        node.proc = spawnMemfed(['all'], nodeEnv);
+        await waitHealthy(node.url);
+      },
+    };
+    nodes.push(node);
+  }
+  await Promise.all(nodes.map((m) => waitHealthy(m.url)));
+  return {
+    nodes,
+    async destroy() {
+      await Promise.all(nodes.map((m) => m.proc.stop()));
+      for (const m of nodes) {
+        await m.db.drop();
+        await dropPrefix(m.prefix);
+      }
+    },
+  };
+}

@@ -1,0 +1,52 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { waitFor } from './env.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const MEMFED_BIN = path.join(ROOT, 'workers/memfed.mjs');
+
+export interface NodeProcess {
+  proc: ChildProcess;
+  output(): string;
+  /** Resolves with the exit code (or signal name). */
+  exited: Promise<number | string>;
+  signal(sig: NodeJS.Signals): void;
+  stop(): Promise<number | string>;
+}
+
+/** Runs `memfed <args>` as a real child process with the given environment. */
+export function spawnMemfed(args: string[], env: Record<string, string>): NodeProcess {
+  const proc = spawn(process.execPath, [MEMFED_BIN, ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout!.on('data', (d) => (out += d));
+  proc.stderr!.on('data', (d) => (out += d));
+  const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, sig) => resolve(code ?? sig ?? -1)));
+  return {
+    proc,
+    output: () => out,
+    exited,
+    signal: (sig) => {
+      if (proc.exitCode === null) proc.kill(sig);
+    },
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) {
+        proc.kill('SIGCONT');
+        proc.kill('SIGTERM');
+        const t = setTimeout(() => proc.kill('SIGKILL'), 15_000);
+        const r = await exited;
+        clearTimeout(t);
+        return r;
+      }
+      return exited;
+    },
+  };
+}
+
+export async function waitHealthy(url: string, timeoutMs = 30_000): Promise<void> {
+  await waitFor(async () => (await fetch(`${url}/api/v1/ready`).catch(() => null))?.ok, { timeoutMs, what: `${url} ready` });
+}

@@ -1,0 +1,72 @@
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:http';
+import path from 'node:path';
+import { parseSignatureHeader, postSigningBytes, publicKeyObject, verifySignature } from '../../src/federation/signing.js';
+
+/**
+ * Behaves like an upstream ai-memory 0.7 receiver: verifies the signature against the
+ * sender's enrolled .pub, applies memories, answers counters only (no `results`), and
+ * counts refused rows in `skipped`. `refuse` makes chosen ids poison.
+ */
+export class UpstreamReceiver {
+  readonly received = new Map<string, Record<string, unknown>>();
+  readonly deleted = new Set<string>();
+  requests = 0;
+  refuse = new Set<string>();
+  /** When set, every request answers this status (e.g. 503, 429). */
+  failWith: { status: number; headers?: Record<string, string> } | null = null;
+  private server!: Server;
+  url = '';
+
+  constructor(readonly id: string, private readonly keyDir: string) {}
+
+  async start(port = 0): Promise<this> {
+    this.server = createServer((req, res) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c) => chunks.push(c));
+      req.on('end', () => {
+        this.requests++;
+        const raw = Buffer.concat(chunks);
+        const reply = (status: number, body: unknown, headers: Record<string, string> = {}) => {
+          res.writeHead(status, { 'content-type': 'application/json', ...headers });
+          res.end(JSON.stringify(body));
+        };
+        if (this.failWith) return reply(this.failWith.status, { error: 'induced' }, this.failWith.headers);
+        if (req.url !== '/api/v1/sync/push' || req.method !== 'POST') return reply(404, { error: 'not found' });
+        const sender = String(req.headers['x-peer-id'] ?? '');
+        const sig = parseSignatureHeader(String(req.headers['x-memory-sig'] ?? ''));
+        let pub: Buffer;
+        try {
+          pub = readFileSync(path.join(this.keyDir, `${sender}.pub`));
+        } catch {
+          return reply(401, { error: 'x_memory_sig_no_enrolled_key' });
+        }
+        const nonce = req.headers['x-memory-nonce'] as string | undefined;
+        if (!sig.ok || !verifySignature(publicKeyObject(pub), postSigningBytes(raw, nonce), sig.signature)) return reply(401, { error: 'x_memory_sig_bad_signature' });
+        const body = JSON.parse(raw.toString()) as { memories: Array<Record<string, unknown>>; deletions?: string[] };
+        let applied = 0, skipped = 0, deleted = 0;
+        for (const m of body.memories) {
+          if (this.refuse.has(String(m.id))) skipped++;
+          else {
+            this.received.set(String(m.id), m);
+            applied++;
+          }
+        }
+        for (const id of body.deletions ?? []) {
+          this.deleted.add(id);
+          this.received.delete(id);
+          deleted++;
+        }
+        reply(200, { applied, deleted, noop: 0, skipped, dry_run: false, receiver_agent_id: this.id });
+      });
+    });
+    await new Promise<void>((r) => this.server.listen(port, '127.0.0.1', () => r()));
+    const addr = this.server.address();
+    this.url = `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`;
+    return this;
+  }
+
+  async stop(): Promise<void> {
+    await new Promise<void>((r) => this.server.close(() => r()));
+  }
+}
