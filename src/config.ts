@@ -8,6 +8,7 @@ export interface PeerConfig {
 }
 
 const AGENT_ID = /^[A-Za-z0-9_\-:@./]{1,128}$/;
+const KNOWN_QUEUES = ['push', 'dlq', 'catchup', 'audit'];
 
 const bool = (fallback: boolean) =>
   z
@@ -93,12 +94,13 @@ const schema = z.object({
   REDIS_URL: url('redis://127.0.0.1:6379', ['redis:', 'rediss:']),
   QUEUE_PREFIX: str('memfed').refine((v) => /^[A-Za-z0-9_\-.]{1,64}$/.test(v), 'expected 1-64 chars of [A-Za-z0-9_-.]'),
   FED_PEERS: peers,
-  FED_QUORUM_W: int(1, 0, 64),
+  FED_QUORUM_W: int(1, 1, 64),
   FED_ACK_TIMEOUT_MS: int(2000, 1, 600_000),
   FED_KEY_DIR: str('./data/keys'),
   FED_REQUIRE_SIG: bool(true),
   FED_CLOCK_SKEW_MS: int(300_000, 1_000, 3_600_000),
-  FED_REQUEST_TIMEOUT_MS: int(10_000, 100, 120_000),
+  // Must stay below the 30 s BullMQ job lock so a slow peer never makes a job stall.
+  FED_REQUEST_TIMEOUT_MS: int(10_000, 100, 29_999),
   API_KEY: str(''),
   ADMIN_TOKEN: str(''),
   PUSH_CONCURRENCY: int(8, 1, 256),
@@ -111,7 +113,11 @@ const schema = z.object({
   DLQ_REPLAY_INTERVAL_MS: int(30_000, 100, 86_400_000),
   DLQ_MAX_REPLAY_ATTEMPTS: int(100, 1, 1_000_000),
   DLQ_REPLAY_MAX_BATCH: int(2048, 64, 100_000),
-  WORKER_QUEUES: str('push,dlq,catchup,audit'),
+  WORKER_QUEUES: str('push,dlq,catchup,audit').superRefine((v, ctx) => {
+    for (const q of v.split(',').map((x) => x.trim()).filter(Boolean)) {
+      if (!KNOWN_QUEUES.includes(q)) ctx.addIssue({ code: 'custom', message: `unknown queue "${q}" (known: ${KNOWN_QUEUES.join(', ')})` });
+    }
+  }),
   SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
   MAX_BODY_BYTES: int(512 * 1024, 16 * 1024, 64 * 1024 * 1024),
   MAX_BATCH_BODY_BYTES: int(48 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
@@ -157,22 +163,16 @@ export class ConfigError extends Error {
   }
 }
 
-const KNOWN_QUEUES = ['push', 'dlq', 'catchup', 'audit'];
-
 /** Reads and validates configuration; throws ConfigError listing every bad variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const parsed = schema.safeParse(env);
-  if (!parsed.success) {
-    throw new ConfigError(parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`));
-  }
+  const problems = parsed.success ? [] : parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+  // Cross-variable check on the raw values too, so one run lists every problem.
+  const selfId = env.NODE_ID || `host:${os.hostname()}`;
+  if ((env.FED_PEERS ?? '').split(',').some((p) => p.split('=')[0]?.trim() === selfId)) problems.push('FED_PEERS: lists this node itself (NODE_ID)');
+  if (!parsed.success || problems.length) throw new ConfigError(problems);
   const r = parsed.data;
-  const problems: string[] = [];
   const workerQueues = r.WORKER_QUEUES.split(',').map((q) => q.trim()).filter(Boolean);
-  for (const q of workerQueues) if (!KNOWN_QUEUES.includes(q)) problems.push(`WORKER_QUEUES: unknown queue "${q}" (known: ${KNOWN_QUEUES.join(', ')})`);
-  if (r.FED_PEERS.some((p) => p.id === r.NODE_ID)) problems.push('FED_PEERS: lists this node itself (NODE_ID)');
-  // The outbound timeout must stay below the BullMQ lock so a slow peer never makes a job stall.
-  if (r.FED_REQUEST_TIMEOUT_MS >= 30_000) problems.push('FED_REQUEST_TIMEOUT_MS: must be below the 30000 ms job lock');
-  if (problems.length) throw new ConfigError(problems);
   const n = 1 + r.FED_PEERS.length;
   return {
     nodeId: r.NODE_ID,
@@ -204,7 +204,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   };
 }
 
-/** Whether federation is on (WIRE.md: W >= 1 and at least one peer). */
+/** Whether federation is on (WIRE.md: W >= 1, which config enforces, and at least one peer). */
 export function federationEnabled(config: Config): boolean {
   return config.federation.peers.length > 0;
 }

@@ -91,10 +91,73 @@ export const pushDlq = pgTable(
     lastAttemptAt: ts('last_attempt_at'),
     quarantinedAt: ts('quarantined_at'),
     resolvedAt: ts('resolved_at'),
+    /** Replay lease: a replayer owns the row until then (two replayers never send one row). */
+    leaseOwner: text('lease_owner'),
+    leaseUntil: ts('lease_until'),
   },
   (t) => [
     uniqueIndex('federation_push_dlq_pending_uq').on(t.peerId, t.memoryId).where(sql`status = 'pending'`),
     index('federation_push_dlq_take_idx').on(t.createdAt, t.id).where(sql`status = 'pending'`),
     index('federation_push_dlq_peer_status_idx').on(t.peerId, t.status),
   ],
+);
+
+/** Catch-up watermark per peer: where the last successful pull ended (DESIGN.md point 8). */
+export const peerWatermarks = pgTable('peer_watermarks', {
+  peerId: text('peer_id').primaryKey(),
+  /** memfed peers: opaque change-feed cursor. */
+  cursor: text('cursor'),
+  /** ai-memory peers: `since` (latest updated_at applied). */
+  since: text('since'),
+  lastPullAt: ts('last_pull_at'),
+  lastSuccessAt: ts('last_success_at'),
+  lastError: text('last_error'),
+  /** Rows the last pull left behind (0 when caught up) and age of the newest row applied. */
+  lagRows: integer('lag_rows').notNull().default(0),
+  lastRowAt: ts('last_row_at'),
+  updatedAt: ts('updated_at').notNull().default(sql`now()`),
+});
+
+/** The audit chain: hash-linked, signed entries; `canonical` is exactly what payload_hash covers. */
+export const auditLog = pgTable(
+  'audit_log',
+  {
+    seq: bigint('seq', { mode: 'number' }).primaryKey(),
+    kind: text('kind').notNull(),
+    prevHash: text('prev_hash').notNull(),
+    payloadHash: text('payload_hash').notNull(),
+    hash: text('hash').notNull(),
+    canonical: text('canonical').notNull(),
+    keyId: text('key_id').notNull(),
+    signature: text('signature').notNull(),
+    /** Producer-side id: a stalled audit job run twice never appends an event twice. */
+    eventId: text('event_id').notNull(),
+    appendedAt: ts('appended_at').notNull().default(sql`now()`),
+  },
+  (t) => [uniqueIndex('audit_log_event_id_uq').on(t.eventId), index('audit_log_kind_idx').on(t.kind, t.seq)],
+);
+
+/** Signed checkpoints of the chain head (also served to peers). */
+export const auditCheckpoints = pgTable('audit_checkpoints', {
+  seq: bigint('seq', { mode: 'number' }).primaryKey(),
+  hash: text('hash').notNull(),
+  at: text('at').notNull(),
+  keyId: text('key_id').notNull(),
+  signature: text('signature').notNull(),
+});
+
+/** Audit events that could not be enqueued or appended; replayed into the chain. */
+export const auditDlq = pgTable(
+  'audit_dlq',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    eventId: text('event_id').notNull(),
+    event: jsonb('event').notNull(),
+    reason: text('reason').notNull(),
+    attempts: integer('attempts').notNull().default(0),
+    status: text('status').notNull().default('pending'),
+    createdAt: ts('created_at').notNull().default(sql`now()`),
+    updatedAt: ts('updated_at').notNull().default(sql`now()`),
+  },
+  (t) => [uniqueIndex('audit_dlq_event_id_uq').on(t.eventId), index('audit_dlq_pending_idx').on(t.id).where(sql`status = 'pending'`)],
 );

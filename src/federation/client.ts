@@ -34,6 +34,8 @@ export function parseRetryAfter(value: string | null, nowMs = Date.now()): numbe
   let ms: number;
   if (/^\d{1,9}$/.test(s)) ms = Number(s) * 1000;
   else {
+    // Only the IMF-fixdate form of RFC 9110; Date.parse alone accepts "3.5" or "-1".
+    if (!/^[A-Z][a-z]{2}, \d{2} [A-Z][a-z]{2} \d{4} \d{2}:\d{2}:\d{2} GMT$/.test(s)) return undefined;
     const t = Date.parse(s);
     if (Number.isNaN(t)) return undefined;
     ms = t - nowMs;

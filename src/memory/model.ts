@@ -197,6 +197,8 @@ const optionalTimestampKeys = ['last_accessed_at', 'expires_at', 'confidence_dec
 export function validateMemory(input: unknown): Memory {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) throw new ValidationError('memory', 'must be an object');
   const src = input as Record<string, unknown>;
+  // First, before any copy: assigning an own "__proto__" key would set the prototype.
+  assertSafeJson(src);
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(src)) if (v !== null && v !== undefined) out[k] = v;
   out.id = validateId(src.id);

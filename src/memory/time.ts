@@ -6,11 +6,24 @@
 
 const RFC3339 = /^(\d{4})-(\d{2})-(\d{2})[Tt ](\d{2}):(\d{2}):(\d{2})(?:\.(\d{1,9}))?([Zz]|[+-]\d{2}:\d{2})$/;
 
-const MIN_MICROS = Date.UTC(1970, 0, 1) * 1000;
-const MAX_MICROS = Date.UTC(9999, 11, 31, 23, 59, 59, 999) * 1000 + 999;
+/**
+ * A parsed instant as whole epoch milliseconds plus the microseconds within that
+ * millisecond: exact for every year 0001-9999 (a single microsecond count is only exact
+ * up to 2255, which far-future expiries like 9999-12-31 exceed).
+ */
+interface Instant {
+  ms: number;
+  /** 0-999: microseconds within `ms`. */
+  micro: number;
+}
 
-/** Parses RFC 3339 into epoch microseconds, or null when invalid. */
+/** Parses RFC 3339 into epoch microseconds (exact up to year 2255; beyond, within a few µs), or null. */
 export function parseTimestamp(input: unknown): number | null {
+  const t = parseInstant(input);
+  return t === null ? null : t.ms * 1000 + t.micro;
+}
+
+function parseInstant(input: unknown): Instant | null {
   if (typeof input !== 'string' || input.length > 40) return null;
   const m = RFC3339.exec(input);
   if (!m) return null;
@@ -25,24 +38,32 @@ export function parseTimestamp(input: unknown): number | null {
     if (oh > 23 || om > 59) return null;
     offsetMin = (off[0] === '-' ? -1 : 1) * (oh * 60 + om);
   }
-  const ms = Date.UTC(year, month - 1, day, hour, minute, second) - offsetMin * 60_000;
-  const micros = ms * 1000 + Number((frac ?? '').padEnd(6, '0').slice(0, 6));
-  if (!Number.isSafeInteger(micros) || micros < MIN_MICROS || micros > MAX_MICROS) return null;
-  return micros;
+  if (year < 1) return null;
+  // Date.UTC maps years 0-99 to 1900-1999; setUTCFullYear does not.
+  const d0 = new Date(Date.UTC(2000, 0, 1, hour, minute, second));
+  d0.setUTCFullYear(year, month - 1, day);
+  const ms = d0.getTime() - offsetMin * 60_000;
+  const utcYear = new Date(ms).getUTCFullYear();
+  if (utcYear < 1 || utcYear > 9999) return null;
+  const fraction = Number((frac ?? '').padEnd(6, '0').slice(0, 6));
+  return { ms: ms + Math.floor(fraction / 1000), micro: fraction % 1000 };
 }
 
 /** Renders epoch microseconds in the wire form. */
 export function formatTimestamp(micros: number): string {
   const ms = Math.floor(micros / 1000);
-  const sub = micros - ms * 1000;
-  const iso = new Date(ms).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
-  return `${iso.slice(0, 23)}${String(sub).padStart(3, '0')}+00:00`;
+  return formatInstant({ ms, micro: Math.round(micros - ms * 1000) });
 }
 
-/** Normalises any valid RFC 3339 string to the wire form, or null when invalid. */
+function formatInstant(t: Instant): string {
+  const iso = new Date(t.ms).toISOString(); // YYYY-MM-DDTHH:MM:SS.mmmZ
+  return `${iso.slice(0, 23)}${String(t.micro).padStart(3, '0')}+00:00`;
+}
+
+/** Normalises any valid RFC 3339 string to the wire form (exact for years 0001-9999), or null. */
 export function normalizeTimestamp(input: unknown): string | null {
-  const micros = parseTimestamp(input);
-  return micros === null ? null : formatTimestamp(micros);
+  const t = parseInstant(input);
+  return t === null ? null : formatInstant(t);
 }
 
 let lastNow = 0;

@@ -100,7 +100,7 @@ describe('signed-request attacks are refused with WIRE.md tags and change nothin
     ['signed by an unknown key', () => { const r = stranger.push({ ...body(), sender_agent_id: 'peer-x' }); return r; }, 401, 'x_memory_sig_no_enrolled_key'],
     ['unsigned from an unknown peer', () => { const r = stranger.push({ ...body(), sender_agent_id: 'peer-x' }); delete r.headers['x-memory-sig']; return r; }, 401, 'peer_not_enrolled'],
     ['truncated signature', () => { const r = peer.push(body()); r.headers['x-memory-sig'] = r.headers['x-memory-sig']!.slice(0, 60); return r; }, 401, 'x_memory_sig_malformed'],
-    ['bit-flipped signature', () => { const r = peer.push(body()); const sig = Buffer.from(r.headers['x-memory-sig']!.slice(8), 'base64'); sig[10] ^= 0x10; r.headers['x-memory-sig'] = `ed25519=${sig.toString('base64')}`; return r; }, 401, 'x_memory_sig_bad_signature'],
+    ['bit-flipped signature', () => { const r = peer.push(body()); const sig = Buffer.from(r.headers['x-memory-sig']!.slice(8), 'base64'); sig[10] = sig[10]! ^ 0x10; r.headers['x-memory-sig'] = `ed25519=${sig.toString('base64')}`; return r; }, 401, 'x_memory_sig_bad_signature'],
     ['malleated signature (S + L)', () => { const r = peer.push(body()); r.headers['x-memory-sig'] = `ed25519=${malleate(Buffer.from(r.headers['x-memory-sig']!.slice(8), 'base64')).toString('base64')}`; return r; }, 401, 'x_memory_sig_bad_signature'],
     ['unknown algorithm', () => { const r = peer.push(body()); r.headers['x-memory-sig'] = r.headers['x-memory-sig']!.replace('ed25519=', 'rsa='); return r; }, 401, 'x_memory_sig_unknown_algorithm'],
     ['missing nonce', () => { const r = peer.push(body()); delete r.headers['x-memory-nonce']; return r; }, 401, 'x_memory_nonce_missing'],

@@ -1,0 +1,226 @@
+import os from 'node:os';
+import { describe, it, expect } from 'vitest';
+import { ConfigError, describeConfig, federationEnabled, loadConfig } from '../src/config.js';
+
+function configError(env: Record<string, string | undefined>): ConfigError {
+  try {
+    loadConfig(env);
+  } catch (err) {
+    expect(err).toBeInstanceOf(ConfigError);
+    return err as ConfigError;
+  }
+  throw new Error('expected a ConfigError, nothing was thrown');
+}
+
+const base = { NODE_ID: 'node-a' };
+
+describe('loadConfig defaults', () => {
+  it('uses the documented defaults for an empty environment', () => {
+    const c = loadConfig({ ...base });
+    expect(c.nodeId).toBe('node-a');
+    expect(c.http).toEqual({ host: '127.0.0.1', port: 9077 });
+    expect(c.workerHttpPort).toBe(9177);
+    expect(c.databaseUrl).toBe('postgres://postgres@127.0.0.1:5432/memfed');
+    expect(c.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(c.queuePrefix).toBe('memfed');
+    expect(c.federation.peers).toEqual([]);
+    expect(c.federation.quorumW).toBe(1);
+    expect(c.federation.ackTimeoutMs).toBe(2000);
+    expect(c.federation.requireSig).toBe(true);
+    expect(c.federation.clockSkewMs).toBe(300_000);
+    expect(c.push.batchMax).toBe(500);
+    expect(c.catchup.intervalMs).toBe(30_000);
+    expect(c.dlq).toEqual({ replayIntervalMs: 30_000, maxReplayAttempts: 100, replayMaxBatch: 2048 });
+    expect(c.workerQueues).toEqual(['push', 'dlq', 'catchup', 'audit']);
+    expect(c.apiKey).toBe('');
+    expect(c.logLevel).toBe('info');
+  });
+
+  it('treats empty strings as unset', () => {
+    const c = loadConfig({ ...base, HTTP_PORT: '', REDIS_URL: '', FED_REQUIRE_SIG: '', QUEUE_PREFIX: '' });
+    expect(c.http.port).toBe(9077);
+    expect(c.redisUrl).toBe('redis://127.0.0.1:6379');
+    expect(c.federation.requireSig).toBe(true);
+    expect(c.queuePrefix).toBe('memfed');
+  });
+
+  it.runIf(/^[A-Za-z0-9_\-:@./]{1,123}$/.test(os.hostname()))('derives NODE_ID from the host name', () => {
+    expect(loadConfig({}).nodeId).toBe(`host:${os.hostname()}`);
+  });
+
+  it('reads explicit values', () => {
+    const c = loadConfig({ ...base, HTTP_HOST: '0.0.0.0', HTTP_PORT: '8080', DATABASE_URL: 'postgresql://u@db/x', REDIS_URL: 'rediss://r:6380', PUSH_BATCH_MAX: '1000', LOG_LEVEL: 'debug' });
+    expect(c.http).toEqual({ host: '0.0.0.0', port: 8080 });
+    expect(c.databaseUrl).toBe('postgresql://u@db/x');
+    expect(c.redisUrl).toBe('rediss://r:6380');
+    expect(c.push.batchMax).toBe(1000);
+    expect(c.logLevel).toBe('debug');
+  });
+});
+
+describe('FED_PEERS', () => {
+  it('parses id=url pairs and strips trailing slashes', () => {
+    const c = loadConfig({ ...base, FED_PEERS: 'a=http://x:1,b=http://y:2/' });
+    expect(c.federation.peers).toEqual([{ id: 'a', url: 'http://x:1' }, { id: 'b', url: 'http://y:2' }]);
+    expect(federationEnabled(c)).toBe(true);
+  });
+
+  it('tolerates spaces, empty entries and several trailing slashes, keeps paths', () => {
+    const c = loadConfig({ ...base, FED_PEERS: ' a = https://x.example/base// , , host:b@1=http://10.0.0.2:9077 ' });
+    expect(c.federation.peers).toEqual([{ id: 'a', url: 'https://x.example/base' }, { id: 'host:b@1', url: 'http://10.0.0.2:9077' }]);
+  });
+
+  it('no peers: federation off', () => {
+    expect(federationEnabled(loadConfig({ ...base }))).toBe(false);
+  });
+
+  it('refuses duplicates', () => {
+    const err = configError({ ...base, FED_PEERS: 'a=http://x:1,a=http://y:2' });
+    expect(err.problems.some((p) => p.startsWith('FED_PEERS') && p.includes('"a" listed twice'))).toBe(true);
+  });
+
+  it('refuses bad URLs', () => {
+    for (const peers of ['a=ftp://x:1', 'a=not a url', 'a=', 'a=//x:1']) {
+      const err = configError({ ...base, FED_PEERS: peers });
+      expect(err.problems.some((p) => p.startsWith('FED_PEERS') && p.includes('bad peer URL')), peers).toBe(true);
+    }
+  });
+
+  it('refuses bad ids', () => {
+    for (const peers of ['bad id=http://x:1', '=http://x:1', 'http://x:1', 'a#b=http://x:1', `${'x'.repeat(129)}=http://x:1`]) {
+      const err = configError({ ...base, FED_PEERS: peers });
+      expect(err.problems.some((p) => p.startsWith('FED_PEERS') && p.includes('bad peer entry')), peers).toBe(true);
+    }
+  });
+
+  it('refuses listing this node itself', () => {
+    const err = configError({ NODE_ID: 'self', FED_PEERS: 'other=http://x:1,self=http://y:2' });
+    expect(err.problems).toContain('FED_PEERS: lists this node itself (NODE_ID)');
+  });
+});
+
+describe('quorum W', () => {
+  const peers2 = 'a=http://x:1,b=http://y:2';
+
+  it('is clamped to [1, 1 + peers]', () => {
+    expect(loadConfig({ ...base, FED_QUORUM_W: '3' }).federation.quorumW).toBe(1);
+    expect(loadConfig({ ...base, FED_PEERS: peers2, FED_QUORUM_W: '5' }).federation.quorumW).toBe(3);
+    expect(loadConfig({ ...base, FED_PEERS: peers2, FED_QUORUM_W: '3' }).federation.quorumW).toBe(3);
+    expect(loadConfig({ ...base, FED_PEERS: peers2, FED_QUORUM_W: '2' }).federation.quorumW).toBe(2);
+    expect(loadConfig({ ...base, FED_PEERS: peers2 }).federation.quorumW).toBe(1);
+  });
+
+  it('refuses non-integers and values above 64', () => {
+    // 0 would mean "federation off" upstream; memfed refuses it (unset FED_PEERS instead).
+    for (const w of ['0', '1.5', 'two', '65', '-1']) {
+      expect(configError({ ...base, FED_QUORUM_W: w }).problems.some((p) => p.startsWith('FED_QUORUM_W')), w).toBe(true);
+    }
+  });
+});
+
+describe('booleans', () => {
+  it.each([
+    ['true', true], ['TRUE', true], [' yes ', true], ['1', true], ['on', true],
+    ['false', false], ['False', false], ['no', false], ['0', false], ['off', false],
+  ])('FED_REQUIRE_SIG=%j -> %s', (v, expected) => {
+    expect(loadConfig({ ...base, FED_REQUIRE_SIG: v }).federation.requireSig).toBe(expected);
+  });
+
+  it.each(['maybe', '2', 'y', 'truee'])('refuses FED_REQUIRE_SIG=%j', (v) => {
+    const err = configError({ ...base, FED_REQUIRE_SIG: v });
+    expect(err.problems.some((p) => p.startsWith('FED_REQUIRE_SIG'))).toBe(true);
+  });
+});
+
+describe('WORKER_QUEUES', () => {
+  it('splits and trims the list', () => {
+    expect(loadConfig({ ...base, WORKER_QUEUES: ' push , dlq,' }).workerQueues).toEqual(['push', 'dlq']);
+  });
+
+  it('refuses an unknown queue', () => {
+    const err = configError({ ...base, WORKER_QUEUES: 'push,bogus' });
+    expect(err.problems).toHaveLength(1);
+    expect(err.problems[0]).toMatch(/^WORKER_QUEUES: unknown queue "bogus"/);
+  });
+});
+
+describe('numbers and URLs', () => {
+  it('enforces integer ranges', () => {
+    expect(loadConfig({ ...base, HTTP_PORT: '0' }).http.port).toBe(0);
+    expect(loadConfig({ ...base, HTTP_PORT: '65535' }).http.port).toBe(65535);
+    const cases: Array<[string, string]> = [['HTTP_PORT', '65536'], ['HTTP_PORT', '80.5'], ['HTTP_PORT', 'http'], ['PUSH_BATCH_MAX', '1001'], ['PUSH_BATCH_MAX', '0'], ['DLQ_REPLAY_MAX_BATCH', '63']];
+    for (const [k, v] of cases) {
+      expect(configError({ ...base, [k]: v }).problems.some((p) => p.startsWith(`${k}:`)), `${k}=${v}`).toBe(true);
+    }
+  });
+
+  it('checks URL protocols', () => {
+    expect(configError({ ...base, DATABASE_URL: 'mysql://db/x' }).problems.some((p) => p.startsWith('DATABASE_URL'))).toBe(true);
+    expect(configError({ ...base, REDIS_URL: 'http://r:6379' }).problems.some((p) => p.startsWith('REDIS_URL'))).toBe(true);
+    expect(configError({ ...base, REDIS_URL: 'nope' }).problems.some((p) => p.startsWith('REDIS_URL'))).toBe(true);
+  });
+
+  it('keeps the outbound timeout below the 30 s job lock', () => {
+    expect(loadConfig({ ...base, FED_REQUEST_TIMEOUT_MS: '29999' }).federation.requestTimeoutMs).toBe(29_999);
+    expect(configError({ ...base, FED_REQUEST_TIMEOUT_MS: '30000' }).problems.some((p) => p.startsWith('FED_REQUEST_TIMEOUT_MS'))).toBe(true);
+  });
+});
+
+describe('ConfigError', () => {
+  it('lists every bad variable at once', () => {
+    const bad = {
+      NODE_ID: 'bad node id',
+      HTTP_PORT: 'abc',
+      REDIS_URL: 'http://x',
+      DATABASE_URL: 'nope',
+      FED_PEERS: 'no-equals-sign',
+      FED_REQUIRE_SIG: 'maybe',
+      FED_ACK_TIMEOUT_MS: '0',
+      QUEUE_PREFIX: 'has space',
+      LOG_LEVEL: 'loud',
+    };
+    const err = configError(bad);
+    expect(err.name).toBe('ConfigError');
+    expect(err.problems).toHaveLength(Object.keys(bad).length);
+    for (const name of Object.keys(bad)) {
+      expect(err.message, name).toContain(`${name}:`);
+      expect(err.problems.some((p) => p.startsWith(`${name}:`)), name).toBe(true);
+    }
+    expect(err.message.startsWith('invalid configuration:\n')).toBe(true);
+  });
+
+  it('lists every cross-field problem at once', () => {
+    const err = configError({ NODE_ID: 'me', FED_PEERS: 'me=http://x:1', WORKER_QUEUES: 'push,nope', FED_REQUEST_TIMEOUT_MS: '30000' });
+    for (const name of ['FED_PEERS', 'WORKER_QUEUES', 'FED_REQUEST_TIMEOUT_MS']) {
+      expect(err.message, name).toContain(`${name}:`);
+      expect(err.problems.some((p) => p.startsWith(`${name}:`)), name).toBe(true);
+    }
+  });
+});
+
+describe('describeConfig', () => {
+  it('masks secrets', () => {
+    const c = loadConfig({ ...base, DATABASE_URL: 'postgres://u:hunter2@db/x', REDIS_URL: 'redis://:s3cret@r:6379', API_KEY: 'k', FED_PEERS: 'p=http://x:1' });
+    const d = describeConfig(c);
+    const text = JSON.stringify(d);
+    expect(text).not.toContain('hunter2');
+    expect(text).not.toContain('s3cret');
+    expect(d.apiKey).toBe('set');
+    expect(d.adminToken).toBe('unset');
+    expect(d.peers).toEqual(['p']);
+  });
+});
+
+describe('one run lists every problem', () => {
+  it('reports field errors and cross-variable errors together', () => {
+    let err: unknown;
+    try {
+      loadConfig({ HTTP_PORT: 'x', WORKER_QUEUES: 'push,bogus', NODE_ID: 'me', FED_PEERS: 'me=http://127.0.0.1:1', FED_REQUEST_TIMEOUT_MS: '30000' });
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(ConfigError);
+    const problems = (err as ConfigError).problems.join('\n');
+    for (const v of ['HTTP_PORT', 'WORKER_QUEUES', 'FED_PEERS', 'FED_REQUEST_TIMEOUT_MS']) expect(problems).toContain(v);
+  });
+});
