@@ -6,6 +6,7 @@ export default defineConfig({
       {
         test: {
           name: 'unit',
+          sequence: { groupOrder: 0 },
           include: ['test/**/*.test.ts'],
           exclude: ['test/**/*.int.test.ts', 'node_modules/**'],
           environment: 'node',
@@ -14,6 +15,8 @@ export default defineConfig({
       {
         test: {
           name: 'integration',
+          // Unit tests run first (group 0), then integration files a few at a time.
+          sequence: { groupOrder: 1 },
           include: ['test/**/*.int.test.ts'],
           environment: 'node',
           globalSetup: ['test/helpers/global-setup.ts'],

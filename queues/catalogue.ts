@@ -7,11 +7,13 @@ import type { JobsOptions } from 'bullmq';
 export interface JobPayloads {
   /** Deliver everything after the peer's cursor. One waiting job per peer at most. */
   push: { peerId: string; reason: 'commit' | 'reconcile' | 'recovered' };
+  /** Replay pending DLQ rows (all peers, or one peer that just came back). */
+  dlq: { reason: 'tick' | 'drain' | 'recovered' | 'operator'; peerId?: string };
 }
 
 export type QueueName = keyof JobPayloads;
 
-export const QUEUE_NAMES = ['push'] as const satisfies readonly QueueName[];
+export const QUEUE_NAMES = ['push', 'dlq'] as const satisfies readonly QueueName[];
 
 const BASE: JobsOptions = {
   removeOnComplete: { age: 3600, count: 1000 },
@@ -27,7 +29,15 @@ export const JOB_OPTIONS: { [Q in QueueName]: JobsOptions } = {
     // 'peer': the worker's backoffStrategy (exponential + jitter, Retry-After honoured).
     backoff: { type: 'peer' },
   },
+  dlq: {
+    ...BASE,
+    // A failed round is simply the next tick's work: rows carry their own attempt counts.
+    attempts: 1,
+  },
 };
+
+/** Job scheduler ids (never containing ':'). */
+export const SCHEDULERS = { dlqReplay: 'dlq-replay' } as const;
 
 /** Job ids and scheduler ids never contain ':' (DESIGN.md); peer ids may. */
 export function safeKey(s: string): string {
@@ -35,3 +45,4 @@ export function safeKey(s: string): string {
 }
 
 export const pushDedupId = (peerId: string) => `push-${safeKey(peerId)}`;
+export const dlqDedupId = (peerId?: string) => (peerId === undefined ? 'dlq-all' : `dlq-${safeKey(peerId)}`);

@@ -10,8 +10,19 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
   registry.setDefaultLabels({ node: opts.nodeId, role: opts.role });
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'memfed_' });
 
+  // Gauges read from Postgres are refreshed by hooks run just before each scrape.
+  const scrapeHooks: Array<() => Promise<void>> = [];
+
   const m = {
     registry,
+    /** Registers a refresh run before every scrape (bounded by the caller's timeout). */
+    onScrape(hook: () => Promise<void>) {
+      scrapeHooks.push(hook);
+    },
+    async render(timeoutMs = 3000): Promise<string> {
+      await Promise.race([Promise.allSettled(scrapeHooks.map((h) => h())), new Promise((r) => setTimeout(r, timeoutMs).unref())]);
+      return registry.metrics();
+    },
     httpRequestDuration: new Histogram({
       name: 'memfed_http_request_duration_seconds',
       help: 'HTTP request duration by route pattern, method and status class',
@@ -88,6 +99,80 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
       name: 'memfed_peer_lag_seconds',
       help: 'Age of the oldest change not yet acknowledged by the peer',
       labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    dlqDepth: new Gauge({
+      name: 'ai_memory_federation_push_dlq_depth',
+      help: 'Pending (replayable) push DLQ rows per peer',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    dlqQuarantined: new Gauge({
+      name: 'memfed_push_dlq_quarantined',
+      help: 'Quarantined push DLQ rows per peer (released only by an operator)',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    dlqOldestPendingAge: new Gauge({
+      name: 'memfed_push_dlq_oldest_pending_age_seconds',
+      help: 'Age of the oldest pending push DLQ row per peer (0 when none)',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    dlqQuarantines: new Counter({
+      name: 'ai_memory_federation_push_dlq_quarantined_total',
+      help: 'Push DLQ rows quarantined after reaching DLQ_MAX_REPLAY_ATTEMPTS',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    dlqReplays: new Counter({
+      name: 'memfed_push_dlq_replay_total',
+      help: 'Push DLQ rows replayed, by outcome (replayed, failed, throttled)',
+      labelNames: ['peer', 'outcome'] as const,
+      registers: [registry],
+    }),
+    catchupLastSuccess: new Gauge({
+      name: 'memfed_catchup_last_success_timestamp_seconds',
+      help: 'Unix time of the last successful catch-up pull per peer (0 = never)',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    catchupLagRows: new Gauge({
+      name: 'memfed_catchup_lag_rows',
+      help: 'Rows the peer still had after the last catch-up pull (0 = caught up)',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    catchupLagSeconds: new Gauge({
+      name: 'memfed_catchup_lag_seconds',
+      help: 'Seconds since the newest row pulled from the peer was written there',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    catchupPulls: new Counter({
+      name: 'memfed_catchup_pulls_total',
+      help: 'Catch-up pulls by peer and outcome (ok, failed, apply_failed)',
+      labelNames: ['peer', 'outcome'] as const,
+      registers: [registry],
+    }),
+    auditHeadSeq: new Gauge({
+      name: 'memfed_audit_head_sequence',
+      help: 'Sequence number of the audit chain head',
+      registers: [registry],
+    }),
+    auditAppends: new Counter({
+      name: 'memfed_audit_appends_total',
+      help: 'Audit events appended to the chain',
+      registers: [registry],
+    }),
+    auditDlqDepth: new Gauge({
+      name: 'memfed_audit_dlq_depth',
+      help: 'Audit events waiting in the audit DLQ table to be appended',
+      registers: [registry],
+    }),
+    auditCheckpointAge: new Gauge({
+      name: 'memfed_audit_last_checkpoint_age_seconds',
+      help: 'Seconds since the last signed audit checkpoint (-1 = none yet)',
       registers: [registry],
     }),
   };

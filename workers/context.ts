@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis';
+import type { AuditRecorder } from '../src/audit/events.js';
 import type { Config, PeerConfig } from '../src/config.js';
 import type { Database } from '../src/db/client.js';
 import type { PeerClient } from '../src/federation/client.js';
@@ -17,4 +18,5 @@ export interface WorkerContext {
   redis: Redis;
   client: PeerClient;
   peers: Map<string, PeerConfig>;
+  audit: AuditRecorder;
 }

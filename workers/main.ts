@@ -8,11 +8,13 @@ import { prepareDatabase } from '../src/db/migrate.js';
 import { PeerClient } from '../src/federation/client.js';
 import { KeyRing, ensureOwnKey } from '../src/federation/keys.js';
 import { NonceStore } from '../src/federation/nonces.js';
+import { logRecorder } from '../src/audit/events.js';
 import { createLogger } from '../src/logger.js';
+import { dlqStats } from '../src/store/dlq.js';
 import { createMetrics } from '../src/metrics.js';
 import { AckTracker } from '../queues/acks.js';
 import { createRedis } from '../queues/connection.js';
-import { closeQueues, createQueues, enqueuePush } from '../queues/producers.js';
+import { closeQueues, createQueues, enqueueDlqReplay, enqueuePush } from '../queues/producers.js';
 import { QueueReplication } from '../queues/replication.js';
 import { startWorkers } from './runtime.js';
 
@@ -51,6 +53,16 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   const closers: Array<() => Promise<unknown>> = [];
   let apiUrl: string | undefined;
   const peers = new Map(config.federation.peers.map((p) => [p.id, p]));
+  const audit = logRecorder(logger);
+  metrics.onScrape(async () => {
+    const stats = await dlqStats(database.db);
+    for (const id of peers.keys()) {
+      const p = stats.byPeer.find((b) => b.peerId === id);
+      metrics.dlqDepth.set({ peer: id }, p?.pending ?? 0);
+      metrics.dlqQuarantined.set({ peer: id }, p?.quarantined ?? 0);
+      metrics.dlqOldestPendingAge.set({ peer: id }, p?.oldestPendingAgeSeconds ?? 0);
+    }
+  });
 
   if (role === 'api' || role === 'all') {
     const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');
@@ -64,6 +76,8 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
       metrics,
       probes,
       replication: new QueueReplication(config, queues, acks, logger, metrics),
+      audit,
+      operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues, 'operator', peerId) },
       federation: {
         keys,
         nonces: new NonceStore(producer, config.queuePrefix, config.federation.clockSkewMs),
@@ -73,6 +87,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
           if (!peers.has(peerId) || Date.now() - last < 5000) return;
           contact.set(peerId, Date.now());
           enqueuePush(queues, peerId, 'recovered').catch(() => {});
+          enqueueDlqReplay(queues, 'recovered', peerId).catch(() => {});
         },
       },
     };
@@ -86,7 +101,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   if (role === 'worker' || role === 'all') {
     const publisher = createRedis(config.redisUrl, 'worker', 'publisher');
     const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs });
-    const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers });
+    const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, audit });
     if (role === 'worker' && config.workerHttpPort > 0) {
       const ops = await listen(createOpsApp({ config, probes, metrics, logger }), config.http.host, config.workerHttpPort);
       logger.info({ port: config.workerHttpPort }, 'worker metrics/health listening');

@@ -1,6 +1,7 @@
 import type { Job } from 'bullmq';
 import type { JobPayloads, QueueName } from '../queues/catalogue.js';
 import type { WorkerContext } from './context.js';
+import { dlqProcessor } from './dlq.worker.js';
 import { pushProcessor } from './push.worker.js';
 
 export type Processor<Q extends QueueName> = (job: Job<JobPayloads[Q]>, token?: string) => Promise<unknown>;
@@ -11,11 +12,12 @@ export type Processors = { [Q in QueueName]: Processor<Q> };
 export function createProcessors(ctx: WorkerContext): Processors {
   return {
     push: pushProcessor(ctx),
+    dlq: dlqProcessor(ctx),
   };
 }
 
 /** Per-queue concurrency from config (DESIGN.md table). */
 export function concurrencyFor(ctx: WorkerContext, queue: QueueName): number {
-  const table: { [Q in QueueName]: number } = { push: ctx.config.concurrency.push };
+  const table: { [Q in QueueName]: number } = { push: ctx.config.concurrency.push, dlq: ctx.config.concurrency.dlq };
   return table[queue];
 }

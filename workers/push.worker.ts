@@ -4,7 +4,8 @@ import { pushToPeer, type PushRunResult } from '../src/federation/pusher.js';
 import { recordPeerError } from '../src/store/cursors.js';
 import { publishAck } from '../queues/acks.js';
 import type { JobPayloads } from '../queues/catalogue.js';
-import { enqueuePush } from '../queues/producers.js';
+import { hasReplayable } from '../src/store/dlq.js';
+import { enqueueDlqReplay, enqueuePush } from '../queues/producers.js';
 import type { WorkerContext } from './context.js';
 
 // Keep one run well inside the job lock; longer backlogs continue in the next job.
@@ -40,6 +41,11 @@ export function pushProcessor(ctx: WorkerContext) {
       // keepLastIfActive dedup turns this into exactly one follow-up run.
       if (!result.caughtUp) await enqueuePush(ctx.queues, peer.id, 'reconcile');
       if (result.deadLettered > 0) ctx.logger.warn({ peer: peer.id, rows: result.deadLettered }, 'peer refused rows; dead-lettered');
+      if (result.recovered) {
+        ctx.logger.info({ peer: peer.id }, 'peer is back');
+        // A peer that comes back gets its DLQ rows replayed now, not at the next tick.
+        if (await hasReplayable(ctx.database.db, peer.id)) await enqueueDlqReplay(ctx.queues, 'recovered', peer.id);
+      }
       return result;
     } catch (err) {
       if (!(err instanceof PeerRequestError)) throw err;

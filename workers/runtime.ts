@@ -4,7 +4,7 @@ import type { Logger } from '../src/logger.js';
 import { peersBehind } from '../src/store/cursors.js';
 import { QUEUE_NAMES, type QueueName } from '../queues/catalogue.js';
 import { createRedis } from '../queues/connection.js';
-import { enqueuePush } from '../queues/producers.js';
+import { enqueuePush, scheduleDlqReplay } from '../queues/producers.js';
 import type { WorkerContext } from './context.js';
 import { concurrencyFor, createProcessors } from './processors.js';
 import { backoffStrategy } from './push.worker.js';
@@ -37,6 +37,10 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
     ctx.logger.info({ queue: name, concurrency }, 'worker started');
   }
   const reconciler = selected.includes('push') ? startReconciler(ctx) : null;
+  if (selected.includes('dlq')) {
+    await scheduleDlqReplay(ctx.queues, ctx.config.dlq.replayIntervalMs);
+    ctx.logger.info({ everyMs: ctx.config.dlq.replayIntervalMs }, 'DLQ replay scheduled');
+  }
   return {
     queues: selected,
     async close(graceMs: number) {

@@ -7,6 +7,7 @@ import { healthRoutes } from './routes/health.js';
 import { memoryRoutes } from './routes/memories.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { syncRoutes } from './routes/sync.js';
+import { ADMIN_PREFIX, adminRoutes } from './routes/admin.js';
 
 const OPEN_PATHS = new Set(['/api/v1/health', '/api/v1/ready']);
 
@@ -19,10 +20,12 @@ export function createApp(deps: AppDeps, extra: RouteGroup[] = []): Hono {
   app.onError(errorHandler(deps.logger));
   app.notFound(notFoundHandler);
   app.use('*', httpMetrics(deps.metrics));
-  app.use('*', apiKeyAuth(deps.config.apiKey, (path) => OPEN_PATHS.has(path)));
+  // Admin routes answer to ADMIN_TOKEN instead of the API key.
+  app.use('*', apiKeyAuth(deps.config.apiKey, (path) => OPEN_PATHS.has(path) || path.startsWith(`${ADMIN_PREFIX}/`)));
   app.route('/', healthRoutes(deps));
   app.route('/', metricsRoutes(deps.metrics));
   app.route('/', memoryRoutes(deps));
+  if (deps.config.adminToken) app.route('/', adminRoutes(deps));
   app.route('/', syncRoutes(deps));
   for (const group of extra) app.route('/', group);
   return app;

@@ -1,3 +1,4 @@
+import type { AuditRecorder } from '../audit/events.js';
 import type { Config } from '../config.js';
 import type { Database } from '../db/client.js';
 import type { KeyRing } from '../federation/keys.js';
@@ -42,4 +43,7 @@ export interface AppDeps {
   /** Readiness checks (Postgres, Redis); each must settle quickly. */
   probes: HealthProbe[];
   federation: FederationDeps;
+  audit: AuditRecorder;
+  /** Queue-backed operator actions (implemented in queues/). */
+  operations: { requestDlqReplay(peerId?: string): Promise<void> };
 }

@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
 import { prepareDatabase } from '../db/migrate.js';
 import { generateKeyFiles } from '../federation/keys.js';
+import { DLQ_USAGE, dlqCommand } from './dlq.js';
 
 export const USAGE = `usage: memfed <command> [options]
 
@@ -14,6 +15,7 @@ tools:
   migrate                   create the database if missing and apply migrations
   keys generate --id <id> [--dir <dir>] [--force]
                             write raw 32-byte <id>.priv / <id>.pub (default dir FED_KEY_DIR)
+  ${DLQ_USAGE.replace(/\n/g, '\n  ')}
 
 configuration comes from environment variables; see README.md.`;
 
@@ -42,6 +44,8 @@ export async function runToolCommand(command: string, args: string[], out: (s: s
       out(`wrote ${r.privPath} and ${r.pubPath}\npublic key ${r.publicKeyHex}\nenrol this node on a peer by copying ${r.pubPath} into the peer's FED_KEY_DIR`);
       return 0;
     }
+    case 'dlq':
+      return dlqCommand(loadConfig(), args, out);
     default:
       out(USAGE);
       return 2;

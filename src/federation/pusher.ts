@@ -6,6 +6,7 @@ import type { Metrics } from '../metrics.js';
 import { advanceCursor, getCursor } from '../store/cursors.js';
 import { deadLetter, type DeadLetter } from '../store/dlq.js';
 import { readFeed, type FeedPosition } from '../store/feed.js';
+import type { StoredMemory } from '../store/memories.js';
 import { loadStored, type Tombstone } from '../store/replica.js';
 import { PeerRequestError, type PeerClient } from './client.js';
 import { buildPushBody, type PushResponse } from './wire.js';
@@ -22,15 +23,40 @@ export interface PusherDeps {
   publishAck(peerId: string, position: FeedPosition): Promise<void>;
 }
 
-type Item = { kind: 'memory'; memory: Memory; bytes: number } | { kind: 'tombstone'; tombstone: Tombstone; bytes: number };
+/** One row to deliver: a memory's current state, or its tombstone. */
+export type Item = { kind: 'memory'; memory: Memory; bytes: number } | { kind: 'tombstone'; tombstone: Tombstone; bytes: number };
 
-const itemId = (i: Item) => (i.kind === 'memory' ? i.memory.id : i.tombstone.id);
+export const itemId = (i: Item) => (i.kind === 'memory' ? i.memory.id : i.tombstone.id);
+
+export function itemFromStored(s: StoredMemory): Item {
+  return s.deletedAt === null
+    ? { kind: 'memory', memory: s.memory, bytes: Buffer.byteLength(JSON.stringify(s.memory)) }
+    : { kind: 'tombstone', tombstone: { id: s.memory.id, deleted_at: s.deletedAt }, bytes: 100 };
+}
+
+/** A row the peer refused, with why. */
+export interface Refusal {
+  item: Item;
+  failureClass: 'permanent' | 'skipped' | 'id_drift';
+  error: string;
+}
+
+export const refusalToDeadLetter = (peerId: string, r: Refusal): DeadLetter => ({
+  peerId,
+  memoryId: itemId(r.item),
+  op: r.item.kind === 'memory' ? 'upsert' : 'delete',
+  payload: r.item.kind === 'memory' ? r.item.memory : r.item.tombstone,
+  failureClass: r.failureClass,
+  error: r.error,
+});
 
 export interface PushRunResult {
   batches: number;
   rows: number;
   deadLettered: number;
   caughtUp: boolean;
+  /** The peer had a recorded failure and just acked: it is back (replay its DLQ, pull from it). */
+  recovered: boolean;
 }
 
 /**
@@ -41,9 +67,11 @@ export interface PushRunResult {
  */
 export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: number): Promise<PushRunResult> {
   const started = Date.now();
-  const out: PushRunResult = { batches: 0, rows: 0, deadLettered: 0, caughtUp: false };
+  const out: PushRunResult = { batches: 0, rows: 0, deadLettered: 0, caughtUp: false, recovered: false };
+  let hadError: boolean | undefined;
   for (;;) {
     const cursor = await getCursor(deps.db, peer.id);
+    hadError ??= cursor.lastErrorClass !== null;
     const entries = await readFeed(deps.db, cursor, deps.batchMax);
     if (entries.length === 0) {
       out.caughtUp = true;
@@ -60,9 +88,7 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
       if (e.originPeer !== peer.id && !included.has(e.memoryId)) {
         const s = stored.get(e.memoryId);
         if (s) {
-          const item: Item = s.deletedAt === null
-            ? { kind: 'memory', memory: s.memory, bytes: Buffer.byteLength(JSON.stringify(s.memory)) }
-            : { kind: 'tombstone', tombstone: { id: s.memory.id, deleted_at: s.deletedAt }, bytes: 100 };
+          const item = itemFromStored(s);
           if (items.length > 0 && bytes + item.bytes > deps.batchMaxBytes) break;
           items.push(item);
           included.add(e.memoryId);
@@ -72,11 +98,12 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
       last = e;
     }
     if (items.length > 0) {
-      const dead = await sendIsolating(deps, peer, items);
+      const dead = (await sendIsolating(deps, peer, items)).map((r) => refusalToDeadLetter(peer.id, r));
       if (dead.length > 0) await deadLetter(deps.db, dead);
       out.deadLettered += dead.length;
       out.rows += items.length - dead.length;
       out.batches++;
+      out.recovered ||= hadError;
       deps.metrics.pushedRows.inc({ peer: peer.id }, items.length - dead.length);
     }
     await advanceCursor(deps.db, peer.id, last);
@@ -94,15 +121,8 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
  * without per-row results) is split in halves until the culprits stand alone, so one
  * poison row never holds back the rest. Returns the rows to dead-letter.
  */
-async function sendIsolating(deps: PusherDeps, peer: PeerConfig, items: Item[]): Promise<DeadLetter[]> {
-  const letter = (i: Item, failureClass: string, error: string): DeadLetter => ({
-    peerId: peer.id,
-    memoryId: itemId(i),
-    op: i.kind === 'memory' ? 'upsert' : 'delete',
-    payload: i.kind === 'memory' ? i.memory : i.tombstone,
-    failureClass,
-    error,
-  });
+export async function sendIsolating(deps: Pick<PusherDeps, 'client' | 'selfId' | 'metrics'>, peer: PeerConfig, items: Item[]): Promise<Refusal[]> {
+  const letter = (item: Item, failureClass: Refusal['failureClass'], error: string): Refusal => ({ item, failureClass, error });
   let res: PushResponse;
   try {
     res = await deps.client.push(
@@ -124,7 +144,7 @@ async function sendIsolating(deps: PusherDeps, peer: PeerConfig, items: Item[]):
   }
   if (Array.isArray(res.results)) {
     const byId = new Map(res.results.filter((r) => r && typeof r.id === 'string').map((r) => [r.id, r]));
-    const dead: DeadLetter[] = [];
+    const dead: Refusal[] = [];
     for (const i of items) {
       const r = byId.get(itemId(i));
       if (!r) dead.push(letter(i, 'id_drift', 'peer reported no result for this id'));
@@ -140,7 +160,7 @@ async function sendIsolating(deps: PusherDeps, peer: PeerConfig, items: Item[]):
   return [];
 }
 
-async function splitAndSend(deps: PusherDeps, peer: PeerConfig, items: Item[]): Promise<DeadLetter[]> {
+async function splitAndSend(deps: Pick<PusherDeps, 'client' | 'selfId' | 'metrics'>, peer: PeerConfig, items: Item[]): Promise<Refusal[]> {
   const mid = Math.ceil(items.length / 2);
   const left = await sendIsolating(deps, peer, items.slice(0, mid));
   const right = await sendIsolating(deps, peer, items.slice(mid));

@@ -35,6 +35,8 @@ describe('three nodes, W=2', () => {
     const [a, b, c] = nodes as [TestNode, TestNode, TestNode];
     const r = await api(a.url, 'POST', '/api/v1/memories', { title: 'mutable', content: 'v1' });
     const id = r.json.id;
+    // W=2 guarantees one peer at 201, not both: wait for b (which updates) and c.
+    await waitFor(() => holds(b, id));
     await waitFor(() => holds(c, id));
     const u = await api(b.url, 'PUT', `/api/v1/memories/${id}`, { content: 'v2' });
     expect(u.status).toBe(200);

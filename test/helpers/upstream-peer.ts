@@ -11,6 +11,8 @@ import { parseSignatureHeader, postSigningBytes, publicKeyObject, verifySignatur
 export class UpstreamReceiver {
   readonly received = new Map<string, Record<string, unknown>>();
   readonly deleted = new Set<string>();
+  /** How many times each memory id was received (duplicate-delivery checks). */
+  readonly deliveries = new Map<string, number>();
   requests = 0;
   refuse = new Set<string>();
   /** When set, every request answers this status (e.g. 503, 429). */
@@ -49,6 +51,7 @@ export class UpstreamReceiver {
           if (this.refuse.has(String(m.id))) skipped++;
           else {
             this.received.set(String(m.id), m);
+            this.deliveries.set(String(m.id), (this.deliveries.get(String(m.id)) ?? 0) + 1);
             applied++;
           }
         }

@@ -1,0 +1,79 @@
+import { Hono, type Context } from 'hono';
+import { badRequest } from '../../errors.js';
+import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../../store/dlq.js';
+import { readJson } from '../body.js';
+import type { AppDeps } from '../deps.js';
+import { adminAuth } from '../middleware/auth.js';
+
+export const ADMIN_PREFIX = '/api/v1/admin';
+const STATUSES = ['pending', 'quarantined', 'replayed', 'purged', 'superseded'];
+
+function selector(body: Record<string, unknown>, allowAll: boolean): DlqSelector {
+  const sel: DlqSelector = {};
+  if (body.peer !== undefined) {
+    if (typeof body.peer !== 'string' || body.peer.length === 0 || body.peer.length > 128) throw badRequest('INVALID_SELECTOR', 'peer must be a peer id');
+    sel.peerId = body.peer;
+  }
+  if (body.ids !== undefined) {
+    if (!Array.isArray(body.ids) || body.ids.length > 10_000 || !body.ids.every((i) => Number.isSafeInteger(i) && (i as number) > 0)) throw badRequest('INVALID_SELECTOR', 'ids must be an array of DLQ row ids');
+    sel.ids = body.ids as number[];
+  }
+  if (body.all === true) {
+    if (!allowAll) throw badRequest('INVALID_SELECTOR', 'all is not allowed here; name a peer or ids');
+    sel.all = true;
+  }
+  if (sel.peerId === undefined && sel.ids === undefined && !sel.all) throw badRequest('INVALID_SELECTOR', allowAll ? 'name a peer, ids, or all: true' : 'name a peer or ids');
+  return sel;
+}
+
+const actorOf = (c: Context) => c.req.header('x-agent-id')?.slice(0, 128) ?? 'admin';
+
+/** Operator tools behind ADMIN_TOKEN; every action is an audit event. */
+export function adminRoutes(deps: AppDeps) {
+  const { database, config, audit, operations } = deps;
+  const db = database.db;
+  const app = new Hono();
+  app.use(`${ADMIN_PREFIX}/*`, adminAuth(config.adminToken));
+
+  app.get(`${ADMIN_PREFIX}/dlq`, async (c) => {
+    const status = c.req.query('status');
+    if (status !== undefined && !STATUSES.includes(status)) throw badRequest('INVALID_QUERY', `status must be one of ${STATUSES.join(', ')}`);
+    const limit = Math.min(Number(c.req.query('limit') ?? 100) || 100, 1000);
+    const offset = Math.max(Number(c.req.query('offset') ?? 0) || 0, 0);
+    const peer = c.req.query('peer');
+    const rows = await listDlq(db, { ...(peer ? { peerId: peer } : {}), ...(status ? { status } : {}), limit, offset });
+    return c.json({ rows, count: rows.length });
+  });
+
+  app.get(`${ADMIN_PREFIX}/dlq/stats`, async (c) => c.json(await dlqStats(db)));
+
+  app.post(`${ADMIN_PREFIX}/dlq/replay`, async (c) => {
+    const body = (await readJson(c, config.limits.maxBodyBytes).catch(() => ({}))) as Record<string, unknown>;
+    const peer = typeof body.peer === 'string' ? body.peer : undefined;
+    if (peer !== undefined && !config.federation.peers.some((p) => p.id === peer)) throw badRequest('UNKNOWN_PEER', `peer ${peer} is not configured`);
+    await operations.requestDlqReplay(peer);
+    audit.record({ kind: 'dlq.operator', actor: actorOf(c), details: { action: 'replay', peer: peer ?? null } });
+    return c.json({ requested: true, peer: peer ?? null }, 202);
+  });
+
+  app.post(`${ADMIN_PREFIX}/dlq/requeue`, async (c) => {
+    const body = (await readJson(c, config.limits.maxBodyBytes)) as Record<string, unknown>;
+    const sel = selector(body, true);
+    const r = await requeueQuarantined(db, sel);
+    audit.record({ kind: 'dlq.operator', actor: actorOf(c), details: { action: 'requeue', selector: sel, ...r } });
+    if (r.requeued > 0) await operations.requestDlqReplay(sel.peerId);
+    return c.json(r);
+  });
+
+  app.post(`${ADMIN_PREFIX}/dlq/purge`, async (c) => {
+    const body = (await readJson(c, config.limits.maxBodyBytes)) as Record<string, unknown>;
+    const sel = selector(body, false);
+    // Dry run unless explicitly confirmed: the first call shows what would go.
+    const dryRun = body.dry_run !== false;
+    const r = await purgeDlq(db, sel, dryRun);
+    if (!dryRun) audit.record({ kind: 'dlq.operator', actor: actorOf(c), details: { action: 'purge', selector: sel, ...r } });
+    return c.json({ ...r, dry_run: dryRun });
+  });
+
+  return app;
+}

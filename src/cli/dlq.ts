@@ -1,0 +1,109 @@
+import { parseArgs } from 'node:util';
+import { logRecorder } from '../audit/events.js';
+import type { Config } from '../config.js';
+import { createDatabase } from '../db/client.js';
+import { PeerClient } from '../federation/client.js';
+import { replayRound } from '../federation/dlq-replay.js';
+import { KeyRing } from '../federation/keys.js';
+import { createLogger } from '../logger.js';
+import { createMetrics } from '../metrics.js';
+import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../store/dlq.js';
+
+export const DLQ_USAGE = `memfed dlq <command>
+  list    [--peer P] [--status pending|quarantined|replayed|purged|superseded] [--limit N] [--json]
+  stats   [--json]                       per peer, per class, oldest pending age
+  replay  [--peer P]                     run replay rounds now, in this process
+  requeue (--all | --peer P | --id N ...) release quarantined rows with a fresh attempt budget
+  purge   (--peer P | --id N ...) [--yes] without --yes only counts what would be purged`;
+
+/** `memfed dlq ...`: operator tools straight on the database (no queue needed). */
+export async function dlqCommand(config: Config, args: string[], out: (s: string) => void): Promise<number> {
+  const [sub, ...rest] = args;
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      peer: { type: 'string' },
+      status: { type: 'string' },
+      limit: { type: 'string' },
+      id: { type: 'string', multiple: true },
+      all: { type: 'boolean' },
+      yes: { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+  });
+  const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, { node: config.nodeId, role: 'cli' });
+  const audit = logRecorder(logger);
+  const database = createDatabase(config.databaseUrl, { max: 2 });
+  const db = database.db;
+  const sel = (): DlqSelector => ({
+    ...(values.peer ? { peerId: values.peer } : {}),
+    ...(values.id ? { ids: values.id.map(Number).filter((n) => Number.isSafeInteger(n)) } : {}),
+    ...(values.all ? { all: true } : {}),
+  });
+  try {
+    switch (sub) {
+      case 'list': {
+        const rows = await listDlq(db, { ...(values.peer ? { peerId: values.peer } : {}), ...(values.status ? { status: values.status } : {}), limit: Number(values.limit ?? 50), offset: 0 });
+        if (values.json) out(JSON.stringify(rows, null, 2));
+        else for (const r of rows) out(`${r.id}\t${r.status}\t${r.peerId}\t${r.memoryId}\tattempts=${r.attempts}\t${r.failureClass}\t${r.lastError.slice(0, 120)}`);
+        return 0;
+      }
+      case 'stats': {
+        const s = await dlqStats(db);
+        if (values.json) out(JSON.stringify(s, null, 2));
+        else {
+          out(`pending ${s.totals.pending}, quarantined ${s.totals.quarantined}, replayed ${s.totals.replayed}, purged ${s.totals.purged}`);
+          for (const p of s.byPeer) out(`  ${p.peerId}: pending ${p.pending}, quarantined ${p.quarantined}, oldest pending ${p.oldestPendingAgeSeconds === null ? '-' : `${Math.round(p.oldestPendingAgeSeconds)} s`}`);
+          for (const c of s.byClass) out(`  class ${c.failureClass} (${c.status}): ${c.count}`);
+        }
+        return 0;
+      }
+      case 'replay': {
+        const keys = await KeyRing.load(config.federation.keyDir, config.nodeId);
+        const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs });
+        const metrics = createMetrics({ nodeId: config.nodeId, role: 'cli', defaultMetrics: false });
+        let replayed = 0, failed = 0;
+        for (;;) {
+          const r = await replayRound(
+            {
+              db, client, selfId: config.nodeId, peers: new Map(config.federation.peers.map((p) => [p.id, p])), batchMax: config.push.batchMax,
+              maxAttempts: config.dlq.maxReplayAttempts, replayMaxBatch: config.dlq.replayMaxBatch, logger, metrics,
+              onQuarantine: (rows) => rows.forEach((row) => audit.record({ kind: 'dlq.quarantined', subject: row.memoryId, details: { peer: row.peerId, dlq_id: row.id } })),
+            },
+            values.peer ? { peerId: values.peer } : {},
+          );
+          replayed += r.replayed;
+          failed += r.failed;
+          if (r.replayed === 0 || r.taken === 0) break;
+        }
+        audit.record({ kind: 'dlq.operator', actor: 'cli', details: { action: 'replay', peer: values.peer ?? null, replayed, failed } });
+        out(`replayed ${replayed}, failed ${failed}`);
+        return failed > 0 ? 1 : 0;
+      }
+      case 'requeue': {
+        const s = sel();
+        if (!s.peerId && !s.ids && !s.all) throw new Error('requeue needs --all, --peer or --id');
+        const r = await requeueQuarantined(db, s);
+        audit.record({ kind: 'dlq.operator', actor: 'cli', details: { action: 'requeue', selector: s, ...r } });
+        out(`requeued ${r.requeued}, superseded ${r.superseded}`);
+        return 0;
+      }
+      case 'purge': {
+        const s = sel();
+        if (!s.peerId && !s.ids) throw new Error('purge needs --peer or --id');
+        const r = await purgeDlq(db, s, !values.yes);
+        if (!values.yes) out(`would purge ${r.matched} row(s); run again with --yes to purge`);
+        else {
+          audit.record({ kind: 'dlq.operator', actor: 'cli', details: { action: 'purge', selector: s, ...r } });
+          out(`purged ${r.purged}`);
+        }
+        return 0;
+      }
+      default:
+        out(DLQ_USAGE);
+        return 2;
+    }
+  } finally {
+    await database.close();
+  }
+}

@@ -1,0 +1,108 @@
+import { randomUUID } from 'node:crypto';
+import type { PeerConfig } from '../config.js';
+import type { Db } from '../db/client.js';
+import type { Logger } from '../logger.js';
+import type { Metrics } from '../metrics.js';
+import { countReplayable, leaseReplayable, markFailed, markReplayed, releaseLease, type DlqRow } from '../store/dlq.js';
+import type { StoredMemory } from '../store/memories.js';
+import { loadStored, type Tombstone } from '../store/replica.js';
+import type { Memory } from '../memory/model.js';
+import { PeerRequestError, type PeerClient } from './client.js';
+import { itemFromStored, itemId, sendIsolating, type Item } from './pusher.js';
+
+export const REPLAY_FLOOR = 64;
+const LEASE_MS = 120_000;
+
+export interface ReplayDeps {
+  db: Db;
+  client: PeerClient;
+  selfId: string;
+  peers: Map<string, PeerConfig>;
+  batchMax: number;
+  maxAttempts: number;
+  replayMaxBatch: number;
+  logger: Logger;
+  metrics: Metrics;
+  /** Called once per row when it is quarantined (audit + log). */
+  onQuarantine(rows: DlqRow[]): void;
+}
+
+export interface ReplayRound {
+  backlog: number;
+  taken: number;
+  replayed: number;
+  failed: number;
+  throttled: number;
+  quarantined: number;
+}
+
+/** `clamp(backlog, 64, DLQ_REPLAY_MAX_BATCH)` (DESIGN.md point 7). */
+export const adaptiveTake = (backlog: number, max: number) => Math.min(Math.max(backlog, REPLAY_FLOOR), max);
+
+/**
+ * One replay round: lease the oldest replayable rows, group them per peer into batch
+ * pushes of the rows' current state (a memory changed since it was refused is sent as
+ * it is now; one deleted since, as its tombstone), then settle each row: ack = replayed;
+ * refusal = attempt+1 (quarantined at the limit); throttle = untouched.
+ */
+export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = {}): Promise<ReplayRound> {
+  const peerIds = opts.peerId !== undefined ? (deps.peers.has(opts.peerId) ? [opts.peerId] : []) : [...deps.peers.keys()];
+  const backlog = await countReplayable(deps.db, peerIds);
+  const round: ReplayRound = { backlog, taken: 0, replayed: 0, failed: 0, throttled: 0, quarantined: 0 };
+  if (backlog === 0) return round;
+  const owner = randomUUID();
+  const rows = await leaseReplayable(deps.db, peerIds, adaptiveTake(backlog, deps.replayMaxBatch), owner, LEASE_MS);
+  round.taken = rows.length;
+  const stored = await loadStored(deps.db, [...new Set(rows.map((r) => r.memoryId))]);
+  const byPeer = new Map<string, DlqRow[]>();
+  for (const r of rows) byPeer.set(r.peerId, [...(byPeer.get(r.peerId) ?? []), r]);
+
+  for (const [peerId, peerRows] of byPeer) {
+    const peer = deps.peers.get(peerId)!;
+    const count = (outcome: string, n: number) => n > 0 && deps.metrics.dlqReplays.inc({ peer: peerId, outcome }, n);
+    for (let i = 0; i < peerRows.length; i += deps.batchMax) {
+      const chunk = peerRows.slice(i, i + deps.batchMax);
+      const items = chunk.map((r) => toItem(r, stored));
+      try {
+        const refused = await sendIsolating(deps, peer, items);
+        const refusedIds = new Map(refused.map((f) => [itemId(f.item), f]));
+        const ok = chunk.filter((r) => !refusedIds.has(r.memoryId)).map((r) => r.id);
+        const failures = chunk.filter((r) => refusedIds.has(r.memoryId)).map((r) => ({ id: r.id, failureClass: refusedIds.get(r.memoryId)!.failureClass, error: refusedIds.get(r.memoryId)!.error }));
+        round.replayed += await markReplayed(deps.db, ok, owner);
+        const q = await markFailed(deps.db, failures, owner, deps.maxAttempts);
+        round.failed += failures.length;
+        round.quarantined += q.length;
+        count('replayed', ok.length);
+        count('failed', failures.length);
+        if (q.length) deps.onQuarantine(q);
+      } catch (err) {
+        if (!(err instanceof PeerRequestError)) throw err;
+        const untried = peerRows.slice(i + deps.batchMax).map((r) => r.id);
+        if (err.failureClass === 'throttle') {
+          // 429 never burns an attempt.
+          await releaseLease(deps.db, [...chunk.map((r) => r.id), ...untried], owner);
+          round.throttled += chunk.length;
+          count('throttled', chunk.length);
+        } else {
+          const q = await markFailed(deps.db, chunk.map((r) => ({ id: r.id, failureClass: err.failureClass, error: err.message })), owner, deps.maxAttempts);
+          await releaseLease(deps.db, untried, owner);
+          round.failed += chunk.length;
+          round.quarantined += q.length;
+          count('failed', chunk.length);
+          if (q.length) deps.onQuarantine(q);
+        }
+        deps.logger.warn({ peer: peerId, err: err.message }, 'DLQ replay to peer failed; will retry next round');
+        break;
+      }
+    }
+  }
+  return round;
+}
+
+function toItem(row: DlqRow, stored: Map<string, StoredMemory>): Item {
+  const current = stored.get(row.memoryId);
+  if (current) return itemFromStored(current);
+  if (row.op === 'delete') return { kind: 'tombstone', tombstone: row.payload as Tombstone, bytes: 100 };
+  const memory = row.payload as Memory;
+  return { kind: 'memory', memory, bytes: Buffer.byteLength(JSON.stringify(memory)) };
+}

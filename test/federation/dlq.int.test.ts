@@ -1,0 +1,134 @@
+import { randomUUID } from 'node:crypto';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PeerClient } from '../../src/federation/client.js';
+import { replayRound } from '../../src/federation/dlq-replay.js';
+import { KeyRing } from '../../src/federation/keys.js';
+import { createLogger } from '../../src/logger.js';
+import { createMetrics } from '../../src/metrics.js';
+import { deadLetter } from '../../src/store/dlq.js';
+import { waitFor } from '../helpers/env.js';
+import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
+import { wireMemory } from '../helpers/peer.js';
+import { UpstreamReceiver } from '../helpers/upstream-peer.js';
+
+const ADMIN = { authorization: 'Bearer admin-secret' };
+let n: TestNode;
+let peer: UpstreamReceiver;
+let keyDir: string;
+
+beforeAll(async () => {
+  keyDir = newKeyDir();
+  peer = await new UpstreamReceiver('peer-d', keyDir).start();
+  n = await startTestNode({
+    id: 'dlq-node',
+    keyDir,
+    peers: [{ id: 'peer-d', url: peer.url }],
+    env: { DLQ_MAX_REPLAY_ATTEMPTS: '3', DLQ_REPLAY_INTERVAL_MS: '300', ADMIN_TOKEN: 'admin-secret', PUSH_BATCH_MAX: '100' },
+  });
+});
+afterAll(async () => {
+  await n?.destroy();
+  await peer?.stop();
+});
+
+const dlqRows = (where = 'true') => n.db.database.sql.unsafe(`SELECT id, memory_id, status, attempts, failure_class FROM federation_push_dlq WHERE ${where} ORDER BY id`);
+
+describe('push DLQ', () => {
+  it('poison row: dead-lettered alone, quarantined after the attempt limit, requeued and delivered once the peer accepts', async () => {
+    peer.refuse.add('poison-1');
+    const created = await api(n.url, 'POST', '/api/v1/memories/bulk', [{ id: 'poison-1', title: 'bad', content: 'x' }, { title: 'good 1', content: 'x' }, { title: 'good 2', content: 'x' }]);
+    expect(created.json.created).toBe(3);
+    const good = created.json.ids.filter((id: string) => id !== 'poison-1');
+    await waitFor(async () => good.every((id: string) => peer.received.has(id)), { what: 'good rows delivered' });
+    // replay ticks every 300 ms: attempts climb to 3, then quarantine
+    const rows = await waitFor(async () => {
+      const r = await dlqRows(`memory_id = 'poison-1'`);
+      return r[0]?.status === 'quarantined' ? r : undefined;
+    }, { timeoutMs: 20_000, what: 'quarantine' });
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.attempts).toBe(3);
+    const requestsAtQuarantine = peer.requests;
+    await new Promise((r) => setTimeout(r, 1200));
+    // no longer retried
+    expect(peer.requests).toBe(requestsAtQuarantine);
+    expect((await dlqRows(`memory_id = 'poison-1'`))[0]!.attempts).toBe(3);
+
+    const stats = await api(n.url, 'GET', '/api/v1/admin/dlq/stats', undefined, ADMIN);
+    expect(stats.json.byPeer).toEqual([{ peerId: 'peer-d', pending: 0, quarantined: 1, oldestPendingAgeSeconds: null }]);
+    const metrics = await api(n.url, 'GET', '/metrics');
+    expect(metrics.text).toMatch(/memfed_push_dlq_quarantined\{peer="peer-d",node="dlq-node",role="all"\} 1/);
+    expect(metrics.text).toMatch(/ai_memory_federation_push_dlq_quarantined_total\{peer="peer-d",node="dlq-node",role="all"\} 1/);
+
+    peer.refuse.delete('poison-1');
+    const requeue = await api(n.url, 'POST', '/api/v1/admin/dlq/requeue', { peer: 'peer-d' }, ADMIN);
+    expect(requeue.json).toEqual({ requeued: 1, superseded: 0 });
+    await waitFor(async () => peer.received.has('poison-1'), { what: 'delivered after requeue' });
+    await waitFor(async () => (await dlqRows(`memory_id = 'poison-1'`))[0]?.status === 'replayed');
+  });
+
+  it('100 quarantined rows at the head never block the rows behind them', async () => {
+    const heads = Array.from({ length: 100 }, (_, i) => `head-${i}`);
+    await deadLetter(n.db.database.db, heads.map((id) => ({ peerId: 'peer-d', memoryId: id, op: 'upsert' as const, payload: wireMemory({ id }), failureClass: 'skipped', error: 'old' })));
+    await n.db.database.sql`UPDATE federation_push_dlq SET status = 'quarantined', attempts = 3, quarantined_at = now() WHERE memory_id LIKE 'head-%'`;
+    const behind = Array.from({ length: 20 }, (_, i) => `behind-${i}`);
+    await deadLetter(n.db.database.db, behind.map((id) => ({ peerId: 'peer-d', memoryId: id, op: 'upsert' as const, payload: wireMemory({ id }), failureClass: 'skipped', error: 'x' })));
+    await waitFor(async () => behind.every((id) => peer.received.has(id)), { timeoutMs: 10_000, what: 'rows behind the quarantined head delivered' });
+    expect(heads.some((id) => peer.received.has(id))).toBe(false);
+  });
+
+  it('two replayers at once never replay one row twice', async () => {
+    const ids = Array.from({ length: 600 }, () => `twin-${randomUUID()}`);
+    // Keep the node's own replayer out of the way: rows for a peer only this test replays to.
+    const other = await new UpstreamReceiver('peer-twin', keyDir).start();
+    try {
+      await deadLetter(n.db.database.db, ids.map((id) => ({ peerId: 'peer-twin', memoryId: id, op: 'upsert' as const, payload: wireMemory({ id }), failureClass: 'skipped', error: 'x' })));
+      const keys = await KeyRing.load(keyDir, 'dlq-node');
+      const deps = {
+        db: n.db.database.db,
+        client: new PeerClient({ selfId: 'dlq-node', signingKey: keys.signingKey, apiKey: '', timeoutMs: 5000 }),
+        selfId: 'dlq-node',
+        peers: new Map([['peer-twin', { id: 'peer-twin', url: other.url }]]),
+        batchMax: 50,
+        maxAttempts: 3,
+        replayMaxBatch: 256,
+        logger: createLogger('silent'),
+        metrics: createMetrics({ nodeId: 't', role: 't', defaultMetrics: false }),
+        onQuarantine: () => {},
+      };
+      for (let round = 0; round < 10; round++) {
+        const [a, b] = await Promise.all([replayRound(deps), replayRound(deps)]);
+        if (a.taken + b.taken === 0) break;
+      }
+      expect(other.deliveries.size).toBe(600);
+      expect([...other.deliveries.values()].every((c) => c === 1)).toBe(true);
+      const [{ n: replayed }] = (await n.db.database.sql`SELECT count(*)::int AS n FROM federation_push_dlq WHERE peer_id = 'peer-twin' AND status = 'replayed'`) as unknown as [{ n: number }];
+      expect(replayed).toBe(600);
+    } finally {
+      await other.stop();
+    }
+  });
+
+  it('a large backlog drains through follow-up jobs, not one tick at a time', async () => {
+    const ids = Array.from({ length: 5000 }, (_, i) => `bulk-${i}-${randomUUID().slice(0, 8)}`);
+    await deadLetter(n.db.database.db, ids.map((id) => ({ peerId: 'peer-d', memoryId: id, op: 'upsert' as const, payload: wireMemory({ id }), failureClass: 'transient', error: 'peer was down' })));
+    const replay = await api(n.url, 'POST', '/api/v1/admin/dlq/replay', { peer: 'peer-d' }, ADMIN);
+    expect(replay.status).toBe(202);
+    await waitFor(async () => ids.every((id) => peer.received.has(id)), { timeoutMs: 60_000, intervalMs: 250, what: '5000 rows drained' });
+    const [{ n: pending }] = (await n.db.database.sql`SELECT count(*)::int AS n FROM federation_push_dlq WHERE peer_id = 'peer-d' AND status = 'pending'`) as unknown as [{ n: number }];
+    expect(pending).toBe(0);
+  });
+
+  it('purge is a dry run until confirmed, and admin routes need the token', async () => {
+    await deadLetter(n.db.database.db, [{ peerId: 'peer-gone', memoryId: 'p1', op: 'upsert', payload: wireMemory({ id: 'p1' }), failureClass: 'permanent', error: 'x' }]);
+    const dry = await api(n.url, 'POST', '/api/v1/admin/dlq/purge', { peer: 'peer-gone' }, ADMIN);
+    expect(dry.json).toEqual({ matched: 1, purged: 0, dry_run: true });
+    const real = await api(n.url, 'POST', '/api/v1/admin/dlq/purge', { peer: 'peer-gone', dry_run: false }, ADMIN);
+    expect(real.json).toEqual({ matched: 1, purged: 1, dry_run: false });
+    expect((await dlqRows(`peer_id = 'peer-gone'`))[0]!.status).toBe('purged');
+    expect((await api(n.url, 'GET', '/api/v1/admin/dlq/stats')).status).toBe(401);
+    expect((await api(n.url, 'GET', '/api/v1/admin/dlq/stats', undefined, { authorization: 'Bearer wrong' })).status).toBe(403);
+    const bad = await api(n.url, 'POST', '/api/v1/admin/dlq/purge', { all: true }, ADMIN);
+    expect(bad.status).toBe(400);
+    expect(bad.json.code).toBe('INVALID_SELECTOR');
+  });
+});
