@@ -9,11 +9,13 @@ export interface JobPayloads {
   push: { peerId: string; reason: 'commit' | 'reconcile' | 'recovered' };
   /** Replay pending DLQ rows (all peers, or one peer that just came back). */
   dlq: { reason: 'tick' | 'drain' | 'recovered' | 'operator'; peerId?: string };
+  /** Pull what the peer has after our watermark (scheduler per peer, or at once). */
+  catchup: { peerId: string; reason: 'tick' | 'recovered' | 'continue' };
 }
 
 export type QueueName = keyof JobPayloads;
 
-export const QUEUE_NAMES = ['push', 'dlq'] as const satisfies readonly QueueName[];
+export const QUEUE_NAMES = ['push', 'dlq', 'catchup'] as const satisfies readonly QueueName[];
 
 const BASE: JobsOptions = {
   removeOnComplete: { age: 3600, count: 1000 },
@@ -34,10 +36,16 @@ export const JOB_OPTIONS: { [Q in QueueName]: JobsOptions } = {
     // A failed round is simply the next tick's work: rows carry their own attempt counts.
     attempts: 1,
   },
+  catchup: {
+    ...BASE,
+    // A failed pull is retried by the next tick; the watermark makes the retry exact.
+    attempts: 1,
+  },
 };
 
 /** Job scheduler ids (never containing ':'). */
-export const SCHEDULERS = { dlqReplay: 'dlq-replay' } as const;
+export const SCHEDULERS = { dlqReplay: 'dlq-replay', catchupPrefix: 'catchup-' } as const;
+export const catchupSchedulerId = (peerId: string) => `${SCHEDULERS.catchupPrefix}${safeKey(peerId)}`;
 
 /** Job ids and scheduler ids never contain ':' (DESIGN.md); peer ids may. */
 export function safeKey(s: string): string {
@@ -45,4 +53,5 @@ export function safeKey(s: string): string {
 }
 
 export const pushDedupId = (peerId: string) => `push-${safeKey(peerId)}`;
+export const catchupDedupId = (peerId: string) => `catchup-now-${safeKey(peerId)}`;
 export const dlqDedupId = (peerId?: string) => (peerId === undefined ? 'dlq-all' : `dlq-${safeKey(peerId)}`);

@@ -1,6 +1,6 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { JOB_OPTIONS, QUEUE_NAMES, SCHEDULERS, dlqDedupId, pushDedupId, type JobPayloads, type QueueName } from './catalogue.js';
+import { JOB_OPTIONS, QUEUE_NAMES, SCHEDULERS, catchupDedupId, catchupSchedulerId, dlqDedupId, pushDedupId, type JobPayloads, type QueueName } from './catalogue.js';
 
 export type Queues = { [Q in QueueName]: Queue<JobPayloads[Q]> };
 
@@ -30,4 +30,26 @@ export async function enqueueDlqReplay(queues: Queues, reason: JobPayloads['dlq'
 /** The periodic replay tick (idempotent: upserting keeps one scheduler). */
 export async function scheduleDlqReplay(queues: Queues, everyMs: number): Promise<void> {
   await queues.dlq.upsertJobScheduler(SCHEDULERS.dlqReplay, { every: everyMs }, { name: 'replay', data: { reason: 'tick' } });
+}
+
+/** A catch-up pull now (peer came back, or a run that had more to fetch). */
+export async function enqueueCatchup(queues: Queues, peerId: string, reason: JobPayloads['catchup']['reason']): Promise<void> {
+  await queues.catchup.add('pull', { peerId, reason }, { deduplication: { id: catchupDedupId(peerId), keepLastIfActive: true } });
+}
+
+/** One scheduler per configured peer; schedulers of peers no longer configured are removed. */
+export async function syncCatchupSchedulers(queues: Queues, peerIds: string[], everyMs: number): Promise<{ removed: string[] }> {
+  const wanted = new Set(peerIds.map(catchupSchedulerId));
+  for (const peerId of peerIds) {
+    await queues.catchup.upsertJobScheduler(catchupSchedulerId(peerId), { every: everyMs }, { name: 'pull', data: { peerId, reason: 'tick' } });
+  }
+  const removed: string[] = [];
+  for (const s of await queues.catchup.getJobSchedulers(0, -1)) {
+    const id = s.key;
+    if (id.startsWith(SCHEDULERS.catchupPrefix) && !wanted.has(id)) {
+      await queues.catchup.removeJobScheduler(id);
+      removed.push(id);
+    }
+  }
+  return { removed };
 }

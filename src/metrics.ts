@@ -155,6 +155,18 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
       labelNames: ['peer', 'outcome'] as const,
       registers: [registry],
     }),
+    queueJobs: new Gauge({
+      name: 'memfed_queue_jobs',
+      help: 'BullMQ jobs per queue and state (waiting, active, delayed, failed, completed), read at scrape time',
+      labelNames: ['queue', 'state'] as const,
+      registers: [registry],
+    }),
+    queueOldestWaitingAge: new Gauge({
+      name: 'memfed_queue_oldest_waiting_age_seconds',
+      help: 'Age of the oldest waiting job per queue (0 when none)',
+      labelNames: ['queue'] as const,
+      registers: [registry],
+    }),
     auditHeadSeq: new Gauge({
       name: 'memfed_audit_head_sequence',
       help: 'Sequence number of the audit chain head',

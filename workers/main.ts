@@ -11,10 +11,11 @@ import { NonceStore } from '../src/federation/nonces.js';
 import { logRecorder } from '../src/audit/events.js';
 import { createLogger } from '../src/logger.js';
 import { dlqStats } from '../src/store/dlq.js';
+import { watermarkTimes } from '../src/store/watermarks.js';
 import { createMetrics } from '../src/metrics.js';
 import { AckTracker } from '../queues/acks.js';
 import { createRedis } from '../queues/connection.js';
-import { closeQueues, createQueues, enqueueDlqReplay, enqueuePush } from '../queues/producers.js';
+import { closeQueues, createQueues, enqueueCatchup, enqueueDlqReplay, enqueuePush } from '../queues/producers.js';
 import { QueueReplication } from '../queues/replication.js';
 import { startWorkers } from './runtime.js';
 
@@ -62,6 +63,14 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
       metrics.dlqQuarantined.set({ peer: id }, p?.quarantined ?? 0);
       metrics.dlqOldestPendingAge.set({ peer: id }, p?.oldestPendingAgeSeconds ?? 0);
     }
+    const marks = new Map((await watermarkTimes(database.db)).map((w) => [w.peerId, w]));
+    for (const id of peers.keys()) {
+      const w = marks.get(id);
+      metrics.catchupLastSuccess.set({ peer: id }, w?.lastSuccessEpoch ?? 0);
+      metrics.catchupLagRows.set({ peer: id }, w?.lagRows ?? 0);
+      // Behind = the age of the newest row we have from the peer; caught up = 0.
+      metrics.catchupLagSeconds.set({ peer: id }, w && w.lagRows > 0 && w.lastRowEpoch ? Math.max(0, Date.now() / 1000 - w.lastRowEpoch) : 0);
+    }
   });
 
   if (role === 'api' || role === 'all') {
@@ -88,6 +97,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
           contact.set(peerId, Date.now());
           enqueuePush(queues, peerId, 'recovered').catch(() => {});
           enqueueDlqReplay(queues, 'recovered', peerId).catch(() => {});
+          enqueueCatchup(queues, peerId, 'recovered').catch(() => {});
         },
       },
     };

@@ -1,6 +1,7 @@
 import type { Job } from 'bullmq';
 import type { JobPayloads, QueueName } from '../queues/catalogue.js';
 import type { WorkerContext } from './context.js';
+import { catchupProcessor } from './catchup.worker.js';
 import { dlqProcessor } from './dlq.worker.js';
 import { pushProcessor } from './push.worker.js';
 
@@ -13,11 +14,12 @@ export function createProcessors(ctx: WorkerContext): Processors {
   return {
     push: pushProcessor(ctx),
     dlq: dlqProcessor(ctx),
+    catchup: catchupProcessor(ctx),
   };
 }
 
 /** Per-queue concurrency from config (DESIGN.md table). */
 export function concurrencyFor(ctx: WorkerContext, queue: QueueName): number {
-  const table: { [Q in QueueName]: number } = { push: ctx.config.concurrency.push, dlq: ctx.config.concurrency.dlq };
+  const table: { [Q in QueueName]: number } = { push: ctx.config.concurrency.push, dlq: ctx.config.concurrency.dlq, catchup: ctx.config.concurrency.catchup };
   return table[queue];
 }

@@ -5,7 +5,7 @@ import { recordPeerError } from '../src/store/cursors.js';
 import { publishAck } from '../queues/acks.js';
 import type { JobPayloads } from '../queues/catalogue.js';
 import { hasReplayable } from '../src/store/dlq.js';
-import { enqueueDlqReplay, enqueuePush } from '../queues/producers.js';
+import { enqueueCatchup, enqueueDlqReplay, enqueuePush } from '../queues/producers.js';
 import type { WorkerContext } from './context.js';
 
 // Keep one run well inside the job lock; longer backlogs continue in the next job.
@@ -45,6 +45,7 @@ export function pushProcessor(ctx: WorkerContext) {
         ctx.logger.info({ peer: peer.id }, 'peer is back');
         // A peer that comes back gets its DLQ rows replayed now, not at the next tick.
         if (await hasReplayable(ctx.database.db, peer.id)) await enqueueDlqReplay(ctx.queues, 'recovered', peer.id);
+        await enqueueCatchup(ctx.queues, peer.id, 'recovered');
       }
       return result;
     } catch (err) {

@@ -4,7 +4,7 @@ import type { Logger } from '../src/logger.js';
 import { peersBehind } from '../src/store/cursors.js';
 import { QUEUE_NAMES, type QueueName } from '../queues/catalogue.js';
 import { createRedis } from '../queues/connection.js';
-import { enqueuePush, scheduleDlqReplay } from '../queues/producers.js';
+import { enqueuePush, scheduleDlqReplay, syncCatchupSchedulers } from '../queues/producers.js';
 import type { WorkerContext } from './context.js';
 import { concurrencyFor, createProcessors } from './processors.js';
 import { backoffStrategy } from './push.worker.js';
@@ -40,6 +40,10 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
   if (selected.includes('dlq')) {
     await scheduleDlqReplay(ctx.queues, ctx.config.dlq.replayIntervalMs);
     ctx.logger.info({ everyMs: ctx.config.dlq.replayIntervalMs }, 'DLQ replay scheduled');
+  }
+  if (selected.includes('catchup')) {
+    const { removed } = await syncCatchupSchedulers(ctx.queues, [...ctx.peers.keys()], ctx.config.catchup.intervalMs);
+    ctx.logger.info({ everyMs: ctx.config.catchup.intervalMs, peers: [...ctx.peers.keys()], removed }, 'catch-up scheduled');
   }
   return {
     queues: selected,

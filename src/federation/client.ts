@@ -72,7 +72,8 @@ export class PeerClient {
 
   /** Signed GET of the peer's change feed (`cursor` for memfed peers, `since` for ai-memory). */
   async since(peer: PeerConfig, params: Record<string, string>): Promise<unknown> {
-    const query = new URLSearchParams({ ...params, peer: this.opts.selfId }).toString();
+    // `to` names the audience inside the signed bytes: a pull signed for one peer is useless at another.
+    const query = new URLSearchParams({ ...params, peer: this.opts.selfId, to: peer.id }).toString();
     const path = '/api/v1/sync/since';
     const nonce = newNonce();
     return this.request(peer, 'GET', path, query, this.headers(getSigningBytes(path, query, nonce), nonce));

@@ -149,3 +149,11 @@ export async function countLive(db: Exec): Promise<number> {
 }
 
 export { toRow as memoryRow, fromRow as storedFromRow };
+
+/** Upstream `since` form: live memories with updated_at > since, oldest first. */
+export async function memoriesUpdatedSince(db: Exec, since: string | null, limit: number): Promise<Memory[]> {
+  const conds = [isNull(memories.deletedAt)];
+  if (since !== null) conds.push(gt(memories.updatedAt, since));
+  const rows = await db.select({ doc: memories.doc }).from(memories).where(and(...conds)).orderBy(asc(memories.updatedAt), asc(memories.id)).limit(limit);
+  return rows.map((r) => orderKeys(r.doc as Memory));
+}

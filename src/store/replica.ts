@@ -51,10 +51,15 @@ const STORED_ORDER = sql`(COALESCE(${memories.deletedAt}, ${memories.updatedAt})
  * change-feed row (origin = the peer) for each row that changed, so the change flows on
  * to the other peers but is never echoed back to its origin.
  */
-export async function applyReplicated(db: Db, input: { memories: Memory[]; tombstones: Tombstone[]; originPeer: string | null }): Promise<ApplyOutcome> {
+export async function applyReplicated(
+  db: Db,
+  input: { memories: Memory[]; tombstones: Tombstone[]; originPeer: string | null },
+  /** Runs inside the applying transaction (catch-up stores its watermark here). */
+  inTransaction?: (tx: Tx) => Promise<void>,
+): Promise<ApplyOutcome> {
   const mems = dedupeMemories(input.memories);
   const tombs = dedupeTombstones(input.tombstones);
-  if (mems.length === 0 && tombs.length === 0) return { applied: [], deleted: [], noop: [], position: null };
+  if (mems.length === 0 && tombs.length === 0 && !inTransaction) return { applied: [], deleted: [], noop: [], position: null };
   return db.transaction(async (tx) => {
     const applied: string[] = [];
     const deleted: string[] = [];
@@ -118,6 +123,7 @@ export async function applyReplicated(db: Db, input: { memories: Memory[]; tombs
       ...applied.map((id) => ({ memoryId: id, op: 'upsert' as const, originPeer: input.originPeer })),
       ...deleted.map((id) => ({ memoryId: id, op: 'delete' as const, originPeer: input.originPeer })),
     ]);
+    if (inTransaction) await inTransaction(tx);
     return { applied, deleted, noop, position };
   });
 }

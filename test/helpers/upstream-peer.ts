@@ -15,6 +15,9 @@ export class UpstreamReceiver {
   readonly deliveries = new Map<string, number>();
   requests = 0;
   refuse = new Set<string>();
+  /** What GET /api/v1/sync/since serves (upstream semantics: since exclusive, no cursor). */
+  serve: Array<Record<string, unknown>> = [];
+  sinceRequests: string[] = [];
   /** When set, every request answers this status (e.g. 503, 429). */
   failWith: { status: number; headers?: Record<string, string> } | null = null;
   private server!: Server;
@@ -34,6 +37,17 @@ export class UpstreamReceiver {
           res.end(JSON.stringify(body));
         };
         if (this.failWith) return reply(this.failWith.status, { error: 'induced' }, this.failWith.headers);
+        if (req.method === 'GET' && req.url?.startsWith('/api/v1/sync/since')) {
+          const q = new URL(req.url, 'http://x').searchParams;
+          this.sinceRequests.push(q.toString());
+          const since = q.get('since');
+          const limit = Math.min(Number(q.get('limit') ?? 500), 10_000);
+          const rows = this.serve
+            .filter((m) => since === null || String(m.updated_at) > since)
+            .sort((a, b) => (String(a.updated_at) < String(b.updated_at) ? -1 : String(a.updated_at) > String(b.updated_at) ? 1 : String(a.id) < String(b.id) ? -1 : 1))
+            .slice(0, limit);
+          return reply(200, { count: rows.length, limit, updated_since: since, earliest_updated_at: rows[0]?.updated_at ?? null, latest_updated_at: rows.at(-1)?.updated_at ?? null, memories: rows });
+        }
         if (req.url !== '/api/v1/sync/push' || req.method !== 'POST') return reply(404, { error: 'not found' });
         const sender = String(req.headers['x-peer-id'] ?? '');
         const sig = parseSignatureHeader(String(req.headers['x-memory-sig'] ?? ''));

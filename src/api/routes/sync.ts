@@ -1,10 +1,14 @@
 import { Hono, type Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { verifyInbound, type InboundResult } from '../../federation/inbound.js';
-import { postSigningBytes } from '../../federation/signing.js';
+import { getSigningBytes, postSigningBytes } from '../../federation/signing.js';
 import { parsePushBody, type RowResult } from '../../federation/wire.js';
 import { formatTimestamp, nowMicros } from '../../memory/time.js';
-import { applyReplicated } from '../../store/replica.js';
+import { decodeCursor, encodeCursor, readFeed } from '../../store/feed.js';
+import { memoriesUpdatedSince } from '../../store/memories.js';
+import { applyReplicated, loadStored, type Tombstone } from '../../store/replica.js';
+import { normalizeTimestamp } from '../../memory/time.js';
+import type { Memory } from '../../memory/model.js';
 import { parseJsonBytes, readRawBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
 
@@ -14,11 +18,11 @@ export function refusal(c: Context, status: number, tag: string) {
 }
 
 /** Runs the signature matrix; a Redis outage fails closed (503) rather than open. */
-export async function authenticatePeer(c: Context, deps: AppDeps, signedBytes: (nonce: string | undefined) => Uint8Array): Promise<InboundResult | Response> {
+export async function authenticatePeer(c: Context, deps: AppDeps, peerId: string | undefined, signedBytes: (nonce: string | undefined) => Uint8Array): Promise<InboundResult | Response> {
   const { config, federation, metrics, logger } = deps;
   try {
     const r = await verifyInbound(
-      { peerId: c.req.header('x-peer-id'), signature: c.req.header('x-memory-sig'), nonce: c.req.header('x-memory-nonce'), signedBytes },
+      { peerId, signature: c.req.header('x-memory-sig'), nonce: c.req.header('x-memory-nonce'), signedBytes },
       { keys: federation.keys, nonces: federation.nonces, requireSig: config.federation.requireSig, clockSkewMs: config.federation.clockSkewMs },
     );
     if (!r.ok) {
@@ -40,7 +44,7 @@ export function syncRoutes(deps: AppDeps) {
   app.post('/api/v1/sync/push', async (c) => {
     // Verify the exact raw bytes before parsing anything.
     const raw = await readRawBody(c, config.limits.maxBatchBodyBytes);
-    const auth = await authenticatePeer(c, deps, (nonce) => postSigningBytes(raw, nonce));
+    const auth = await authenticatePeer(c, deps, c.req.header('x-peer-id'), (nonce) => postSigningBytes(raw, nonce));
     if (auth instanceof Response) return auth;
     if (!auth.ok) return refusal(c, auth.status, auth.tag);
     const push = parsePushBody(parseJsonBytes(raw), formatTimestamp(nowMicros()));
@@ -77,5 +81,82 @@ export function syncRoutes(deps: AppDeps) {
     });
   });
 
+  /*
+   * GET /api/v1/sync/since. Upstream form: `since` (exclusive on updated_at) + `limit`.
+   * memfed form: `cursor` over the commit-ordered change feed, returning tombstones,
+   * per-row `entries` (so a puller can stop exactly at a row it failed to apply) and
+   * `next_cursor`. Enrolled callers must sign; `to=` must name this node.
+   */
+  app.get('/api/v1/sync/since', async (c) => {
+    const url = new URL(c.req.url);
+    const rawQuery = url.search.replace(/^\?/, '');
+    const caller = c.req.header('x-peer-id') ?? c.req.query('peer');
+    const signed = c.req.header('x-memory-sig') !== undefined;
+    if (caller !== undefined && (signed || (await federation.keys.peerKey(caller)) !== null)) {
+      const auth = await authenticatePeer(c, deps, caller, (nonce) => getSigningBytes(url.pathname, rawQuery, nonce));
+      if (auth instanceof Response) return auth;
+      if (!auth.ok) return refusal(c, auth.status, auth.tag);
+      federation.onPeerContact(auth.peerId);
+    } else if (signed) {
+      return refusal(c, 403, 'peer_id_header_missing');
+    }
+    const to = c.req.query('to');
+    if (to !== undefined && to !== config.nodeId) return refusal(c, 403, 'recipient_mismatch');
+
+    const limitRaw = c.req.query('limit');
+    const limit = limitRaw === undefined || limitRaw === '' ? 500 : /^\d{1,6}$/.test(limitRaw) ? Math.min(Math.max(Number(limitRaw), 1), 10_000) : NaN;
+    if (Number.isNaN(limit)) return c.json({ error: 'invalid `limit` parameter: expected an integer', code: 'INVALID_QUERY' }, 400);
+
+    const cursorRaw = c.req.query('cursor');
+    if (cursorRaw !== undefined) {
+      const after = decodeCursor(cursorRaw);
+      if (!after) return c.json({ error: 'invalid `cursor` parameter', code: 'INVALID_CURSOR' }, 400);
+      const raw = await readFeed(database.db, after, limit);
+      // Changes that came from the caller are not sent back to it.
+      const entries = raw.filter((e) => e.originPeer === null || e.originPeer !== caller);
+      const stored = await loadStored(database.db, [...new Set(entries.map((e) => e.memoryId))]);
+      const memories: Memory[] = [];
+      const tombstones: Tombstone[] = [];
+      const seen = new Set<string>();
+      const rows: Array<{ id: string; cursor: string }> = [];
+      for (const e of entries) {
+        const s = stored.get(e.memoryId);
+        if (!s) continue;
+        rows.push({ id: e.memoryId, cursor: encodeCursor(e) });
+        if (seen.has(e.memoryId)) continue;
+        seen.add(e.memoryId);
+        if (s.deletedAt === null) memories.push(s.memory);
+        else tombstones.push({ id: e.memoryId, deleted_at: s.deletedAt });
+      }
+      const last = raw.at(-1);
+      return c.json({
+        ...sinceEnvelope(memories, limit, null),
+        tombstones,
+        entries: rows,
+        next_cursor: last ? encodeCursor(last) : cursorRaw,
+        has_more: raw.length === limit,
+      });
+    }
+
+    const sinceRaw = c.req.query('since');
+    let since: string | null = null;
+    if (sinceRaw !== undefined && sinceRaw !== '') {
+      since = normalizeTimestamp(sinceRaw);
+      if (since === null) return c.json({ error: 'invalid `since` parameter: expected RFC 3339', code: 'INVALID_SINCE' }, 400);
+    }
+    const memories = await memoriesUpdatedSince(database.db, since, limit);
+    return c.json(sinceEnvelope(memories, limit, since));
+  });
+
   return app;
+}
+
+function sinceEnvelope(memories: Memory[], limit: number, since: string | null) {
+  let earliest: string | null = null;
+  let latest: string | null = null;
+  for (const m of memories) {
+    if (earliest === null || m.updated_at < earliest) earliest = m.updated_at;
+    if (latest === null || m.updated_at > latest) latest = m.updated_at;
+  }
+  return { count: memories.length, limit, updated_since: since, earliest_updated_at: earliest, latest_updated_at: latest, memories };
 }

@@ -1,0 +1,161 @@
+import type { PeerConfig } from '../config.js';
+import type { Db } from '../db/client.js';
+import type { Logger } from '../logger.js';
+import { validateMemory, type Memory } from '../memory/model.js';
+import { formatTimestamp, parseTimestamp } from '../memory/time.js';
+import type { Metrics } from '../metrics.js';
+import { FEED_START, encodeCursor } from '../store/feed.js';
+import { applyReplicated, type Tombstone } from '../store/replica.js';
+import { advanceWatermark, getWatermark, recordPullError, recordPullSuccess, type Watermark } from '../store/watermarks.js';
+import type { PeerClient } from './client.js';
+
+export interface CatchupDeps {
+  db: Db;
+  client: PeerClient;
+  logger: Logger;
+  metrics: Metrics;
+  pageLimit: number;
+}
+
+export interface PullResult {
+  mode: 'cursor' | 'since';
+  pages: number;
+  applied: number;
+  caughtUp: boolean;
+  /** The row the run stopped at because it could not be applied (retried next tick). */
+  failedRow?: { id: string; reason: string };
+}
+
+interface SincePage {
+  count?: number;
+  memories?: unknown[];
+  latest_updated_at?: string | null;
+  // memfed extras
+  tombstones?: Tombstone[];
+  entries?: Array<{ id: string; cursor: string }>;
+  next_cursor?: string;
+  has_more?: boolean;
+}
+
+/**
+ * Pulls what the peer has after our watermark and applies it with the same LWW apply as
+ * pushes, storing the new watermark in the same transaction. The watermark never passes
+ * a row that failed to apply: the run stops there and the next tick starts at that row.
+ */
+export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs: number): Promise<PullResult> {
+  const started = Date.now();
+  const out: PullResult = { mode: 'cursor', pages: 0, applied: 0, caughtUp: false };
+  for (;;) {
+    const wm = await getWatermark(deps.db, peer.id);
+    // memfed peers answer the cursor form; an ai-memory peer ignores `cursor` and answers
+    // the since form, which is how a first pull tells them apart.
+    const useSince = wm.since !== null && wm.cursor === null;
+    const page = (await deps.client.since(peer, useSince ? { since: wm.since!, limit: String(deps.pageLimit) } : { cursor: wm.cursor ?? encodeCursor(FEED_START), limit: String(deps.pageLimit) })) as SincePage;
+    out.pages++;
+    const step = typeof page.next_cursor === 'string' ? await applyCursorPage(deps, peer, wm, page) : await applySincePage(deps, peer, wm, page);
+    out.mode = typeof page.next_cursor === 'string' ? 'cursor' : 'since';
+    out.applied += step.applied;
+    if (step.failedRow) {
+      out.failedRow = step.failedRow;
+      deps.metrics.catchupPulls.inc({ peer: peer.id, outcome: 'apply_failed' });
+      await recordPullError(deps.db, peer.id, `row ${step.failedRow.id} failed to apply: ${step.failedRow.reason}`);
+      deps.logger.error({ peer: peer.id, row: step.failedRow.id, reason: step.failedRow.reason }, 'catch-up halted at a row that failed to apply; retrying next tick');
+      return out;
+    }
+    if (step.caughtUp) {
+      out.caughtUp = true;
+      deps.metrics.catchupPulls.inc({ peer: peer.id, outcome: 'ok' });
+      return out;
+    }
+    if (Date.now() - started > budgetMs) {
+      deps.metrics.catchupPulls.inc({ peer: peer.id, outcome: 'ok' });
+      return out;
+    }
+  }
+}
+
+interface PageStep {
+  applied: number;
+  caughtUp: boolean;
+  failedRow?: { id: string; reason: string };
+}
+
+/** The first row (in page order) that does not validate, and the valid rows before it. */
+function validPrefix(rows: unknown[]): { valid: Memory[]; failed?: { index: number; id: string; reason: string } } {
+  const valid: Memory[] = [];
+  for (const [index, raw] of rows.entries()) {
+    try {
+      valid.push(validateMemory(raw));
+    } catch (err) {
+      const id = typeof (raw as { id?: unknown })?.id === 'string' ? String((raw as { id: string }).id).slice(0, 128) : `#${index}`;
+      return { valid, failed: { index, id, reason: (err as Error).message.slice(0, 300) } };
+    }
+  }
+  return { valid };
+}
+
+async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark, page: SincePage): Promise<PageStep> {
+  const entries = Array.isArray(page.entries) ? page.entries : [];
+  const byId = new Map<string, unknown>();
+  for (const m of Array.isArray(page.memories) ? page.memories : []) if (m && typeof (m as { id?: unknown }).id === 'string') byId.set((m as { id: string }).id, m);
+  const tombs = new Map((Array.isArray(page.tombstones) ? page.tombstones : []).map((t) => [t.id, t]));
+  // Walk entries in feed order; stop at the first whose row does not validate.
+  const memories: Memory[] = [];
+  const tombstones: Tombstone[] = [];
+  let cursor = page.next_cursor!;
+  let failedRow: PageStep['failedRow'];
+  for (const [i, e] of entries.entries()) {
+    const t = tombs.get(e.id);
+    if (t && parseTimestamp(t.deleted_at) !== null) {
+      tombstones.push({ id: t.id, deleted_at: formatTimestamp(parseTimestamp(t.deleted_at)!) });
+      continue;
+    }
+    const { valid, failed } = validPrefix([byId.get(e.id)]);
+    if (failed) {
+      failedRow = { id: e.id, reason: byId.has(e.id) ? failed.reason : 'row missing from the page' };
+      cursor = i === 0 ? (wm.cursor ?? encodeCursor(FEED_START)) : entries[i - 1]!.cursor;
+      break;
+    }
+    memories.push(...valid);
+  }
+  const lastRowAt = memories.reduce<string | null>((acc, m) => (acc === null || m.updated_at > acc ? m.updated_at : acc), null);
+  const caughtUp = !failedRow && page.has_more !== true;
+  const r = await applyReplicated(deps.db, { memories, tombstones, originPeer: peer.id }, (tx) =>
+    advanceWatermark(tx, peer.id, wm, { cursor, since: null, lagRows: caughtUp ? 0 : entries.length, lastRowAt }),
+  );
+  count(deps, r);
+  return { applied: r.applied.length + r.deleted.length, caughtUp, ...(failedRow ? { failedRow } : {}) };
+}
+
+async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark, page: SincePage): Promise<PageStep> {
+  const rows = Array.isArray(page.memories) ? page.memories : [];
+  const { valid, failed } = validPrefix(rows);
+  const full = rows.length >= deps.pageLimit;
+  let since = wm.since;
+  const last = valid.at(-1);
+  if (last) {
+    // Upstream's `since` is exclusive: rows sharing the boundary timestamp beyond a full
+    // page would be skipped for ever. Re-ask from just before the boundary (re-applying
+    // those rows is a no-op), unless the whole page shares one timestamp (then only
+    // moving on makes progress: the upstream server's own limit).
+    const boundary = parseTimestamp(last.updated_at)!;
+    const allSame = valid.every((m) => m.updated_at === last.updated_at);
+    since = (full || failed) && !allSame ? formatTimestamp(boundary - 1) : last.updated_at;
+  }
+  const caughtUp = !failed && !full;
+  const r = await applyReplicated(deps.db, { memories: valid, tombstones: [], originPeer: peer.id }, (tx) =>
+    advanceWatermark(tx, peer.id, wm, { cursor: null, since, lagRows: caughtUp ? 0 : rows.length, lastRowAt: last?.updated_at ?? null }),
+  );
+  count(deps, r);
+  if (!failed && !caughtUp && since === wm.since) {
+    // No progress possible (the page was all one timestamp we had already passed).
+    await recordPullSuccess(deps.db, peer.id, 0);
+    return { applied: r.applied.length, caughtUp: true };
+  }
+  return { applied: r.applied.length, caughtUp, ...(failed ? { failedRow: { id: failed.id, reason: failed.reason } } : {}) };
+}
+
+function count(deps: CatchupDeps, r: { applied: string[]; deleted: string[]; noop: string[] }): void {
+  deps.metrics.appliedRows.inc({ status: 'applied', via: 'catchup' }, r.applied.length + r.deleted.length);
+  deps.metrics.appliedRows.inc({ status: 'noop', via: 'catchup' }, r.noop.length);
+}

@@ -1,0 +1,88 @@
+import { eq, sql } from 'drizzle-orm';
+import type { Db } from '../db/client.js';
+import { peerWatermarks } from '../db/schema.js';
+import type { Tx } from './memories.js';
+
+export interface Watermark {
+  peerId: string;
+  cursor: string | null;
+  since: string | null;
+  lastSuccessAt: string | null;
+  lagRows: number;
+  lastRowAt: string | null;
+  lastError: string | null;
+}
+
+/** Watermark times as epoch seconds (for metrics). */
+export interface WatermarkTimes {
+  peerId: string;
+  lagRows: number;
+  lastSuccessEpoch: number | null;
+  lastRowEpoch: number | null;
+}
+
+export async function watermarkTimes(db: Db): Promise<WatermarkTimes[]> {
+  return db
+    .select({
+      peerId: peerWatermarks.peerId,
+      lagRows: peerWatermarks.lagRows,
+      lastSuccessEpoch: sql<number | null>`extract(epoch from ${peerWatermarks.lastSuccessAt})::float8`,
+      lastRowEpoch: sql<number | null>`extract(epoch from ${peerWatermarks.lastRowAt})::float8`,
+    })
+    .from(peerWatermarks);
+}
+
+const columns = {
+  peerId: peerWatermarks.peerId,
+  cursor: peerWatermarks.cursor,
+  since: peerWatermarks.since,
+  lastSuccessAt: peerWatermarks.lastSuccessAt,
+  lagRows: peerWatermarks.lagRows,
+  lastRowAt: peerWatermarks.lastRowAt,
+  lastError: peerWatermarks.lastError,
+};
+
+export async function getWatermark(db: Db, peerId: string): Promise<Watermark> {
+  await db.insert(peerWatermarks).values({ peerId }).onConflictDoNothing();
+  const [row] = await db.select(columns).from(peerWatermarks).where(eq(peerWatermarks.peerId, peerId));
+  return row ?? { peerId, cursor: null, since: null, lastSuccessAt: null, lagRows: 0, lastRowAt: null, lastError: null };
+}
+
+export async function listWatermarks(db: Db): Promise<Watermark[]> {
+  return db.select(columns).from(peerWatermarks);
+}
+
+export class WatermarkMoved extends Error {
+  constructor(peerId: string) {
+    super(`catch-up watermark for ${peerId} moved under this run (another run got there first)`);
+    this.name = 'WatermarkMoved';
+  }
+}
+
+/**
+ * Moves the watermark inside the applying transaction, compare-and-set on the value
+ * the run started from: two runs for one peer can never move it backwards (the loser's
+ * transaction, applies included, rolls back).
+ */
+export async function advanceWatermark(
+  tx: Tx,
+  peerId: string,
+  from: { cursor: string | null; since: string | null },
+  to: { cursor: string | null; since: string | null; lagRows: number; lastRowAt: string | null },
+): Promise<void> {
+  const res = await tx.execute(sql`
+    UPDATE ${peerWatermarks}
+    SET cursor = ${to.cursor}, since = ${to.since}, lag_rows = ${to.lagRows},
+        last_row_at = COALESCE(${to.lastRowAt}::timestamptz, last_row_at),
+        last_pull_at = now(), last_success_at = now(), last_error = NULL, updated_at = now()
+    WHERE peer_id = ${peerId} AND cursor IS NOT DISTINCT FROM ${from.cursor} AND since IS NOT DISTINCT FROM ${from.since}`);
+  if (res.count !== 1) throw new WatermarkMoved(peerId);
+}
+
+export async function recordPullSuccess(db: Db, peerId: string, lagRows: number): Promise<void> {
+  await db.update(peerWatermarks).set({ lastPullAt: sql`now()`, lastSuccessAt: sql`now()`, lastError: null, lagRows, updatedAt: sql`now()` }).where(eq(peerWatermarks.peerId, peerId));
+}
+
+export async function recordPullError(db: Db, peerId: string, error: string): Promise<void> {
+  await db.update(peerWatermarks).set({ lastPullAt: sql`now()`, lastError: error.slice(0, 2000), updatedAt: sql`now()` }).where(eq(peerWatermarks.peerId, peerId));
+}
