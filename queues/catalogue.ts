@@ -1,4 +1,5 @@
 import type { JobsOptions } from 'bullmq';
+import type { PendingAuditEvent } from '../src/store/audit.js';
 
 /**
  * The one queue catalogue: queue names (Redis keys: never rename), each job's payload
@@ -11,11 +12,13 @@ export interface JobPayloads {
   dlq: { reason: 'tick' | 'drain' | 'recovered' | 'operator'; peerId?: string };
   /** Pull what the peer has after our watermark (scheduler per peer, or at once). */
   catchup: { peerId: string; reason: 'tick' | 'recovered' | 'continue' };
+  /** Append events to the audit chain (serialized: worker and global concurrency 1). */
+  audit: { events: PendingAuditEvent[] };
 }
 
 export type QueueName = keyof JobPayloads;
 
-export const QUEUE_NAMES = ['push', 'dlq', 'catchup'] as const satisfies readonly QueueName[];
+export const QUEUE_NAMES = ['push', 'dlq', 'catchup', 'audit'] as const satisfies readonly QueueName[];
 
 const BASE: JobsOptions = {
   removeOnComplete: { age: 3600, count: 1000 },
@@ -40,6 +43,12 @@ export const JOB_OPTIONS: { [Q in QueueName]: JobsOptions } = {
     ...BASE,
     // A failed pull is retried by the next tick; the watermark makes the retry exact.
     attempts: 1,
+  },
+  audit: {
+    ...BASE,
+    // On the last failed attempt the processor moves the events to the audit DLQ table.
+    attempts: 5,
+    backoff: { type: 'peer' },
   },
 };
 

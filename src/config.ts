@@ -121,6 +121,11 @@ const schema = z.object({
   SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
   MAX_BODY_BYTES: int(512 * 1024, 16 * 1024, 64 * 1024 * 1024),
   MAX_BATCH_BODY_BYTES: int(48 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
+  AUDIT_LEVEL: z.enum(['security', 'all']).optional().default('security'),
+  AUDIT_CHECKPOINT_EVERY: int(1000, 1, 10_000_000),
+  AUDIT_CHECKPOINT_INTERVAL_MS: int(60_000, 100, 86_400_000),
+  GOVERNANCE_FILE: str(''),
+  GOVERNANCE_POLICY: str(''),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional().default('info'),
 });
 
@@ -153,6 +158,9 @@ export interface Config {
   workerQueues: string[];
   shutdownGraceMs: number;
   limits: { maxBodyBytes: number; maxBatchBodyBytes: number };
+  audit: { level: 'security' | 'all'; checkpointEvery: number; checkpointIntervalMs: number };
+  /** Governance policy source: a JSON file path or inline JSON (both empty = no policy). */
+  governance: { file: string; inline: string };
   logLevel: Raw['LOG_LEVEL'];
 }
 
@@ -200,6 +208,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerQueues,
     shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
     limits: { maxBodyBytes: r.MAX_BODY_BYTES, maxBatchBodyBytes: r.MAX_BATCH_BODY_BYTES },
+    audit: { level: r.AUDIT_LEVEL, checkpointEvery: r.AUDIT_CHECKPOINT_EVERY, checkpointIntervalMs: r.AUDIT_CHECKPOINT_INTERVAL_MS },
+    governance: { file: r.GOVERNANCE_FILE, inline: r.GOVERNANCE_POLICY },
     logLevel: r.LOG_LEVEL,
   };
 }
@@ -225,6 +235,8 @@ export function describeConfig(config: Config): Record<string, unknown> {
     catchup: config.catchup,
     dlq: config.dlq,
     workerQueues: config.workerQueues,
+    audit: config.audit,
+    governance: config.governance.file ? `file ${config.governance.file}` : config.governance.inline ? 'inline' : 'none',
     apiKey: config.apiKey ? 'set' : 'unset',
     adminToken: config.adminToken ? 'set' : 'unset',
   };

@@ -15,7 +15,11 @@ export function catchupProcessor(ctx: WorkerContext) {
     const peer = ctx.peers.get(job.data.peerId);
     if (!peer) return { skipped: `peer ${job.data.peerId} is no longer configured` };
     try {
-      const r = await pullFromPeer({ db: ctx.database.db, client: ctx.client, logger: ctx.logger, metrics: ctx.metrics, pageLimit: PAGE_LIMIT }, peer, RUN_BUDGET_MS);
+      const r = await pullFromPeer(
+        { db: ctx.database.db, client: ctx.client, logger: ctx.logger, metrics: ctx.metrics, pageLimit: PAGE_LIMIT, policy: ctx.policy, audit: ctx.audit },
+        peer,
+        RUN_BUDGET_MS,
+      );
       if (!r.caughtUp && !r.failedRow) await enqueueCatchup(ctx.queues, peer.id, 'continue');
       return r;
     } catch (err) {

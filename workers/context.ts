@@ -1,7 +1,9 @@
 import type { Redis } from 'ioredis';
+import type { AuditSigner } from '../src/audit/chain.js';
 import type { AuditRecorder } from '../src/audit/events.js';
 import type { Config, PeerConfig } from '../src/config.js';
 import type { Database } from '../src/db/client.js';
+import type { Policy } from '../src/governance.js';
 import type { PeerClient } from '../src/federation/client.js';
 import type { Logger } from '../src/logger.js';
 import type { Metrics } from '../src/metrics.js';
@@ -19,4 +21,6 @@ export interface WorkerContext {
   client: PeerClient;
   peers: Map<string, PeerConfig>;
   audit: AuditRecorder;
+  auditSigner: AuditSigner | null;
+  policy: Policy | null;
 }

@@ -6,14 +6,14 @@ import { ConfigError, describeConfig, loadConfig, type Config } from '../src/con
 import { createDatabase } from '../src/db/client.js';
 import { prepareDatabase } from '../src/db/migrate.js';
 import { PeerClient } from '../src/federation/client.js';
-import { KeyRing, ensureOwnKey } from '../src/federation/keys.js';
+import { KeyRing, ensureOwnKey, loadAuditKeys } from '../src/federation/keys.js';
 import { NonceStore } from '../src/federation/nonces.js';
-import { logRecorder } from '../src/audit/events.js';
 import { createLogger } from '../src/logger.js';
-import { dlqStats } from '../src/store/dlq.js';
-import { watermarkTimes } from '../src/store/watermarks.js';
+import { registerDatabaseCollectors } from '../src/collectors.js';
+import { loadPolicy } from '../src/governance.js';
 import { createMetrics } from '../src/metrics.js';
 import { AckTracker } from '../queues/acks.js';
+import { QueueAuditRecorder } from '../queues/audit.js';
 import { createRedis } from '../queues/connection.js';
 import { closeQueues, createQueues, enqueueCatchup, enqueueDlqReplay, enqueuePush } from '../queues/producers.js';
 import { QueueReplication } from '../queues/replication.js';
@@ -54,24 +54,12 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   const closers: Array<() => Promise<unknown>> = [];
   let apiUrl: string | undefined;
   const peers = new Map(config.federation.peers.map((p) => [p.id, p]));
-  const audit = logRecorder(logger);
-  metrics.onScrape(async () => {
-    const stats = await dlqStats(database.db);
-    for (const id of peers.keys()) {
-      const p = stats.byPeer.find((b) => b.peerId === id);
-      metrics.dlqDepth.set({ peer: id }, p?.pending ?? 0);
-      metrics.dlqQuarantined.set({ peer: id }, p?.quarantined ?? 0);
-      metrics.dlqOldestPendingAge.set({ peer: id }, p?.oldestPendingAgeSeconds ?? 0);
-    }
-    const marks = new Map((await watermarkTimes(database.db)).map((w) => [w.peerId, w]));
-    for (const id of peers.keys()) {
-      const w = marks.get(id);
-      metrics.catchupLastSuccess.set({ peer: id }, w?.lastSuccessEpoch ?? 0);
-      metrics.catchupLagRows.set({ peer: id }, w?.lagRows ?? 0);
-      // Behind = the age of the newest row we have from the peer; caught up = 0.
-      metrics.catchupLagSeconds.set({ peer: id }, w && w.lagRows > 0 && w.lastRowEpoch ? Math.max(0, Date.now() / 1000 - w.lastRowEpoch) : 0);
-    }
-  });
+  const audit = new QueueAuditRecorder(queues, database, logger);
+  if (own.generated) audit.record({ kind: 'key.changed', subject: config.nodeId, details: { action: 'generated', public_key_file: own.pubPath } });
+  const auditKeys = await loadAuditKeys(config.federation.keyDir, config.nodeId);
+  const policy = await loadPolicy(config.governance);
+  if (policy) logger.info({ policy: policy.source }, 'governance policy loaded');
+  registerDatabaseCollectors(metrics, database.db, [...peers.keys()]);
 
   if (role === 'api' || role === 'all') {
     const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');
@@ -86,6 +74,8 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
       probes,
       replication: new QueueReplication(config, queues, acks, logger, metrics),
       audit,
+      policy,
+      auditKeys: auditKeys.keys,
       operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues, 'operator', peerId) },
       federation: {
         keys,
@@ -111,7 +101,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   if (role === 'worker' || role === 'all') {
     const publisher = createRedis(config.redisUrl, 'worker', 'publisher');
     const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs });
-    const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, audit });
+    const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, audit, auditSigner: auditKeys.signer, policy });
     if (role === 'worker' && config.workerHttpPort > 0) {
       const ops = await listen(createOpsApp({ config, probes, metrics, logger }), config.http.host, config.workerHttpPort);
       logger.info({ port: config.workerHttpPort }, 'worker metrics/health listening');
@@ -127,6 +117,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
     async close() {
       // Order: stop intake (HTTP, workers), then connections.
       for (const c of closers) await c().catch((err) => logger.warn({ err: (err as Error).message }, 'shutdown step failed'));
+      await audit.flush();
       await closeQueues(queues);
       await producer.quit().catch(() => producer.disconnect());
       await database.close();

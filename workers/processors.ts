@@ -1,6 +1,7 @@
 import type { Job } from 'bullmq';
 import type { JobPayloads, QueueName } from '../queues/catalogue.js';
 import type { WorkerContext } from './context.js';
+import { auditProcessor } from './audit.worker.js';
 import { catchupProcessor } from './catchup.worker.js';
 import { dlqProcessor } from './dlq.worker.js';
 import { pushProcessor } from './push.worker.js';
@@ -15,11 +16,12 @@ export function createProcessors(ctx: WorkerContext): Processors {
     push: pushProcessor(ctx),
     dlq: dlqProcessor(ctx),
     catchup: catchupProcessor(ctx),
+    audit: auditProcessor(ctx),
   };
 }
 
 /** Per-queue concurrency from config (DESIGN.md table). */
 export function concurrencyFor(ctx: WorkerContext, queue: QueueName): number {
-  const table: { [Q in QueueName]: number } = { push: ctx.config.concurrency.push, dlq: ctx.config.concurrency.dlq, catchup: ctx.config.concurrency.catchup };
+  const table: { [Q in QueueName]: number } = { push: ctx.config.concurrency.push, dlq: ctx.config.concurrency.dlq, catchup: ctx.config.concurrency.catchup, audit: 1 };
   return table[queue];
 }

@@ -7,6 +7,7 @@ import { createRedis } from '../queues/connection.js';
 import { enqueuePush, scheduleDlqReplay, syncCatchupSchedulers } from '../queues/producers.js';
 import type { WorkerContext } from './context.js';
 import { concurrencyFor, createProcessors } from './processors.js';
+import { startAuditMaintenance } from './audit.worker.js';
 import { backoffStrategy } from './push.worker.js';
 
 export interface RunningWorkers {
@@ -41,6 +42,12 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
     await scheduleDlqReplay(ctx.queues, ctx.config.dlq.replayIntervalMs);
     ctx.logger.info({ everyMs: ctx.config.dlq.replayIntervalMs }, 'DLQ replay scheduled');
   }
+  let auditMaintenance: { stop(): void } | null = null;
+  if (selected.includes('audit')) {
+    // Appends must be serialized across every worker process, not just within this one.
+    await ctx.queues.audit.setGlobalConcurrency(1);
+    auditMaintenance = startAuditMaintenance(ctx);
+  }
   if (selected.includes('catchup')) {
     const { removed } = await syncCatchupSchedulers(ctx.queues, [...ctx.peers.keys()], ctx.config.catchup.intervalMs);
     ctx.logger.info({ everyMs: ctx.config.catchup.intervalMs, peers: [...ctx.peers.keys()], removed }, 'catch-up scheduled');
@@ -49,6 +56,7 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
     queues: selected,
     async close(graceMs: number) {
       reconciler?.stop();
+      auditMaintenance?.stop();
       // Stop taking jobs, give active ones the grace period, then force-close (their
       // locks lapse and another worker picks them up: nothing is lost, at most re-sent).
       const graceful = Promise.all(workers.map((w) => w.close()));

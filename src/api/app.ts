@@ -8,14 +8,12 @@ import { memoryRoutes } from './routes/memories.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { syncRoutes } from './routes/sync.js';
 import { ADMIN_PREFIX, adminRoutes } from './routes/admin.js';
+import { auditAdminRoutes, auditRoutes } from './routes/audit.js';
 
 const OPEN_PATHS = new Set(['/api/v1/health', '/api/v1/ready']);
 
-/** Extra route groups (federation, admin) mounted by the composition root. */
-export type RouteGroup = Hono;
-
 /** The HTTP app; no listen here, so tests drive it through `app.request()`. */
-export function createApp(deps: AppDeps, extra: RouteGroup[] = []): Hono {
+export function createApp(deps: AppDeps): Hono {
   const app = new Hono();
   app.onError(errorHandler(deps.logger));
   app.notFound(notFoundHandler);
@@ -25,9 +23,13 @@ export function createApp(deps: AppDeps, extra: RouteGroup[] = []): Hono {
   app.route('/', healthRoutes(deps));
   app.route('/', metricsRoutes(deps.metrics));
   app.route('/', memoryRoutes(deps));
-  if (deps.config.adminToken) app.route('/', adminRoutes(deps));
   app.route('/', syncRoutes(deps));
-  for (const group of extra) app.route('/', group);
+  app.route('/', auditRoutes(deps));
+  // Unset ADMIN_TOKEN = no admin surface at all (not merely refused).
+  if (deps.config.adminToken) {
+    app.route('/', adminRoutes(deps));
+    app.route('/', auditAdminRoutes(deps));
+  }
   return app;
 }
 

@@ -1,5 +1,7 @@
 import type { AuditRecorder } from '../audit/events.js';
+import type { KeyObject } from 'node:crypto';
 import type { Config } from '../config.js';
+import type { Policy } from '../governance.js';
 import type { Database } from '../db/client.js';
 import type { KeyRing } from '../federation/keys.js';
 import type { NonceStore } from '../federation/nonces.js';
@@ -44,6 +46,10 @@ export interface AppDeps {
   probes: HealthProbe[];
   federation: FederationDeps;
   audit: AuditRecorder;
+  /** Governance policy (null = none): refusals are 403 + an audit event. */
+  policy: Policy | null;
+  /** Keys the audit chain verifies against (this node's public key). */
+  auditKeys: Map<string, KeyObject>;
   /** Queue-backed operator actions (implemented in queues/). */
   operations: { requestDlqReplay(peerId?: string): Promise<void> };
 }

@@ -1,4 +1,7 @@
+import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.js';
+import { formatTimestamp, nowMicros } from '../memory/time.js';
+import type { AuditEventInput } from './chain.js';
 
 /** Event kinds the chain records (DESIGN.md point 9). */
 export type AuditKind =
@@ -28,4 +31,21 @@ export interface AuditRecorder {
 /** Recorder for contexts without a queue (CLI tools): the event goes to the log. */
 export function logRecorder(logger: Logger): AuditRecorder {
   return { record: (event) => logger.info({ audit: event }, 'audit event') };
+}
+
+/**
+ * Recorder for processes without a queue (CLI tools): the event is written to the
+ * audit_dlq table, which the audit worker drains into the chain. Nothing is lost.
+ */
+export function tableRecorder(insert: (eventId: string, event: AuditEventInput) => Promise<void>, logger: Logger): AuditRecorder & { flush(): Promise<void> } {
+  const pending: Promise<void>[] = [];
+  return {
+    record(event) {
+      const e: AuditEventInput = { ...event, at: formatTimestamp(nowMicros()) };
+      pending.push(insert(randomUUID(), e).catch((err) => logger.error({ err: (err as Error).message, audit: e }, 'audit event could not be stored')));
+    },
+    async flush() {
+      await Promise.all(pending);
+    },
+  };
 }

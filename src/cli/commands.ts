@@ -2,6 +2,7 @@ import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
 import { prepareDatabase } from '../db/migrate.js';
 import { generateKeyFiles } from '../federation/keys.js';
+import { AUDIT_USAGE, auditCommand } from './audit.js';
 import { DLQ_USAGE, dlqCommand } from './dlq.js';
 
 export const USAGE = `usage: memfed <command> [options]
@@ -16,6 +17,7 @@ tools:
   keys generate --id <id> [--dir <dir>] [--force]
                             write raw 32-byte <id>.priv / <id>.pub (default dir FED_KEY_DIR)
   ${DLQ_USAGE.replace(/\n/g, '\n  ')}
+  ${AUDIT_USAGE}
 
 configuration comes from environment variables; see README.md.`;
 
@@ -46,6 +48,8 @@ export async function runToolCommand(command: string, args: string[], out: (s: s
     }
     case 'dlq':
       return dlqCommand(loadConfig(), args, out);
+    case 'audit':
+      return auditCommand(loadConfig(), args, out);
     default:
       out(USAGE);
       return 2;

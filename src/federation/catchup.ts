@@ -7,6 +7,8 @@ import type { Metrics } from '../metrics.js';
 import { FEED_START, encodeCursor } from '../store/feed.js';
 import { applyReplicated, type Tombstone } from '../store/replica.js';
 import { advanceWatermark, getWatermark, recordPullError, recordPullSuccess, type Watermark } from '../store/watermarks.js';
+import type { AuditRecorder } from '../audit/events.js';
+import { checkMemory, type Policy } from '../governance.js';
 import type { PeerClient } from './client.js';
 
 export interface CatchupDeps {
@@ -15,6 +17,26 @@ export interface CatchupDeps {
   logger: Logger;
   metrics: Metrics;
   pageLimit: number;
+  policy: Policy | null;
+  audit: AuditRecorder;
+}
+
+/**
+ * Governance on pulled rows: a row this peer may not write is refused on purpose (not a
+ * failure), so it does not hold the watermark; it is audited, never dropped silently.
+ */
+function admitted(deps: CatchupDeps, peer: PeerConfig, rows: Memory[]): Memory[] {
+  const refused: Array<{ id: string; code: string }> = [];
+  const ok = rows.filter((m) => {
+    const r = checkMemory(deps.policy, m, peer.id);
+    if (r) refused.push({ id: m.id, code: r.code });
+    return !r;
+  });
+  if (refused.length > 0) {
+    deps.metrics.appliedRows.inc({ status: 'skipped', via: 'catchup' }, refused.length);
+    deps.audit.record({ kind: 'governance.refused', actor: peer.id, details: { via: 'catchup', rows: refused.slice(0, 100), count: refused.length } });
+  }
+  return ok;
 }
 
 export interface PullResult {
@@ -120,7 +142,7 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
   }
   const lastRowAt = memories.reduce<string | null>((acc, m) => (acc === null || m.updated_at > acc ? m.updated_at : acc), null);
   const caughtUp = !failedRow && page.has_more !== true;
-  const r = await applyReplicated(deps.db, { memories, tombstones, originPeer: peer.id }, (tx) =>
+  const r = await applyReplicated(deps.db, { memories: admitted(deps, peer, memories), tombstones, originPeer: peer.id }, (tx) =>
     advanceWatermark(tx, peer.id, wm, { cursor, since: null, lagRows: caughtUp ? 0 : entries.length, lastRowAt }),
   );
   count(deps, r);
@@ -143,7 +165,7 @@ async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark
     since = (full || failed) && !allSame ? formatTimestamp(boundary - 1) : last.updated_at;
   }
   const caughtUp = !failed && !full;
-  const r = await applyReplicated(deps.db, { memories: valid, tombstones: [], originPeer: peer.id }, (tx) =>
+  const r = await applyReplicated(deps.db, { memories: admitted(deps, peer, valid), tombstones: [], originPeer: peer.id }, (tx) =>
     advanceWatermark(tx, peer.id, wm, { cursor: null, since, lagRows: caughtUp ? 0 : rows.length, lastRowAt: last?.updated_at ?? null }),
   );
   count(deps, r);

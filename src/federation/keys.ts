@@ -3,6 +3,7 @@ import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import * as ed from '@noble/ed25519';
+import { auditKeyRing, auditSigner, type AuditSigner } from '../audit/chain.js';
 import { privateKeyObject, publicKeyObject } from './signing.js';
 
 /** Key files are `<id>.priv` / `<id>.pub`, raw 32 bytes (upstream layout). */
@@ -104,4 +105,12 @@ export async function ensureOwnKey(dir: string, id: string): Promise<{ generated
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { generated: false, pubPath: `${base}.pub` };
     throw err;
   }
+}
+
+/** This node's audit signer and the verifier key map (its own public key). */
+export async function loadAuditKeys(dir: string, id: string): Promise<{ signer: AuditSigner | null; keys: Map<string, KeyObject> }> {
+  const base = keyFileBase(dir, id);
+  const priv = await readKey(`${base}.priv`);
+  const pub = await readKey(`${base}.pub`);
+  return { signer: priv ? auditSigner(priv) : null, keys: auditKeyRing(pub ? [pub] : []) };
 }

@@ -1,5 +1,6 @@
 import { Hono, type Context } from 'hono';
 import { ApiError, ValidationError, badRequest, notFound } from '../../errors.js';
+import { checkMemory } from '../../governance.js';
 import { applyUpdate, buildNewMemory } from '../../memory/input.js';
 import { isValidId, validateAgentId, validateNamespace, validateTier, type Memory } from '../../memory/model.js';
 import { nowMicros, normalizeTimestamp } from '../../memory/time.js';
@@ -62,9 +63,20 @@ function quorumFailure(c: Context, q: Extract<QuorumOutcome, { met: false }>, id
 }
 
 export function memoryRoutes(deps: AppDeps) {
-  const { database, config, replication, metrics } = deps;
+  const { database, config, replication, metrics, audit } = deps;
   const db = database.db;
   const app = new Hono();
+
+  /** Governance: a refused write is a 403 with a stable code and an audit event. */
+  const govern = (m: Memory, actor: string | undefined, op: string) => {
+    const r = checkMemory(deps.policy, m);
+    if (!r) return;
+    audit.record({ kind: 'governance.refused', actor: actor ?? 'anonymous', subject: m.id, details: { via: op, code: r.code, rule: r.rule, namespace: m.namespace } });
+    throw new ApiError(403, 'GOVERNANCE_REFUSED', r.reason, { rule: r.rule, reason_code: r.code });
+  };
+  const committed = (actor: string | undefined, op: string, ids: string[]) => {
+    if (config.audit.level === 'all' && ids.length > 0) audit.record({ kind: 'memory.committed', actor: actor ?? 'anonymous', details: { op, ids: ids.slice(0, 100), count: ids.length } });
+  };
 
   const replicate = (position: FeedPosition | null) => replication.afterCommit(position);
 
@@ -72,9 +84,11 @@ export function memoryRoutes(deps: AppDeps) {
     const agentId = callerAgentId(c);
     const body = await readJson(c, config.limits.maxBodyBytes);
     const memory = buildNewMemory(body, { agentId, nowMicros: nowMicros() });
+    govern(memory, agentId, 'create');
     const { created, position } = await insertMemories(db, [memory]);
     if (created.length === 0) throw new ApiError(409, 'ID_CONFLICT', `memory ${memory.id} already exists`, { id: memory.id });
     metrics.memoryWrites.inc({ op: 'create' });
+    committed(agentId, 'create', [memory.id]);
     const q = await replicate(position);
     if (!q.met) return quorumFailure(c, q, memory.id);
     const m = created[0]!;
@@ -95,6 +109,7 @@ export function memoryRoutes(deps: AppDeps) {
     items.forEach((item, index) => {
       try {
         const m = buildNewMemory(item, { agentId, nowMicros: nowMicros() });
+        govern(m, agentId, 'bulk');
         if (seen.has(m.id)) throw new ValidationError('id', `duplicate id ${m.id} in this request`, 'ID_CONFLICT');
         seen.add(m.id);
         valid.push(m);
@@ -106,6 +121,7 @@ export function memoryRoutes(deps: AppDeps) {
     const { created, conflicts, position } = await insertMemories(db, valid);
     for (const id of conflicts) errors.push({ index: valid.findIndex((m) => m.id === id), code: 'ID_CONFLICT', error: `memory ${id} already exists`, id });
     metrics.memoryWrites.inc({ op: 'create' }, created.length);
+    committed(agentId, 'bulk', created.map((m) => m.id));
     // Bulk imports do not wait for a quorum: delivery is durable and proceeds in the background.
     if (position) void replication.afterCommit(position).catch(() => {});
     return c.json({ created: created.length, ids: created.map((m) => m.id), errors }, 200);
@@ -140,10 +156,21 @@ export function memoryRoutes(deps: AppDeps) {
     const id = pathId(c);
     const expected = ifMatchVersion(c);
     const body = await readJson(c, config.limits.maxBodyBytes);
-    const r = await updateMemory(db, id, (cur, floor) => applyUpdate(cur, body, { nowMicros: Math.max(nowMicros(), floor) }), expected);
+    const agentId = callerAgentId(c);
+    const r = await updateMemory(
+      db,
+      id,
+      (cur, floor) => {
+        const next = applyUpdate(cur, body, { nowMicros: Math.max(nowMicros(), floor) });
+        govern(next, agentId, 'update');
+        return next;
+      },
+      expected,
+    );
     if (r.kind === 'not_found') throw notFound('memory not found');
     if (r.kind === 'version_conflict') throw new ApiError(409, 'VERSION_CONFLICT', `If-Match version ${expected} does not match current version ${r.current}`, { current_version: r.current });
     metrics.memoryWrites.inc({ op: 'update' });
+    committed(agentId, 'update', [id]);
     const q = await replicate(r.position);
     if (!q.met) return quorumFailure(c, q, id);
     return c.json({ memory: r.memory, ...(config.federation.peers.length > 0 ? { quorum_acks: q.acks } : {}) });
@@ -151,9 +178,11 @@ export function memoryRoutes(deps: AppDeps) {
 
   app.delete('/api/v1/memories/:id', async (c) => {
     const id = pathId(c);
+    const agentId = callerAgentId(c);
     const r = await deleteMemory(db, id, nowMicros());
     if (r.kind !== 'ok') throw notFound('memory not found');
     metrics.memoryWrites.inc({ op: 'delete' });
+    audit.record({ kind: 'memory.deleted', actor: agentId ?? 'anonymous', subject: id, details: { via: 'api', namespace: r.memory.namespace, title: r.memory.title } });
     const q = await replicate(r.position);
     if (!q.met) return quorumFailure(c, q, id);
     return c.json({ deleted: true, ...(config.federation.peers.length > 0 ? { quorum_acks: q.acks } : {}) });

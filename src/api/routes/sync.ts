@@ -1,6 +1,7 @@
 import { Hono, type Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { verifyInbound, type InboundResult } from '../../federation/inbound.js';
+import { checkMemory } from '../../governance.js';
 import { getSigningBytes, postSigningBytes } from '../../federation/signing.js';
 import { parsePushBody, type RowResult } from '../../federation/wire.js';
 import { formatTimestamp, nowMicros } from '../../memory/time.js';
@@ -17,6 +18,13 @@ export function refusal(c: Context, status: number, tag: string) {
   return c.json({ error: tag, code: tag.toUpperCase() }, status as ContentfulStatusCode);
 }
 
+/** A refusal decided after authentication (audience, identity): counted and audited too. */
+function refuseAudited(c: Context, deps: AppDeps, peerId: string, tag: string) {
+  deps.metrics.inboundRefusals.inc({ reason: tag });
+  deps.audit.record({ kind: 'federation.refused', actor: peerId, details: { tag, status: 403, path: c.req.path, method: c.req.method } });
+  return refusal(c, 403, tag);
+}
+
 /** Runs the signature matrix; a Redis outage fails closed (503) rather than open. */
 export async function authenticatePeer(c: Context, deps: AppDeps, peerId: string | undefined, signedBytes: (nonce: string | undefined) => Uint8Array): Promise<InboundResult | Response> {
   const { config, federation, metrics, logger } = deps;
@@ -28,6 +36,7 @@ export async function authenticatePeer(c: Context, deps: AppDeps, peerId: string
     if (!r.ok) {
       metrics.inboundRefusals.inc({ reason: r.tag });
       logger.warn({ peer: r.peerId, tag: r.tag, path: c.req.path }, 'federation request refused');
+      deps.audit.record({ kind: 'federation.refused', actor: r.peerId ?? 'unknown', details: { tag: r.tag, status: r.status, path: c.req.path, method: c.req.method } });
     } else if (!r.signed) logger.warn({ peer: r.peerId }, 'accepting unsigned federation request (FED_REQUIRE_SIG=false)');
     return r;
   } catch (err) {
@@ -48,9 +57,19 @@ export function syncRoutes(deps: AppDeps) {
     if (auth instanceof Response) return auth;
     if (!auth.ok) return refusal(c, auth.status, auth.tag);
     const push = parsePushBody(parseJsonBytes(raw), formatTimestamp(nowMicros()));
-    if (push.sender !== auth.peerId) return refusal(c, 403, 'sender_agent_id_mismatch');
-    if (push.recipient !== undefined && push.recipient !== config.nodeId) return refusal(c, 403, 'recipient_mismatch');
+    if (push.sender !== auth.peerId) return refuseAudited(c, deps, auth.peerId, 'sender_agent_id_mismatch');
+    if (push.recipient !== undefined && push.recipient !== config.nodeId) return refuseAudited(c, deps, auth.peerId, 'recipient_mismatch');
     federation.onPeerContact(auth.peerId);
+    // Governance: rows this peer may not write are refused one by one (skipped + audited).
+    const refusedRows: Array<{ id: string; code: string; rule: string }> = [];
+    push.memories = push.memories.filter((m) => {
+      const r = checkMemory(deps.policy, m, auth.peerId);
+      if (!r) return true;
+      push.skipped.push({ id: m.id, status: 'skipped', reason: `${r.code}: ${r.reason}` });
+      refusedRows.push({ id: m.id, code: r.code, rule: r.rule });
+      return false;
+    });
+    if (refusedRows.length > 0) deps.audit.record({ kind: 'governance.refused', actor: auth.peerId, details: { via: 'push', rows: refusedRows.slice(0, 100), count: refusedRows.length } });
 
     const results: RowResult[] = [...push.skipped];
     let applied = 0, deleted = 0, noop = 0;
@@ -59,6 +78,7 @@ export function syncRoutes(deps: AppDeps) {
       for (const t of push.tombstones) results.push({ id: t.id, status: 'noop' });
     } else {
       const out = await applyReplicated(database.db, { memories: push.memories, tombstones: push.tombstones, originPeer: auth.peerId });
+      if (out.deleted.length > 0) deps.audit.record({ kind: 'memory.deleted', actor: auth.peerId, details: { via: 'push', ids: out.deleted.slice(0, 100), count: out.deleted.length } });
       const appliedSet = new Set(out.applied), deletedSet = new Set(out.deleted);
       for (const m of push.memories) results.push({ id: m.id, status: appliedSet.has(m.id) ? 'applied' : 'noop' });
       for (const t of push.tombstones) results.push({ id: t.id, status: deletedSet.has(t.id) ? 'applied' : 'noop' });
@@ -101,7 +121,7 @@ export function syncRoutes(deps: AppDeps) {
       return refusal(c, 403, 'peer_id_header_missing');
     }
     const to = c.req.query('to');
-    if (to !== undefined && to !== config.nodeId) return refusal(c, 403, 'recipient_mismatch');
+    if (to !== undefined && to !== config.nodeId) return refuseAudited(c, deps, caller ?? 'unknown', 'recipient_mismatch');
 
     const limitRaw = c.req.query('limit');
     const limit = limitRaw === undefined || limitRaw === '' ? 500 : /^\d{1,6}$/.test(limitRaw) ? Math.min(Math.max(Number(limitRaw), 1), 10_000) : NaN;

@@ -1,0 +1,37 @@
+import type { Db } from './db/client.js';
+import type { Metrics } from './metrics.js';
+import { auditFigures } from './store/audit.js';
+import { dlqStats } from './store/dlq.js';
+import { watermarkTimes } from './store/watermarks.js';
+
+/**
+ * Gauges whose truth is in Postgres (DLQ, catch-up, audit), refreshed at scrape time so
+ * every process (API or worker) reports the same figures without a background loop.
+ */
+export function registerDatabaseCollectors(metrics: Metrics, db: Db, peerIds: string[]): void {
+  metrics.onScrape(async () => {
+    const stats = await dlqStats(db);
+    for (const id of peerIds) {
+      const p = stats.byPeer.find((b) => b.peerId === id);
+      metrics.dlqDepth.set({ peer: id }, p?.pending ?? 0);
+      metrics.dlqQuarantined.set({ peer: id }, p?.quarantined ?? 0);
+      metrics.dlqOldestPendingAge.set({ peer: id }, p?.oldestPendingAgeSeconds ?? 0);
+    }
+  });
+  metrics.onScrape(async () => {
+    const marks = new Map((await watermarkTimes(db)).map((w) => [w.peerId, w]));
+    for (const id of peerIds) {
+      const w = marks.get(id);
+      metrics.catchupLastSuccess.set({ peer: id }, w?.lastSuccessEpoch ?? 0);
+      metrics.catchupLagRows.set({ peer: id }, w?.lagRows ?? 0);
+      // Behind = the age of the newest row we have from the peer; caught up = 0.
+      metrics.catchupLagSeconds.set({ peer: id }, w && w.lagRows > 0 && w.lastRowEpoch ? Math.max(0, Date.now() / 1000 - w.lastRowEpoch) : 0);
+    }
+  });
+  metrics.onScrape(async () => {
+    const a = await auditFigures(db);
+    metrics.auditHeadSeq.set(a.headSeq);
+    metrics.auditDlqDepth.set(a.dlqDepth);
+    metrics.auditCheckpointAge.set(a.lastCheckpointAgeSeconds);
+  });
+}

@@ -1,0 +1,88 @@
+import { readFile } from 'node:fs/promises';
+import { z } from 'zod';
+import type { Memory } from './memory/model.js';
+
+/**
+ * Governance policy (DESIGN.md point 10), from GOVERNANCE_FILE or GOVERNANCE_POLICY:
+ *   { "deny_namespaces": ["secret/**"], "max_content_bytes": 20000,
+ *     "peer_namespaces": { "peer-b": ["shared/**", "global"] } }
+ * Namespace globs: `*` matches within one segment, `**` across segments.
+ * A refusal is never silent: 403 with a stable code for clients, a skipped row for
+ * peers, and an audit event either way.
+ */
+const policySchema = z
+  .object({
+    deny_namespaces: z.array(z.string().min(1).max(512)).max(1000).default([]),
+    max_content_bytes: z.number().int().positive().optional(),
+    max_metadata_bytes: z.number().int().positive().optional(),
+    peer_namespaces: z.record(z.string(), z.array(z.string().min(1).max(512)).max(1000)).default({}),
+  })
+  .strict();
+
+export interface Policy {
+  denyNamespaces: RegExp[];
+  maxContentBytes?: number;
+  maxMetadataBytes?: number;
+  peerNamespaces: Map<string, RegExp[]>;
+  /** The policy as written, for logs and the admin API. */
+  source: z.infer<typeof policySchema>;
+}
+
+export interface Refusal {
+  code: 'GOVERNANCE_NAMESPACE_DENIED' | 'GOVERNANCE_CONTENT_TOO_LARGE' | 'GOVERNANCE_METADATA_TOO_LARGE' | 'GOVERNANCE_PEER_NAMESPACE';
+  rule: string;
+  reason: string;
+}
+
+export function globToRegExp(glob: string): RegExp {
+  const re = glob
+    .split('**')
+    .map((part) => part.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*'))
+    .join('.*');
+  return new RegExp(`^${re}$`);
+}
+
+export function parsePolicy(json: string, origin: string): Policy {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(json);
+  } catch (err) {
+    throw new Error(`governance policy (${origin}) is not valid JSON: ${(err as Error).message}`);
+  }
+  const r = policySchema.safeParse(raw);
+  if (!r.success) throw new Error(`governance policy (${origin}) is invalid: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
+  const p = r.data;
+  return {
+    denyNamespaces: p.deny_namespaces.map(globToRegExp),
+    ...(p.max_content_bytes !== undefined ? { maxContentBytes: p.max_content_bytes } : {}),
+    ...(p.max_metadata_bytes !== undefined ? { maxMetadataBytes: p.max_metadata_bytes } : {}),
+    peerNamespaces: new Map(Object.entries(p.peer_namespaces).map(([peer, globs]) => [peer, globs.map(globToRegExp)])),
+    source: p,
+  };
+}
+
+export async function loadPolicy(source: { file: string; inline: string }): Promise<Policy | null> {
+  if (source.file) return parsePolicy(await readFile(source.file, 'utf8'), source.file);
+  if (source.inline) return parsePolicy(source.inline, 'GOVERNANCE_POLICY');
+  return null;
+}
+
+/** Checks a write (local or replicated). `peerId` set = the row came from that peer. */
+export function checkMemory(policy: Policy | null, m: Memory, peerId?: string): Refusal | null {
+  if (!policy) return null;
+  const denied = policy.denyNamespaces.findIndex((re) => re.test(m.namespace));
+  if (denied >= 0) return { code: 'GOVERNANCE_NAMESPACE_DENIED', rule: `deny_namespaces[${denied}]`, reason: `namespace ${m.namespace} is not writable here` };
+  if (policy.maxContentBytes !== undefined && Buffer.byteLength(m.content) > policy.maxContentBytes) {
+    return { code: 'GOVERNANCE_CONTENT_TOO_LARGE', rule: 'max_content_bytes', reason: `content exceeds ${policy.maxContentBytes} bytes` };
+  }
+  if (policy.maxMetadataBytes !== undefined && Buffer.byteLength(JSON.stringify(m.metadata)) > policy.maxMetadataBytes) {
+    return { code: 'GOVERNANCE_METADATA_TOO_LARGE', rule: 'max_metadata_bytes', reason: `metadata exceeds ${policy.maxMetadataBytes} bytes` };
+  }
+  if (peerId !== undefined) {
+    const allowed = policy.peerNamespaces.get(peerId);
+    if (allowed && !allowed.some((re) => re.test(m.namespace))) {
+      return { code: 'GOVERNANCE_PEER_NAMESPACE', rule: `peer_namespaces.${peerId}`, reason: `peer ${peerId} may not write namespace ${m.namespace}` };
+    }
+  }
+  return null;
+}

@@ -1,0 +1,129 @@
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+/*
+ * docker-compose.yml, validated by Compose itself (`config -q`) and checked through the
+ * normalized YAML that `config` prints (no YAML library needed). Needs `docker-compose`
+ * (Debian's package, which .ci/run installs when missing) or the `docker compose` plugin;
+ * no Docker engine is required. Without either, the tests are skipped with a warning.
+ */
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const NODE_SERVICES = ['node-a-api', 'node-a-worker', 'node-b-api', 'node-b-worker', 'node-c-api', 'node-c-worker'];
+
+function works(cmd: string, args: string[]): boolean {
+  try {
+    execFileSync(cmd, args, { stdio: 'ignore', timeout: 30_000 });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The Compose command line to use: docker-compose (v1 or v2 standalone) or the docker plugin. */
+const compose: string[] | null = works('docker-compose', ['version']) ? ['docker-compose'] : works('docker', ['compose', 'version']) ? ['docker', 'compose'] : null;
+
+if (!compose) {
+  console.warn(
+    'test/ops/compose.test.ts: neither `docker-compose` nor `docker compose` is available, so the ' +
+      'docker-compose.yml validation is SKIPPED. Install it with `apt-get install docker-compose` (Debian).',
+  );
+}
+
+function run(args: string[]): { code: number; stdout: string; stderr: string } {
+  const [cmd, ...pre] = compose ?? ['docker-compose'];
+  try {
+    const stdout = execFileSync(cmd!, [...pre, '-f', 'docker-compose.yml', ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'pipe'],
+      timeout: 60_000,
+      // Fixed values, so the assertions do not depend on the caller's environment.
+      env: { ...process.env, MEMFED_ADMIN_TOKEN: 'test-admin-token', MEMFED_PG_PASSWORD: 'test-pg', MEMFED_LOG_LEVEL: 'info' },
+    });
+    return { code: 0, stdout, stderr: '' };
+  } catch (err) {
+    const e = err as { status?: number | null; stdout?: string; stderr?: string; message: string };
+    return { code: e.status ?? -1, stdout: e.stdout ?? '', stderr: e.stderr || e.message };
+  }
+}
+
+/** The lines of `services.<name>` in the normalized YAML (indentation-based). */
+function serviceBlock(yaml: string, name: string): string {
+  const lines = yaml.split('\n');
+  const services = lines.findIndex((l) => l === 'services:');
+  const start = lines.findIndex((l, i) => i > services && l === `  ${name}:`);
+  if (services < 0 || start < 0) return '';
+  const out: string[] = [];
+  for (const line of lines.slice(start + 1)) {
+    if (line.trim() !== '' && !line.startsWith('   ')) break;
+    out.push(line);
+  }
+  return out.join('\n');
+}
+
+/** Flattens a block: list items and folded lines joined with spaces, quotes dropped. */
+function flat(block: string): string {
+  return block
+    .replace(/["']/g, '')
+    .replace(/\n\s*-\s+/g, ' ')
+    .replace(/\s+/g, ' ');
+}
+
+describe.skipIf(!compose)('docker-compose.yml', () => {
+  it('is valid (config -q exits 0)', () => {
+    const r = run(['config', '-q']);
+    expect(r.code, r.stderr).toBe(0);
+  });
+
+  it('has redis, postgres, the one-shot services and six node services', () => {
+    const r = run(['config', '--services']);
+    expect(r.code, r.stderr).toBe(0);
+    const services = r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+    for (const s of ['redis', 'postgres', 'deps', 'keys', 'migrate', ...NODE_SERVICES]) expect(services).toContain(s);
+  });
+
+  it('runs Redis with appendonly yes and maxmemory-policy noeviction on a volume', () => {
+    const r = run(['config']);
+    expect(r.code, r.stderr).toBe(0);
+    const redis = flat(serviceBlock(r.stdout, 'redis'));
+    expect(redis).toMatch(/image: redis:7/);
+    expect(redis).toContain('--appendonly yes');
+    expect(redis).toContain('--maxmemory-policy noeviction');
+    expect(redis).toMatch(/:\/data/);
+  });
+
+  it('gives each node api and worker its own id, database, queue prefix, peers and ports', () => {
+    const r = run(['config']);
+    expect(r.code, r.stderr).toBe(0);
+    const nodes = [
+      { id: 'node-a', db: 'memfed_a', api: 9081, worker: 9181 },
+      { id: 'node-b', db: 'memfed_b', api: 9082, worker: 9182 },
+      { id: 'node-c', db: 'memfed_c', api: 9083, worker: 9183 },
+    ];
+    for (const n of nodes) {
+      const peers = nodes.filter((p) => p !== n).map((p) => `${p.id}=http://${p.id}-api:${p.api}`).join(',');
+      for (const role of ['api', 'worker'] as const) {
+        const name = `${n.id}-${role}`;
+        const block = flat(serviceBlock(r.stdout, name));
+        expect(block, name).toContain(`workers/memfed.mjs ${role}`);
+        expect(block, name).toContain(`NODE_ID: ${n.id}`);
+        expect(block, name).toContain('HTTP_HOST: 0.0.0.0');
+        expect(block, name).toContain(`HTTP_PORT: ${n.api}`);
+        expect(block, name).toContain(`WORKER_HTTP_PORT: ${n.worker}`);
+        expect(block, name).toContain(`DATABASE_URL: postgres://postgres:test-pg@postgres:5432/${n.db}`);
+        expect(block, name).toContain('REDIS_URL: redis://redis:6379');
+        expect(block, name).toContain(`QUEUE_PREFIX: mf-${n.id.slice(-1)}`);
+        expect(block, name).toContain(`FED_PEERS: ${peers}`);
+        expect(block, name).toContain('FED_KEY_DIR: /keys');
+        expect(block, name).toContain('FED_QUORUM_W: 2');
+        expect(block, name).toContain('ADMIN_TOKEN: test-admin-token');
+        expect(block, name).toContain('/api/v1/health');
+        expect(block, name).toMatch(new RegExp(`published: ${role === 'api' ? n.api : n.worker}\\b`));
+        expect(block, name).toContain('service_completed_successfully');
+        expect(block, name).toContain('service_healthy');
+      }
+    }
+  });
+});
