@@ -99,8 +99,8 @@ const schema = z.object({
   FED_KEY_DIR: str('./data/keys'),
   FED_REQUIRE_SIG: bool(true),
   FED_CLOCK_SKEW_MS: int(300_000, 1_000, 3_600_000),
-  // Must stay below the 30 s BullMQ job lock so a slow peer never makes a job stall.
-  FED_REQUEST_TIMEOUT_MS: int(10_000, 100, 29_999),
+  FED_REQUEST_TIMEOUT_MS: int(10_000, 100, 120_000),
+  JOB_LOCK_MS: int(30_000, 5_000, 600_000),
   API_KEY: str(''),
   ADMIN_TOKEN: str(''),
   PUSH_CONCURRENCY: int(8, 1, 256),
@@ -157,6 +157,8 @@ export interface Config {
   dlq: { replayIntervalMs: number; maxReplayAttempts: number; replayMaxBatch: number };
   workerQueues: string[];
   shutdownGraceMs: number;
+  /** BullMQ lock duration; a dead worker's jobs are re-run after about twice this. */
+  jobLockMs: number;
   limits: { maxBodyBytes: number; maxBatchBodyBytes: number };
   audit: { level: 'security' | 'all'; checkpointEvery: number; checkpointIntervalMs: number };
   /** Governance policy source: a JSON file path or inline JSON (both empty = no policy). */
@@ -178,6 +180,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   // Cross-variable check on the raw values too, so one run lists every problem.
   const selfId = env.NODE_ID || `host:${os.hostname()}`;
   if ((env.FED_PEERS ?? '').split(',').some((p) => p.split('=')[0]?.trim() === selfId)) problems.push('FED_PEERS: lists this node itself (NODE_ID)');
+  // A request must end before its job's lock does, or a slow peer makes the job stall.
+  const timeout = Number(env.FED_REQUEST_TIMEOUT_MS || 10_000);
+  const lock = Number(env.JOB_LOCK_MS || 30_000);
+  if (Number.isFinite(timeout) && Number.isFinite(lock) && timeout >= lock) problems.push(`FED_REQUEST_TIMEOUT_MS: must be below JOB_LOCK_MS (${lock})`);
   if (!parsed.success || problems.length) throw new ConfigError(problems);
   const r = parsed.data;
   const workerQueues = r.WORKER_QUEUES.split(',').map((q) => q.trim()).filter(Boolean);
@@ -207,6 +213,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dlq: { replayIntervalMs: r.DLQ_REPLAY_INTERVAL_MS, maxReplayAttempts: r.DLQ_MAX_REPLAY_ATTEMPTS, replayMaxBatch: r.DLQ_REPLAY_MAX_BATCH },
     workerQueues,
     shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
+    jobLockMs: r.JOB_LOCK_MS,
     limits: { maxBodyBytes: r.MAX_BODY_BYTES, maxBatchBodyBytes: r.MAX_BATCH_BODY_BYTES },
     audit: { level: r.AUDIT_LEVEL, checkpointEvery: r.AUDIT_CHECKPOINT_EVERY, checkpointIntervalMs: r.AUDIT_CHECKPOINT_INTERVAL_MS },
     governance: { file: r.GOVERNANCE_FILE, inline: r.GOVERNANCE_POLICY },

@@ -163,6 +163,9 @@ describe('numbers and URLs', () => {
   it('keeps the outbound timeout below the 30 s job lock', () => {
     expect(loadConfig({ ...base, FED_REQUEST_TIMEOUT_MS: '29999' }).federation.requestTimeoutMs).toBe(29_999);
     expect(configError({ ...base, FED_REQUEST_TIMEOUT_MS: '30000' }).problems.some((p) => p.startsWith('FED_REQUEST_TIMEOUT_MS'))).toBe(true);
+    // relative to JOB_LOCK_MS, not a fixed number
+    expect(loadConfig({ ...base, JOB_LOCK_MS: '60000', FED_REQUEST_TIMEOUT_MS: '45000' }).federation.requestTimeoutMs).toBe(45_000);
+    expect(configError({ ...base, JOB_LOCK_MS: '5000', FED_REQUEST_TIMEOUT_MS: '5000' }).problems.some((p) => p.startsWith('FED_REQUEST_TIMEOUT_MS'))).toBe(true);
   });
 });
 

@@ -30,6 +30,8 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
       prefix: ctx.config.queuePrefix,
       concurrency,
       maxStalledCount: 3,
+      lockDuration: ctx.config.jobLockMs,
+      stalledInterval: ctx.config.jobLockMs,
       settings: { backoffStrategy },
     });
     worker.on('error', (err) => ctx.logger.warn({ queue: name, err: err.message }, 'worker connection error'));
