@@ -27,6 +27,20 @@ export default defineConfig({
           hookTimeout: 60_000,
         },
       },
+      {
+        // The fault campaign (npm run test:chaos): destructive, slower, one file at a time.
+        test: {
+          name: 'chaos',
+          sequence: { groupOrder: 2 },
+          include: ['test/chaos/**/*.chaos.ts'],
+          environment: 'node',
+          globalSetup: ['test/helpers/global-setup.ts'],
+          pool: 'forks',
+          maxWorkers: 1,
+          testTimeout: 300_000,
+          hookTimeout: 120_000,
+        },
+      },
     ],
   },
 });

@@ -22,6 +22,8 @@ export class QueueReplication implements Replication {
 
   async afterCommit(position: FeedPosition | null): Promise<QuorumOutcome> {
     const { peers, quorumW, ackTimeoutMs } = this.config.federation;
+    // Test-only fault: die between commit and enqueue (the reconciler must still deliver).
+    if (this.config.faults.crashAfterCommit && position !== null) process.kill(process.pid, 'SIGKILL');
     if (peers.length === 0 || position === null) return { met: true, acks: 1 };
     const started = process.hrtime.bigint();
     await Promise.all(

@@ -126,6 +126,8 @@ const schema = z.object({
   AUDIT_CHECKPOINT_INTERVAL_MS: int(60_000, 100, 86_400_000),
   GOVERNANCE_FILE: str(''),
   GOVERNANCE_POLICY: str(''),
+  // Fault injection for the test campaign only (TESTING.md): never set in production.
+  MEMFED_FAULT_CRASH_AFTER_COMMIT: bool(false),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional().default('info'),
 });
 
@@ -163,6 +165,8 @@ export interface Config {
   audit: { level: 'security' | 'all'; checkpointEvery: number; checkpointIntervalMs: number };
   /** Governance policy source: a JSON file path or inline JSON (both empty = no policy). */
   governance: { file: string; inline: string };
+  /** Test-only fault hooks (MEMFED_FAULT_*). */
+  faults: { crashAfterCommit: boolean };
   logLevel: Raw['LOG_LEVEL'];
 }
 
@@ -217,6 +221,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     limits: { maxBodyBytes: r.MAX_BODY_BYTES, maxBatchBodyBytes: r.MAX_BATCH_BODY_BYTES },
     audit: { level: r.AUDIT_LEVEL, checkpointEvery: r.AUDIT_CHECKPOINT_EVERY, checkpointIntervalMs: r.AUDIT_CHECKPOINT_INTERVAL_MS },
     governance: { file: r.GOVERNANCE_FILE, inline: r.GOVERNANCE_POLICY },
+    faults: { crashAfterCommit: r.MEMFED_FAULT_CRASH_AFTER_COMMIT },
     logLevel: r.LOG_LEVEL,
   };
 }

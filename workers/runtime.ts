@@ -40,25 +40,36 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
     ctx.logger.info({ queue: name, concurrency }, 'worker started');
   }
   const reconciler = selected.includes('push') ? startReconciler(ctx) : null;
-  if (selected.includes('dlq')) {
-    await scheduleDlqReplay(ctx.queues, ctx.config.dlq.replayIntervalMs);
-    ctx.logger.info({ everyMs: ctx.config.dlq.replayIntervalMs }, 'DLQ replay scheduled');
-  }
-  let auditMaintenance: { stop(): void } | null = null;
-  if (selected.includes('audit')) {
-    // Appends must be serialized across every worker process, not just within this one.
-    await ctx.queues.audit.setGlobalConcurrency(1);
-    auditMaintenance = startAuditMaintenance(ctx);
-  }
-  if (selected.includes('catchup')) {
-    const { removed } = await syncCatchupSchedulers(ctx.queues, [...ctx.peers.keys()], ctx.config.catchup.intervalMs);
-    ctx.logger.info({ everyMs: ctx.config.catchup.intervalMs, peers: [...ctx.peers.keys()], removed }, 'catch-up scheduled');
-  }
+  const ensureSchedulers = async () => {
+    if (selected.includes('dlq')) {
+      await scheduleDlqReplay(ctx.queues, ctx.config.dlq.replayIntervalMs);
+      ctx.logger.info({ everyMs: ctx.config.dlq.replayIntervalMs }, 'DLQ replay scheduled');
+    }
+    if (selected.includes('catchup')) {
+      const { removed } = await syncCatchupSchedulers(ctx.queues, [...ctx.peers.keys()], ctx.config.catchup.intervalMs);
+      ctx.logger.info({ everyMs: ctx.config.catchup.intervalMs, peers: [...ctx.peers.keys()], removed }, 'catch-up scheduled');
+    }
+    if (selected.includes('audit')) await ctx.queues.audit.setGlobalConcurrency(1);
+  };
+  await ensureSchedulers();
+  // A Redis restarted without persistence forgets schedulers and settings: put them back
+  // when the connection comes back (the cursors and watermarks in Postgres lost nothing).
+  const producer = ctx.redis;
+  let firstReady = true;
+  const onReady = () => {
+    if (firstReady) return void (firstReady = false);
+    ensureSchedulers().catch((err) => ctx.logger.warn({ err: (err as Error).message }, 'could not restore schedulers after reconnect'));
+  };
+  if (producer.status === 'ready') firstReady = false;
+  producer.on('ready', onReady);
+  // Appends are serialized across every worker process (global concurrency 1, set above).
+  const auditMaintenance = selected.includes('audit') ? startAuditMaintenance(ctx) : null;
   return {
     queues: selected,
     async close(graceMs: number) {
       reconciler?.stop();
       auditMaintenance?.stop();
+      producer.off('ready', onReady);
       // Stop taking jobs, give active ones the grace period, then force-close (their
       // locks lapse and another worker picks them up: nothing is lost, at most re-sent).
       const graceful = Promise.all(workers.map((w) => w.close()));
