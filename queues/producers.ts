@@ -19,7 +19,8 @@ export async function closeQueues(queues: Queues): Promise<void> {
  * change committed while a push is in flight still gets a run after it.
  */
 export async function enqueuePush(queues: Queues, peerId: string, reason: JobPayloads['push']['reason']): Promise<void> {
-  await queues.push.add('push', { peerId, reason }, { deduplication: { id: pushDedupId(peerId), keepLastIfActive: true } });
+  // The name shows in Bull Board: which peer a (failed) job was for, at a glance.
+  await queues.push.add(`push to ${peerId}`, { peerId, reason }, { deduplication: { id: pushDedupId(peerId), keepLastIfActive: true } });
 }
 
 /** A DLQ replay run now (operator, recovered peer, or a drain continuing a big backlog). */
@@ -34,14 +35,14 @@ export async function scheduleDlqReplay(queues: Queues, everyMs: number): Promis
 
 /** A catch-up pull now (peer came back, or a run that had more to fetch). */
 export async function enqueueCatchup(queues: Queues, peerId: string, reason: JobPayloads['catchup']['reason']): Promise<void> {
-  await queues.catchup.add('pull', { peerId, reason }, { deduplication: { id: catchupDedupId(peerId), keepLastIfActive: true } });
+  await queues.catchup.add(`pull from ${peerId}`, { peerId, reason }, { deduplication: { id: catchupDedupId(peerId), keepLastIfActive: true } });
 }
 
 /** One scheduler per configured peer; schedulers of peers no longer configured are removed. */
 export async function syncCatchupSchedulers(queues: Queues, peerIds: string[], everyMs: number): Promise<{ removed: string[] }> {
   const wanted = new Set(peerIds.map(catchupSchedulerId));
   for (const peerId of peerIds) {
-    await queues.catchup.upsertJobScheduler(catchupSchedulerId(peerId), { every: everyMs }, { name: 'pull', data: { peerId, reason: 'tick' } });
+    await queues.catchup.upsertJobScheduler(catchupSchedulerId(peerId), { every: everyMs }, { name: `pull from ${peerId}`, data: { peerId, reason: 'tick' } });
   }
   const removed: string[] = [];
   for (const s of await queues.catchup.getJobSchedulers(0, -1)) {

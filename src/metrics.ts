@@ -8,7 +8,12 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 export function createMetrics(opts: { nodeId: string; role: string; defaultMetrics?: boolean }) {
   const registry = new Registry();
   registry.setDefaultLabels({ node: opts.nodeId, role: opts.role });
-  if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'memfed_' });
+  if (opts.defaultMetrics !== false) {
+    collectDefaultMetrics({ register: registry, prefix: 'memfed_' });
+    // prom-client names these gauges *_total, which Prometheus reserves for counters
+    // (promtool check metrics refuses them); memfed_nodejs_active_resources{type} stays.
+    for (const name of ['active_handles_total', 'active_requests_total', 'active_resources_total']) registry.removeSingleMetric(`memfed_nodejs_${name}`);
+  }
 
   // Gauges read from Postgres are refreshed by hooks run just before each scrape.
   const scrapeHooks: Array<() => Promise<void>> = [];

@@ -14,6 +14,8 @@ import { loadPolicy } from '../src/governance.js';
 import { createMetrics } from '../src/metrics.js';
 import { AckTracker } from '../queues/acks.js';
 import { QueueAuditRecorder } from '../queues/audit.js';
+import { BULL_BOARD_PATH, bullBoardApp } from '../queues/bull-board.js';
+import { registerQueueCollectors } from '../queues/metrics.js';
 import { createRedis } from '../queues/connection.js';
 import { closeQueues, createQueues, enqueueCatchup, enqueueDlqReplay, enqueuePush } from '../queues/producers.js';
 import { QueueReplication } from '../queues/replication.js';
@@ -30,6 +32,8 @@ export interface RunningNode {
   config: Config;
   /** Base URL of the API (role api/all), with the port actually bound. */
   apiUrl?: string;
+  /** Base URL of the worker role's metrics/health server, when it runs. */
+  workerUrl?: string;
   close(): Promise<void>;
 }
 
@@ -53,6 +57,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   ];
   const closers: Array<() => Promise<unknown>> = [];
   let apiUrl: string | undefined;
+  let workerUrl: string | undefined;
   const peers = new Map(config.federation.peers.map((p) => [p.id, p]));
   const audit = new QueueAuditRecorder(queues, database, logger);
   if (own.generated) audit.record({ kind: 'key.changed', subject: config.nodeId, details: { action: 'generated', public_key_file: own.pubPath } });
@@ -60,6 +65,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   const policy = await loadPolicy(config.governance);
   if (policy) logger.info({ policy: policy.source }, 'governance policy loaded');
   registerDatabaseCollectors(metrics, database.db, [...peers.keys()]);
+  registerQueueCollectors(metrics, queues);
 
   if (role === 'api' || role === 'all') {
     const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');
@@ -75,6 +81,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
       replication: new QueueReplication(config, queues, acks, logger, metrics),
       audit,
       policy,
+      ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues) } } : {}),
       auditKeys: auditKeys.keys,
       operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues, 'operator', peerId) },
       federation: {
@@ -104,7 +111,8 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
     const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, audit, auditSigner: auditKeys.signer, policy });
     if (role === 'worker' && config.workerHttpPort > 0) {
       const ops = await listen(createOpsApp({ config, probes, metrics, logger }), config.http.host, config.workerHttpPort);
-      logger.info({ port: config.workerHttpPort }, 'worker metrics/health listening');
+      workerUrl = `http://${config.http.host}:${boundPort(ops)}`;
+      logger.info({ url: workerUrl }, 'worker metrics/health listening');
       closers.unshift(() => closeServer(ops));
     }
     closers.unshift(() => workers.close(config.shutdownGraceMs));
@@ -114,6 +122,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   return {
     config,
     apiUrl,
+    workerUrl,
     async close() {
       // Order: stop intake (HTTP, workers), then connections.
       for (const c of closers) await c().catch((err) => logger.warn({ err: (err as Error).message }, 'shutdown step failed'));

@@ -1,6 +1,6 @@
 import { Hono } from 'hono';
 import type { AppDeps } from './deps.js';
-import { apiKeyAuth } from './middleware/auth.js';
+import { adminAuth, apiKeyAuth } from './middleware/auth.js';
 import { errorHandler, notFoundHandler } from './middleware/errors.js';
 import { httpMetrics } from './middleware/http-metrics.js';
 import { healthRoutes } from './routes/health.js';
@@ -19,7 +19,7 @@ export function createApp(deps: AppDeps): Hono {
   app.notFound(notFoundHandler);
   app.use('*', httpMetrics(deps.metrics));
   // Admin routes answer to ADMIN_TOKEN instead of the API key.
-  app.use('*', apiKeyAuth(deps.config.apiKey, (path) => OPEN_PATHS.has(path) || path.startsWith(`${ADMIN_PREFIX}/`)));
+  app.use('*', apiKeyAuth(deps.config.apiKey, (path) => OPEN_PATHS.has(path) || path.startsWith(`${ADMIN_PREFIX}/`) || (deps.queueBoard !== undefined && path.startsWith(deps.queueBoard.path))));
   app.route('/', healthRoutes(deps));
   app.route('/', metricsRoutes(deps.metrics));
   app.route('/', memoryRoutes(deps));
@@ -29,6 +29,13 @@ export function createApp(deps: AppDeps): Hono {
   if (deps.config.adminToken) {
     app.route('/', adminRoutes(deps));
     app.route('/', auditAdminRoutes(deps));
+    if (deps.queueBoard) {
+      // Every Bull Board path (page, assets, its API) sits behind the token.
+      const { path, app: board } = deps.queueBoard;
+      app.use(path, adminAuth(deps.config.adminToken));
+      app.use(`${path}/*`, adminAuth(deps.config.adminToken));
+      app.route(path, board);
+    }
   }
   return app;
 }

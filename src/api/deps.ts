@@ -1,5 +1,6 @@
 import type { AuditRecorder } from '../audit/events.js';
 import type { KeyObject } from 'node:crypto';
+import type { Hono } from 'hono';
 import type { Config } from '../config.js';
 import type { Policy } from '../governance.js';
 import type { Database } from '../db/client.js';
@@ -50,6 +51,8 @@ export interface AppDeps {
   policy: Policy | null;
   /** Keys the audit chain verifies against (this node's public key). */
   auditKeys: Map<string, KeyObject>;
+  /** Bull Board (built in queues/), mounted at /admin/queues behind ADMIN_TOKEN. */
+  queueBoard?: { path: string; app: Hono };
   /** Queue-backed operator actions (implemented in queues/). */
   operations: { requestDlqReplay(peerId?: string): Promise<void> };
 }

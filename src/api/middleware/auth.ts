@@ -21,12 +21,24 @@ export function apiKeyAuth(apiKey: string, open: (path: string) => boolean): Mid
   };
 }
 
-/** `ADMIN_TOKEN` bearer check for admin routes and Bull Board. */
+/**
+ * `ADMIN_TOKEN` check for admin routes and Bull Board: `Authorization: Bearer <token>`,
+ * or HTTP Basic with the token as password (so a browser can open Bull Board).
+ */
 export function adminAuth(token: string): MiddlewareHandler {
   return async (c, next) => {
-    const bearer = c.req.header('authorization')?.match(/^Bearer\s+(.+)$/i)?.[1];
-    if (bearer === undefined) throw new ApiError(401, 'ADMIN_TOKEN_MISSING', 'Authorization: Bearer <ADMIN_TOKEN> required');
-    if (!secretEquals(bearer, token)) throw new ApiError(403, 'ADMIN_TOKEN_INVALID', 'invalid admin token');
+    const header = c.req.header('authorization') ?? '';
+    let given = header.match(/^Bearer\s+(.+)$/i)?.[1];
+    const basic = header.match(/^Basic\s+([A-Za-z0-9+/=]+)$/i)?.[1];
+    if (given === undefined && basic !== undefined) {
+      const decoded = Buffer.from(basic, 'base64').toString('utf8');
+      given = decoded.slice(decoded.indexOf(':') + 1);
+    }
+    if (given === undefined) {
+      c.header('WWW-Authenticate', 'Basic realm="memfed admin", charset="UTF-8"');
+      throw new ApiError(401, 'ADMIN_TOKEN_MISSING', 'Authorization: Bearer <ADMIN_TOKEN> (or Basic with the token as password) required');
+    }
+    if (!secretEquals(given, token)) throw new ApiError(403, 'ADMIN_TOKEN_INVALID', 'invalid admin token');
     return next();
   };
 }

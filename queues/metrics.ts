@@ -1,0 +1,20 @@
+import type { Metrics } from '../src/metrics.js';
+import { QUEUE_NAMES } from './catalogue.js';
+import type { Queues } from './producers.js';
+
+const STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized'] as const;
+
+/** Per queue and state job counts and the oldest waiting job's age, read at scrape time. */
+export function registerQueueCollectors(metrics: Metrics, queues: Queues): void {
+  metrics.onScrape(async () => {
+    await Promise.all(
+      QUEUE_NAMES.map(async (name) => {
+        const q = queues[name];
+        const counts = await q.getJobCounts(...STATES);
+        for (const state of STATES) metrics.queueJobs.set({ queue: name, state }, counts[state] ?? 0);
+        const [oldest] = await q.getJobs(['waiting'], 0, 0, true);
+        metrics.queueOldestWaitingAge.set({ queue: name }, oldest ? Math.max(0, (Date.now() - oldest.timestamp) / 1000) : 0);
+      }),
+    );
+  });
+}

@@ -1,0 +1,89 @@
+import { execFileSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort, waitFor } from '../helpers/env.js';
+import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
+import { UpstreamReceiver } from '../helpers/upstream-peer.js';
+
+const hasPromtool = (() => {
+  try {
+    execFileSync('promtool', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+let n: TestNode;
+let worker: TestNode;
+let peer: UpstreamReceiver;
+const BEARER = { authorization: 'Bearer board-token' };
+
+beforeAll(async () => {
+  const keyDir = newKeyDir();
+  peer = await new UpstreamReceiver('peer-refusing', keyDir).start();
+  // The peer refuses our identity: a push fails as "unenrolled" at once.
+  peer.failWith = { status: 401, headers: {} };
+  n = await startTestNode({ id: 'board', role: 'api', keyDir, peers: [{ id: 'peer-refusing', url: peer.url }], env: { ADMIN_TOKEN: 'board-token', API_KEY: 'client-key' } });
+  worker = await startTestNode({ id: 'board', role: 'worker', keyDir, db: n.db, prefix: n.prefix, peers: [{ id: 'peer-refusing', url: peer.url }], env: { ADMIN_TOKEN: 'board-token', API_KEY: 'client-key', WORKER_HTTP_PORT: String(await freePort()) } });
+});
+afterAll(async () => {
+  await worker?.stop();
+  await n?.destroy();
+  await peer?.stop();
+});
+
+describe('Bull Board behind ADMIN_TOKEN', () => {
+  it('guards the page, its assets and its API', async () => {
+    const page = await api(n.url, 'GET', '/admin/queues');
+    expect(page.status).toBe(401);
+    expect(page.headers.get('www-authenticate')).toMatch(/^Basic/);
+    expect((await api(n.url, 'GET', '/admin/queues/api/queues')).status).toBe(401);
+    expect((await api(n.url, 'GET', '/admin/queues', undefined, { authorization: 'Bearer nope' })).status).toBe(403);
+    const ok = await api(n.url, 'GET', '/admin/queues', undefined, BEARER);
+    expect(ok.status).toBe(200);
+    const css = ok.text.match(/href="(static\/css\/[^"]+)"/)?.[1];
+    expect(css).toBeDefined();
+    expect((await api(n.url, 'GET', `/admin/queues/${css}`)).status).toBe(401);
+    expect((await api(n.url, 'GET', `/admin/queues/${css}`, undefined, BEARER)).status).toBe(200);
+    const basic = { authorization: `Basic ${Buffer.from('ops:board-token').toString('base64')}` };
+    const queues = await api(n.url, 'GET', '/admin/queues/api/queues', undefined, basic);
+    expect(queues.status).toBe(200);
+    expect(queues.json.queues.map((q: { name: string }) => q.name).sort()).toEqual(['audit', 'catchup', 'dlq', 'push']);
+  });
+
+  it('shows a failed push job with its peer, class and error', async () => {
+    const w = await api(n.url, 'POST', '/api/v1/memories', { title: 'refused', content: 'x' }, { 'x-api-key': 'client-key' });
+    expect(w.status).toBe(201);
+    const failed = await waitFor(async () => {
+      const r = await api(n.url, 'GET', '/admin/queues/api/queues?activeQueue=push&status=failed', undefined, BEARER);
+      const push = r.json.queues.find((q: { name: string }) => q.name === 'push');
+      return push?.jobs?.length ? push.jobs[0] : undefined;
+    }, { timeoutMs: 20_000, what: 'failed push job' });
+    expect(failed.name).toBe('push to peer-refusing');
+    expect(failed.data).toMatchObject({ peerId: 'peer-refusing' });
+    expect(failed.failedReason).toMatch(/^\[unenrolled\] POST \/api\/v1\/sync\/push to peer-refusing: HTTP 401/);
+  });
+});
+
+describe('metrics from both roles', () => {
+  it('expose queue, DLQ, catch-up and audit figures and pass promtool check metrics', async () => {
+    const apiMetrics = await api(n.url, 'GET', '/metrics', undefined, { 'x-api-key': 'client-key' });
+    const workerUrl = worker.node.workerUrl!;
+    const workerMetrics = await api(workerUrl, 'GET', '/metrics', undefined, { 'x-api-key': 'client-key' });
+    for (const body of [apiMetrics.text, workerMetrics.text]) {
+      for (const name of ['memfed_queue_jobs{queue="push",state="failed"', 'memfed_queue_oldest_waiting_age_seconds', 'ai_memory_federation_push_dlq_depth{peer="peer-refusing"', 'memfed_catchup_last_success_timestamp_seconds', 'memfed_audit_head_sequence', 'memfed_process_cpu_seconds_total']) {
+        expect(body).toContain(name);
+      }
+    }
+    expect(apiMetrics.text).toContain('memfed_http_request_duration_seconds_bucket');
+    expect(workerMetrics.text).toContain('role="worker"');
+    if (!hasPromtool) {
+      console.warn('promtool not installed (apt-get install prometheus): skipping promtool check metrics');
+      return;
+    }
+    for (const body of [apiMetrics.text, workerMetrics.text]) {
+      const out = execFileSync('promtool', ['check', 'metrics'], { input: body, encoding: 'utf8' });
+      expect(out).not.toMatch(/error/i);
+    }
+  });
+});
