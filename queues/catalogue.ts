@@ -1,13 +1,18 @@
 import type { JobsOptions } from 'bullmq';
 import type { PendingAuditEvent } from '../src/store/audit.js';
+import type { FeedPosition } from '../src/store/feed.js';
 
 /**
  * The one queue catalogue: queue names (Redis keys: never rename), each job's payload
  * type, and default job options. Payloads carry ids, never records.
  */
 export interface JobPayloads {
-  /** Deliver everything after the peer's cursor. One waiting job per peer at most. */
-  push: { peerId: string; reason: 'commit' | 'reconcile' | 'recovered' };
+  /**
+   * Deliver everything after the peer's cursor. One waiting job per peer at most.
+   * `until`: the feed position of the commit that asked for it; a run that ends short of
+   * it (the commit is not yet below the feed horizon) looks again shortly.
+   */
+  push: { peerId: string; reason: 'commit' | 'reconcile' | 'recovered'; until?: FeedPosition; horizonWaits?: number };
   /** Replay pending DLQ rows (all peers, or one peer that just came back). */
   dlq: { reason: 'tick' | 'drain' | 'recovered' | 'operator'; peerId?: string };
   /** Pull what the peer has after our watermark (scheduler per peer, or at once). */

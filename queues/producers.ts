@@ -1,5 +1,6 @@
 import { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
+import type { FeedPosition } from '../src/store/feed.js';
 import { JOB_OPTIONS, QUEUE_NAMES, SCHEDULERS, catchupDedupId, catchupSchedulerId, dlqDedupId, pushDedupId, type JobPayloads, type QueueName } from './catalogue.js';
 
 export type Queues = { [Q in QueueName]: Queue<JobPayloads[Q]> };
@@ -18,9 +19,11 @@ export async function closeQueues(queues: Queues): Promise<void> {
  * One push job per peer: at most one waiting and one active (keepLastIfActive), so a
  * change committed while a push is in flight still gets a run after it.
  */
-export async function enqueuePush(queues: Queues, peerId: string, reason: JobPayloads['push']['reason']): Promise<void> {
+export async function enqueuePush(queues: Queues, peerId: string, reason: JobPayloads['push']['reason'], until?: FeedPosition): Promise<void> {
+  // A peer that is back must not wait out the backoff of a job that failed while it was down.
+  if (reason === 'recovered') await promoteDelayed(queues.push, pushDedupId(peerId));
   // The name shows in Bull Board: which peer a (failed) job was for, at a glance.
-  await queues.push.add(`push to ${peerId}`, { peerId, reason }, { deduplication: { id: pushDedupId(peerId), keepLastIfActive: true } });
+  await queues.push.add(`push to ${peerId}`, { peerId, reason, ...(until ? { until } : {}) }, { deduplication: { id: pushDedupId(peerId), keepLastIfActive: true } });
 }
 
 /** A DLQ replay run now (operator, recovered peer, or a drain continuing a big backlog). */
@@ -53,4 +56,12 @@ export async function syncCatchupSchedulers(queues: Queues, peerIds: string[], e
     }
   }
   return { removed };
+}
+
+/** If the job holding a dedup key sits delayed (in backoff), run it now. */
+async function promoteDelayed(queue: Queue, dedupId: string): Promise<void> {
+  const jobId = await queue.getDeduplicationJobId(dedupId);
+  if (!jobId) return;
+  const job = await queue.getJob(jobId);
+  if (job && (await job.isDelayed())) await job.promote().catch(() => {});
 }

@@ -28,7 +28,7 @@ export class QueueReplication implements Replication {
     const started = process.hrtime.bigint();
     await Promise.all(
       peers.map((p) =>
-        enqueuePush(this.queues, p.id, 'commit').catch((err) => {
+        enqueuePush(this.queues, p.id, 'commit', position).catch((err) => {
           this.metrics.enqueueFailures.inc({ queue: 'push' });
           this.logger.warn({ err: (err as Error).message, peer: p.id }, 'push enqueue failed; reconciler will deliver');
         }),

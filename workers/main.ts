@@ -10,6 +10,7 @@ import { KeyRing, ensureOwnKey, loadAuditKeys } from '../src/federation/keys.js'
 import { NonceStore } from '../src/federation/nonces.js';
 import { createLogger } from '../src/logger.js';
 import { registerDatabaseCollectors } from '../src/collectors.js';
+import { peerWasFailing } from '../src/store/cursors.js';
 import { loadPolicy } from '../src/governance.js';
 import { createMetrics } from '../src/metrics.js';
 import { AckTracker } from '../queues/acks.js';
@@ -88,13 +89,18 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
         keys,
         nonces: new NonceStore(producer, config.queuePrefix, config.federation.clockSkewMs),
         onPeerContact(peerId) {
-          // A peer that talks to us is up: deliver its backlog now, not at the next tick.
+          // A peer we were failing to reach just talked to us: it is back, so deliver its
+          // backlog, replay its DLQ and pull from it now instead of at the next tick.
           const last = contact.get(peerId) ?? 0;
           if (!peers.has(peerId) || Date.now() - last < 5000) return;
           contact.set(peerId, Date.now());
-          enqueuePush(queues, peerId, 'recovered').catch(() => {});
-          enqueueDlqReplay(queues, 'recovered', peerId).catch(() => {});
-          enqueueCatchup(queues, peerId, 'recovered').catch(() => {});
+          void peerWasFailing(database.db, peerId)
+            .then(async (failing) => {
+              if (!failing) return;
+              logger.info({ peer: peerId }, 'peer is back (it contacted us)');
+              await Promise.all([enqueuePush(queues, peerId, 'recovered'), enqueueDlqReplay(queues, 'recovered', peerId), enqueueCatchup(queues, peerId, 'recovered')]);
+            })
+            .catch(() => {});
         },
       },
     };

@@ -5,6 +5,7 @@ import { recordPeerError } from '../src/store/cursors.js';
 import { publishAck } from '../queues/acks.js';
 import type { JobPayloads } from '../queues/catalogue.js';
 import { hasReplayable } from '../src/store/dlq.js';
+import { comparePositions } from '../src/store/feed.js';
 import { enqueueCatchup, enqueueDlqReplay, enqueuePush } from '../queues/producers.js';
 import type { WorkerContext } from './context.js';
 
@@ -39,7 +40,16 @@ export function pushProcessor(ctx: WorkerContext) {
         RUN_BUDGET_MS,
       );
       // keepLastIfActive dedup turns this into exactly one follow-up run.
-      if (!result.caughtUp) await enqueuePush(ctx.queues, peer.id, 'reconcile');
+      if (!result.caughtUp) await enqueuePush(ctx.queues, peer.id, 'reconcile', job.data.until);
+      else if (job.data.until && comparePositions(result.cursor, job.data.until) < 0 && token) {
+        // The commit that asked for this run is not below the feed horizon yet (an older
+        // transaction elsewhere on the cluster is still open): look again shortly instead
+        // of leaving it to the reconciler. Backs off to 2 s; burns no attempt.
+        const waits = job.data.horizonWaits ?? 0;
+        await job.updateData({ ...job.data, horizonWaits: waits + 1 });
+        await job.moveToDelayed(Date.now() + Math.min(50 * 2 ** waits, 2000), token);
+        throw new DelayedError();
+      }
       if (result.deadLettered > 0) ctx.logger.warn({ peer: peer.id, rows: result.deadLettered }, 'peer refused rows; dead-lettered');
       if (result.recovered) {
         ctx.logger.info({ peer: peer.id }, 'peer is back');

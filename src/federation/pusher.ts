@@ -5,7 +5,7 @@ import type { Memory } from '../memory/model.js';
 import type { Metrics } from '../metrics.js';
 import { advanceCursor, getCursor } from '../store/cursors.js';
 import { deadLetter, type DeadLetter } from '../store/dlq.js';
-import { readFeed, type FeedPosition } from '../store/feed.js';
+import { FEED_START, readFeed, type FeedPosition } from '../store/feed.js';
 import type { StoredMemory } from '../store/memories.js';
 import { loadStored, type Tombstone } from '../store/replica.js';
 import { PeerRequestError, type PeerClient } from './client.js';
@@ -57,6 +57,8 @@ export interface PushRunResult {
   caughtUp: boolean;
   /** The peer had a recorded failure and just acked: it is back (replay its DLQ, pull from it). */
   recovered: boolean;
+  /** Where the peer's cursor stands after the run. */
+  cursor: FeedPosition;
 }
 
 /**
@@ -67,11 +69,12 @@ export interface PushRunResult {
  */
 export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: number): Promise<PushRunResult> {
   const started = Date.now();
-  const out: PushRunResult = { batches: 0, rows: 0, deadLettered: 0, caughtUp: false, recovered: false };
+  const out: PushRunResult = { batches: 0, rows: 0, deadLettered: 0, caughtUp: false, recovered: false, cursor: FEED_START };
   let hadError: boolean | undefined;
   for (;;) {
     const cursor = await getCursor(deps.db, peer.id);
     hadError ??= cursor.lastErrorClass !== null;
+    out.cursor = { txid: cursor.txid, seq: cursor.seq };
     const entries = await readFeed(deps.db, cursor, deps.batchMax);
     if (entries.length === 0) {
       out.caughtUp = true;
@@ -107,6 +110,7 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
       deps.metrics.pushedRows.inc({ peer: peer.id }, items.length - dead.length);
     }
     await advanceCursor(deps.db, peer.id, last);
+    out.cursor = { txid: last.txid, seq: last.seq };
     await deps.publishAck(peer.id, last).catch((err) => deps.logger.warn({ err, peer: peer.id }, 'ack publish failed'));
     if (entries.length < deps.batchMax && last === entries[entries.length - 1]) {
       out.caughtUp = true;

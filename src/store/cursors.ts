@@ -74,3 +74,11 @@ export async function peersBehind(db: Db, peerIds: string[]): Promise<string[]> 
         WHERE (f.txid, f.seq) > (c.txid, c.seq) AND f.txid < pg_snapshot_xmin(pg_current_snapshot()))`);
   return behind.map((r) => r.peer_id);
 }
+
+/** Whether our last push to, or pull from, the peer failed: contact from it means it is back. */
+export async function peerWasFailing(db: Db, peerId: string): Promise<boolean> {
+  const rows = await db.execute<{ failing: boolean }>(sql`
+    SELECT EXISTS (SELECT 1 FROM ${peerCursors} WHERE peer_id = ${peerId} AND last_error_class IS NOT NULL)
+        OR EXISTS (SELECT 1 FROM peer_watermarks WHERE peer_id = ${peerId} AND last_error IS NOT NULL) AS failing`);
+  return rows[0]?.failing === true;
+}
