@@ -175,18 +175,15 @@ export async function main(argv: string[]): Promise<number> {
       }
       throw err;
     }
+    // Handlers first: a SIGTERM during start-up waits for it to finish, then shuts down cleanly.
+    let signalled!: (sig: string) => void;
+    const stopRequested = new Promise<string>((resolve) => (signalled = resolve));
+    process.once('SIGTERM', () => signalled('SIGTERM'));
+    process.once('SIGINT', () => signalled('SIGINT'));
     const node = await startNode(command, config);
-    await new Promise<void>((resolve) => {
-      let stopping = false;
-      const stop = (signal: string) => {
-        if (stopping) return;
-        stopping = true;
-        process.stderr.write(`memfed: ${signal} received, shutting down\n`);
-        void node.close().finally(resolve);
-      };
-      process.once('SIGTERM', () => stop('SIGTERM'));
-      process.once('SIGINT', () => stop('SIGINT'));
-    });
+    const sig = await stopRequested;
+    process.stderr.write(`memfed: ${sig} received, shutting down\n`);
+    await node.close();
     return 0;
   }
   if (command === undefined || command === 'help' || command === '--help' || command === '-h') {

@@ -44,6 +44,20 @@ describe('roles as real processes', () => {
     expect(workerProc.output()).toContain('"msg":"stopped"');
   });
 
+  it('scales a worker\'s concurrency with one variable and logs every queue\'s setting at start', async () => {
+    const env = { NODE_ID: 'scaled', DATABASE_URL: db.url, REDIS_URL, QUEUE_PREFIX: `${prefix}s`, FED_KEY_DIR: newKeyDir(), WORKER_HTTP_PORT: '0', PUSH_CONCURRENCY: '32', CATCHUP_CONCURRENCY: '5', LOG_LEVEL: 'info' };
+    const w = spawnMemfed(['worker'], env);
+    procs.push(w);
+    await waitFor(async () => w.output().includes('"queue":"audit"'), { timeoutMs: 30_000, what: 'workers started' });
+    expect(w.output()).toContain('"queue":"push","concurrency":32');
+    expect(w.output()).toContain('"queue":"catchup","concurrency":5');
+    expect(w.output()).toContain('"queue":"dlq","concurrency":1');
+    expect(w.output()).toContain('"queue":"audit","concurrency":1');
+    w.signal('SIGTERM');
+    expect(await w.exited).toBe(0);
+    await dropPrefix(`${prefix}s`);
+  });
+
   it('refuses to start with a readable list of every bad variable', async () => {
     const p = spawnMemfed(['api'], { HTTP_PORT: 'eighty', FED_QUORUM_W: '-1', FED_PEERS: 'oops', DATABASE_URL: db.url });
     procs.push(p);
