@@ -3,6 +3,7 @@ import type { Metrics } from './metrics.js';
 import { auditFigures } from './store/audit.js';
 import { dlqStats } from './store/dlq.js';
 import { watermarkTimes } from './store/watermarks.js';
+import { peerLag } from './store/cursors.js';
 
 /**
  * Gauges whose truth is in Postgres (DLQ, catch-up, audit), refreshed at scrape time so
@@ -26,6 +27,12 @@ export function registerDatabaseCollectors(metrics: Metrics, db: Db, peerIds: st
       metrics.catchupLagRows.set({ peer: id }, w?.lagRows ?? 0);
       // Behind = the age of the newest row we have from the peer; caught up = 0.
       metrics.catchupLagSeconds.set({ peer: id }, w && w.lagRows > 0 && w.lastRowEpoch ? Math.max(0, Date.now() / 1000 - w.lastRowEpoch) : 0);
+    }
+  });
+  metrics.onScrape(async () => {
+    for (const [peer, lag] of await peerLag(db, peerIds)) {
+      metrics.peerLagRows.set({ peer }, lag.rows);
+      metrics.peerLagSeconds.set({ peer }, lag.seconds);
     }
   });
   metrics.onScrape(async () => {

@@ -7,7 +7,8 @@ export interface PeerConfig {
   url: string;
 }
 
-const AGENT_ID = /^[A-Za-z0-9_\-:@./]{1,128}$/;
+// Node and peer ids also name key files (<id>.pub), so no '/' here.
+const AGENT_ID = /^[A-Za-z0-9_\-:@.]{1,128}$/;
 const KNOWN_QUEUES = ['push', 'dlq', 'catchup', 'audit'];
 
 const bool = (fallback: boolean) =>
@@ -65,7 +66,7 @@ const peers = z
       const id = eq > 0 ? part.slice(0, eq).trim() : '';
       const base = eq > 0 ? part.slice(eq + 1).trim().replace(/\/+$/, '') : '';
       if (!AGENT_ID.test(id)) {
-        ctx.addIssue({ code: 'custom', message: `bad peer entry "${part}": expected id=url with id of [A-Za-z0-9_-:@./]` });
+        ctx.addIssue({ code: 'custom', message: `bad peer entry "${part}": expected id=url with id of [A-Za-z0-9_-:@.]` });
         continue;
       }
       try {
@@ -85,7 +86,7 @@ const peers = z
   });
 
 const schema = z.object({
-  NODE_ID: str(`host:${os.hostname()}`).refine((v) => AGENT_ID.test(v), 'expected 1-128 chars of [A-Za-z0-9_-:@./]'),
+  NODE_ID: str(`host:${os.hostname()}`).refine((v) => AGENT_ID.test(v), 'expected 1-128 chars of [A-Za-z0-9_-:@.] (it names the key files)'),
   HTTP_HOST: str('127.0.0.1'),
   HTTP_PORT: int(9077, 0, 65535),
   WORKER_HTTP_PORT: int(9177, 0, 65535),

@@ -132,7 +132,7 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
     }),
     dlqReplays: new Counter({
       name: 'memfed_push_dlq_replay_total',
-      help: 'Push DLQ rows replayed, by outcome (replayed, failed, throttled)',
+      help: 'Push DLQ rows replayed, by outcome (replayed, failed = refused again, throttled, peer_unavailable)',
       labelNames: ['peer', 'outcome'] as const,
       registers: [registry],
     }),
@@ -189,7 +189,7 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
     }),
     auditCheckpointAge: new Gauge({
       name: 'memfed_audit_last_checkpoint_age_seconds',
-      help: 'Seconds since the last signed audit checkpoint (-1 = none yet)',
+      help: 'Age of the oldest audit entry no signed checkpoint covers yet (0 = all covered)',
       registers: [registry],
     }),
   };

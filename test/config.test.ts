@@ -227,3 +227,11 @@ describe('one run lists every problem', () => {
     for (const v of ['HTTP_PORT', 'WORKER_QUEUES', 'FED_PEERS', 'FED_REQUEST_TIMEOUT_MS']) expect(problems).toContain(v);
   });
 });
+
+describe('ids that name key files', () => {
+  it('refuses "/" in NODE_ID and peer ids', () => {
+    expect(() => loadConfig({ NODE_ID: 'a/b' })).toThrow(ConfigError);
+    expect(() => loadConfig({ NODE_ID: 'me', FED_PEERS: 'x/y=http://127.0.0.1:1' })).toThrow(ConfigError);
+    expect(loadConfig({ NODE_ID: 'host:a.b@c-d_e' }).nodeId).toBe('host:a.b@c-d_e');
+  });
+});

@@ -84,7 +84,10 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
       }
       case 'requeue': {
         const s = sel();
-        if (!s.peerId && !s.ids && !s.all) throw new Error('requeue needs --all, --peer or --id');
+        if (!s.peerId && !s.ids && !s.all) {
+          out(`requeue needs --all, --peer or --id\n${DLQ_USAGE}`);
+          return 2;
+        }
         const r = await requeueQuarantined(db, s);
         audit.record({ kind: 'dlq.operator', actor: 'cli', details: { action: 'requeue', selector: s, ...r } });
         out(`requeued ${r.requeued}, superseded ${r.superseded}`);
@@ -92,7 +95,10 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
       }
       case 'purge': {
         const s = sel();
-        if (!s.peerId && !s.ids) throw new Error('purge needs --peer or --id');
+        if (!s.peerId && !s.ids) {
+          out(`purge needs --peer or --id\n${DLQ_USAGE}`);
+          return 2;
+        }
         const r = await purgeDlq(db, s, !values.yes);
         if (!values.yes) out(`would purge ${r.matched} row(s); run again with --yes to purge`);
         else {

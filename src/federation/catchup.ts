@@ -6,7 +6,7 @@ import { formatTimestamp, parseTimestamp } from '../memory/time.js';
 import type { Metrics } from '../metrics.js';
 import { FEED_START, encodeCursor } from '../store/feed.js';
 import { applyReplicated, type Tombstone } from '../store/replica.js';
-import { advanceWatermark, getWatermark, recordPullError, recordPullSuccess, type Watermark } from '../store/watermarks.js';
+import { advanceWatermark, getWatermark, recordPullSuccess, type Watermark } from '../store/watermarks.js';
 import type { AuditRecorder } from '../audit/events.js';
 import { checkMemory, type Policy } from '../governance.js';
 import type { PeerClient } from './client.js';
@@ -57,6 +57,7 @@ interface SincePage {
   entries?: Array<{ id: string; cursor: string }>;
   next_cursor?: string;
   has_more?: boolean;
+  remaining?: number;
 }
 
 /**
@@ -80,7 +81,6 @@ export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs
     if (step.failedRow) {
       out.failedRow = step.failedRow;
       deps.metrics.catchupPulls.inc({ peer: peer.id, outcome: 'apply_failed' });
-      await recordPullError(deps.db, peer.id, `row ${step.failedRow.id} failed to apply: ${step.failedRow.reason}`);
       deps.logger.error({ peer: peer.id, row: step.failedRow.id, reason: step.failedRow.reason }, 'catch-up halted at a row that failed to apply; retrying next tick');
       return out;
     }
@@ -142,10 +142,12 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
   }
   const lastRowAt = memories.reduce<string | null>((acc, m) => (acc === null || m.updated_at > acc ? m.updated_at : acc), null);
   const caughtUp = !failedRow && page.has_more !== true;
+  const lagRows = caughtUp ? 0 : typeof page.remaining === 'number' ? page.remaining : entries.length;
   const r = await applyReplicated(deps.db, { memories: admitted(deps, peer, memories), tombstones, originPeer: peer.id }, (tx) =>
-    advanceWatermark(tx, peer.id, wm, { cursor, since: null, lagRows: caughtUp ? 0 : entries.length, lastRowAt }),
+    advanceWatermark(tx, peer.id, wm, { cursor, since: null, lagRows, lastRowAt, ...(failedRow ? { halted: haltMessage(failedRow) } : {}) }),
   );
   count(deps, r);
+  if (r.deleted.length > 0) deps.audit.record({ kind: 'memory.deleted', actor: peer.id, details: { via: 'catchup', ids: r.deleted.slice(0, 100), count: r.deleted.length } });
   return { applied: r.applied.length + r.deleted.length, caughtUp, ...(failedRow ? { failedRow } : {}) };
 }
 
@@ -160,13 +162,15 @@ async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark
     // page would be skipped for ever. Re-ask from just before the boundary (re-applying
     // those rows is a no-op), unless the whole page shares one timestamp (then only
     // moving on makes progress: the upstream server's own limit).
+    // After a failing row, always re-ask from before the boundary: the failing row may share it.
     const boundary = parseTimestamp(last.updated_at)!;
     const allSame = valid.every((m) => m.updated_at === last.updated_at);
-    since = (full || failed) && !allSame ? formatTimestamp(boundary - 1) : last.updated_at;
+    since = failed || (full && !allSame) ? formatTimestamp(boundary - 1) : last.updated_at;
   }
   const caughtUp = !failed && !full;
+  const halted = failed ? haltMessage(failed) : undefined;
   const r = await applyReplicated(deps.db, { memories: admitted(deps, peer, valid), tombstones: [], originPeer: peer.id }, (tx) =>
-    advanceWatermark(tx, peer.id, wm, { cursor: null, since, lagRows: caughtUp ? 0 : rows.length, lastRowAt: last?.updated_at ?? null }),
+    advanceWatermark(tx, peer.id, wm, { cursor: null, since, lagRows: caughtUp ? 0 : rows.length, lastRowAt: last?.updated_at ?? null, ...(halted ? { halted } : {}) }),
   );
   count(deps, r);
   if (!failed && !caughtUp && since === wm.since) {
@@ -176,6 +180,8 @@ async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark
   }
   return { applied: r.applied.length, caughtUp, ...(failed ? { failedRow: { id: failed.id, reason: failed.reason } } : {}) };
 }
+
+const haltMessage = (f: { id: string; reason: string }) => `row ${f.id} failed to apply: ${f.reason}`;
 
 function count(deps: CatchupDeps, r: { applied: string[]; deleted: string[]; noop: string[] }): void {
   deps.metrics.appliedRows.inc({ status: 'applied', via: 'catchup' }, r.applied.length + r.deleted.length);

@@ -60,6 +60,7 @@ export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = 
   for (const [peerId, peerRows] of byPeer) {
     const peer = deps.peers.get(peerId)!;
     const count = (outcome: string, n: number) => n > 0 && deps.metrics.dlqReplays.inc({ peer: peerId, outcome }, n);
+    // Batches for this peer stop at the first peer-level failure (the rest are released).
     for (let i = 0; i < peerRows.length; i += deps.batchMax) {
       const chunk = peerRows.slice(i, i + deps.batchMax);
       const items = chunk.map((r) => toItem(r, stored));
@@ -77,20 +78,13 @@ export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = 
         if (q.length) deps.onQuarantine(q);
       } catch (err) {
         if (!(err instanceof PeerRequestError)) throw err;
-        const untried = peerRows.slice(i + deps.batchMax).map((r) => r.id);
-        if (err.failureClass === 'throttle') {
-          // 429 never burns an attempt.
-          await releaseLease(deps.db, [...chunk.map((r) => r.id), ...untried], owner);
-          round.throttled += chunk.length;
-          count('throttled', chunk.length);
-        } else {
-          const q = await markFailed(deps.db, chunk.map((r) => ({ id: r.id, failureClass: err.failureClass, error: err.message })), owner, deps.maxAttempts);
-          await releaseLease(deps.db, untried, owner);
-          round.failed += chunk.length;
-          round.quarantined += q.length;
-          count('failed', chunk.length);
-          if (q.length) deps.onQuarantine(q);
-        }
+        // The peer, not the rows, failed (down, throttling, refusing our identity): the rows
+        // were never judged, so no attempt is burnt and their refusal reason is kept. A long
+        // outage therefore never quarantines a backlog; the peer's state has its own alerts.
+        await releaseLease(deps.db, peerRows.slice(i).map((r) => r.id), owner);
+        const outcome = err.failureClass === 'throttle' ? 'throttled' : 'peer_unavailable';
+        if (err.failureClass === 'throttle') round.throttled += chunk.length;
+        count(outcome, chunk.length);
         deps.logger.warn({ peer: peerId, err: err.message }, 'DLQ replay to peer failed; will retry next round');
         break;
       }

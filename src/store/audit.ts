@@ -1,6 +1,7 @@
 import { asc, eq, gt, gte, inArray, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { auditCheckpoints, auditDlq, auditLog } from '../db/schema.js';
+import { formatTimestamp, nowMicros } from '../memory/time.js';
 import { appendEntries, signCheckpoint, type AuditEntry, type AuditEventInput, type AuditSigner, type Checkpoint } from '../audit/chain.js';
 
 // Every appender of this database's chain serializes on it, whatever queue or process.
@@ -52,7 +53,7 @@ export async function appendAuditEvents(
       head = { seq: entries.at(-1)!.seq, hash: entries.at(-1)!.hash };
       // A checkpoint each time the chain crosses a multiple of checkpointEvery.
       if (Math.floor(head.seq / opts.checkpointEvery) > Math.floor(before / opts.checkpointEvery)) {
-        checkpoint = signCheckpoint(nodeId, head.seq, head.hash, new Date().toISOString(), signer);
+        checkpoint = signCheckpoint(nodeId, head.seq, head.hash, formatTimestamp(nowMicros()), signer);
         await tx.insert(auditCheckpoints).values(checkpoint).onConflictDoNothing();
       }
     }
@@ -68,7 +69,7 @@ export async function checkpointIfAdvanced(db: Db, nodeId: string, signer: Audit
     if (!head) return null;
     const [last] = await tx.select({ seq: auditCheckpoints.seq }).from(auditCheckpoints).orderBy(sql`${auditCheckpoints.seq} DESC`).limit(1);
     if (last && last.seq >= head.seq) return null;
-    const cp = signCheckpoint(nodeId, head.seq, head.hash, new Date().toISOString(), signer);
+    const cp = signCheckpoint(nodeId, head.seq, head.hash, formatTimestamp(nowMicros()), signer);
     await tx.insert(auditCheckpoints).values(cp).onConflictDoNothing();
     return cp;
   });
@@ -115,6 +116,8 @@ export async function auditFigures(db: Db): Promise<{ headSeq: number; dlqDepth:
   const [r] = await db.execute<{ head: number | null; dlq: number; cp_age: number | null }>(sql`
     SELECT (SELECT max(seq) FROM ${auditLog})::float8 AS head,
            (SELECT count(*) FROM ${auditDlq} WHERE status = 'pending')::int AS dlq,
-           (SELECT extract(epoch from now() - max(at::timestamptz)) FROM ${auditCheckpoints})::float8 AS cp_age`);
-  return { headSeq: Number(r?.head ?? 0), dlqDepth: Number(r?.dlq ?? 0), lastCheckpointAgeSeconds: r?.cp_age === null || r?.cp_age === undefined ? -1 : Number(r.cp_age) };
+           (SELECT extract(epoch from now() - min(appended_at)) FROM ${auditLog}
+              WHERE seq > (SELECT coalesce(max(seq), 0) FROM ${auditCheckpoints}))::float8 AS cp_age`);
+  // Age of the oldest entry no checkpoint covers yet: 0 when all are covered (a quiet node is fine).
+  return { headSeq: Number(r?.head ?? 0), dlqDepth: Number(r?.dlq ?? 0), lastCheckpointAgeSeconds: r?.cp_age === null || r?.cp_age === undefined ? 0 : Number(r.cp_age) };
 }

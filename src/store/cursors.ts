@@ -82,3 +82,21 @@ export async function peerWasFailing(db: Db, peerId: string): Promise<boolean> {
         OR EXISTS (SELECT 1 FROM peer_watermarks WHERE peer_id = ${peerId} AND last_error IS NOT NULL) AS failing`);
   return rows[0]?.failing === true;
 }
+
+/**
+ * Push lag per peer: change-feed rows after its cursor (counted up to a cap) and the age
+ * of the oldest of them. Rows from the peer itself count until the cursor passes them.
+ */
+export async function peerLag(db: Db, peerIds: string[], cap = 1_000_000): Promise<Map<string, { rows: number; seconds: number }>> {
+  const out = new Map<string, { rows: number; seconds: number }>();
+  for (const peerId of peerIds) {
+    const rows = await db.execute<{ n: number; oldest: number | null }>(sql`
+      SELECT count(*)::int AS n, EXTRACT(EPOCH FROM now() - min(committed_at))::float8 AS oldest FROM (
+        SELECT f.committed_at FROM change_feed f, ${peerCursors} c
+        WHERE c.peer_id = ${peerId} AND (f.txid, f.seq) > (c.txid, c.seq)
+        ORDER BY f.txid, f.seq LIMIT ${cap}) behind`);
+    const r = rows[0];
+    out.set(peerId, { rows: r?.n ?? 0, seconds: r?.oldest ?? 0 });
+  }
+  return out;
+}

@@ -1,6 +1,7 @@
 import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { pushDlq } from '../db/schema.js';
+import { normalizeDbTime } from './memories.js';
 
 export type DlqStatus = 'pending' | 'quarantined' | 'replayed' | 'purged' | 'superseded';
 
@@ -177,7 +178,9 @@ export async function listDlq(db: Db, f: { peerId?: string; status?: string; lim
   if (f.peerId) conds.push(eq(pushDlq.peerId, f.peerId));
   if (f.status) conds.push(eq(pushDlq.status, f.status));
   const rows = await db.select(rowColumns).from(pushDlq).where(conds.length ? and(...conds) : undefined).orderBy(asc(pushDlq.createdAt), asc(pushDlq.id)).limit(f.limit).offset(f.offset);
-  return rows as DlqRow[];
+  // Timestamps in the wire form, like everything memfed serves.
+  const t = (v: string | null) => (v === null ? null : normalizeDbTime(v));
+  return (rows as DlqRow[]).map((r) => ({ ...r, createdAt: t(r.createdAt)!, updatedAt: t(r.updatedAt)!, lastAttemptAt: t(r.lastAttemptAt), quarantinedAt: t(r.quarantinedAt) }));
 }
 
 export interface DlqStats {

@@ -83,3 +83,13 @@ export async function feedHead(db: Db | Tx): Promise<FeedPosition> {
     ORDER BY f.txid DESC, f.seq DESC LIMIT 1`);
   return rows[0] ? { txid: rows[0].txid_text, seq: rows[0].seq_text } : FEED_START;
 }
+
+/** Visible changes after a position, counted up to `cap` (lag figures). */
+export async function countAfter(db: Db | Tx, after: FeedPosition, cap: number): Promise<number> {
+  const rows = await db.execute<{ n: number }>(sql`
+    SELECT count(*)::int AS n FROM (
+      SELECT 1 FROM ${changeFeed} f
+      WHERE (f.txid, f.seq) > (${after.txid}::xid8, ${after.seq}::bigint) AND f.txid < pg_snapshot_xmin(pg_current_snapshot())
+      LIMIT ${cap}) behind`);
+  return rows[0]?.n ?? 0;
+}

@@ -68,13 +68,18 @@ export async function advanceWatermark(
   tx: Tx,
   peerId: string,
   from: { cursor: string | null; since: string | null },
-  to: { cursor: string | null; since: string | null; lagRows: number; lastRowAt: string | null },
+  to: { cursor: string | null; since: string | null; lagRows: number; lastRowAt: string | null; halted?: string },
 ): Promise<void> {
+  // A halted pull (a row that fails to apply) keeps the rows before it but is no success:
+  // last_success_at stays put so a stale-catch-up alert sees the halt.
+  const halted = to.halted ?? null;
   const res = await tx.execute(sql`
     UPDATE ${peerWatermarks}
     SET cursor = ${to.cursor}, since = ${to.since}, lag_rows = ${to.lagRows},
         last_row_at = COALESCE(${to.lastRowAt}::timestamptz, last_row_at),
-        last_pull_at = now(), last_success_at = now(), last_error = NULL, updated_at = now()
+        last_pull_at = now(),
+        last_success_at = CASE WHEN ${halted}::text IS NULL THEN now() ELSE last_success_at END,
+        last_error = ${halted}, updated_at = now()
     WHERE peer_id = ${peerId} AND cursor IS NOT DISTINCT FROM ${from.cursor} AND since IS NOT DISTINCT FROM ${from.since}`);
   if (res.count !== 1) throw new WatermarkMoved(peerId);
 }

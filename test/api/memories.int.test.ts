@@ -11,6 +11,8 @@ afterAll(async () => {
   await n?.destroy();
 });
 
+const created_id = (r: { json: { ids: string[] } }) => r.json.ids[0]!;
+
 describe('memory routes', () => {
   it('creates with upstream defaults and reads back the wire shape', async () => {
     const r = await api(n.url, 'POST', '/api/v1/memories', { title: '  Hello  ', content: 'world' }, { 'x-agent-id': 'agent-7' });
@@ -106,6 +108,9 @@ describe('memory routes', () => {
     expect(r.json.errors.map((e: { index: number }) => e.index).sort()).toEqual([1, 2]);
     expect(r.json.errors[0]).toMatchObject({ code: 'VALIDATION_FAILED' });
     expect((await api(n.url, 'GET', '/api/v1/memories?namespace=bulk')).json.count).toBe(2);
+    // an id that already exists is reported at its index in the request
+    const clash = await api(n.url, 'POST', '/api/v1/memories/bulk', [{ title: 'bad', content: '' }, { title: 'new', content: 'x', namespace: 'bulk' }, { id: created_id(r), title: 'dup', content: 'x' }]);
+    expect(clash.json.errors.map((e: { index: number; code: string }) => [e.index, e.code])).toEqual([[0, 'VALIDATION_FAILED'], [2, 'ID_CONFLICT']]);
     const tooMany = await api(n.url, 'POST', '/api/v1/memories/bulk', Array.from({ length: 1001 }, () => ({ title: 't', content: 'c' })));
     expect(tooMany.status).toBe(400);
     expect(tooMany.json.code).toBe('BULK_TOO_LARGE');

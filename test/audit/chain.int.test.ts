@@ -188,7 +188,8 @@ describe('audit under faults', () => {
         expect(res.json.error).toBe('x_memory_sig_missing');
       }
       // parked in Postgres while Redis is down
-      await waitFor(async () => Number((await n.db.database.sql`SELECT count(*)::int AS n FROM audit_dlq`)[0]!.n) === 5, { what: 'audit DLQ holds the refusals' });
+      // (the start-up key.changed event may be parked there too, if it was still in flight)
+      await waitFor(async () => Number((await n.db.database.sql`SELECT count(*)::int AS n FROM audit_dlq WHERE event->>'kind' = 'federation.refused'`)[0]!.n) === 5, { what: 'audit DLQ holds the refusals' });
       await redis.start();
       await waitFor(async () => Number((await n.db.database.sql`SELECT count(*)::int AS n FROM audit_log WHERE kind = 'federation.refused'`)[0]!.n) === 5, { timeoutMs: 30_000, what: 'refusals appended after Redis returns' });
       expect(Number((await n.db.database.sql`SELECT count(*)::int AS n FROM audit_dlq WHERE status = 'pending'`)[0]!.n)).toBe(0);

@@ -67,6 +67,11 @@ describe('catch-up between memfed nodes', () => {
     await waitFor(async () => (await fresh.db.database.sql`SELECT last_error FROM peer_watermarks WHERE peer_id = 'source'`)[0]?.last_error?.includes('bad-row'), { timeoutMs: 15_000, what: 'halt recorded' });
     const ids = async () => (await fresh.db.database.sql`SELECT id FROM memories WHERE id IN ('before-bad', 'bad-row', 'after-bad')`).map((r) => r.id).sort();
     expect(await ids()).toEqual(['before-bad']);
+    // a halt is no success: the stale-catch-up alert must see it
+    const [{ s1 }] = (await fresh.db.database.sql`SELECT last_success_at::text AS s1 FROM peer_watermarks WHERE peer_id = 'source'`) as unknown as [{ s1: string }];
+    await new Promise((r) => setTimeout(r, 1500));
+    const [{ s2 }] = (await fresh.db.database.sql`SELECT last_success_at::text AS s2 FROM peer_watermarks WHERE peer_id = 'source'`) as unknown as [{ s2: string }];
+    expect(s2).toBe(s1);
     await new Promise((r) => setTimeout(r, 2500));
     // still halted after more ticks: nothing behind the bad row was applied
     expect(await ids()).toEqual(['before-bad']);
@@ -98,6 +103,28 @@ describe('catch-up from an ai-memory-style peer (since form)', () => {
     expect(upstream.sinceRequests.some((q) => q.includes('since='))).toBe(true);
     // the pull is signed and addressed
     expect(upstream.sinceRequests.every((q) => q.includes('to=ai-up') && q.includes('peer=puller'))).toBe(true);
+  });
+});
+
+describe('since form: a failing row that shares its timestamp with the rows before it', () => {
+  let upstream: UpstreamReceiver;
+  let n: TestNode;
+  afterAll(async () => {
+    await n?.destroy();
+    await upstream?.stop();
+  });
+
+  it('is retried, never skipped, and applied once it is fixed', async () => {
+    const keyDir = newKeyDir();
+    upstream = await new UpstreamReceiver('ai-bad', keyDir).start();
+    const ts = '2026-07-01T00:00:00.000000+00:00';
+    upstream.serve = [wireMemory({ id: 'a-1', updated_at: ts }), wireMemory({ id: 'a-2', updated_at: ts }), wireMemory({ id: 'a-3', updated_at: ts, priority: 99 }), wireMemory({ id: 'a-4', updated_at: '2026-07-02T00:00:00.000000+00:00' })];
+    n = await startTestNode({ id: 'puller-2', keyDir, peers: [{ id: 'ai-bad', url: upstream.url }], env: { CATCHUP_INTERVAL_MS: '300' } });
+    await waitFor(async () => (await count(n)) === 2, { what: 'rows before the bad one' });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await count(n)).toBe(2);
+    upstream.serve[2] = wireMemory({ id: 'a-3', updated_at: ts });
+    await waitFor(async () => (await count(n)) === 4, { timeoutMs: 15_000, what: 'the fixed row and the one after it' });
   });
 });
 

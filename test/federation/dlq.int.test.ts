@@ -118,6 +118,20 @@ describe('push DLQ', () => {
     expect(pending).toBe(0);
   });
 
+  it('a peer outage never burns DLQ attempts nor overwrites the refusal reason', async () => {
+    await deadLetter(n.db.database.db, [{ peerId: 'peer-d', memoryId: 'outage-1', op: 'upsert', payload: wireMemory({ id: 'outage-1' }), failureClass: 'skipped', error: 'original refusal' }]);
+    peer.failWith = { status: 503 };
+    try {
+      const before = peer.requests;
+      await waitFor(async () => peer.requests >= before + 3, { timeoutMs: 15_000, what: 'several replay ticks against the down peer' });
+      const [row] = await dlqRows(`memory_id = 'outage-1'`);
+      expect(row).toMatchObject({ status: 'pending', attempts: 0, failure_class: 'skipped' });
+    } finally {
+      peer.failWith = null;
+    }
+    await waitFor(async () => peer.received.has('outage-1'), { what: 'replayed once the peer is back' });
+  });
+
   it('purge is a dry run until confirmed, and admin routes need the token', async () => {
     await deadLetter(n.db.database.db, [{ peerId: 'peer-gone', memoryId: 'p1', op: 'upsert', payload: wireMemory({ id: 'p1' }), failureClass: 'permanent', error: 'x' }]);
     const dry = await api(n.url, 'POST', '/api/v1/admin/dlq/purge', { peer: 'peer-gone' }, ADMIN);
@@ -127,6 +141,11 @@ describe('push DLQ', () => {
     expect((await dlqRows(`peer_id = 'peer-gone'`))[0]!.status).toBe('purged');
     expect((await api(n.url, 'GET', '/api/v1/admin/dlq/stats')).status).toBe(401);
     expect((await api(n.url, 'GET', '/api/v1/admin/dlq/stats', undefined, { authorization: 'Bearer wrong' })).status).toBe(403);
+    const frac = await api(n.url, 'GET', '/api/v1/admin/dlq?limit=1.5', undefined, ADMIN);
+    expect(frac.status).toBe(400);
+    expect(frac.json.code).toBe('INVALID_QUERY');
+    const listed = await api(n.url, 'GET', '/api/v1/admin/dlq?status=purged', undefined, ADMIN);
+    expect(listed.json.rows[0].createdAt).toMatch(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00$/);
     const bad = await api(n.url, 'POST', '/api/v1/admin/dlq/purge', { all: true }, ADMIN);
     expect(bad.status).toBe(400);
     expect(bad.json.code).toBe('INVALID_SELECTOR');

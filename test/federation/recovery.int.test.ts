@@ -29,6 +29,10 @@ describe('a peer that comes back', () => {
     // The push failed and now waits out a 60 s Retry-After.
     await waitFor(async () => (await n.db.database.sql`SELECT last_error_class FROM peer_cursors WHERE peer_id = 'peer-u'`)[0]?.last_error_class === 'transient', { what: 'push failure recorded' });
     await new Promise((r) => setTimeout(r, 500));
+    // the backlog shows as push lag for the peer
+    const m = await api(n.url, 'GET', '/metrics');
+    expect(Number(m.text.match(/memfed_peer_lag_rows\{peer="peer-u",node="recovering",role="all"\} (\d+)/)?.[1])).toBeGreaterThanOrEqual(1);
+    expect(Number(m.text.match(/memfed_peer_lag_seconds\{peer="peer-u",node="recovering",role="all"\} ([\d.e+-]+)/)?.[1])).toBeGreaterThan(0);
     receiver.failWith = null;
     expect(receiver.received.has(w.json.id)).toBe(false);
     // The peer talks to us: that is how we learn it is back.
@@ -37,6 +41,7 @@ describe('a peer that comes back', () => {
     await waitFor(async () => receiver.received.has(w.json.id), { timeoutMs: 10_000, what: 'delivered well before the 60 s backoff' });
     // and the failure state is cleared by the successful push
     await waitFor(async () => (await n.db.database.sql`SELECT last_error_class FROM peer_cursors WHERE peer_id = 'peer-u'`)[0]?.last_error_class === null);
+    await waitFor(async () => /memfed_peer_lag_rows\{peer="peer-u",node="recovering",role="all"\} 0/.test((await api(n.url, 'GET', '/metrics')).text), { what: 'lag back to 0' });
   });
 
   it('a throttled push (429) does not burn attempts', async () => {

@@ -10,7 +10,7 @@ export function httpMetrics(metrics: Metrics): MiddlewareHandler {
       await next();
     } finally {
       const matched = routePath(c, -1);
-      const route = matched === '*' || matched === '' ? 'unmatched' : matched;
+      const route = matched === '*' || matched === '/*' || matched === '' ? 'unmatched' : matched;
       end({ method: c.req.method.length <= 7 ? c.req.method : 'OTHER', route, status: `${Math.floor(c.res.status / 100)}xx` });
     }
   };

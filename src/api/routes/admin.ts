@@ -38,8 +38,14 @@ export function adminRoutes(deps: AppDeps) {
   app.get(`${ADMIN_PREFIX}/dlq`, async (c) => {
     const status = c.req.query('status');
     if (status !== undefined && !STATUSES.includes(status)) throw badRequest('INVALID_QUERY', `status must be one of ${STATUSES.join(', ')}`);
-    const limit = Math.min(Number(c.req.query('limit') ?? 100) || 100, 1000);
-    const offset = Math.max(Number(c.req.query('offset') ?? 0) || 0, 0);
+    const int = (name: string, fallback: number, max: number) => {
+      const raw = c.req.query(name);
+      if (raw === undefined || raw === '') return fallback;
+      if (!/^\d{1,7}$/.test(raw)) throw badRequest('INVALID_QUERY', `${name} must be a non-negative integer`, { field: name });
+      return Math.min(Number(raw), max);
+    };
+    const limit = Math.max(int('limit', 100, 1000), 1);
+    const offset = int('offset', 0, 1_000_000);
     const peer = c.req.query('peer');
     const rows = await listDlq(db, { ...(peer ? { peerId: peer } : {}), ...(status ? { status } : {}), limit, offset });
     return c.json({ rows, count: rows.length });

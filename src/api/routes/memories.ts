@@ -105,6 +105,7 @@ export function memoryRoutes(deps: AppDeps) {
     if (items.length > BULK_MAX) throw badRequest('BULK_TOO_LARGE', `bulk create is limited to ${BULK_MAX} memories per request`, { limit: BULK_MAX });
     const errors: Array<{ index: number; code: string; error: string; id?: string }> = [];
     const valid: Memory[] = [];
+    const indexOf = new Map<string, number>();
     const seen = new Set<string>();
     items.forEach((item, index) => {
       try {
@@ -112,6 +113,7 @@ export function memoryRoutes(deps: AppDeps) {
         govern(m, agentId, 'bulk');
         if (seen.has(m.id)) throw new ValidationError('id', `duplicate id ${m.id} in this request`, 'ID_CONFLICT');
         seen.add(m.id);
+        indexOf.set(m.id, index);
         valid.push(m);
       } catch (err) {
         if (!(err instanceof ApiError)) throw err;
@@ -119,7 +121,8 @@ export function memoryRoutes(deps: AppDeps) {
       }
     });
     const { created, conflicts, position } = await insertMemories(db, valid);
-    for (const id of conflicts) errors.push({ index: valid.findIndex((m) => m.id === id), code: 'ID_CONFLICT', error: `memory ${id} already exists`, id });
+    for (const id of conflicts) errors.push({ index: indexOf.get(id)!, code: 'ID_CONFLICT', error: `memory ${id} already exists`, id });
+    errors.sort((a, b) => a.index - b.index);
     metrics.memoryWrites.inc({ op: 'create' }, created.length);
     committed(agentId, 'bulk', created.map((m) => m.id));
     // Bulk imports do not wait for a quorum: delivery is durable and proceeds in the background.

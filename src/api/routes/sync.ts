@@ -5,7 +5,7 @@ import { checkMemory } from '../../governance.js';
 import { getSigningBytes, postSigningBytes } from '../../federation/signing.js';
 import { parsePushBody, type RowResult } from '../../federation/wire.js';
 import { formatTimestamp, nowMicros } from '../../memory/time.js';
-import { decodeCursor, encodeCursor, readFeed } from '../../store/feed.js';
+import { countAfter, decodeCursor, encodeCursor, readFeed } from '../../store/feed.js';
 import { memoriesUpdatedSince } from '../../store/memories.js';
 import { applyReplicated, loadStored, type Tombstone } from '../../store/replica.js';
 import { normalizeTimestamp } from '../../memory/time.js';
@@ -149,12 +149,15 @@ export function syncRoutes(deps: AppDeps) {
         else tombstones.push({ id: e.memoryId, deleted_at: s.deletedAt });
       }
       const last = raw.at(-1);
+      const hasMore = raw.length === limit;
       return c.json({
         ...sinceEnvelope(memories, limit, null),
         tombstones,
         entries: rows,
         next_cursor: last ? encodeCursor(last) : cursorRaw,
-        has_more: raw.length === limit,
+        has_more: hasMore,
+        // How far behind the caller still is after this page (capped): its lag figure.
+        remaining: hasMore && last ? await countAfter(database.db, last, 1_000_000) : 0,
       });
     }
 
