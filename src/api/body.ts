@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import { ApiError, badRequest } from '../errors.js';
 import { assertSafeJson } from '../memory/model.js';
+import { readCapped } from '../streams.js';
 
 // Deeper than any valid request (metadata is capped at 32 levels inside a push envelope).
 export const MAX_JSON_DEPTH = 40;
@@ -19,28 +20,10 @@ export async function readRawBody(c: Context, maxBytes: number): Promise<Uint8Ar
     if (!Number.isSafeInteger(n) || n < 0) throw badRequest('INVALID_CONTENT_LENGTH', 'Content-Length is not a valid length');
     if (n > maxBytes) throw tooLarge(maxBytes);
   }
-  const body = c.req.raw.body;
-  if (!body) return new Uint8Array(0);
-  const reader = body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > maxBytes) {
-      await reader.cancel().catch(() => {});
-      throw tooLarge(maxBytes);
-    }
-    chunks.push(value);
-  }
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const ch of chunks) {
-    out.set(ch, off);
-    off += ch.byteLength;
-  }
-  return out;
+  // Counted while streaming too: chunked uploads have no Content-Length to trust.
+  const body = await readCapped(c.req.raw.body, maxBytes);
+  if (body === null) throw tooLarge(maxBytes);
+  return body;
 }
 
 const tooLarge = (max: number) => new ApiError(413, 'PAYLOAD_TOO_LARGE', `request body exceeds ${max} bytes`, { limit: max });

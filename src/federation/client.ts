@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import type { PeerConfig } from '../config.js';
 import { getSigningBytes, newNonce, postSigningBytes, signatureHeader } from './signing.js';
+import { readCapped } from '../streams.js';
 import type { PushResponse } from './wire.js';
 
 /** How a failed peer request is handled (DESIGN.md point 6). */
@@ -105,19 +106,7 @@ export class PeerClient {
 }
 
 async function readLimited(res: Response, max: number): Promise<string> {
-  if (!res.body) return '';
-  const reader = res.body.getReader();
-  const chunks: Uint8Array[] = [];
-  let total = 0;
-  for (;;) {
-    const { done, value } = await reader.read();
-    if (done) break;
-    total += value.byteLength;
-    if (total > max) {
-      await reader.cancel().catch(() => {});
-      throw new Error(`response exceeds ${max} bytes`);
-    }
-    chunks.push(value);
-  }
-  return Buffer.concat(chunks).toString('utf8');
+  const body = await readCapped(res.body, max);
+  if (body === null) throw new Error(`response exceeds ${max} bytes`);
+  return body.toString('utf8');
 }
