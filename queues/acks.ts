@@ -3,13 +3,17 @@ import type { Config } from '../src/config.js';
 import type { Database } from '../src/db/client.js';
 import type { Logger } from '../src/logger.js';
 import { listCursors } from '../src/store/cursors.js';
+import { peersRefusing } from '../src/store/dlq.js';
 import { comparePositions, type FeedPosition } from '../src/store/feed.js';
 
 export const ackChannel = (prefix: string) => `${prefix}:memfed:acks`;
 
-export async function publishAck(redis: Redis, prefix: string, peerId: string, position: FeedPosition): Promise<void> {
-  await redis.publish(ackChannel(prefix), JSON.stringify({ peer: peerId, txid: position.txid, seq: position.seq }));
+export async function publishAck(redis: Redis, prefix: string, peerId: string, position: FeedPosition, refused: FeedPosition[] = []): Promise<void> {
+  await redis.publish(ackChannel(prefix), JSON.stringify({ peer: peerId, txid: position.txid, seq: position.seq, refused }));
 }
+
+const posKey = (p: FeedPosition) => `${p.txid}.${p.seq}`;
+const REFUSED_KEPT = 10_000;
 
 interface Waiter {
   position: FeedPosition;
@@ -26,6 +30,8 @@ interface Waiter {
 export class AckTracker {
   private latest = new Map<string, FeedPosition>();
   private waiters = new Set<Waiter>();
+  /** Positions each peer refused (dead-lettered): passing them is not an ack. Bounded. */
+  private refused = new Map<string, Set<string>>();
 
   constructor(
     private readonly subscriber: Redis,
@@ -38,8 +44,15 @@ export class AckTracker {
     const peers = new Set(this.config.federation.peers.map((p) => p.id));
     this.subscriber.on('message', (_channel: string, message: string) => {
       try {
-        const m = JSON.parse(message) as { peer: string; txid: string; seq: string };
-        if (peers.has(m.peer)) this.observe(m.peer, { txid: String(m.txid), seq: String(m.seq) });
+        const m = JSON.parse(message) as { peer: string; txid: string; seq: string; refused?: FeedPosition[] };
+        if (!peers.has(m.peer)) return;
+        if (Array.isArray(m.refused) && m.refused.length > 0) {
+          const set = this.refused.get(m.peer) ?? new Set<string>();
+          for (const p of m.refused) set.add(posKey(p));
+          while (set.size > REFUSED_KEPT) set.delete(set.values().next().value as string);
+          this.refused.set(m.peer, set);
+        }
+        this.observe(m.peer, { txid: String(m.txid), seq: String(m.seq) });
       } catch {
         /* ignore foreign messages */
       }
@@ -58,7 +71,7 @@ export class AckTracker {
     const cur = this.latest.get(peer);
     if (!cur || comparePositions(pos, cur) > 0) this.latest.set(peer, pos);
     for (const w of this.waiters) {
-      if (comparePositions(pos, w.position) >= 0) w.acked.add(peer);
+      if (this.acks(peer, pos, w.position)) w.acked.add(peer);
       if (w.acked.size >= w.needed) {
         this.waiters.delete(w);
         w.resolve(w.acked.size);
@@ -66,10 +79,15 @@ export class AckTracker {
     }
   }
 
+  /** A peer acks a write when its cursor passed the write and it did not refuse it. */
+  private acks(peer: string, cursor: FeedPosition, write: FeedPosition): boolean {
+    return comparePositions(cursor, write) >= 0 && !this.refused.get(peer)?.has(posKey(write));
+  }
+
   /** Waits until `needed` peers hold `position` or the deadline passes; returns peer acks seen. */
   async waitFor(position: FeedPosition, needed: number, timeoutMs: number): Promise<number> {
     const acked = new Set<string>();
-    for (const [peer, pos] of this.latest) if (comparePositions(pos, position) >= 0) acked.add(peer);
+    for (const [peer, pos] of this.latest) if (this.acks(peer, pos, position)) acked.add(peer);
     if (acked.size >= needed) return acked.size;
     const got = await new Promise<number>((resolve) => {
       const w: Waiter = { position, acked, needed, resolve };
@@ -80,8 +98,10 @@ export class AckTracker {
     });
     if (got >= 0) return got;
     await this.refreshFromDatabase().catch((err) => this.logger.warn({ err }, 'cursor refresh failed'));
+    // The cursor alone cannot tell a refusal from an ack: ask the DLQ too.
+    const refusing = await peersRefusing(this.database.db, position).catch(() => new Set<string>());
     let n = 0;
-    for (const pos of this.latest.values()) if (comparePositions(pos, position) >= 0) n++;
+    for (const [peer, pos] of this.latest) if (this.acks(peer, pos, position) && !refusing.has(peer)) n++;
     return n;
   }
 

@@ -9,9 +9,11 @@ import type { Queues } from './producers.js';
 const BATCH_MAX = 200;
 
 /**
- * The recorder producers use: `record` returns at once; events are batched per tick
- * into one `audit` job. If Redis refuses the job, the events go to the audit DLQ table
- * (Postgres), which the audit worker replays into the chain. Nothing waits, nothing is lost.
+ * The recorder producers use: `record` returns at once; events are batched per tick.
+ * Each batch is first written to the audit outbox (the audit_dlq table, in Postgres),
+ * then enqueued as one `audit` job that appends it promptly. Redis may lose the job (it
+ * keeps nothing on disk): the worker's drainer appends whatever the outbox still holds.
+ * Nothing waits, nothing is lost unless Postgres and Redis both refuse.
  */
 export class QueueAuditRecorder implements AuditRecorder {
   private buffer: PendingAuditEvent[] = [];
@@ -37,17 +39,20 @@ export class QueueAuditRecorder implements AuditRecorder {
     this.scheduled = false;
     const events = this.buffer.splice(0, this.buffer.length);
     if (events.length === 0) return;
-    const p = this.queues.audit
-      .add('append', { events })
-      .then(() => undefined)
-      .catch(async (err: Error) => {
-        try {
-          await insertAuditDlq(this.database.db, events.map((e) => ({ ...e, reason: `enqueue failed: ${err.message}` })));
-        } catch (dbErr) {
-          this.logger.error({ err: (dbErr as Error).message, events }, 'audit events could not be enqueued nor stored');
-        }
-      })
-      .finally(() => this.inflight.delete(p));
+    const p = (async () => {
+      let stored = true;
+      try {
+        await insertAuditDlq(this.database.db, events.map((e) => ({ ...e, reason: 'outbox' })));
+      } catch (err) {
+        stored = false;
+        this.logger.warn({ err: (err as Error).message }, 'audit outbox write failed; relying on the queue');
+      }
+      try {
+        await this.queues.audit.add('append', { events });
+      } catch (err) {
+        if (!stored) this.logger.error({ err: (err as Error).message, events }, 'audit events could not be stored nor enqueued');
+      }
+    })().finally(() => this.inflight.delete(p));
     this.inflight.add(p);
   }
 

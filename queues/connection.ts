@@ -9,7 +9,8 @@ export function createRedis(url: string, use: 'worker' | 'producer' | 'subscribe
   const common: RedisOptions = { connectionName: `memfed-${name}`, lazyConnect: false };
   const opts: RedisOptions =
     use === 'producer'
-      ? { ...common, maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, retryStrategy: (n) => Math.min(n * 200, 2000) }
+      ? // commandTimeout: a Redis that accepts but never answers (stalled) must not hang a request either.
+        { ...common, maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, commandTimeout: 2000, retryStrategy: (n) => Math.min(n * 200, 2000) }
       : { ...common, maxRetriesPerRequest: null, retryStrategy: (n) => Math.min(n * 200, 2000) };
   const redis = new Redis(url, opts);
   // Errors surface through the commands that fail; an unhandled 'error' event would crash.

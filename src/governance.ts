@@ -67,22 +67,30 @@ export async function loadPolicy(source: { file: string; inline: string }): Prom
   return null;
 }
 
+/** The namespace rules alone (what a deletion is judged by). */
+export function checkNamespace(policy: Policy | null, namespace: string, peerId?: string): Refusal | null {
+  if (!policy) return null;
+  const denied = policy.denyNamespaces.findIndex((re) => re.test(namespace));
+  if (denied >= 0) return { code: 'GOVERNANCE_NAMESPACE_DENIED', rule: `deny_namespaces[${denied}]`, reason: `namespace ${namespace} is not writable here` };
+  if (peerId !== undefined) {
+    const allowed = policy.peerNamespaces.get(peerId);
+    if (allowed && !allowed.some((re) => re.test(namespace))) {
+      return { code: 'GOVERNANCE_PEER_NAMESPACE', rule: `peer_namespaces.${peerId}`, reason: `peer ${peerId} may not write namespace ${namespace}` };
+    }
+  }
+  return null;
+}
+
 /** Checks a write (local or replicated). `peerId` set = the row came from that peer. */
 export function checkMemory(policy: Policy | null, m: Memory, peerId?: string): Refusal | null {
   if (!policy) return null;
-  const denied = policy.denyNamespaces.findIndex((re) => re.test(m.namespace));
-  if (denied >= 0) return { code: 'GOVERNANCE_NAMESPACE_DENIED', rule: `deny_namespaces[${denied}]`, reason: `namespace ${m.namespace} is not writable here` };
+  const ns = checkNamespace(policy, m.namespace);
+  if (ns) return ns;
   if (policy.maxContentBytes !== undefined && Buffer.byteLength(m.content) > policy.maxContentBytes) {
     return { code: 'GOVERNANCE_CONTENT_TOO_LARGE', rule: 'max_content_bytes', reason: `content exceeds ${policy.maxContentBytes} bytes` };
   }
   if (policy.maxMetadataBytes !== undefined && Buffer.byteLength(JSON.stringify(m.metadata)) > policy.maxMetadataBytes) {
     return { code: 'GOVERNANCE_METADATA_TOO_LARGE', rule: 'max_metadata_bytes', reason: `metadata exceeds ${policy.maxMetadataBytes} bytes` };
   }
-  if (peerId !== undefined) {
-    const allowed = policy.peerNamespaces.get(peerId);
-    if (allowed && !allowed.some((re) => re.test(m.namespace))) {
-      return { code: 'GOVERNANCE_PEER_NAMESPACE', rule: `peer_namespaces.${peerId}`, reason: `peer ${peerId} may not write namespace ${m.namespace}` };
-    }
-  }
-  return null;
+  return peerId === undefined ? null : checkNamespace(policy, m.namespace, peerId);
 }

@@ -184,7 +184,7 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
     }),
     auditDlqDepth: new Gauge({
       name: 'memfed_audit_dlq_depth',
-      help: 'Audit events waiting in the audit DLQ table to be appended',
+      help: 'Audit events in the audit outbox/DLQ table not yet appended to the chain',
       registers: [registry],
     }),
     auditCheckpointAge: new Gauge({

@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import { appendAuditEvents, checkpointIfAdvanced, insertAuditDlq, markAuditDlqAppended, markAuditDlqFailed, pendingAuditDlq, type AppendResult } from '../src/store/audit.js';
+import { appendAuditEvents, checkpointIfAdvanced, insertAuditDlq, markAuditDlqAppended, markAuditDlqFailed, markAuditEventsAppended, pendingAuditDlq, type AppendResult } from '../src/store/audit.js';
 import type { JobPayloads } from '../queues/catalogue.js';
 import type { WorkerContext } from './context.js';
 
@@ -15,6 +15,7 @@ export function auditProcessor(ctx: WorkerContext) {
     try {
       const r = await appendAuditEvents(ctx.database.db, ctx.config.nodeId, signer, job.data.events, { checkpointEvery: ctx.config.audit.checkpointEvery });
       ctx.metrics.auditAppends.inc(r.appended);
+      await markAuditEventsAppended(ctx.database.db, job.data.events.map((e) => e.eventId));
       return r;
     } catch (err) {
       const final = job.attemptsMade + 1 >= (job.opts.attempts ?? 1);

@@ -9,7 +9,9 @@ import { PeerClient } from '../src/federation/client.js';
 import { KeyRing, ensureOwnKey, loadAuditKeys } from '../src/federation/keys.js';
 import { NonceStore } from '../src/federation/nonces.js';
 import { createLogger } from '../src/logger.js';
+import { throttleRefusals } from '../src/audit/throttle.js';
 import { registerDatabaseCollectors } from '../src/collectors.js';
+import { headKeyId } from '../src/store/audit.js';
 import { peerWasFailing } from '../src/store/cursors.js';
 import { loadPolicy } from '../src/governance.js';
 import { createMetrics } from '../src/metrics.js';
@@ -63,6 +65,12 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   const audit = new QueueAuditRecorder(queues, database, logger);
   if (own.generated) audit.record({ kind: 'key.changed', subject: config.nodeId, details: { action: 'generated', public_key_file: own.pubPath } });
   const auditKeys = await loadAuditKeys(config.federation.keyDir, config.nodeId);
+  // A chain last signed by another key means this node's key was replaced: record it.
+  const lastKeyId = await headKeyId(database.db);
+  if (auditKeys.signer && lastKeyId && lastKeyId !== auditKeys.signer.keyId) {
+    audit.record({ kind: 'key.changed', subject: config.nodeId, details: { action: 'rotated', from_key_id: lastKeyId, to_key_id: auditKeys.signer.keyId, previous_key_trusted: auditKeys.keys.has(lastKeyId) } });
+    if (!auditKeys.keys.has(lastKeyId)) logger.warn({ from: lastKeyId }, 'node key changed; keep the old public key as <id>.<label>.pub in FED_KEY_DIR so older audit entries still verify');
+  }
   const policy = await loadPolicy(config.governance);
   if (policy) logger.info({ policy: policy.source }, 'governance policy loaded');
   registerDatabaseCollectors(metrics, database.db, [...peers.keys()]);
@@ -73,6 +81,8 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
     const acks = config.federation.peers.length > 0 ? new AckTracker(subscriber, config, database, logger) : null;
     if (acks) await acks.start();
     const contact = new Map<string, number>();
+    const refusalAudit = throttleRefusals(audit);
+    closers.push(async () => refusalAudit.stop());
     const deps: AppDeps = {
       config,
       database,
@@ -80,7 +90,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
       metrics,
       probes,
       replication: new QueueReplication(config, queues, acks, logger, metrics),
-      audit,
+      audit: refusalAudit,
       policy,
       ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues) } } : {}),
       auditKeys: auditKeys.keys,

@@ -34,7 +34,7 @@ export function pushProcessor(ctx: WorkerContext) {
           batchMaxBytes: ctx.config.push.batchMaxBytes,
           logger: ctx.logger,
           metrics: ctx.metrics,
-          publishAck: (peerId, pos) => publishAck(ctx.redis, ctx.config.queuePrefix, peerId, pos),
+          publishAck: (peerId, pos, refused) => publishAck(ctx.redis, ctx.config.queuePrefix, peerId, pos, refused),
         },
         peer,
         RUN_BUDGET_MS,

@@ -29,7 +29,7 @@ export async function readRawBody(c: Context, maxBytes: number): Promise<Uint8Ar
 const tooLarge = (max: number) => new ApiError(413, 'PAYLOAD_TOO_LARGE', `request body exceeds ${max} bytes`, { limit: max });
 
 /** Strict UTF-8 decode, nesting pre-scan (before JSON.parse allocates), parse, NUL/key checks. */
-export function parseJsonBytes(raw: Uint8Array): unknown {
+export function parseJsonBytes(raw: Uint8Array, opts: { deepChecks?: boolean } = {}): unknown {
   if (raw.byteLength === 0) throw badRequest('EMPTY_BODY', 'request body is empty; expected JSON');
   let text: string;
   try {
@@ -44,7 +44,7 @@ export function parseJsonBytes(raw: Uint8Array): unknown {
   } catch (err) {
     throw badRequest('INVALID_JSON', `request body is not valid JSON: ${(err as Error).message.slice(0, 200)}`);
   }
-  assertSafeJson(value);
+  if (opts.deepChecks !== false) assertSafeJson(value);
   return value;
 }
 

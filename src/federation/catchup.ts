@@ -1,15 +1,19 @@
 import type { PeerConfig } from '../config.js';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../logger.js';
-import { validateMemory, type Memory } from '../memory/model.js';
+import { isValidId, validateMemory, type Memory } from '../memory/model.js';
 import { formatTimestamp, parseTimestamp } from '../memory/time.js';
 import type { Metrics } from '../metrics.js';
 import { FEED_START, encodeCursor } from '../store/feed.js';
 import { applyReplicated, type Tombstone } from '../store/replica.js';
 import { advanceWatermark, getWatermark, recordPullSuccess, type Watermark } from '../store/watermarks.js';
 import type { AuditRecorder } from '../audit/events.js';
-import { checkMemory, type Policy } from '../governance.js';
-import type { PeerClient } from './client.js';
+import type { Policy } from '../governance.js';
+import { admitReplicated } from './admission.js';
+import { PeerRequestError, type PeerClient } from './client.js';
+
+/** The largest `limit` the since form allows (WIRE.md). */
+const SINCE_LIMIT_MAX = 10_000;
 
 export interface CatchupDeps {
   db: Db;
@@ -19,24 +23,20 @@ export interface CatchupDeps {
   pageLimit: number;
   policy: Policy | null;
   audit: AuditRecorder;
+  clockSkewMs: number;
 }
 
 /**
- * Governance on pulled rows: a row this peer may not write is refused on purpose (not a
- * failure), so it does not hold the watermark; it is audited, never dropped silently.
+ * Governance on pulled rows (memories and deletions): a refused row is refused on purpose
+ * (not a failure), so it does not hold the watermark; it is audited, never dropped silently.
  */
-function admitted(deps: CatchupDeps, peer: PeerConfig, rows: Memory[]): Memory[] {
-  const refused: Array<{ id: string; code: string }> = [];
-  const ok = rows.filter((m) => {
-    const r = checkMemory(deps.policy, m, peer.id);
-    if (r) refused.push({ id: m.id, code: r.code });
-    return !r;
-  });
-  if (refused.length > 0) {
-    deps.metrics.appliedRows.inc({ status: 'skipped', via: 'catchup' }, refused.length);
-    deps.audit.record({ kind: 'governance.refused', actor: peer.id, details: { via: 'catchup', rows: refused.slice(0, 100), count: refused.length } });
+async function admitted(deps: CatchupDeps, peer: PeerConfig, rows: { memories: Memory[]; tombstones: Tombstone[] }) {
+  const r = await admitReplicated(deps.db, deps.policy, peer.id, rows, deps.clockSkewMs);
+  if (r.refused.length > 0) {
+    deps.metrics.appliedRows.inc({ status: 'skipped', via: 'catchup' }, r.refused.length);
+    deps.audit.record({ kind: 'governance.refused', actor: peer.id, details: { via: 'catchup', rows: r.refused.slice(0, 100).map((x) => ({ id: x.id, code: x.code, lane: x.lane })), count: r.refused.length } });
   }
-  return ok;
+  return { memories: r.memories, tombstones: r.tombstones };
 }
 
 export interface PullResult {
@@ -68,14 +68,38 @@ interface SincePage {
 export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs: number): Promise<PullResult> {
   const started = Date.now();
   const out: PullResult = { mode: 'cursor', pages: 0, applied: 0, caughtUp: false };
+  let limit = deps.pageLimit;
   for (;;) {
     const wm = await getWatermark(deps.db, peer.id);
     // memfed peers answer the cursor form; an ai-memory peer ignores `cursor` and answers
     // the since form, which is how a first pull tells them apart.
     const useSince = wm.since !== null && wm.cursor === null;
-    const page = (await deps.client.since(peer, useSince ? { since: wm.since!, limit: String(deps.pageLimit) } : { cursor: wm.cursor ?? encodeCursor(FEED_START), limit: String(deps.pageLimit) })) as SincePage;
+    let page: SincePage;
+    try {
+      page = (await deps.client.since(peer, useSince ? { since: wm.since!, limit: String(limit) } : { cursor: wm.cursor ?? encodeCursor(FEED_START), limit: String(limit) })) as SincePage;
+    } catch (err) {
+      // A page of large memories can exceed what we accept: ask for fewer rows, down to one.
+      if (err instanceof PeerRequestError && err.tooLarge && limit > 1) {
+        limit = Math.max(1, Math.floor(limit / 4));
+        continue;
+      }
+      throw err;
+    }
     out.pages++;
-    const step = typeof page.next_cursor === 'string' ? await applyCursorPage(deps, peer, wm, page) : await applySincePage(deps, peer, wm, page);
+    if (typeof page.next_cursor !== 'string' && Array.isArray(page.memories) && page.memories.length >= limit) {
+      const ts = (page.memories[0] as { updated_at?: unknown })?.updated_at;
+      if (page.memories.every((m) => (m as { updated_at?: unknown })?.updated_at === ts)) {
+        // A full since page of one timestamp cannot be paged past without skipping rows:
+        // ask once for the upstream maximum; beyond it only pushes can deliver the rest.
+        if (limit < SINCE_LIMIT_MAX) {
+          limit = SINCE_LIMIT_MAX;
+          continue;
+        }
+        deps.metrics.catchupPulls.inc({ peer: peer.id, outcome: 'boundary_skip' });
+        deps.logger.warn({ peer: peer.id, updated_at: ts, rows: page.memories.length }, 'more rows share one updated_at than a since page holds; the rest can only arrive by push');
+      }
+    }
+    const step = typeof page.next_cursor === 'string' ? await applyCursorPage(deps, peer, wm, page) : await applySincePage(deps, peer, wm, page, limit);
     out.mode = typeof page.next_cursor === 'string' ? 'cursor' : 'since';
     out.applied += step.applied;
     if (step.failedRow) {
@@ -127,6 +151,11 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
   let cursor = page.next_cursor!;
   let failedRow: PageStep['failedRow'];
   for (const [i, e] of entries.entries()) {
+    if (!e || typeof e.id !== 'string' || typeof e.cursor !== 'string' || !isValidId(e.id)) {
+      failedRow = { id: typeof e?.id === 'string' ? e.id.slice(0, 128) : `#${i}`, reason: 'malformed entry in the page' };
+      cursor = i === 0 ? (wm.cursor ?? encodeCursor(FEED_START)) : entries[i - 1]!.cursor;
+      break;
+    }
     const t = tombs.get(e.id);
     if (t && parseTimestamp(t.deleted_at) !== null) {
       tombstones.push({ id: t.id, deleted_at: formatTimestamp(parseTimestamp(t.deleted_at)!) });
@@ -143,7 +172,7 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
   const lastRowAt = memories.reduce<string | null>((acc, m) => (acc === null || m.updated_at > acc ? m.updated_at : acc), null);
   const caughtUp = !failedRow && page.has_more !== true;
   const lagRows = caughtUp ? 0 : typeof page.remaining === 'number' ? page.remaining : entries.length;
-  const r = await applyReplicated(deps.db, { memories: admitted(deps, peer, memories), tombstones, originPeer: peer.id }, (tx) =>
+  const r = await applyReplicated(deps.db, { ...(await admitted(deps, peer, { memories, tombstones })), originPeer: peer.id }, (tx) =>
     advanceWatermark(tx, peer.id, wm, { cursor, since: null, lagRows, lastRowAt, ...(failedRow ? { halted: haltMessage(failedRow) } : {}) }),
   );
   count(deps, r);
@@ -151,10 +180,10 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
   return { applied: r.applied.length + r.deleted.length, caughtUp, ...(failedRow ? { failedRow } : {}) };
 }
 
-async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark, page: SincePage): Promise<PageStep> {
+async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark, page: SincePage, limit: number): Promise<PageStep> {
   const rows = Array.isArray(page.memories) ? page.memories : [];
   const { valid, failed } = validPrefix(rows);
-  const full = rows.length >= deps.pageLimit;
+  const full = rows.length >= limit;
   let since = wm.since;
   const last = valid.at(-1);
   if (last) {
@@ -169,7 +198,7 @@ async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark
   }
   const caughtUp = !failed && !full;
   const halted = failed ? haltMessage(failed) : undefined;
-  const r = await applyReplicated(deps.db, { memories: admitted(deps, peer, valid), tombstones: [], originPeer: peer.id }, (tx) =>
+  const r = await applyReplicated(deps.db, { ...(await admitted(deps, peer, { memories: valid, tombstones: [] })), originPeer: peer.id }, (tx) =>
     advanceWatermark(tx, peer.id, wm, { cursor: null, since, lagRows: caughtUp ? 0 : rows.length, lastRowAt: last?.updated_at ?? null, ...(halted ? { halted } : {}) }),
   );
   count(deps, r);

@@ -13,6 +13,8 @@ export class PeerRequestError extends Error {
     message: string,
     readonly status?: number,
     readonly retryAfterMs?: number,
+    /** The response was larger than the client accepts (ask for less). */
+    readonly tooLarge = false,
   ) {
     // The class leads the message so a failed job in Bull Board reads at a glance.
     super(`[${failureClass}] ${message}`);
@@ -90,9 +92,11 @@ export class PeerClient {
       const what = e.name === 'TimeoutError' ? `timeout after ${this.opts.timeoutMs} ms` : (e.cause?.code ?? e.message);
       throw new PeerRequestError('transient', `${method} ${path} to ${peer.id}: ${what}`);
     }
-    const text = await readLimited(res, MAX_RESPONSE_BYTES).catch((err: Error) => {
+    const payload = await readCapped(res.body, MAX_RESPONSE_BYTES).catch((err: Error) => {
       throw new PeerRequestError('transient', `${method} ${path} to ${peer.id}: reading response: ${err.message}`, res.status);
     });
+    if (payload === null) throw new PeerRequestError('transient', `${method} ${path} to ${peer.id}: response exceeds ${MAX_RESPONSE_BYTES} bytes`, res.status, undefined, true);
+    const text = payload.toString('utf8');
     if (!res.ok) {
       const cls = classifyStatus(res.status);
       throw new PeerRequestError(cls, `${method} ${path} to ${peer.id}: HTTP ${res.status} ${text.slice(0, 300)}`, res.status, parseRetryAfter(res.headers.get('retry-after')));
@@ -103,10 +107,4 @@ export class PeerClient {
       throw new PeerRequestError('transient', `${method} ${path} to ${peer.id}: response is not JSON`, res.status);
     }
   }
-}
-
-async function readLimited(res: Response, max: number): Promise<string> {
-  const body = await readCapped(res.body, max);
-  if (body === null) throw new Error(`response exceeds ${max} bytes`);
-  return body.toString('utf8');
 }

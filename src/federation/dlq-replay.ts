@@ -3,7 +3,7 @@ import type { PeerConfig } from '../config.js';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
-import { countReplayable, leaseReplayable, markFailed, markReplayed, releaseLease, type DlqRow } from '../store/dlq.js';
+import { countReplayable, leaseReplayable, markFailed, markReplayed, releaseLease, renewLease, type DlqRow } from '../store/dlq.js';
 import type { StoredMemory } from '../store/memories.js';
 import { loadStored, type Tombstone } from '../store/replica.js';
 import type { Memory } from '../memory/model.js';
@@ -62,7 +62,10 @@ export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = 
     const count = (outcome: string, n: number) => n > 0 && deps.metrics.dlqReplays.inc({ peer: peerId, outcome }, n);
     // Batches for this peer stop at the first peer-level failure (the rest are released).
     for (let i = 0; i < peerRows.length; i += deps.batchMax) {
-      const chunk = peerRows.slice(i, i + deps.batchMax);
+      // Renew the lease first: a long round must not let another replayer take these rows.
+      const owned = await renewLease(deps.db, peerRows.slice(i, i + deps.batchMax).map((r) => r.id), owner, LEASE_MS);
+      const chunk = peerRows.slice(i, i + deps.batchMax).filter((r) => owned.has(r.id));
+      if (chunk.length === 0) continue;
       const items = chunk.map((r) => toItem(r, stored));
       try {
         const refused = await sendIsolating(deps, peer, items);

@@ -39,12 +39,15 @@ export interface InboundPolicy {
 
 const PEER_ID = /^[A-Za-z0-9_\-:@./]{1,128}$/;
 
+type Precheck =
+  | { ok: false; status: 401 | 403; tag: RefusalTag; peerId?: string }
+  | { ok: true; peerId: string; key: KeyObject | null; signature: Buffer | null };
+
 /**
- * The WIRE.md signature matrix. The signature is verified before any state is touched:
- * a request that fails verification never reaches the nonce store, so a flood of bad
- * signatures cannot grow it.
+ * The header-only part of the matrix: everything decidable without the body. A push is
+ * read (up to tens of MiB) only after this passes, so strangers cannot make us buffer.
  */
-export async function verifyInbound(req: InboundRequest, policy: InboundPolicy): Promise<InboundResult> {
+export async function precheckInbound(req: Pick<InboundRequest, 'peerId' | 'signature' | 'nonce'>, policy: InboundPolicy): Promise<Precheck> {
   const peerId = req.peerId?.trim();
   if (!peerId) return { ok: false, status: 403, tag: 'peer_id_header_missing' };
   if (!PEER_ID.test(peerId)) return { ok: false, status: 403, tag: 'peer_id_invalid' };
@@ -52,19 +55,33 @@ export async function verifyInbound(req: InboundRequest, policy: InboundPolicy):
   if (req.signature === undefined) {
     if (key) return { ok: false, status: 401, tag: 'x_memory_sig_missing', peerId };
     if (policy.requireSig) return { ok: false, status: 401, tag: 'peer_not_enrolled', peerId };
-    return { ok: true, peerId, signed: false };
+    return { ok: true, peerId, key: null, signature: null };
   }
   const parsed = parseSignatureHeader(req.signature);
   if (!parsed.ok) return { ok: false, status: 401, tag: parsed.tag, peerId };
   if (!key) return { ok: false, status: 401, tag: 'x_memory_sig_no_enrolled_key', peerId };
   if (req.nonce === undefined || req.nonce === '') return { ok: false, status: 401, tag: 'x_memory_nonce_missing', peerId };
-  const form = classifyNonce(req.nonce);
-  if (form.kind === 'malformed') return { ok: false, status: 401, tag: 'x_memory_nonce_malformed', peerId };
-  if (!verifySignature(key, req.signedBytes(req.nonce), parsed.signature)) return { ok: false, status: 401, tag: 'x_memory_sig_bad_signature', peerId };
+  if (classifyNonce(req.nonce).kind === 'malformed') return { ok: false, status: 401, tag: 'x_memory_nonce_malformed', peerId };
+  return { ok: true, peerId, key, signature: parsed.signature };
+}
+
+/**
+ * The WIRE.md signature matrix. The signature is verified before any state is touched:
+ * a request that fails verification never reaches the nonce store, so a flood of bad
+ * signatures cannot grow it.
+ */
+export async function verifyInbound(req: InboundRequest, policy: InboundPolicy): Promise<InboundResult> {
+  const pre = await precheckInbound(req, policy);
+  if (!pre.ok) return pre;
+  const { peerId, key, signature } = pre;
+  if (!key || !signature) return { ok: true, peerId, signed: false };
+  const nonce = req.nonce!;
+  const form = classifyNonce(nonce);
+  if (!verifySignature(key, req.signedBytes(nonce), signature)) return { ok: false, status: 401, tag: 'x_memory_sig_bad_signature', peerId };
   if (form.kind === 'memfed') {
     const now = (policy.now ?? Date.now)();
     if (Math.abs(now - form.issuedAtMs) > policy.clockSkewMs) return { ok: false, status: 401, tag: 'x_memory_nonce_expired', peerId };
   }
-  if (!(await policy.nonces.claim(peerId, req.nonce, form.kind))) return { ok: false, status: 401, tag: 'x_memory_nonce_replay', peerId };
+  if (form.kind === 'malformed' || !(await policy.nonces.claim(peerId, nonce, form.kind))) return { ok: false, status: 401, tag: 'x_memory_nonce_replay', peerId };
   return { ok: true, peerId, signed: true };
 }

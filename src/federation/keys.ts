@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import * as ed from '@noble/ed25519';
@@ -107,10 +107,21 @@ export async function ensureOwnKey(dir: string, id: string): Promise<{ generated
   }
 }
 
-/** This node's audit signer and the verifier key map (its own public key). */
+/**
+ * This node's audit signer and the keys its chain verifies against: `<id>.pub` plus any
+ * archived `<id>.<label>.pub` (after a key rotation, keep the old public key under such a
+ * name so entries signed before the rotation still verify).
+ */
 export async function loadAuditKeys(dir: string, id: string): Promise<{ signer: AuditSigner | null; keys: Map<string, KeyObject> }> {
   const base = keyFileBase(dir, id);
   const priv = await readKey(`${base}.priv`);
-  const pub = await readKey(`${base}.pub`);
-  return { signer: priv ? auditSigner(priv) : null, keys: auditKeyRing(pub ? [pub] : []) };
+  const pubs: Buffer[] = [];
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const name of names) {
+    if (name === `${id}.pub` || (name.startsWith(`${id}.`) && name.endsWith('.pub') && name.length > id.length + 5)) {
+      const pub = await readKey(path.join(dir, name)).catch(() => null);
+      if (pub) pubs.push(pub);
+    }
+  }
+  return { signer: priv ? auditSigner(priv) : null, keys: auditKeyRing(pubs) };
 }

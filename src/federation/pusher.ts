@@ -5,7 +5,7 @@ import type { Memory } from '../memory/model.js';
 import type { Metrics } from '../metrics.js';
 import { advanceCursor, getCursor } from '../store/cursors.js';
 import { deadLetter, type DeadLetter } from '../store/dlq.js';
-import { FEED_START, readFeed, type FeedPosition } from '../store/feed.js';
+import { FEED_START, comparePositions, readFeed, type FeedPosition } from '../store/feed.js';
 import type { StoredMemory } from '../store/memories.js';
 import { loadStored, type Tombstone } from '../store/replica.js';
 import { PeerRequestError, type PeerClient } from './client.js';
@@ -19,8 +19,11 @@ export interface PusherDeps {
   batchMaxBytes: number;
   logger: Logger;
   metrics: Metrics;
-  /** Tells quorum waiters that the peer now holds everything up to `position`. */
-  publishAck(peerId: string, position: FeedPosition): Promise<void>;
+  /**
+   * Tells quorum waiters that the peer has answered for everything up to `position`,
+   * except the `refused` positions (rows it dead-lettered): those are not acks.
+   */
+  publishAck(peerId: string, position: FeedPosition, refused: FeedPosition[]): Promise<void>;
 }
 
 /** One row to deliver: a memory's current state, or its tombstone. */
@@ -87,6 +90,7 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     let bytes = 0;
     let last = entries[entries.length - 1]!;
     const included = new Set<string>();
+    let refusedIds = new Set<string>();
     for (const e of entries) {
       if (e.originPeer !== peer.id && !included.has(e.memoryId)) {
         const s = stored.get(e.memoryId);
@@ -103,6 +107,7 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     if (items.length > 0) {
       const dead = (await sendIsolating(deps, peer, items)).map((r) => refusalToDeadLetter(peer.id, r));
       if (dead.length > 0) await deadLetter(deps.db, dead);
+      refusedIds = new Set(dead.map((d) => d.memoryId));
       out.deadLettered += dead.length;
       out.rows += items.length - dead.length;
       out.batches++;
@@ -111,7 +116,8 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     }
     await advanceCursor(deps.db, peer.id, last);
     out.cursor = { txid: last.txid, seq: last.seq };
-    await deps.publishAck(peer.id, last).catch((err) => deps.logger.warn({ err, peer: peer.id }, 'ack publish failed'));
+    const refused = entries.filter((e) => refusedIds.has(e.memoryId) && comparePositions(e, last) <= 0).map((e) => ({ txid: e.txid, seq: e.seq }));
+    await deps.publishAck(peer.id, last, refused).catch((err) => deps.logger.warn({ err, peer: peer.id }, 'ack publish failed'));
     if (entries.length < deps.batchMax && last === entries[entries.length - 1]) {
       out.caughtUp = true;
       return out;

@@ -50,7 +50,12 @@ const AGENT_ID_RE = /^[A-Za-z0-9_\-:@./]+$/;
 // Control characters other than \n and \t (matching them is the point).
 // eslint-disable-next-line no-control-regex
 const CONTROL_RE = /[\u0000-\u0008\u000B-\u001F\u007F]/;
-const FORBIDDEN_KEYS = new Set(['__proto__', 'constructor', 'prototype']);
+// Only "__proto__" can hurt: JSON.parse makes it an own key that object spreads and
+// assignments turn into a prototype. "constructor" and "prototype" are plain data.
+const FORBIDDEN_KEYS = new Set(['__proto__']);
+// A UTF-16 surrogate without its pair: not valid Unicode, and Postgres jsonb refuses it.
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const INT4_MAX = 2_147_483_647;
 
 /** Keys a client may never set directly: the node owns them. */
 export const SERVER_FIELDS = ['created_at', 'updated_at', 'access_count', 'version', 'last_accessed_at'] as const;
@@ -169,19 +174,28 @@ export function jsonDepth(value: unknown): number {
   return max;
 }
 
-/** Refuses strings with NUL and prototype-polluting keys anywhere in a parsed body. */
+/**
+ * Refuses, anywhere in a parsed body: NUL and lone surrogates in strings and keys, the
+ * "__proto__" key, and non-finite numbers (1e400 parses to Infinity and would be stored as
+ * null, so nodes would hash the same memory differently).
+ */
 export function assertSafeJson(value: unknown): void {
   const stack: unknown[] = [value];
+  const checkString = (s: string, where: string) => {
+    if (s.includes('\u0000')) throw new ValidationError(where, 'must not contain NUL (\\u0000)', 'NUL_CHARACTER');
+    if (LONE_SURROGATE.test(s)) throw new ValidationError(where, 'must be valid Unicode (lone surrogate)', 'INVALID_UNICODE');
+  };
   while (stack.length) {
     const v = stack.pop();
-    if (typeof v === 'string') {
-      if (v.includes('\u0000')) throw new ValidationError('body', 'strings must not contain NUL (\\u0000)', 'NUL_CHARACTER');
+    if (typeof v === 'string') checkString(v, 'body');
+    else if (typeof v === 'number') {
+      if (!Number.isFinite(v)) throw new ValidationError('body', 'numbers must be finite', 'INVALID_NUMBER');
     } else if (Array.isArray(v)) {
       stack.push(...v);
     } else if (v !== null && typeof v === 'object') {
       for (const [k, child] of Object.entries(v)) {
         if (FORBIDDEN_KEYS.has(k)) throw new ValidationError(k, 'is a reserved key', 'FORBIDDEN_KEY');
-        if (k.includes('\u0000')) throw new ValidationError('body', 'keys must not contain NUL', 'NUL_CHARACTER');
+        checkString(k, 'key');
         stack.push(child);
       }
     }
@@ -214,7 +228,7 @@ export function validateMemory(input: unknown): Memory {
   out.created_at = validateTimestampField('created_at', src.created_at);
   out.updated_at = validateTimestampField('updated_at', src.updated_at);
   out.metadata = src.metadata === undefined || src.metadata === null ? {} : validateMetadata(src.metadata);
-  out.version = src.version === undefined || src.version === null ? 1 : validateInt('version', src.version, 1, Number.MAX_SAFE_INTEGER);
+  out.version = src.version === undefined || src.version === null ? 1 : validateInt('version', src.version, 1, INT4_MAX);
   for (const k of optionalTimestampKeys) if (out[k] !== undefined) out[k] = validateTimestampField(k, out[k]);
   assertSafeJson(out);
   return orderKeys(out as Memory);

@@ -39,9 +39,10 @@ function parseInstant(input: unknown): Instant | null {
     offsetMin = (off[0] === '-' ? -1 : 1) * (oh * 60 + om);
   }
   if (year < 1) return null;
-  // Date.UTC maps years 0-99 to 1900-1999; setUTCFullYear does not.
-  const d0 = new Date(Date.UTC(2000, 0, 1, hour, minute, second));
-  d0.setUTCFullYear(year, month - 1, day);
+  // Date.UTC rolls a leap second (:60) into the next minute, as wanted; but it maps years
+  // 0-99 to 1900-1999, so those get their year put back afterwards.
+  const d0 = new Date(Date.UTC(year, month - 1, day, hour, minute, second));
+  if (year < 100) d0.setUTCFullYear(d0.getUTCFullYear() - 1900);
   const ms = d0.getTime() - offsetMin * 60_000;
   const utcYear = new Date(ms).getUTCFullYear();
   if (utcYear < 1 || utcYear > 9999) return null;

@@ -1,4 +1,4 @@
-import { asc, eq, gt, gte, inArray, sql } from 'drizzle-orm';
+import { and, asc, eq, gt, gte, inArray, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { auditCheckpoints, auditDlq, auditLog } from '../db/schema.js';
 import { formatTimestamp, nowMicros } from '../memory/time.js';
@@ -120,4 +120,16 @@ export async function auditFigures(db: Db): Promise<{ headSeq: number; dlqDepth:
               WHERE seq > (SELECT coalesce(max(seq), 0) FROM ${auditCheckpoints}))::float8 AS cp_age`);
   // Age of the oldest entry no checkpoint covers yet: 0 when all are covered (a quiet node is fine).
   return { headSeq: Number(r?.head ?? 0), dlqDepth: Number(r?.dlq ?? 0), lastCheckpointAgeSeconds: r?.cp_age === null || r?.cp_age === undefined ? 0 : Number(r.cp_age) };
+}
+
+/** The key id that signed the chain head (to notice a key rotation at start). */
+export async function headKeyId(db: Db): Promise<string | null> {
+  const [row] = await db.select({ keyId: auditLog.keyId }).from(auditLog).orderBy(sql`${auditLog.seq} DESC`).limit(1);
+  return row?.keyId ?? null;
+}
+
+/** Marks outbox rows of events now in the chain (by event id). */
+export async function markAuditEventsAppended(db: Db, eventIds: string[]): Promise<void> {
+  if (eventIds.length === 0) return;
+  await db.update(auditDlq).set({ status: 'appended', updatedAt: sql`now()` }).where(and(inArray(auditDlq.eventId, eventIds), eq(auditDlq.status, 'pending')));
 }

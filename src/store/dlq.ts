@@ -58,7 +58,9 @@ export async function deadLetter(db: Db, rows: DeadLetter[]): Promise<void> {
     .onConflictDoUpdate({
       target: [pushDlq.peerId, pushDlq.memoryId],
       targetWhere: sql`status = 'pending'`,
-      set: { payload: sql`excluded.payload`, op: sql`excluded.op`, failureClass: sql`excluded.failure_class`, lastError: sql`excluded.last_error`, updatedAt: sql`now()` },
+      // A newer refusal replaces the payload under a replayer's lease: drop the lease so the
+      // stale replayer's settle (replayed/failed) matches nothing and the row stays pending.
+      set: { payload: sql`excluded.payload`, op: sql`excluded.op`, failureClass: sql`excluded.failure_class`, lastError: sql`excluded.last_error`, updatedAt: sql`now()`, leaseOwner: null, leaseUntil: null },
     });
 }
 
@@ -245,4 +247,23 @@ export async function purgeDlq(db: Db, sel: DlqSelector, dryRun: boolean): Promi
 export async function hasReplayable(db: Db, peerId: string): Promise<boolean> {
   const r = await db.select({ id: pushDlq.id }).from(pushDlq).where(and(eq(pushDlq.peerId, peerId), eq(pushDlq.status, 'pending'))).limit(1);
   return r.length > 0;
+}
+
+/** Peers that dead-lettered the memory changed at a feed position (quorum: not an ack). */
+export async function peersRefusing(db: Db, position: { txid: string; seq: string }): Promise<Set<string>> {
+  const rows = await db.execute<{ peer_id: string }>(sql`
+    SELECT DISTINCT d.peer_id FROM ${pushDlq} d JOIN change_feed f ON f.memory_id = d.memory_id
+    WHERE f.txid = ${position.txid}::xid8 AND f.seq = ${position.seq}::bigint AND d.status IN ('pending', 'quarantined')`);
+  return new Set(rows.map((r) => r.peer_id));
+}
+
+/** Extends a lease before each chunk is sent; returns the ids still owned. */
+export async function renewLease(db: Db, ids: number[], owner: string, leaseMs: number): Promise<Set<number>> {
+  if (ids.length === 0) return new Set();
+  const rows = await db
+    .update(pushDlq)
+    .set({ leaseUntil: sql`now() + ${`${leaseMs} milliseconds`}::interval` })
+    .where(and(inArray(pushDlq.id, ids), eq(pushDlq.leaseOwner, owner), eq(pushDlq.status, 'pending')))
+    .returning({ id: pushDlq.id });
+  return new Set(rows.map((r) => r.id));
 }

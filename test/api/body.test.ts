@@ -97,8 +97,20 @@ describe('parseJsonBytes', () => {
 
   it('FORBIDDEN_KEY for prototype-polluting keys', () => {
     expectCode(bytes('{"__proto__":1}'), 'FORBIDDEN_KEY');
-    expectCode(bytes('{"a":[{"constructor":{}}]}'), 'FORBIDDEN_KEY');
-    expectCode(bytes('{"a":{"prototype":null}}'), 'FORBIDDEN_KEY');
+    expectCode(bytes('{"a":[{"__proto__":{}}]}'), 'FORBIDDEN_KEY');
+    // "constructor" and "prototype" are plain data once parsed: accepted
+    expect(parseJsonBytes(bytes('{"a":[{"constructor":{}}],"b":{"prototype":null}}'))).toEqual({ a: [{ constructor: {} }], b: { prototype: null } });
+  });
+
+  it('INVALID_UNICODE for lone surrogates and INVALID_NUMBER for non-finite numbers', () => {
+    expectCode(bytes('{"title":"\\ud800"}'), 'INVALID_UNICODE');
+    expectCode(bytes('{"k\\udc00":1}'), 'INVALID_UNICODE');
+    expect(parseJsonBytes(bytes('{"ok":"\\ud83d\\ude00"}'))).toEqual({ ok: '😀' });
+    expectCode(bytes('{"n":1e400}'), 'INVALID_NUMBER');
+  });
+
+  it('deepChecks: false leaves per-row checks to the caller (push lanes)', () => {
+    expect(parseJsonBytes(bytes('{"memories":[{"content":"a\\u0000b"}]}'), { deepChecks: false })).toEqual({ memories: [{ content: 'a\u0000b' }] });
   });
 
   it('all errors are 400 ApiErrors with a message', () => {

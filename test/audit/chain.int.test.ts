@@ -173,6 +173,33 @@ describe('audit under faults', () => {
     }
   }, 150_000);
 
+  it('audit jobs lost with a Redis restart (no persistence) still reach the chain', async () => {
+    const redis = await new PrivateRedis().start();
+    const keyDir = newKeyDir();
+    const peer = await new FakePeer('peer-w').init();
+    peer.enrolIn(keyDir);
+    // An API with no worker: refusals queue up as audit jobs in Redis...
+    const apiNode = await startTestNode({ id: 'wiped', role: 'api', keyDir, env: { REDIS_URL: redis.url } });
+    let worker: TestNode | undefined;
+    try {
+      for (let i = 0; i < 5; i++) {
+        const r = peer.push({ sender_agent_id: 'peer-w', memories: [] });
+        delete r.headers['x-memory-sig'];
+        expect((await send(apiNode.url, r)).status).toBe(401);
+      }
+      await waitFor(async () => Number((await apiNode.db.database.sql`SELECT count(*)::int AS n FROM audit_dlq WHERE event->>'kind' = 'federation.refused'`)[0]!.n) === 5, { what: 'outbox written' });
+      // ...then Redis restarts empty: every queued job is gone.
+      await redis.stop();
+      await redis.start();
+      worker = await startTestNode({ id: 'wiped', role: 'worker', keyDir, db: apiNode.db, prefix: apiNode.prefix, env: { REDIS_URL: redis.url, WORKER_HTTP_PORT: '0' } });
+      await waitFor(async () => Number((await apiNode.db.database.sql`SELECT count(*)::int AS n FROM audit_log WHERE kind = 'federation.refused'`)[0]!.n) === 5, { timeoutMs: 30_000, what: 'refusals appended from the outbox' });
+    } finally {
+      await worker?.stop();
+      await apiNode.destroy();
+      await redis.stop();
+    }
+  }, 90_000);
+
   it('with Redis stopped, refusals still end up in the chain after it returns', async () => {
     const redis = await new PrivateRedis().start();
     const keyDir = newKeyDir();

@@ -42,7 +42,7 @@ describe('roles as real processes', () => {
     expect(await apiProc.exited).toBe(0);
     expect(await workerProc.exited).toBe(0);
     expect(workerProc.output()).toContain('"msg":"stopped"');
-  });
+  }, 120_000);
 
   it('scales a worker\'s concurrency with one variable and logs every queue\'s setting at start', async () => {
     const env = { NODE_ID: 'scaled', DATABASE_URL: db.url, REDIS_URL, QUEUE_PREFIX: `${prefix}s`, FED_KEY_DIR: newKeyDir(), WORKER_HTTP_PORT: '0', PUSH_CONCURRENCY: '32', CATCHUP_CONCURRENCY: '5', LOG_LEVEL: 'info' };

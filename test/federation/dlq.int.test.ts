@@ -114,8 +114,8 @@ describe('push DLQ', () => {
     const replay = await api(n.url, 'POST', '/api/v1/admin/dlq/replay', { peer: 'peer-d' }, ADMIN);
     expect(replay.status).toBe(202);
     await waitFor(async () => ids.every((id) => peer.received.has(id)), { timeoutMs: 60_000, intervalMs: 250, what: '5000 rows drained' });
-    const [{ n: pending }] = (await n.db.database.sql`SELECT count(*)::int AS n FROM federation_push_dlq WHERE peer_id = 'peer-d' AND status = 'pending'`) as unknown as [{ n: number }];
-    expect(pending).toBe(0);
+    // The peer holds them before the replayer settles its last batch: wait for that too.
+    await waitFor(async () => Number((await n.db.database.sql`SELECT count(*)::int AS n FROM federation_push_dlq WHERE peer_id = 'peer-d' AND status = 'pending'`)[0]!.n) === 0, { what: 'no pending rows left' });
   });
 
   it('a peer outage never burns DLQ attempts nor overwrites the refusal reason', async () => {

@@ -47,6 +47,6 @@ export function spawnMemfed(args: string[], env: Record<string, string>): NodePr
   };
 }
 
-export async function waitHealthy(url: string, timeoutMs = 30_000): Promise<void> {
+export async function waitHealthy(url: string, timeoutMs = 60_000): Promise<void> {
   await waitFor(async () => (await fetch(`${url}/api/v1/ready`).catch(() => null))?.ok, { timeoutMs, what: `${url} ready` });
 }

@@ -243,6 +243,7 @@ describe('applyUpdate', () => {
 
   it('refuses non-object bodies and forbidden keys', () => {
     expect(refusal(() => applyUpdate(existing(), [], { nowMicros: LATER })).code).toBe('INVALID_BODY');
-    expect(refusal(() => applyUpdate(existing(), { metadata: { prototype: 1 } }, { nowMicros: LATER })).code).toBe('FORBIDDEN_KEY');
+    expect(refusal(() => applyUpdate(existing(), JSON.parse('{"metadata":{"__proto__":1}}'), { nowMicros: LATER })).code).toBe('FORBIDDEN_KEY');
+    expect(applyUpdate(existing(), { metadata: { prototype: 1 } }, { nowMicros: LATER }).metadata.prototype).toBe(1);
   });
 });

@@ -325,7 +325,8 @@ describe('validateMemory', () => {
     expect(refusal(() => validateMemory(rawMemory({ extra: 'a\u0000b' }))).code).toBe('NUL_CHARACTER');
     const metaProto = JSON.parse('{"x":{"__proto__":{"polluted":true}}}') as Record<string, unknown>;
     expect(refusal(() => validateMemory(rawMemory({ metadata: metaProto }))).code).toBe('FORBIDDEN_KEY');
-    expect(refusal(() => validateMemory(rawMemory({ extra: { constructor: 1 } }))).code).toBe('FORBIDDEN_KEY');
+    expect(refusal(() => validateMemory(rawMemory({ extra: JSON.parse('{"__proto__":1}') }))).code).toBe('FORBIDDEN_KEY');
+    expect(validateMemory(rawMemory({ extra: { constructor: 1 } })).extra).toEqual({ constructor: 1 });
   });
 
   it('emits keys in wire order, then unknown keys in arrival order', () => {
@@ -373,10 +374,19 @@ describe('assertSafeJson', () => {
     }
   });
 
-  it('refuses constructor and prototype keys at any depth', () => {
-    expect(refusal(() => assertSafeJson({ constructor: 1 })).code).toBe('FORBIDDEN_KEY');
-    expect(refusal(() => assertSafeJson({ a: [{ prototype: {} }] })).code).toBe('FORBIDDEN_KEY');
-    expect(refusal(() => assertSafeJson(JSON.parse('{"x":{"y":{"constructor":{"prototype":1}}}}'))).code).toBe('FORBIDDEN_KEY');
+  it('accepts constructor and prototype keys (plain data once parsed); refuses __proto__ at any depth', () => {
+    expect(() => assertSafeJson({ constructor: 1 })).not.toThrow();
+    expect(() => assertSafeJson({ a: [{ prototype: {} }] })).not.toThrow();
+    expect(refusal(() => assertSafeJson(JSON.parse('{"x":{"y":{"__proto__":{"prototype":1}}}}'))).code).toBe('FORBIDDEN_KEY');
+  });
+
+  it('refuses lone surrogates, non-finite numbers and an int4-overflowing version', () => {
+    expect(refusal(() => assertSafeJson({ t: 'a\ud800b' })).code).toBe('INVALID_UNICODE');
+    expect(refusal(() => assertSafeJson({ t: '\udfff' })).code).toBe('INVALID_UNICODE');
+    expect(() => assertSafeJson({ t: '\ud83d\ude00' })).not.toThrow();
+    expect(refusal(() => assertSafeJson({ n: Infinity })).code).toBe('INVALID_NUMBER');
+    expect(refusal(() => validateMemory(rawMemory({ version: 2 ** 31 }))).field).toBe('version');
+    expect(validateMemory(rawMemory({ version: 2 ** 31 - 1 })).version).toBe(2 ** 31 - 1);
   });
 
   it('handles very deep structures without recursion', () => {

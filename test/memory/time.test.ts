@@ -189,3 +189,10 @@ describe('far-future and early timestamps', () => {
     expect(normalizeTimestamp('0000-01-01T00:00:00Z')).toBeNull();
   });
 });
+
+describe('leap seconds', () => {
+  it('roll :60 into the next minute, on the right day', () => {
+    expect(normalizeTimestamp('2026-03-01T23:59:60Z')).toBe('2026-03-02T00:00:00.000000+00:00');
+    expect(normalizeTimestamp('0050-12-31T23:59:60Z')).toBe('0051-01-01T00:00:00.000000+00:00');
+  });
+});

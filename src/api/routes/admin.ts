@@ -47,6 +47,7 @@ export function adminRoutes(deps: AppDeps) {
     const limit = Math.max(int('limit', 100, 1000), 1);
     const offset = int('offset', 0, 1_000_000);
     const peer = c.req.query('peer');
+    if (peer !== undefined && !/^[A-Za-z0-9_\-:@.]{1,128}$/.test(peer)) throw badRequest('INVALID_QUERY', 'peer must be a peer id', { field: 'peer' });
     const rows = await listDlq(db, { ...(peer ? { peerId: peer } : {}), ...(status ? { status } : {}), limit, offset });
     return c.json({ rows, count: rows.length });
   });

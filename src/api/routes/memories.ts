@@ -135,7 +135,10 @@ export function memoryRoutes(deps: AppDeps) {
     const tier = c.req.query('tier');
     const tagsRaw = c.req.query('tags');
     const tags = tagsRaw ? tagsRaw.split(',').map((t) => t.trim()).filter(Boolean) : undefined;
-    if (tags && (tags.length > 50 || tags.some((t) => Buffer.byteLength(t) > 128))) throw badRequest('INVALID_QUERY', 'tags: at most 50 tags of at most 128 bytes', { field: 'tags' });
+    // eslint-disable-next-line no-control-regex
+    if (tags && (tags.length > 50 || tags.some((t) => Buffer.byteLength(t) > 128 || /[\u0000-\u001F\u007F]/.test(t)))) {
+      throw badRequest('INVALID_QUERY', 'tags: at most 50 tags of at most 128 bytes, no control characters', { field: 'tags' });
+    }
     const filters = {
       namespace: namespace ? validateQuery('namespace', () => validateNamespace(namespace)) : undefined,
       tier: tier ? validateQuery('tier', () => validateTier(tier)) : undefined,

@@ -1,7 +1,7 @@
 import { Hono, type Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { verifyInbound, type InboundResult } from '../../federation/inbound.js';
-import { checkMemory } from '../../governance.js';
+import { precheckInbound, verifyInbound, type InboundResult } from '../../federation/inbound.js';
+import { admitReplicated } from '../../federation/admission.js';
 import { getSigningBytes, postSigningBytes } from '../../federation/signing.js';
 import { parsePushBody, type RowResult } from '../../federation/wire.js';
 import { formatTimestamp, nowMicros } from '../../memory/time.js';
@@ -46,30 +46,41 @@ export async function authenticatePeer(c: Context, deps: AppDeps, peerId: string
   }
 }
 
+/** Page byte budget for GET /sync/since, well below what a memfed puller accepts (8 MiB). */
+const SINCE_PAGE_MAX_BYTES = 4 * 1024 * 1024;
+
 export function syncRoutes(deps: AppDeps) {
   const { config, database, metrics, federation } = deps;
   const app = new Hono();
 
   app.post('/api/v1/sync/push', async (c) => {
+    // Header checks first: a stranger's body is never read (it could be tens of MiB).
+    const pre = await precheckInbound(
+      { peerId: c.req.header('x-peer-id'), signature: c.req.header('x-memory-sig'), nonce: c.req.header('x-memory-nonce') },
+      { keys: federation.keys, nonces: federation.nonces, requireSig: config.federation.requireSig, clockSkewMs: config.federation.clockSkewMs },
+    );
+    if (!pre.ok) {
+      metrics.inboundRefusals.inc({ reason: pre.tag });
+      deps.audit.record({ kind: 'federation.refused', actor: pre.peerId ?? 'unknown', details: { tag: pre.tag, status: pre.status, path: c.req.path, method: c.req.method } });
+      return refusal(c, pre.status, pre.tag);
+    }
     // Verify the exact raw bytes before parsing anything.
     const raw = await readRawBody(c, config.limits.maxBatchBodyBytes);
     const auth = await authenticatePeer(c, deps, c.req.header('x-peer-id'), (nonce) => postSigningBytes(raw, nonce));
     if (auth instanceof Response) return auth;
     if (!auth.ok) return refusal(c, auth.status, auth.tag);
-    const push = parsePushBody(parseJsonBytes(raw), formatTimestamp(nowMicros()));
+    // Per-row checks (NUL, keys, numbers) happen in validateMemory: one bad row is skipped, not the batch.
+    const push = parsePushBody(parseJsonBytes(raw, { deepChecks: false }), formatTimestamp(nowMicros()));
     if (push.sender !== auth.peerId) return refuseAudited(c, deps, auth.peerId, 'sender_agent_id_mismatch');
     if (push.recipient !== undefined && push.recipient !== config.nodeId) return refuseAudited(c, deps, auth.peerId, 'recipient_mismatch');
     federation.onPeerContact(auth.peerId);
-    // Governance: rows this peer may not write are refused one by one (skipped + audited).
-    const refusedRows: Array<{ id: string; code: string; rule: string }> = [];
-    push.memories = push.memories.filter((m) => {
-      const r = checkMemory(deps.policy, m, auth.peerId);
-      if (!r) return true;
-      push.skipped.push({ id: m.id, status: 'skipped', reason: `${r.code}: ${r.reason}` });
-      refusedRows.push({ id: m.id, code: r.code, rule: r.rule });
-      return false;
-    });
-    if (refusedRows.length > 0) deps.audit.record({ kind: 'governance.refused', actor: auth.peerId, details: { via: 'push', rows: refusedRows.slice(0, 100), count: refusedRows.length } });
+    // Governance: rows this peer may not write (or delete) are refused one by one (skipped + audited).
+    const admitted = await admitReplicated(database.db, deps.policy, auth.peerId, push, config.federation.clockSkewMs);
+    push.memories = admitted.memories;
+    push.tombstones = admitted.tombstones;
+    for (const r of admitted.refused) push.skipped.push({ id: r.id, status: 'skipped', reason: `${r.code}: ${r.reason}` });
+    const refusedRows = admitted.refused.map((r) => ({ id: r.id, code: r.code, rule: r.rule, lane: r.lane }));
+    if (refusedRows.some((r) => r.code !== 'FUTURE_TIMESTAMP')) deps.audit.record({ kind: 'governance.refused', actor: auth.peerId, details: { via: 'push', rows: refusedRows.slice(0, 100), count: refusedRows.length } });
 
     const results: RowResult[] = [...push.skipped];
     let applied = 0, deleted = 0, noop = 0;
@@ -133,23 +144,34 @@ export function syncRoutes(deps: AppDeps) {
       if (!after) return c.json({ error: 'invalid `cursor` parameter', code: 'INVALID_CURSOR' }, 400);
       const raw = await readFeed(database.db, after, limit);
       // Changes that came from the caller are not sent back to it.
-      const entries = raw.filter((e) => e.originPeer === null || e.originPeer !== caller);
-      const stored = await loadStored(database.db, [...new Set(entries.map((e) => e.memoryId))]);
+      const forCaller = (e: (typeof raw)[number]) => e.originPeer === null || e.originPeer !== caller;
+      const stored = await loadStored(database.db, [...new Set(raw.filter(forCaller).map((e) => e.memoryId))]);
       const memories: Memory[] = [];
       const tombstones: Tombstone[] = [];
       const seen = new Set<string>();
       const rows: Array<{ id: string; cursor: string }> = [];
-      for (const e of entries) {
-        const s = stored.get(e.memoryId);
-        if (!s) continue;
-        rows.push({ id: e.memoryId, cursor: encodeCursor(e) });
-        if (seen.has(e.memoryId)) continue;
-        seen.add(e.memoryId);
-        if (s.deletedAt === null) memories.push(s.memory);
-        else tombstones.push({ id: e.memoryId, deleted_at: s.deletedAt });
+      // A byte budget as well as a row limit: a page of large memories stays well under
+      // what a puller accepts. The page then ends early (at an entry boundary).
+      let bytes = 0;
+      let last = raw.at(-1);
+      let cut = false;
+      for (const e of raw) {
+        const s = forCaller(e) ? stored.get(e.memoryId) : undefined;
+        if (s && !seen.has(e.memoryId)) {
+          const size = s.deletedAt === null ? Buffer.byteLength(JSON.stringify(s.memory)) : 100;
+          if (rows.length > 0 && bytes + size > SINCE_PAGE_MAX_BYTES) {
+            cut = true;
+            break;
+          }
+          bytes += size;
+          seen.add(e.memoryId);
+          if (s.deletedAt === null) memories.push(s.memory);
+          else tombstones.push({ id: e.memoryId, deleted_at: s.deletedAt });
+        }
+        if (s) rows.push({ id: e.memoryId, cursor: encodeCursor(e) });
+        last = e;
       }
-      const last = raw.at(-1);
-      const hasMore = raw.length === limit;
+      const hasMore = cut || raw.length === limit;
       return c.json({
         ...sinceEnvelope(memories, limit, null),
         tombstones,
@@ -167,7 +189,15 @@ export function syncRoutes(deps: AppDeps) {
       since = normalizeTimestamp(sinceRaw);
       if (since === null) return c.json({ error: 'invalid `since` parameter: expected RFC 3339', code: 'INVALID_SINCE' }, 400);
     }
-    const memories = await memoriesUpdatedSince(database.db, since, limit);
+    // Same byte budget; a shorter page is fine: the caller re-asks from latest_updated_at.
+    const page = await memoriesUpdatedSince(database.db, since, limit);
+    const memories: Memory[] = [];
+    let bytes = 0;
+    for (const m of page) {
+      bytes += Buffer.byteLength(JSON.stringify(m));
+      if (memories.length > 0 && bytes > SINCE_PAGE_MAX_BYTES) break;
+      memories.push(m);
+    }
     return c.json(sinceEnvelope(memories, limit, since));
   });
 

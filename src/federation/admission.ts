@@ -1,0 +1,59 @@
+import type { Db } from '../db/client.js';
+import { checkMemory, checkNamespace, type Policy } from '../governance.js';
+import type { Memory } from '../memory/model.js';
+import { loadStored, type Tombstone } from '../store/replica.js';
+import { nowMicros, parseTimestamp } from '../memory/time.js';
+
+export interface AdmissionRefusal {
+  id: string;
+  code: string;
+  rule: string;
+  reason: string;
+  lane: 'memories' | 'tombstones';
+}
+
+/**
+ * Admission of rows from a peer (push or pull): no timestamps from the future, then
+ * governance: a memory is judged by its own content;
+ * a deletion by the namespace of the memory it would delete, so a peer cannot remove
+ * what it may not write. Unknown ids carry nothing to protect and pass.
+ */
+export async function admitReplicated(
+  db: Db,
+  policy: Policy | null,
+  peerId: string,
+  rows: { memories: Memory[]; tombstones: Tombstone[] },
+  clockSkewMs: number,
+): Promise<{ memories: Memory[]; tombstones: Tombstone[]; refused: AdmissionRefusal[] }> {
+  const refused: AdmissionRefusal[] = [];
+  // A version stamped in the future would win every LWW comparison until then (and past
+  // year 2255 microsecond arithmetic loses precision): refuse beyond the allowed skew.
+  const horizon = nowMicros() + clockSkewMs * 1000;
+  const future = (ts: string) => (parseTimestamp(ts) ?? 0) > horizon;
+  const timely = {
+    memories: rows.memories.filter((m) => {
+      if (!future(m.updated_at)) return true;
+      refused.push({ id: m.id, lane: 'memories', code: 'FUTURE_TIMESTAMP', rule: 'clock_skew', reason: `updated_at ${m.updated_at} is in the future` });
+      return false;
+    }),
+    tombstones: rows.tombstones.filter((t) => {
+      if (!future(t.deleted_at)) return true;
+      refused.push({ id: t.id, lane: 'tombstones', code: 'FUTURE_TIMESTAMP', rule: 'clock_skew', reason: `deleted_at ${t.deleted_at} is in the future` });
+      return false;
+    }),
+  };
+  if (!policy) return { ...timely, refused };
+  const memories = timely.memories.filter((m) => {
+    const r = checkMemory(policy, m, peerId);
+    if (r) refused.push({ id: m.id, lane: 'memories', ...r });
+    return !r;
+  });
+  const stored = await loadStored(db, timely.tombstones.map((t) => t.id));
+  const tombstones = timely.tombstones.filter((t) => {
+    const s = stored.get(t.id);
+    const r = s && s.memory.namespace ? checkNamespace(policy, s.memory.namespace, peerId) : null;
+    if (r) refused.push({ id: t.id, lane: 'tombstones', ...r });
+    return !r;
+  });
+  return { memories, tombstones, refused };
+}
