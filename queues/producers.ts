@@ -41,13 +41,17 @@ export async function enqueueCatchup(queues: Queues, peerId: string, reason: Job
   await queues.catchup.add(`pull from ${peerId}`, { peerId, reason }, { deduplication: { id: catchupDedupId(peerId), keepLastIfActive: true } });
 }
 
-/** One scheduler per configured peer; schedulers of peers no longer configured are removed. */
-export async function syncCatchupSchedulers(queues: Queues, peerIds: string[], everyMs: number): Promise<{ removed: string[] }> {
+/**
+ * One scheduler per configured peer (upserted for `peerIds`); with `prune`, schedulers of
+ * peers no longer configured are removed.
+ */
+export async function syncCatchupSchedulers(queues: Queues, peerIds: string[], everyMs: number, prune = true): Promise<{ removed: string[] }> {
   const wanted = new Set(peerIds.map(catchupSchedulerId));
   for (const peerId of peerIds) {
     await queues.catchup.upsertJobScheduler(catchupSchedulerId(peerId), { every: everyMs }, { name: `pull from ${peerId}`, data: { peerId, reason: 'tick' } });
   }
   const removed: string[] = [];
+  if (!prune) return { removed };
   for (const s of await queues.catchup.getJobSchedulers(0, -1)) {
     const id = s.key;
     if (id.startsWith(SCHEDULERS.catchupPrefix) && !wanted.has(id)) {

@@ -2,7 +2,7 @@ import { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../src/logger.js';
 import { peersBehind } from '../src/store/cursors.js';
-import { QUEUE_NAMES, type QueueName } from '../queues/catalogue.js';
+import { QUEUE_NAMES, SCHEDULERS, catchupSchedulerId, type QueueName } from '../queues/catalogue.js';
 import { createRedis } from '../queues/connection.js';
 import { enqueuePush, scheduleDlqReplay, syncCatchupSchedulers } from '../queues/producers.js';
 import type { WorkerContext } from './context.js';
@@ -13,6 +13,25 @@ import { backoffStrategy } from './push.worker.js';
 export interface RunningWorkers {
   queues: QueueName[];
   close(graceMs: number): Promise<void>;
+}
+
+const SCHEDULER_CHECK_MS = 5_000;
+
+/** Creates the job schedulers and queue settings the selected queues need (all, or only missing ones). */
+async function ensureSchedulers(ctx: WorkerContext, selected: QueueName[], initial: boolean): Promise<void> {
+  if (selected.includes('dlq') && (initial || !(await ctx.queues.dlq.getJobScheduler(SCHEDULERS.dlqReplay)))) {
+    await scheduleDlqReplay(ctx.queues, ctx.config.dlq.replayIntervalMs);
+    ctx.logger.info({ everyMs: ctx.config.dlq.replayIntervalMs, restored: !initial }, 'DLQ replay scheduled');
+  }
+  if (selected.includes('catchup')) {
+    const peers = [...ctx.peers.keys()];
+    const missing = initial ? peers : (await Promise.all(peers.map(async (p) => ((await ctx.queues.catchup.getJobScheduler(catchupSchedulerId(p))) ? null : p)))).filter((p): p is string => p !== null);
+    if (initial || missing.length > 0) {
+      const { removed } = await syncCatchupSchedulers(ctx.queues, initial ? peers : missing, ctx.config.catchup.intervalMs, initial);
+      ctx.logger.info({ everyMs: ctx.config.catchup.intervalMs, peers: initial ? peers : missing, removed, restored: !initial }, 'catch-up scheduled');
+    }
+  }
+  if (selected.includes('audit') && (initial || (await ctx.queues.audit.getGlobalConcurrency()) !== 1)) await ctx.queues.audit.setGlobalConcurrency(1);
 }
 
 /** Starts one BullMQ Worker per selected queue with its configured concurrency. */
@@ -40,28 +59,18 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
     ctx.logger.info({ queue: name, concurrency }, 'worker started');
   }
   const reconciler = selected.includes('push') ? startReconciler(ctx) : null;
-  const ensureSchedulers = async () => {
-    if (selected.includes('dlq')) {
-      await scheduleDlqReplay(ctx.queues, ctx.config.dlq.replayIntervalMs);
-      ctx.logger.info({ everyMs: ctx.config.dlq.replayIntervalMs }, 'DLQ replay scheduled');
-    }
-    if (selected.includes('catchup')) {
-      const { removed } = await syncCatchupSchedulers(ctx.queues, [...ctx.peers.keys()], ctx.config.catchup.intervalMs);
-      ctx.logger.info({ everyMs: ctx.config.catchup.intervalMs, peers: [...ctx.peers.keys()], removed }, 'catch-up scheduled');
-    }
-    if (selected.includes('audit')) await ctx.queues.audit.setGlobalConcurrency(1);
-  };
-  await ensureSchedulers();
-  // A Redis restarted without persistence forgets schedulers and settings: put them back
-  // when the connection comes back (the cursors and watermarks in Postgres lost nothing).
-  const producer = ctx.redis;
-  let firstReady = true;
-  const onReady = () => {
-    if (firstReady) return void (firstReady = false);
-    ensureSchedulers().catch((err) => ctx.logger.warn({ err: (err as Error).message }, 'could not restore schedulers after reconnect'));
-  };
-  if (producer.status === 'ready') firstReady = false;
-  producer.on('ready', onReady);
+  await ensureSchedulers(ctx, selected, true);
+  // A Redis restarted without persistence forgets schedulers and queue settings. Check
+  // every few seconds and put back only what is missing (upserting an existing scheduler
+  // would reset its next run). Postgres, which holds the real state, lost nothing.
+  let checking = false;
+  const schedulerTimer = setInterval(() => {
+    if (checking) return;
+    checking = true;
+    ensureSchedulers(ctx, selected, false)
+      .catch((err) => ctx.logger.debug({ err: (err as Error).message }, 'scheduler check failed; retrying'))
+      .finally(() => (checking = false));
+  }, SCHEDULER_CHECK_MS);
   // Appends are serialized across every worker process (global concurrency 1, set above).
   const auditMaintenance = selected.includes('audit') ? startAuditMaintenance(ctx) : null;
   return {
@@ -69,7 +78,7 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
     async close(graceMs: number) {
       reconciler?.stop();
       auditMaintenance?.stop();
-      producer.off('ready', onReady);
+      clearInterval(schedulerTimer);
       // Stop taking jobs, give active ones the grace period, then force-close (their
       // locks lapse and another worker picks them up: nothing is lost, at most re-sent).
       const graceful = Promise.all(workers.map((w) => w.close()));
