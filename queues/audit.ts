@@ -27,7 +27,8 @@ export class QueueAuditRecorder implements AuditRecorder {
   ) {}
 
   record(event: AuditRecord): void {
-    this.buffer.push({ eventId: randomUUID(), event: { ...event, at: formatTimestamp(nowMicros()) } });
+    const { eventId, ...rest } = event;
+    this.buffer.push({ eventId: eventId ?? randomUUID(), event: { ...rest, at: formatTimestamp(nowMicros()) } });
     if (this.buffer.length >= BATCH_MAX) this.flushNow();
     else if (!this.scheduled) {
       this.scheduled = true;

@@ -156,7 +156,7 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
     }),
     catchupPulls: new Counter({
       name: 'memfed_catchup_pulls_total',
-      help: 'Catch-up pulls by peer and outcome (ok, failed, apply_failed)',
+      help: 'Catch-up pulls by peer and outcome (ok, failed, apply_failed, boundary_skip)',
       labelNames: ['peer', 'outcome'] as const,
       registers: [registry],
     }),
@@ -184,7 +184,7 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
     }),
     auditDlqDepth: new Gauge({
       name: 'memfed_audit_dlq_depth',
-      help: 'Audit events in the audit outbox/DLQ table not yet appended to the chain',
+      help: 'Audit events waiting over 30 s in the audit outbox/DLQ table (not yet in the chain)',
       registers: [registry],
     }),
     auditCheckpointAge: new Gauge({

@@ -68,8 +68,8 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   // A chain last signed by another key means this node's key was replaced: record it.
   const lastKeyId = await headKeyId(database.db);
   if (auditKeys.signer && lastKeyId && lastKeyId !== auditKeys.signer.keyId) {
-    audit.record({ kind: 'key.changed', subject: config.nodeId, details: { action: 'rotated', from_key_id: lastKeyId, to_key_id: auditKeys.signer.keyId, previous_key_trusted: auditKeys.keys.has(lastKeyId) } });
-    if (!auditKeys.keys.has(lastKeyId)) logger.warn({ from: lastKeyId }, 'node key changed; keep the old public key as <id>.<label>.pub in FED_KEY_DIR so older audit entries still verify');
+    audit.record({ kind: 'key.changed', eventId: `key-rotated-${lastKeyId}-${auditKeys.signer.keyId}`, subject: config.nodeId, details: { action: 'rotated', from_key_id: lastKeyId, to_key_id: auditKeys.signer.keyId, previous_key_trusted: auditKeys.keys.has(lastKeyId) } });
+    if (!auditKeys.keys.has(lastKeyId)) logger.warn({ from: lastKeyId }, 'node key changed; keep the old public key as retired/<id>.<label>.pub in FED_KEY_DIR so older audit entries still verify');
   }
   const policy = await loadPolicy(config.governance);
   if (policy) logger.info({ policy: policy.source }, 'governance policy loaded');

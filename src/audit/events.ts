@@ -15,6 +15,8 @@ export type AuditKind =
 
 export interface AuditRecord {
   kind: AuditKind;
+  /** Set when several processes may record the same fact: the chain keeps it once. */
+  eventId?: string;
   actor?: string;
   subject?: string;
   details: Record<string, unknown>;

@@ -37,7 +37,8 @@ export interface InboundPolicy {
   now?: () => number;
 }
 
-const PEER_ID = /^[A-Za-z0-9_\-:@./]{1,128}$/;
+// As config's ids: they name key files, so no '/'.
+const PEER_ID = /^[A-Za-z0-9_\-:@.]{1,128}$/;
 
 type Precheck =
   | { ok: false; status: 401 | 403; tag: RefusalTag; peerId?: string }

@@ -109,17 +109,20 @@ export async function ensureOwnKey(dir: string, id: string): Promise<{ generated
 
 /**
  * This node's audit signer and the keys its chain verifies against: `<id>.pub` plus any
- * archived `<id>.<label>.pub` (after a key rotation, keep the old public key under such a
- * name so entries signed before the rotation still verify).
+ * retired key `retired/<id>.<label>.pub` (after a rotation, keep the old public key there
+ * so entries signed before it still verify). A separate folder: peers' keys sit beside
+ * ours, and a peer id may well start with "<id>.".
  */
 export async function loadAuditKeys(dir: string, id: string): Promise<{ signer: AuditSigner | null; keys: Map<string, KeyObject> }> {
   const base = keyFileBase(dir, id);
   const priv = await readKey(`${base}.priv`);
   const pubs: Buffer[] = [];
-  const names = await readdir(dir).catch(() => [] as string[]);
-  for (const name of names) {
-    if (name === `${id}.pub` || (name.startsWith(`${id}.`) && name.endsWith('.pub') && name.length > id.length + 5)) {
-      const pub = await readKey(path.join(dir, name)).catch(() => null);
+  const current = await readKey(`${base}.pub`).catch(() => null);
+  if (current) pubs.push(current);
+  const retiredDir = path.join(dir, 'retired');
+  for (const name of await readdir(retiredDir).catch(() => [] as string[])) {
+    if (name.startsWith(`${id}.`) && name.endsWith('.pub')) {
+      const pub = await readKey(path.join(retiredDir, name)).catch(() => null);
       if (pub) pubs.push(pub);
     }
   }

@@ -115,7 +115,7 @@ export async function markAuditDlqFailed(db: Db, ids: number[], reason: string):
 export async function auditFigures(db: Db): Promise<{ headSeq: number; dlqDepth: number; lastCheckpointAgeSeconds: number }> {
   const [r] = await db.execute<{ head: number | null; dlq: number; cp_age: number | null }>(sql`
     SELECT (SELECT max(seq) FROM ${auditLog})::float8 AS head,
-           (SELECT count(*) FROM ${auditDlq} WHERE status = 'pending')::int AS dlq,
+           (SELECT count(*) FROM ${auditDlq} WHERE status = 'pending' AND created_at < now() - interval '30 seconds')::int AS dlq,
            (SELECT extract(epoch from now() - min(appended_at)) FROM ${auditLog}
               WHERE seq > (SELECT coalesce(max(seq), 0) FROM ${auditCheckpoints}))::float8 AS cp_age`);
   // Age of the oldest entry no checkpoint covers yet: 0 when all are covered (a quiet node is fine).

@@ -79,7 +79,8 @@ export async function peersBehind(db: Db, peerIds: string[]): Promise<string[]> 
 export async function peerWasFailing(db: Db, peerId: string): Promise<boolean> {
   const rows = await db.execute<{ failing: boolean }>(sql`
     SELECT EXISTS (SELECT 1 FROM ${peerCursors} WHERE peer_id = ${peerId} AND last_error_class IS NOT NULL)
-        OR EXISTS (SELECT 1 FROM peer_watermarks WHERE peer_id = ${peerId} AND last_error IS NOT NULL) AS failing`);
+        OR EXISTS (SELECT 1 FROM peer_watermarks WHERE peer_id = ${peerId} AND last_error IS NOT NULL
+                   AND last_error NOT LIKE 'row % failed to apply%') AS failing`);
   return rows[0]?.failing === true;
 }
 
