@@ -1,5 +1,5 @@
 import type { Job } from 'bullmq';
-import { replayRound, type ReplayRound } from '../src/federation/dlq-replay.js';
+import { replayDepsFrom, replayRound, type ReplayRound } from '../src/federation/dlq-replay.js';
 import type { JobPayloads } from '../queues/catalogue.js';
 import { enqueueDlqReplay } from '../queues/producers.js';
 import type { WorkerContext } from './context.js';
@@ -12,28 +12,9 @@ export function dlqProcessor(ctx: WorkerContext) {
   return async (job: Job<JobPayloads['dlq']>): Promise<ReplayRound & { rounds: number }> => {
     const started = Date.now();
     const total = { backlog: 0, taken: 0, replayed: 0, failed: 0, throttled: 0, quarantined: 0, rounds: 0 };
+    const deps = replayDepsFrom(ctx.config, { db: ctx.database.db, client: ctx.client, logger: ctx.logger, metrics: ctx.metrics, audit: ctx.audit, peers: ctx.peers });
     for (;;) {
-      const r = await replayRound(
-        {
-          db: ctx.database.db,
-          client: ctx.client,
-          selfId: ctx.config.nodeId,
-          peers: ctx.peers,
-          batchMax: ctx.config.push.batchMax,
-          maxAttempts: ctx.config.dlq.maxReplayAttempts,
-          replayMaxBatch: ctx.config.dlq.replayMaxBatch,
-          logger: ctx.logger,
-          metrics: ctx.metrics,
-          onQuarantine: (rows) => {
-            for (const row of rows) {
-              ctx.metrics.dlqQuarantines.inc({ peer: row.peerId });
-              ctx.logger.error({ peer: row.peerId, memory: row.memoryId, dlqId: row.id, attempts: row.attempts, err: row.lastError }, 'DLQ row quarantined; an operator must requeue or purge it');
-              ctx.audit.record({ kind: 'dlq.quarantined', subject: row.memoryId, details: { peer: row.peerId, dlq_id: row.id, attempts: row.attempts, failure_class: row.failureClass, last_error: row.lastError } });
-            }
-          },
-        },
-        job.data.peerId !== undefined ? { peerId: job.data.peerId } : {},
-      );
+      const r = await replayRound(deps, job.data.peerId !== undefined ? { peerId: job.data.peerId } : {});
       total.rounds++;
       total.backlog = r.backlog;
       total.taken += r.taken;

@@ -4,7 +4,7 @@ import { insertAuditDlq } from '../store/audit.js';
 import type { Config } from '../config.js';
 import { createDatabase } from '../db/client.js';
 import { PeerClient } from '../federation/client.js';
-import { replayRound } from '../federation/dlq-replay.js';
+import { replayDepsFrom, replayRound } from '../federation/dlq-replay.js';
 import { KeyRing } from '../federation/keys.js';
 import { createLogger } from '../logger.js';
 import { createMetrics } from '../metrics.js';
@@ -64,16 +64,10 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
         const keys = await KeyRing.load(config.federation.keyDir, config.nodeId);
         const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs });
         const metrics = createMetrics({ nodeId: config.nodeId, role: 'cli', defaultMetrics: false });
+        const deps = replayDepsFrom(config, { db, client, logger, metrics, audit });
         let replayed = 0, failed = 0;
         for (;;) {
-          const r = await replayRound(
-            {
-              db, client, selfId: config.nodeId, peers: new Map(config.federation.peers.map((p) => [p.id, p])), batchMax: config.push.batchMax,
-              maxAttempts: config.dlq.maxReplayAttempts, replayMaxBatch: config.dlq.replayMaxBatch, logger, metrics,
-              onQuarantine: (rows) => rows.forEach((row) => audit.record({ kind: 'dlq.quarantined', subject: row.memoryId, details: { peer: row.peerId, dlq_id: row.id } })),
-            },
-            values.peer ? { peerId: values.peer } : {},
-          );
+          const r = await replayRound(deps, values.peer ? { peerId: values.peer } : {});
           replayed += r.replayed;
           failed += r.failed;
           if (r.replayed === 0 || r.taken === 0) break;

@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
-import type { PeerConfig } from '../config.js';
+import type { AuditRecorder } from '../audit/events.js';
+import type { Config, PeerConfig } from '../config.js';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
@@ -34,6 +35,35 @@ export interface ReplayRound {
   failed: number;
   throttled: number;
   quarantined: number;
+}
+
+/**
+ * Replay dependencies from config, for every place that runs rounds (DLQ worker, CLI):
+ * one quarantine handling everywhere (metric, one error log, audit event per row).
+ */
+export function replayDepsFrom(
+  config: Config,
+  parts: { db: Db; client: PeerClient; logger: Logger; metrics: Metrics; audit: AuditRecorder; peers?: Map<string, PeerConfig> },
+): ReplayDeps {
+  const { db, client, logger, metrics, audit } = parts;
+  return {
+    db,
+    client,
+    logger,
+    metrics,
+    selfId: config.nodeId,
+    peers: parts.peers ?? new Map(config.federation.peers.map((p) => [p.id, p])),
+    batchMax: config.push.batchMax,
+    maxAttempts: config.dlq.maxReplayAttempts,
+    replayMaxBatch: config.dlq.replayMaxBatch,
+    onQuarantine: (rows) => {
+      for (const row of rows) {
+        metrics.dlqQuarantines.inc({ peer: row.peerId });
+        logger.error({ peer: row.peerId, memory: row.memoryId, dlqId: row.id, attempts: row.attempts, err: row.lastError }, 'DLQ row quarantined; an operator must requeue or purge it');
+        audit.record({ kind: 'dlq.quarantined', subject: row.memoryId, details: { peer: row.peerId, dlq_id: row.id, attempts: row.attempts, failure_class: row.failureClass, last_error: row.lastError } });
+      }
+    },
+  };
 }
 
 /** `clamp(backlog, 64, DLQ_REPLAY_MAX_BATCH)` (DESIGN.md point 7). */

@@ -1,7 +1,7 @@
 import { eq, sql } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
 import { peerCursors } from '../db/schema.js';
-import { FEED_START, type FeedPosition } from './feed.js';
+import { FEED_START, belowHorizon, type FeedPosition } from './feed.js';
 
 export interface PeerCursor extends FeedPosition {
   peerId: string;
@@ -71,7 +71,7 @@ export async function peersBehind(db: Db, peerIds: string[]): Promise<string[]> 
       AND (c.retry_at IS NULL OR c.retry_at <= now())
       AND EXISTS (
         SELECT 1 FROM change_feed f
-        WHERE (f.txid, f.seq) > (c.txid, c.seq) AND f.txid < pg_snapshot_xmin(pg_current_snapshot()))`);
+        WHERE (f.txid, f.seq) > (c.txid, c.seq) AND ${belowHorizon('f')})`);
   return behind.map((r) => r.peer_id);
 }
 

@@ -33,6 +33,13 @@ export function decodeCursor(cursor: string): FeedPosition | null {
   return { txid: BigInt(txid).toString(), seq: BigInt(seq).toString() };
 }
 
+/**
+ * The commit-order rule (DESIGN.md point 4) in one place: a feed row is visible only
+ * once every transaction that could commit behind it has finished (txid below the
+ * snapshot's xmin). Every reader that moves or reports a position uses it.
+ */
+export const belowHorizon = (alias: string) => sql.raw(`${alias}.txid < pg_snapshot_xmin(pg_current_snapshot())`);
+
 /** Appends change rows in the caller's transaction; returns the last position written. */
 export async function appendChanges(
   tx: Db | Tx,
@@ -68,8 +75,7 @@ export async function readFeed(db: Db | Tx, after: FeedPosition, limit: number):
   const rows = await db.execute<{ txid_text: string; seq_text: string; memory_id: string; op: ChangeOp; origin_peer: string | null; committed_at: string }>(sql`
     SELECT f.txid::text AS txid_text, f.seq::text AS seq_text, f.memory_id, f.op, f.origin_peer, f.committed_at::text AS committed_at
     FROM ${changeFeed} f
-    WHERE (f.txid, f.seq) > (${after.txid}::xid8, ${after.seq}::bigint)
-      AND f.txid < pg_snapshot_xmin(pg_current_snapshot())
+    WHERE (f.txid, f.seq) > (${after.txid}::xid8, ${after.seq}::bigint) AND ${belowHorizon('f')}
     ORDER BY f.txid, f.seq
     LIMIT ${limit}`);
   return rows.map((r) => ({ txid: r.txid_text, seq: r.seq_text, memoryId: r.memory_id, op: r.op, originPeer: r.origin_peer, committedAt: r.committed_at }));
@@ -79,7 +85,7 @@ export async function readFeed(db: Db | Tx, after: FeedPosition, limit: number):
 export async function feedHead(db: Db | Tx): Promise<FeedPosition> {
   const rows = await db.execute<{ txid_text: string; seq_text: string }>(sql`
     SELECT f.txid::text AS txid_text, f.seq::text AS seq_text FROM ${changeFeed} f
-    WHERE f.txid < pg_snapshot_xmin(pg_current_snapshot())
+    WHERE ${belowHorizon('f')}
     ORDER BY f.txid DESC, f.seq DESC LIMIT 1`);
   return rows[0] ? { txid: rows[0].txid_text, seq: rows[0].seq_text } : FEED_START;
 }
@@ -89,7 +95,7 @@ export async function countAfter(db: Db | Tx, after: FeedPosition, cap: number):
   const rows = await db.execute<{ n: number }>(sql`
     SELECT count(*)::int AS n FROM (
       SELECT 1 FROM ${changeFeed} f
-      WHERE (f.txid, f.seq) > (${after.txid}::xid8, ${after.seq}::bigint) AND f.txid < pg_snapshot_xmin(pg_current_snapshot())
+      WHERE (f.txid, f.seq) > (${after.txid}::xid8, ${after.seq}::bigint) AND ${belowHorizon('f')}
       LIMIT ${cap}) behind`);
   return rows[0]?.n ?? 0;
 }

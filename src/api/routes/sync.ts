@@ -4,11 +4,10 @@ import { precheckInbound, verifyInbound, type InboundResult } from '../../federa
 import { admitReplicated } from '../../federation/admission.js';
 import { getSigningBytes, postSigningBytes } from '../../federation/signing.js';
 import { parsePushBody, type RowResult } from '../../federation/wire.js';
-import { formatTimestamp, nowMicros } from '../../memory/time.js';
+import { formatTimestamp, normalizeTimestamp, nowMicros } from '../../memory/time.js';
 import { countAfter, decodeCursor, encodeCursor, readFeed } from '../../store/feed.js';
 import { memoriesUpdatedSince } from '../../store/memories.js';
 import { applyReplicated, loadStored, type Tombstone } from '../../store/replica.js';
-import { normalizeTimestamp } from '../../memory/time.js';
 import type { Memory } from '../../memory/model.js';
 import { parseJsonBytes, readRawBody } from '../body.js';
 import type { AppDeps } from '../deps.js';
@@ -18,26 +17,33 @@ export function refusal(c: Context, status: number, tag: string) {
   return c.json({ error: tag, code: tag.toUpperCase() }, status as ContentfulStatusCode);
 }
 
-/** A refusal decided after authentication (audience, identity): counted and audited too. */
-function refuseAudited(c: Context, deps: AppDeps, peerId: string, tag: string) {
+/** Every federation refusal: counted, logged and audited in one place. */
+function recordRefusal(c: Context, deps: AppDeps, peerId: string | undefined, tag: string, status: number): void {
   deps.metrics.inboundRefusals.inc({ reason: tag });
-  deps.audit.record({ kind: 'federation.refused', actor: peerId, details: { tag, status: 403, path: c.req.path, method: c.req.method } });
+  deps.logger.warn({ peer: peerId, tag, path: c.req.path }, 'federation request refused');
+  deps.audit.record({ kind: 'federation.refused', actor: peerId ?? 'unknown', details: { tag, status, path: c.req.path, method: c.req.method } });
+}
+
+/** A refusal decided after authentication (audience, identity). */
+function refuseAudited(c: Context, deps: AppDeps, peerId: string, tag: string) {
+  recordRefusal(c, deps, peerId, tag, 403);
   return refusal(c, 403, tag);
 }
 
+const inboundPolicy = ({ config, federation }: AppDeps) => ({
+  keys: federation.keys,
+  nonces: federation.nonces,
+  requireSig: config.federation.requireSig,
+  clockSkewMs: config.federation.clockSkewMs,
+});
+
 /** Runs the signature matrix; a Redis outage fails closed (503) rather than open. */
 export async function authenticatePeer(c: Context, deps: AppDeps, peerId: string | undefined, signedBytes: (nonce: string | undefined) => Uint8Array): Promise<InboundResult | Response> {
-  const { config, federation, metrics, logger } = deps;
+  const { logger } = deps;
   try {
-    const r = await verifyInbound(
-      { peerId, signature: c.req.header('x-memory-sig'), nonce: c.req.header('x-memory-nonce'), signedBytes },
-      { keys: federation.keys, nonces: federation.nonces, requireSig: config.federation.requireSig, clockSkewMs: config.federation.clockSkewMs },
-    );
-    if (!r.ok) {
-      metrics.inboundRefusals.inc({ reason: r.tag });
-      logger.warn({ peer: r.peerId, tag: r.tag, path: c.req.path }, 'federation request refused');
-      deps.audit.record({ kind: 'federation.refused', actor: r.peerId ?? 'unknown', details: { tag: r.tag, status: r.status, path: c.req.path, method: c.req.method } });
-    } else if (!r.signed) logger.warn({ peer: r.peerId }, 'accepting unsigned federation request (FED_REQUIRE_SIG=false)');
+    const r = await verifyInbound({ peerId, signature: c.req.header('x-memory-sig'), nonce: c.req.header('x-memory-nonce'), signedBytes }, inboundPolicy(deps));
+    if (!r.ok) recordRefusal(c, deps, r.peerId, r.tag, r.status);
+    else if (!r.signed) logger.warn({ peer: r.peerId }, 'accepting unsigned federation request (FED_REQUIRE_SIG=false)');
     return r;
   } catch (err) {
     logger.error({ err: (err as Error).message }, 'nonce store unavailable');
@@ -55,13 +61,9 @@ export function syncRoutes(deps: AppDeps) {
 
   app.post('/api/v1/sync/push', async (c) => {
     // Header checks first: a stranger's body is never read (it could be tens of MiB).
-    const pre = await precheckInbound(
-      { peerId: c.req.header('x-peer-id'), signature: c.req.header('x-memory-sig'), nonce: c.req.header('x-memory-nonce') },
-      { keys: federation.keys, nonces: federation.nonces, requireSig: config.federation.requireSig, clockSkewMs: config.federation.clockSkewMs },
-    );
+    const pre = await precheckInbound({ peerId: c.req.header('x-peer-id'), signature: c.req.header('x-memory-sig'), nonce: c.req.header('x-memory-nonce') }, inboundPolicy(deps));
     if (!pre.ok) {
-      metrics.inboundRefusals.inc({ reason: pre.tag });
-      deps.audit.record({ kind: 'federation.refused', actor: pre.peerId ?? 'unknown', details: { tag: pre.tag, status: pre.status, path: c.req.path, method: c.req.method } });
+      recordRefusal(c, deps, pre.peerId, pre.tag, pre.status);
       return refusal(c, pre.status, pre.tag);
     }
     // Verify the exact raw bytes before parsing anything.
