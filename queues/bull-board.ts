@@ -3,7 +3,7 @@ import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { HonoAdapter } from '@bull-board/hono';
 import { serveStatic } from '@hono/node-server/serve-static';
 import type { Hono } from 'hono';
-import type { Queues } from './producers.js';
+import type { Queues } from './registry.js';
 
 export const BULL_BOARD_PATH = '/admin/queues';
 

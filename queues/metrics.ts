@@ -1,6 +1,6 @@
 import type { Metrics } from '../src/metrics.js';
-import { QUEUE_NAMES } from './catalogue.js';
-import type { Queues } from './producers.js';
+import { QUEUE_NAMES } from '../src/queue-names.js';
+import type { Queues } from './registry.js';
 
 const STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized'] as const;
 

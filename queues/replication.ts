@@ -4,7 +4,8 @@ import type { Logger } from '../src/logger.js';
 import type { Metrics } from '../src/metrics.js';
 import type { FeedPosition } from '../src/store/feed.js';
 import type { AckTracker } from './acks.js';
-import { enqueuePush, type Queues } from './producers.js';
+import { enqueuePush } from './push.js';
+import type { Queues } from './registry.js';
 
 /**
  * After a local commit: one push job per peer (deduplicated per peer), then wait for
@@ -28,7 +29,7 @@ export class QueueReplication implements Replication {
     const started = process.hrtime.bigint();
     await Promise.all(
       peers.map((p) =>
-        enqueuePush(this.queues, p.id, 'commit', position).catch((err) => {
+        enqueuePush(this.queues.push, p.id, 'commit', position).catch((err) => {
           this.metrics.enqueueFailures.inc({ queue: 'push' });
           this.logger.warn({ err: (err as Error).message, peer: p.id }, 'push enqueue failed; reconciler will deliver');
         }),

@@ -38,7 +38,7 @@ export function registerDatabaseCollectors(metrics: Metrics, db: Db, peerIds: st
   metrics.onScrape(async () => {
     const a = await auditFigures(db);
     metrics.auditHeadSeq.set(a.headSeq);
-    metrics.auditDlqDepth.set(a.dlqDepth);
+    metrics.auditOutboxDepth.set(a.outboxDepth);
     metrics.auditCheckpointAge.set(a.lastCheckpointAgeSeconds);
   });
 }

@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { QUEUE_NAMES, isQueueName, type QueueName } from './queue-names.js';
 
 /** A configured federation peer: its agent id and base URL. */
 export interface PeerConfig {
@@ -9,7 +10,6 @@ export interface PeerConfig {
 
 // Node and peer ids also name key files (<id>.pub), so no '/' here.
 const AGENT_ID = /^[A-Za-z0-9_\-:@.]{1,128}$/;
-const KNOWN_QUEUES = ['push', 'dlq', 'catchup', 'audit'];
 
 const bool = (fallback: boolean) =>
   z
@@ -116,7 +116,7 @@ const schema = z.object({
   DLQ_REPLAY_MAX_BATCH: int(2048, 64, 100_000),
   WORKER_QUEUES: str('push,dlq,catchup,audit').superRefine((v, ctx) => {
     for (const q of v.split(',').map((x) => x.trim()).filter(Boolean)) {
-      if (!KNOWN_QUEUES.includes(q)) ctx.addIssue({ code: 'custom', message: `unknown queue "${q}" (known: ${KNOWN_QUEUES.join(', ')})` });
+      if (!isQueueName(q)) ctx.addIssue({ code: 'custom', message: `unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})` });
     }
   }),
   SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
@@ -158,7 +158,7 @@ export interface Config {
   push: { batchMax: number; batchMaxBytes: number; reconcileIntervalMs: number };
   catchup: { intervalMs: number };
   dlq: { replayIntervalMs: number; maxReplayAttempts: number; replayMaxBatch: number };
-  workerQueues: string[];
+  workerQueues: QueueName[];
   shutdownGraceMs: number;
   /** BullMQ lock duration; a dead worker's jobs are re-run after about twice this. */
   jobLockMs: number;
@@ -191,7 +191,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (Number.isFinite(timeout) && Number.isFinite(lock) && timeout >= lock) problems.push(`FED_REQUEST_TIMEOUT_MS: must be below JOB_LOCK_MS (${lock})`);
   if (!parsed.success || problems.length) throw new ConfigError(problems);
   const r = parsed.data;
-  const workerQueues = r.WORKER_QUEUES.split(',').map((q) => q.trim()).filter(Boolean);
+  const workerQueues = r.WORKER_QUEUES.split(',').map((q) => q.trim()).filter(isQueueName);
   const n = 1 + r.FED_PEERS.length;
   return {
     nodeId: r.NODE_ID,

@@ -47,6 +47,12 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
       labelNames: ['queue'] as const,
       registers: [registry],
     }),
+    jobOutcomes: new Counter({
+      name: 'memfed_jobs_total',
+      help: 'Job attempts by queue and outcome (completed, retried, failed = final attempt failed)',
+      labelNames: ['queue', 'outcome'] as const,
+      registers: [registry],
+    }),
     pushOutcomes: new Counter({
       name: 'memfed_push_outcomes_total',
       help: 'Outbound push requests by peer and outcome class',
@@ -182,9 +188,9 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
       help: 'Audit events appended to the chain',
       registers: [registry],
     }),
-    auditDlqDepth: new Gauge({
-      name: 'memfed_audit_dlq_depth',
-      help: 'Audit events waiting over 30 s in the audit outbox/DLQ table (not yet in the chain)',
+    auditOutboxDepth: new Gauge({
+      name: 'memfed_audit_outbox_depth',
+      help: 'Audit events pending over 30 s in the audit outbox (not yet in the chain)',
       registers: [registry],
     }),
     auditCheckpointAge: new Gauge({

@@ -7,7 +7,7 @@ import type { Policy } from '../src/governance.js';
 import type { PeerClient } from '../src/federation/client.js';
 import type { Logger } from '../src/logger.js';
 import type { Metrics } from '../src/metrics.js';
-import type { Queues } from '../queues/producers.js';
+import type { Queues } from '../queues/registry.js';
 
 /** What every processor may use; built once per worker process. */
 export interface WorkerContext {

@@ -1,35 +1,18 @@
 import type { Job } from 'bullmq';
-import { replayDepsFrom, replayRound, type ReplayRound } from '../src/federation/dlq-replay.js';
-import type { JobPayloads } from '../queues/catalogue.js';
-import { enqueueDlqReplay } from '../queues/producers.js';
+import { replayDepsFrom, replayWithinBudget, type ReplayRun } from '../src/federation/dlq-replay.js';
+import { enqueueDlqReplay, type DlqJob } from '../queues/dlq.js';
 import type { WorkerContext } from './context.js';
 
 // Rounds continue while they make progress, within this budget; a larger backlog
 // continues in a follow-up job at once rather than at the next tick.
 const RUN_BUDGET_MS = 20_000;
 
+/** `dlq.replay`: replay rounds (src/federation/dlq-replay.ts) within a budget. */
 export function dlqProcessor(ctx: WorkerContext) {
-  return async (job: Job<JobPayloads['dlq']>): Promise<ReplayRound & { rounds: number }> => {
-    const started = Date.now();
-    const total = { backlog: 0, taken: 0, replayed: 0, failed: 0, throttled: 0, quarantined: 0, rounds: 0 };
+  return async (job: Job<DlqJob>): Promise<ReplayRun> => {
     const deps = replayDepsFrom(ctx.config, { db: ctx.database.db, client: ctx.client, logger: ctx.logger, metrics: ctx.metrics, audit: ctx.audit, peers: ctx.peers });
-    for (;;) {
-      const r = await replayRound(deps, job.data.peerId !== undefined ? { peerId: job.data.peerId } : {});
-      total.rounds++;
-      total.backlog = r.backlog;
-      total.taken += r.taken;
-      total.replayed += r.replayed;
-      total.failed += r.failed;
-      total.throttled += r.throttled;
-      total.quarantined += r.quarantined;
-      const remaining = r.backlog - r.taken;
-      const progressed = r.replayed > 0;
-      if (!progressed || r.taken === 0) break;
-      if (Date.now() - started > RUN_BUDGET_MS) {
-        if (remaining > 0) await enqueueDlqReplay(ctx.queues, 'drain', job.data.peerId);
-        break;
-      }
-    }
-    return total;
+    const run = await replayWithinBudget(deps, job.data.peerId !== undefined ? { peerId: job.data.peerId } : {}, RUN_BUDGET_MS);
+    if (run.more) await enqueueDlqReplay(ctx.queues.dlq, 'drain', job.data.peerId);
+    return run;
   };
 }

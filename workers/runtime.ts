@@ -1,14 +1,18 @@
-import { Worker } from 'bullmq';
+import type { Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from '../src/logger.js';
+import { QUEUE_NAMES, type QueueName } from '../src/queue-names.js';
 import { peersBehind } from '../src/store/cursors.js';
-import { QUEUE_NAMES, SCHEDULERS, catchupSchedulerId, type QueueName } from '../queues/catalogue.js';
+import { peersWithoutScheduler, syncCatchupSchedulers } from '../queues/catchup.js';
 import { createRedis } from '../queues/connection.js';
-import { enqueuePush, scheduleDlqReplay, syncCatchupSchedulers } from '../queues/producers.js';
+import { hasDlqScheduler, scheduleDlqReplay } from '../queues/dlq.js';
+import { enqueuePush } from '../queues/push.js';
+import { QUEUE_DEFINITIONS } from '../queues/registry.js';
+import type { QueueDefinition } from '../queues/definition.js';
+import { defineWorker, type Processor } from '../queues/worker.js';
 import type { WorkerContext } from './context.js';
-import { concurrencyFor, createProcessors } from './processors.js';
+import { createProcessors } from './processors.js';
 import { startAuditMaintenance } from './audit.worker.js';
-import { backoffStrategy } from './push.worker.js';
 
 export interface RunningWorkers {
   queues: QueueName[];
@@ -19,22 +23,25 @@ const SCHEDULER_CHECK_MS = 5_000;
 
 /** Creates the job schedulers and queue settings the selected queues need (all, or only missing ones). */
 async function ensureSchedulers(ctx: WorkerContext, selected: QueueName[], initial: boolean): Promise<void> {
-  if (selected.includes('dlq') && (initial || !(await ctx.queues.dlq.getJobScheduler(SCHEDULERS.dlqReplay)))) {
-    await scheduleDlqReplay(ctx.queues, ctx.config.dlq.replayIntervalMs);
+  if (selected.includes('dlq') && (initial || !(await hasDlqScheduler(ctx.queues.dlq)))) {
+    await scheduleDlqReplay(ctx.queues.dlq, ctx.config.dlq.replayIntervalMs);
     ctx.logger.info({ everyMs: ctx.config.dlq.replayIntervalMs, restored: !initial }, 'DLQ replay scheduled');
   }
   if (selected.includes('catchup')) {
     const peers = [...ctx.peers.keys()];
-    const missing = initial ? peers : (await Promise.all(peers.map(async (p) => ((await ctx.queues.catchup.getJobScheduler(catchupSchedulerId(p))) ? null : p)))).filter((p): p is string => p !== null);
+    const missing = initial ? peers : await peersWithoutScheduler(ctx.queues.catchup, peers);
     if (initial || missing.length > 0) {
-      const { removed } = await syncCatchupSchedulers(ctx.queues, initial ? peers : missing, ctx.config.catchup.intervalMs, initial);
-      ctx.logger.info({ everyMs: ctx.config.catchup.intervalMs, peers: initial ? peers : missing, removed, restored: !initial }, 'catch-up scheduled');
+      const { removed } = await syncCatchupSchedulers(ctx.queues.catchup, missing, ctx.config.catchup.intervalMs, initial);
+      ctx.logger.info({ everyMs: ctx.config.catchup.intervalMs, peers: missing, removed, restored: !initial }, 'catch-up scheduled');
     }
   }
-  if (selected.includes('audit') && (initial || (await ctx.queues.audit.getGlobalConcurrency()) !== 1)) await ctx.queues.audit.setGlobalConcurrency(1);
+  for (const name of selected) {
+    const wanted = QUEUE_DEFINITIONS[name].globalConcurrency;
+    if (wanted !== undefined && (initial || (await ctx.queues[name].getGlobalConcurrency()) !== wanted)) await ctx.queues[name].setGlobalConcurrency(wanted);
+  }
 }
 
-/** Starts one BullMQ Worker per selected queue with its configured concurrency. */
+/** Starts one BullMQ Worker per selected queue (through the queue factory). */
 export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> {
   const processors = createProcessors(ctx);
   const selected = QUEUE_NAMES.filter((q) => ctx.config.workerQueues.includes(q));
@@ -43,19 +50,11 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
   for (const name of selected) {
     const connection = createRedis(ctx.config.redisUrl, 'worker', `worker-${name}`);
     connections.push(connection);
-    const concurrency = concurrencyFor(ctx, name);
-    const worker = new Worker(name, processors[name] as (job: unknown, token?: string) => Promise<unknown>, {
-      connection,
-      prefix: ctx.config.queuePrefix,
-      concurrency,
-      maxStalledCount: 3,
-      lockDuration: ctx.config.jobLockMs,
-      stalledInterval: ctx.config.jobLockMs,
-      settings: { backoffStrategy },
-    });
-    worker.on('error', (err) => ctx.logger.warn({ queue: name, err: err.message }, 'worker connection error'));
-    worker.on('failed', (job, err) => ctx.logger.debug({ queue: name, jobId: job?.id, attempt: job?.attemptsMade, err: err.message }, 'job attempt failed'));
-    workers.push(worker);
+    // The typed maps pair each definition with its processor; the loop sees their union.
+    const def = QUEUE_DEFINITIONS[name] as QueueDefinition<QueueName, unknown>;
+    const processor = processors[name] as Processor<unknown>;
+    const concurrency = def.concurrency(ctx.config);
+    workers.push(defineWorker(def, processor, { connection, prefix: ctx.config.queuePrefix, lockMs: ctx.config.jobLockMs, logger: ctx.logger, metrics: ctx.metrics, concurrency }));
     ctx.logger.info({ queue: name, concurrency }, 'worker started');
   }
   const reconciler = selected.includes('push') ? startReconciler(ctx) : null;
@@ -68,10 +67,9 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
     if (checking) return;
     checking = true;
     ensureSchedulers(ctx, selected, false)
-      .catch((err) => ctx.logger.debug({ err: (err as Error).message }, 'scheduler check failed; retrying'))
+      .catch((err) => ctx.logger.debug({ err }, 'scheduler check failed; retrying'))
       .finally(() => (checking = false));
   }, SCHEDULER_CHECK_MS);
-  // Appends are serialized across every worker process (global concurrency 1, set above).
   const auditMaintenance = selected.includes('audit') ? startAuditMaintenance(ctx) : null;
   return {
     queues: selected,
@@ -105,9 +103,9 @@ export function startReconciler(ctx: WorkerContext, log: Logger = ctx.logger): {
     if (running) return;
     running = true;
     try {
-      for (const peerId of await peersBehind(ctx.database.db, peerIds)) await enqueuePush(ctx.queues, peerId, 'reconcile');
+      for (const peerId of await peersBehind(ctx.database.db, peerIds)) await enqueuePush(ctx.queues.push, peerId, 'reconcile');
     } catch (err) {
-      log.warn({ err: (err as Error).message }, 'reconcile tick failed');
+      log.warn({ err }, 'reconcile tick failed');
     } finally {
       running = false;
     }

@@ -24,7 +24,7 @@ export interface AuditRecord {
 
 /**
  * Producers hand events to a recorder and never wait for the chain: `record` returns at
- * once; delivery (queue, or the audit DLQ table when Redis is down) is the recorder's job.
+ * once; delivery (the audit outbox in Postgres, then the queue) is the recorder's job.
  */
 export interface AuditRecorder {
   record(event: AuditRecord): void;
@@ -37,7 +37,7 @@ export function logRecorder(logger: Logger): AuditRecorder {
 
 /**
  * Recorder for processes without a queue (CLI tools): the event is written to the
- * audit_dlq table, which the audit worker drains into the chain. Nothing is lost.
+ * audit outbox, which the audit worker drains into the chain. Nothing is lost.
  */
 export function tableRecorder(insert: (eventId: string, event: AuditEventInput) => Promise<void>, logger: Logger): AuditRecorder & { flush(): Promise<void> } {
   const pending: Promise<void>[] = [];

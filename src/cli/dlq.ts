@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { tableRecorder } from '../audit/events.js';
-import { insertAuditDlq } from '../store/audit.js';
+import { insertOutbox } from '../store/audit.js';
 import type { Config } from '../config.js';
 import { createDatabase } from '../db/client.js';
 import { PeerClient } from '../federation/client.js';
@@ -35,8 +35,8 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
   const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, { node: config.nodeId, role: 'cli' });
   const database = createDatabase(config.databaseUrl, { max: 2 });
   const db = database.db;
-  // No queue here: events go to the audit DLQ table, which the audit worker appends.
-  const audit = tableRecorder((eventId, event) => insertAuditDlq(db, [{ eventId, event, reason: 'recorded by cli' }]), logger);
+  // No queue here: events go to the audit outbox, which the audit worker's drainer appends.
+  const audit = tableRecorder((eventId, event) => insertOutbox(db, [{ eventId, event, reason: 'recorded by cli' }]).then(() => undefined), logger);
   const sel = (): DlqSelector => ({
     ...(values.peer ? { peerId: values.peer } : {}),
     ...(values.id ? { ids: values.id.map(Number).filter((n) => Number.isSafeInteger(n)) } : {}),

@@ -146,9 +146,13 @@ export const auditCheckpoints = pgTable('audit_checkpoints', {
   signature: text('signature').notNull(),
 });
 
-/** Audit events that could not be enqueued or appended; replayed into the chain. */
-export const auditDlq = pgTable(
-  'audit_dlq',
+/**
+ * The audit outbox: every audit event is written here before it is enqueued; the audit
+ * worker appends pending rows to the chain and marks them appended. Nothing is lost
+ * with Redis (jobs carry outbox ids only).
+ */
+export const auditOutbox = pgTable(
+  'audit_outbox',
   {
     id: bigserial('id', { mode: 'number' }).primaryKey(),
     eventId: text('event_id').notNull(),
@@ -159,5 +163,5 @@ export const auditDlq = pgTable(
     createdAt: ts('created_at').notNull().default(sql`now()`),
     updatedAt: ts('updated_at').notNull().default(sql`now()`),
   },
-  (t) => [uniqueIndex('audit_dlq_event_id_uq').on(t.eventId), index('audit_dlq_pending_idx').on(t.id).where(sql`status = 'pending'`)],
+  (t) => [uniqueIndex('audit_outbox_event_id_uq').on(t.eventId), index('audit_outbox_pending_idx').on(t.id).where(sql`status = 'pending'`)],
 );

@@ -5,12 +5,12 @@ import { isValidId, validateMemory, type Memory } from '../memory/model.js';
 import { formatTimestamp, parseTimestamp } from '../memory/time.js';
 import type { Metrics } from '../metrics.js';
 import { FEED_START, encodeCursor } from '../store/feed.js';
-import { applyReplicated, type Tombstone } from '../store/replica.js';
+import type { Tombstone } from '../store/replica.js';
 import { advanceWatermark, getWatermark, recordPullSuccess, type Watermark } from '../store/watermarks.js';
 import type { AuditRecorder } from '../audit/events.js';
 import type { Policy } from '../governance.js';
-import { admitReplicated } from './admission.js';
 import { PeerRequestError, type PeerClient } from './client.js';
+import { applyFromPeer } from './receive.js';
 
 /** The largest `limit` the since form allows (WIRE.md). */
 const SINCE_LIMIT_MAX = 10_000;
@@ -24,19 +24,6 @@ export interface CatchupDeps {
   policy: Policy | null;
   audit: AuditRecorder;
   clockSkewMs: number;
-}
-
-/**
- * Governance on pulled rows (memories and deletions): a refused row is refused on purpose
- * (not a failure), so it does not hold the watermark; it is audited, never dropped silently.
- */
-async function admitted(deps: CatchupDeps, peer: PeerConfig, rows: { memories: Memory[]; tombstones: Tombstone[] }) {
-  const r = await admitReplicated(deps.db, deps.policy, peer.id, rows, deps.clockSkewMs);
-  if (r.refused.length > 0) {
-    deps.metrics.appliedRows.inc({ status: 'skipped', via: 'catchup' }, r.refused.length);
-    deps.audit.record({ kind: 'governance.refused', actor: peer.id, details: { via: 'catchup', rows: r.refused.slice(0, 100).map((x) => ({ id: x.id, code: x.code, lane: x.lane })), count: r.refused.length } });
-  }
-  return { memories: r.memories, tombstones: r.tombstones };
 }
 
 export interface PullResult {
@@ -172,11 +159,10 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
   const lastRowAt = memories.reduce<string | null>((acc, m) => (acc === null || m.updated_at > acc ? m.updated_at : acc), null);
   const caughtUp = !failedRow && page.has_more !== true;
   const lagRows = caughtUp ? 0 : typeof page.remaining === 'number' ? page.remaining : entries.length;
-  const r = await applyReplicated(deps.db, { ...(await admitted(deps, peer, { memories, tombstones })), originPeer: peer.id }, (tx) =>
-    advanceWatermark(tx, peer.id, wm, { cursor, since: null, lagRows, lastRowAt, ...(failedRow ? { halted: haltMessage(failedRow) } : {}) }),
-  );
-  count(deps, r);
-  if (r.deleted.length > 0) deps.audit.record({ kind: 'memory.deleted', actor: peer.id, details: { via: 'catchup', ids: r.deleted.slice(0, 100), count: r.deleted.length } });
+  // Governance refusals are on purpose, not failures: they do not hold the watermark.
+  const r = await applyFromPeer(deps, peer.id, 'catchup', { memories, tombstones }, {
+    inTransaction: (tx) => advanceWatermark(tx, peer.id, wm, { cursor, since: null, lagRows, lastRowAt, ...(failedRow ? { halted: haltMessage(failedRow) } : {}) }),
+  });
   return { applied: r.applied.length + r.deleted.length, caughtUp, ...(failedRow ? { failedRow } : {}) };
 }
 
@@ -198,10 +184,9 @@ async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark
   }
   const caughtUp = !failed && !full;
   const halted = failed ? haltMessage(failed) : undefined;
-  const r = await applyReplicated(deps.db, { ...(await admitted(deps, peer, { memories: valid, tombstones: [] })), originPeer: peer.id }, (tx) =>
-    advanceWatermark(tx, peer.id, wm, { cursor: null, since, lagRows: caughtUp ? 0 : rows.length, lastRowAt: last?.updated_at ?? null, ...(halted ? { halted } : {}) }),
-  );
-  count(deps, r);
+  const r = await applyFromPeer(deps, peer.id, 'catchup', { memories: valid, tombstones: [] }, {
+    inTransaction: (tx) => advanceWatermark(tx, peer.id, wm, { cursor: null, since, lagRows: caughtUp ? 0 : rows.length, lastRowAt: last?.updated_at ?? null, ...(halted ? { halted } : {}) }),
+  });
   if (!failed && !caughtUp && since === wm.since) {
     // No progress possible (the page was all one timestamp we had already passed).
     await recordPullSuccess(deps.db, peer.id, 0);
@@ -211,8 +196,3 @@ async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark
 }
 
 const haltMessage = (f: { id: string; reason: string }) => `row ${f.id} failed to apply: ${f.reason}`;
-
-function count(deps: CatchupDeps, r: { applied: string[]; deleted: string[]; noop: string[] }): void {
-  deps.metrics.appliedRows.inc({ status: 'applied', via: 'catchup' }, r.applied.length + r.deleted.length);
-  deps.metrics.appliedRows.inc({ status: 'noop', via: 'catchup' }, r.noop.length);
-}

@@ -9,7 +9,8 @@ import type { StoredMemory } from '../store/memories.js';
 import { loadStored, type Tombstone } from '../store/replica.js';
 import type { Memory } from '../memory/model.js';
 import { PeerRequestError, type PeerClient } from './client.js';
-import { itemFromStored, itemId, sendIsolating, type Item } from './pusher.js';
+import { itemFromStored, itemId, memoryItem, tombstoneItem, type Item } from './feed-page.js';
+import { sendIsolating } from './pusher.js';
 
 export const REPLAY_FLOOR = 64;
 const LEASE_MS = 120_000;
@@ -126,10 +127,36 @@ export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = 
   return round;
 }
 
+export interface ReplayRun extends ReplayRound {
+  rounds: number;
+  /** The budget ran out with rows still replayable: continue at once. */
+  more: boolean;
+}
+
+/** Rounds while they make progress, within `budgetMs`. */
+export async function replayWithinBudget(deps: ReplayDeps, opts: { peerId?: string }, budgetMs: number): Promise<ReplayRun> {
+  const started = Date.now();
+  const total: ReplayRun = { backlog: 0, taken: 0, replayed: 0, failed: 0, throttled: 0, quarantined: 0, rounds: 0, more: false };
+  for (;;) {
+    const r = await replayRound(deps, opts);
+    total.rounds++;
+    total.backlog = r.backlog;
+    total.taken += r.taken;
+    total.replayed += r.replayed;
+    total.failed += r.failed;
+    total.throttled += r.throttled;
+    total.quarantined += r.quarantined;
+    if (r.replayed === 0 || r.taken === 0) return total;
+    if (Date.now() - started > budgetMs) {
+      total.more = r.backlog - r.taken > 0;
+      return total;
+    }
+  }
+}
+
 function toItem(row: DlqRow, stored: Map<string, StoredMemory>): Item {
   const current = stored.get(row.memoryId);
   if (current) return itemFromStored(current);
-  if (row.op === 'delete') return { kind: 'tombstone', tombstone: row.payload as Tombstone, bytes: 100 };
-  const memory = row.payload as Memory;
-  return { kind: 'memory', memory, bytes: Buffer.byteLength(JSON.stringify(memory)) };
+  // No longer in the store: send what was refused.
+  return row.op === 'delete' ? tombstoneItem(row.payload as Tombstone) : memoryItem(row.payload as Memory);
 }

@@ -1,14 +1,12 @@
 import type { PeerConfig } from '../config.js';
 import type { Db } from '../db/client.js';
 import type { Logger } from '../logger.js';
-import type { Memory } from '../memory/model.js';
 import type { Metrics } from '../metrics.js';
 import { advanceCursor, getCursor } from '../store/cursors.js';
 import { deadLetter, type DeadLetter } from '../store/dlq.js';
-import { FEED_START, comparePositions, readFeed, type FeedPosition } from '../store/feed.js';
-import type { StoredMemory } from '../store/memories.js';
-import { loadStored, type Tombstone } from '../store/replica.js';
+import { FEED_START, type FeedPosition } from '../store/feed.js';
 import { PeerRequestError, type PeerClient } from './client.js';
+import { itemId, readFeedPage, type Item } from './feed-page.js';
 import { buildPushBody, type PushResponse } from './wire.js';
 
 export interface PusherDeps {
@@ -24,17 +22,6 @@ export interface PusherDeps {
    * except the `refused` positions (rows it dead-lettered): those are not acks.
    */
   publishAck(peerId: string, position: FeedPosition, refused: FeedPosition[]): Promise<void>;
-}
-
-/** One row to deliver: a memory's current state, or its tombstone. */
-export type Item = { kind: 'memory'; memory: Memory; bytes: number } | { kind: 'tombstone'; tombstone: Tombstone; bytes: number };
-
-export const itemId = (i: Item) => (i.kind === 'memory' ? i.memory.id : i.tombstone.id);
-
-export function itemFromStored(s: StoredMemory): Item {
-  return s.deletedAt === null
-    ? { kind: 'memory', memory: s.memory, bytes: Buffer.byteLength(JSON.stringify(s.memory)) }
-    : { kind: 'tombstone', tombstone: { id: s.memory.id, deleted_at: s.deletedAt }, bytes: 100 };
 }
 
 /** A row the peer refused, with why. */
@@ -78,32 +65,14 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     const cursor = await getCursor(deps.db, peer.id);
     hadError ??= cursor.lastErrorClass !== null;
     out.cursor = { txid: cursor.txid, seq: cursor.seq };
-    const entries = await readFeed(deps.db, cursor, deps.batchMax);
-    if (entries.length === 0) {
+    const page = await readFeedPage(deps.db, cursor, deps.batchMax, { excludeOrigin: peer.id, maxBytes: deps.batchMaxBytes });
+    const last = page.last;
+    if (!last) {
       out.caughtUp = true;
       return out;
     }
-    // Latest state per id: a memory changed five times since the cursor is sent once.
-    const ids = [...new Set(entries.filter((e) => e.originPeer !== peer.id).map((e) => e.memoryId))];
-    const stored = await loadStored(deps.db, ids);
-    const items: Item[] = [];
-    let bytes = 0;
-    let last = entries[entries.length - 1]!;
-    const included = new Set<string>();
+    const items = page.items;
     let refusedIds = new Set<string>();
-    for (const e of entries) {
-      if (e.originPeer !== peer.id && !included.has(e.memoryId)) {
-        const s = stored.get(e.memoryId);
-        if (s) {
-          const item = itemFromStored(s);
-          if (items.length > 0 && bytes + item.bytes > deps.batchMaxBytes) break;
-          items.push(item);
-          included.add(e.memoryId);
-          bytes += item.bytes;
-        }
-      }
-      last = e;
-    }
     if (items.length > 0) {
       const dead = (await sendIsolating(deps, peer, items)).map((r) => refusalToDeadLetter(peer.id, r));
       if (dead.length > 0) await deadLetter(deps.db, dead);
@@ -116,9 +85,9 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     }
     await advanceCursor(deps.db, peer.id, last);
     out.cursor = { txid: last.txid, seq: last.seq };
-    const refused = entries.filter((e) => refusedIds.has(e.memoryId) && comparePositions(e, last) <= 0).map((e) => ({ txid: e.txid, seq: e.seq }));
+    const refused = page.delivered.filter((e) => refusedIds.has(e.memoryId)).map((e) => ({ txid: e.txid, seq: e.seq }));
     await deps.publishAck(peer.id, last, refused).catch((err) => deps.logger.warn({ err, peer: peer.id }, 'ack publish failed'));
-    if (entries.length < deps.batchMax && last === entries[entries.length - 1]) {
+    if (page.read < deps.batchMax && !page.cut) {
       out.caughtUp = true;
       return out;
     }

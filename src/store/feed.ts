@@ -1,7 +1,6 @@
 import { sql } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
+import type { Db, Tx } from '../db/client.js';
 import { changeFeed } from '../db/schema.js';
-import type { Tx } from './memories.js';
 
 export type ChangeOp = 'upsert' | 'delete';
 

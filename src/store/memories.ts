@@ -1,11 +1,10 @@
 import { and, arrayContains, asc, desc, eq, gt, isNull, lte, sql } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
+import type { Db, Tx } from '../db/client.js';
 import { memories } from '../db/schema.js';
 import { memoryDigest, orderKeys, type Memory } from '../memory/model.js';
 import { formatTimestamp, parseTimestamp } from '../memory/time.js';
 import { appendChanges, type FeedPosition } from './feed.js';
 
-export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 type Exec = Db | Tx;
 
 

@@ -1,9 +1,9 @@
 import { inArray, sql } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
+import type { Db, Tx } from '../db/client.js';
 import { memories } from '../db/schema.js';
 import { compareVersions, type Memory } from '../memory/model.js';
 import { appendChanges, type FeedPosition } from './feed.js';
-import { memoryRow, storedFromRow, type StoredMemory, type Tx } from './memories.js';
+import { memoryRow, storedFromRow, type StoredMemory } from './memories.js';
 
 /** A deletion as replicated: the id and the tombstone's LWW time. */
 export interface Tombstone {

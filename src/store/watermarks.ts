@@ -1,7 +1,6 @@
 import { eq, sql } from 'drizzle-orm';
-import type { Db } from '../db/client.js';
+import type { Db, Tx } from '../db/client.js';
 import { peerWatermarks } from '../db/schema.js';
-import type { Tx } from './memories.js';
 
 export interface Watermark {
   peerId: string;

@@ -4,7 +4,8 @@ import postgres from 'postgres';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureOwnKey, loadAuditKeys } from '../../src/federation/keys.js';
 import { verifyStoredChain } from '../../src/audit/verify.js';
-import { appendAuditEvents } from '../../src/store/audit.js';
+import { appendEvents } from '../../src/audit/append.js';
+import { insertOutbox } from '../../src/store/audit.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { PG_ADMIN_URL, dbUrl, waitFor } from '../helpers/env.js';
 import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
@@ -29,7 +30,7 @@ describe('a stored chain of 100,000 entries', () => {
     keyDir = newKeyDir();
     await ensureOwnKey(keyDir, NODE);
     const { signer } = await loadAuditKeys(keyDir, NODE);
-    for (let i = 0; i < 100_000; i += 2000) await appendAuditEvents(t.database.db, NODE, signer!, events(2000, i), { checkpointEvery: 10_000 });
+    for (let i = 0; i < 100_000; i += 2000) await appendEvents({ db: t.database.db, nodeId: NODE, signer: signer!, checkpointEvery: 10_000 }, events(2000, i));
     restored = `${t.name}_restored`;
   }, 240_000);
   afterAll(async () => {
@@ -139,14 +140,14 @@ describe('audit under faults', () => {
     await ensureOwnKey(keyDir, NODE);
     const env = { NODE_ID: NODE, DATABASE_URL: t.url, QUEUE_PREFIX: prefix, FED_KEY_DIR: keyDir, WORKER_QUEUES: 'audit', WORKER_HTTP_PORT: '0', LOG_LEVEL: 'warn', JOB_LOCK_MS: '5000', FED_REQUEST_TIMEOUT_MS: '2000' };
     try {
-      // Enqueue 3,000 events in 300 jobs, then start a worker and kill it mid-way.
+      // 3,000 events in the outbox and 300 jobs naming them, then start a worker and kill it mid-way.
       const { Queue } = await import('bullmq');
       const q = new Queue('audit', { connection: { host: '127.0.0.1', port: 6379 }, prefix });
       const ids: string[] = [];
       for (let j = 0; j < 300; j++) {
-        const evs = Array.from({ length: 10 }, (_, i) => ({ eventId: randomUUID(), event: { kind: 'federation.refused', at: '2026-01-01T00:00:00.000000+00:00', details: { j, i } } }));
+        const evs = Array.from({ length: 10 }, (_, i) => ({ eventId: randomUUID(), event: { kind: 'federation.refused', at: '2026-01-01T00:00:00.000000+00:00', details: { j, i } }, reason: 'outbox' }));
         ids.push(...evs.map((e) => e.eventId));
-        await q.add('append', { events: evs }, { attempts: 5 });
+        await q.add('audit.append', { outboxIds: await insertOutbox(t.database.db, evs) }, { attempts: 5 });
       }
       let worker = spawnMemfed(['worker'], env);
       await waitFor(async () => Number((await t.database.sql`SELECT count(*)::int AS n FROM audit_log`)[0]!.n) > 200, { timeoutMs: 30_000, intervalMs: 20, what: 'appends started' });
@@ -187,7 +188,7 @@ describe('audit under faults', () => {
         delete r.headers['x-memory-sig'];
         expect((await send(apiNode.url, r)).status).toBe(401);
       }
-      await waitFor(async () => Number((await apiNode.db.database.sql`SELECT count(*)::int AS n FROM audit_dlq WHERE event->>'kind' = 'federation.refused'`)[0]!.n) === 5, { what: 'outbox written' });
+      await waitFor(async () => Number((await apiNode.db.database.sql`SELECT count(*)::int AS n FROM audit_outbox WHERE event->>'kind' = 'federation.refused'`)[0]!.n) === 5, { what: 'outbox written' });
       // ...then Redis restarts empty: every queued job is gone.
       await redis.stop();
       await redis.start();
@@ -216,10 +217,10 @@ describe('audit under faults', () => {
       }
       // parked in Postgres while Redis is down
       // (the start-up key.changed event may be parked there too, if it was still in flight)
-      await waitFor(async () => Number((await n.db.database.sql`SELECT count(*)::int AS n FROM audit_dlq WHERE event->>'kind' = 'federation.refused'`)[0]!.n) === 5, { what: 'audit DLQ holds the refusals' });
+      await waitFor(async () => Number((await n.db.database.sql`SELECT count(*)::int AS n FROM audit_outbox WHERE event->>'kind' = 'federation.refused'`)[0]!.n) === 5, { what: 'the audit outbox holds the refusals' });
       await redis.start();
       await waitFor(async () => Number((await n.db.database.sql`SELECT count(*)::int AS n FROM audit_log WHERE kind = 'federation.refused'`)[0]!.n) === 5, { timeoutMs: 30_000, what: 'refusals appended after Redis returns' });
-      expect(Number((await n.db.database.sql`SELECT count(*)::int AS n FROM audit_dlq WHERE status = 'pending'`)[0]!.n)).toBe(0);
+      expect(Number((await n.db.database.sql`SELECT count(*)::int AS n FROM audit_outbox WHERE status = 'pending'`)[0]!.n)).toBe(0);
     } finally {
       await n.destroy();
       await redis.stop();

@@ -3,7 +3,8 @@ import * as ed from '@noble/ed25519';
 import { appendEntries, auditKeyRing, auditSigner, entrySigningBytes, type AuditEntry, type AuditSigner } from '../../src/audit/chain.js';
 import { verifyStoredChain } from '../../src/audit/verify.js';
 import { publicKeyObject } from '../../src/federation/signing.js';
-import { appendAuditEvents, type PendingAuditEvent } from '../../src/store/audit.js';
+import { appendEvents } from '../../src/audit/append.js';
+import type { PendingAuditEvent } from '../../src/store/audit.js';
 import type { BenchContext } from './context.js';
 import { interleavedMedians, now, opsPerSecSync } from './stats.js';
 
@@ -28,7 +29,7 @@ function buildChain(all: PendingAuditEvent[], signer: AuditSigner): number {
 }
 
 /**
- * Section 6: the audit chain. appendEntries (pure) and appendAuditEvents (chain +
+ * Section 6: the audit chain. appendEntries (pure) and appendEvents (chain +
  * Postgres under the advisory lock) in batches, then verifyStoredChain over them,
  * against raw node:crypto Ed25519 sign and verify on the same 59-byte message.
  */
@@ -51,7 +52,7 @@ export async function auditSection(ctx: BenchContext): Promise<void> {
   const append = async () => {
     const all = events(perRound);
     const t = now();
-    for (let i = 0; i < all.length; i += BATCH) await appendAuditEvents(database.db, NODE, signer, all.slice(i, i + BATCH), { checkpointEvery: 1000 });
+    for (let i = 0; i < all.length; i += BATCH) await appendEvents({ db: database.db, nodeId: NODE, signer, checkpointEvery: 1000 }, all.slice(i, i + BATCH));
     chainLength += all.length;
     return (all.length * 1000) / (now() - t);
   };
@@ -71,7 +72,7 @@ export async function auditSection(ctx: BenchContext): Promise<void> {
   const building = await interleavedMedians(reps, { pure: () => buildChain(events(ctx.size(5000, 2000)), signer), rawSign });
   report.add({ metric: 'appendEntries (pure)', value: building.pure, unit: 'entries/s', baselineLabel: 'raw node:crypto sign', baseline: building.rawSign });
   const appending = await interleavedMedians(reps, { append, rawSign });
-  report.add({ metric: `appendAuditEvents (batches of ${BATCH})`, value: appending.append, unit: 'entries/s', baselineLabel: 'raw node:crypto sign', baseline: appending.rawSign });
+  report.add({ metric: `appendEvents (batches of ${BATCH})`, value: appending.append, unit: 'entries/s', baselineLabel: 'raw node:crypto sign', baseline: appending.rawSign });
   const verifying = await interleavedMedians(reps, { verify, rawVerify, rawVerifyPool });
   report.add({ metric: `verifyStoredChain ${chainLength} entries`, value: verifying.verify, unit: 'entries/s', baselineLabel: 'raw node:crypto verify (sync)', baseline: verifying.rawVerify });
   report.add({ metric: `verifyStoredChain ${chainLength} entries`, value: verifying.verify, unit: 'entries/s', baselineLabel: 'raw verify on libuv pool', baseline: verifying.rawVerifyPool });

@@ -1,7 +1,8 @@
 import { Queue, Worker } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { createRedis } from '../../queues/connection.js';
-import { closeQueues, createQueues, enqueuePush, type Queues } from '../../queues/producers.js';
+import { enqueuePush } from '../../queues/push.js';
+import { closeQueues, createQueues, type Queues } from '../../queues/registry.js';
 import type { BenchContext } from './context.js';
 import { REDIS_URL } from './infra.js';
 import { median, now, pool } from './stats.js';
@@ -44,7 +45,7 @@ export async function enqueueSection(ctx: BenchContext): Promise<void> {
     const warmRaw = freshRaw();
     await rate(500, (i) => warmRaw.add('noop', { i }));
     const warmMf = freshMemfed();
-    await rate(500, (i) => enqueuePush(warmMf, `warm-${i}`, 'commit'));
+    await rate(500, (i) => enqueuePush(warmMf.push, `warm-${i}`, 'commit'));
 
     const raw: number[] = [];
     const distinct: number[] = [];
@@ -61,11 +62,11 @@ export async function enqueueSection(ctx: BenchContext): Promise<void> {
         },
         async () => {
           const mf = (lastMf = freshMemfed());
-          distinct.push(await rate(n, (i) => enqueuePush(mf, `peer-${i}`, 'commit')));
+          distinct.push(await rate(n, (i) => enqueuePush(mf.push, `peer-${i}`, 'commit')));
         },
         async () => {
           const mf = freshMemfed();
-          same.push(await rate(n, () => enqueuePush(mf, 'peer-one', 'commit')));
+          same.push(await rate(n, () => enqueuePush(mf.push, 'peer-one', 'commit')));
           const waiting = await mf.push.getWaitingCount();
           if (waiting !== 1) throw new Error(`dedup per peer broken: ${waiting} waiting push jobs for one peer`);
         },

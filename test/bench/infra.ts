@@ -7,7 +7,7 @@ import { loadConfig } from '../../src/config.js';
 import { createDatabase, type Database } from '../../src/db/client.js';
 import { prepareDatabase } from '../../src/db/migrate.js';
 import { ensureOwnKey } from '../../src/federation/keys.js';
-import { startNode, type RunningNode } from '../../workers/main.js';
+import { startNode, type RunningNode } from '../../workers/node.js';
 import { freePort } from '../helpers/env.js';
 
 export const PG_ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';

@@ -1,6 +1,6 @@
 import { loadConfig } from '../../src/config.js';
 import { ensureOwnKey } from '../../src/federation/keys.js';
-import { startNode, type RunningNode } from '../../workers/main.js';
+import { startNode, type RunningNode } from '../../workers/node.js';
 import type { NodeView } from './checker.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import { REDIS_URL, freePort, waitFor } from './env.js';

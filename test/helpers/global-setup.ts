@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import postgres from 'postgres';
 import type { TestProject } from 'vitest/node';
 import { runMigrations } from '../../src/db/migrate.js';
@@ -8,6 +9,8 @@ import { PG_ADMIN_URL, dbUrl } from './env.js';
  * (CREATE DATABASE .. TEMPLATE), which takes milliseconds instead of a migration.
  */
 export default async function setup(project: TestProject) {
+  // Tests that spawn `memfed` run the compiled build, as production does: bring it up to date.
+  execFileSync('npm', ['run', '--silent', 'build'], { stdio: 'inherit' });
   const run = `${process.pid}_${Date.now().toString(36)}`;
   const template = `memfed_tpl_${run}`;
   const admin = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {} });

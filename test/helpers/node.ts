@@ -2,7 +2,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
-import { startNode, type Role, type RunningNode } from '../../workers/main.js';
+import { startNode, type Role, type RunningNode } from '../../workers/node.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import { REDIS_URL, freePort } from './env.js';
 import { dropPrefix, uniquePrefix } from './redis.js';

@@ -59,7 +59,7 @@ describe('Bull Board behind ADMIN_TOKEN', () => {
       const push = r.json.queues.find((q: { name: string }) => q.name === 'push');
       return push?.jobs?.length ? push.jobs[0] : undefined;
     }, { timeoutMs: 20_000, what: 'failed push job' });
-    expect(failed.name).toBe('push to peer-refusing');
+    expect(failed.name).toBe('push.deliver peer-refusing');
     expect(failed.data).toMatchObject({ peerId: 'peer-refusing' });
     expect(failed.failedReason).toMatch(/^\[unenrolled\] POST \/api\/v1\/sync\/push to peer-refusing: HTTP 401/);
   });

@@ -90,7 +90,7 @@ describe('alert rules (conventions, no promtool needed)', () => {
       'MemfedPushDlqQuarantineGrowing',
       'MemfedCatchupStale',
       'MemfedCatchupNeverSucceeded',
-      'MemfedAuditDlqNotEmpty',
+      'MemfedAuditOutboxStuck',
       'MemfedAuditCheckpointStale',
       'MemfedQuorumFailures',
     ]) {

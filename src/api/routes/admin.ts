@@ -2,11 +2,18 @@ import { Hono, type Context } from 'hono';
 import { badRequest } from '../../errors.js';
 import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../../store/dlq.js';
 import { readJson } from '../body.js';
+import { enumParam, intParam, parseQuery, patternParam } from '../query.js';
 import type { AppDeps } from '../deps.js';
 import { adminAuth } from '../middleware/auth.js';
 
 export const ADMIN_PREFIX = '/api/v1/admin';
-const STATUSES = ['pending', 'quarantined', 'replayed', 'purged', 'superseded'];
+
+const dlqListQuery = {
+  status: enumParam(['pending', 'quarantined', 'replayed', 'purged', 'superseded'] as const),
+  limit: intParam({ fallback: 100, min: 1, max: 1000, digits: 7, clamp: 'both' }),
+  offset: intParam({ fallback: 0, min: 0, max: 1_000_000, digits: 7, clamp: 'both' }),
+  peer: patternParam(/^[A-Za-z0-9_\-:@.]{1,128}$/, 'a peer id'),
+};
 
 function selector(body: Record<string, unknown>, allowAll: boolean): DlqSelector {
   const sel: DlqSelector = {};
@@ -36,18 +43,7 @@ export function adminRoutes(deps: AppDeps) {
   app.use(`${ADMIN_PREFIX}/*`, adminAuth(config.adminToken));
 
   app.get(`${ADMIN_PREFIX}/dlq`, async (c) => {
-    const status = c.req.query('status');
-    if (status !== undefined && !STATUSES.includes(status)) throw badRequest('INVALID_QUERY', `status must be one of ${STATUSES.join(', ')}`);
-    const int = (name: string, fallback: number, max: number) => {
-      const raw = c.req.query(name);
-      if (raw === undefined || raw === '') return fallback;
-      if (!/^\d{1,7}$/.test(raw)) throw badRequest('INVALID_QUERY', `${name} must be a non-negative integer`, { field: name });
-      return Math.min(Number(raw), max);
-    };
-    const limit = Math.max(int('limit', 100, 1000), 1);
-    const offset = int('offset', 0, 1_000_000);
-    const peer = c.req.query('peer');
-    if (peer !== undefined && !/^[A-Za-z0-9_\-:@.]{1,128}$/.test(peer)) throw badRequest('INVALID_QUERY', 'peer must be a peer id', { field: 'peer' });
+    const { status, limit, offset, peer } = parseQuery(c, dlqListQuery);
     const rows = await listDlq(db, { ...(peer ? { peerId: peer } : {}), ...(status ? { status } : {}), limit, offset });
     return c.json({ rows, count: rows.length });
   });

@@ -3,10 +3,11 @@ import { ApiError, ValidationError, badRequest, notFound } from '../../errors.js
 import { checkMemory } from '../../governance.js';
 import { applyUpdate, buildNewMemory } from '../../memory/input.js';
 import { isValidId, validateAgentId, validateNamespace, validateTier, type Memory } from '../../memory/model.js';
-import { nowMicros, normalizeTimestamp } from '../../memory/time.js';
+import { nowMicros } from '../../memory/time.js';
 import type { FeedPosition } from '../../store/feed.js';
 import { deleteMemory, getMemory, insertMemories, listMemories, updateMemory } from '../../store/memories.js';
 import { readJson } from '../body.js';
+import { intParam, parseQuery, timestampParam } from '../query.js';
 import type { AppDeps, QuorumOutcome } from '../deps.js';
 
 const BULK_MAX = 1000;
@@ -25,26 +26,13 @@ function pathId(c: Context): string {
   return id;
 }
 
-function queryInt(c: Context, name: string, fallback: number, min: number, max: number, clampMax: boolean): number {
-  const raw = c.req.query(name);
-  if (raw === undefined || raw === '') return fallback;
-  if (!/^\d{1,10}$/.test(raw)) throw badRequest('INVALID_QUERY', `${name} must be a non-negative integer`, { field: name });
-  const n = Number(raw);
-  if (n < min) throw badRequest('INVALID_QUERY', `${name} must be at least ${min}`, { field: name });
-  if (n > max) {
-    if (clampMax) return max;
-    throw badRequest('INVALID_QUERY', `${name} must be at most ${max}`, { field: name });
-  }
-  return n;
-}
-
-function queryTimestamp(c: Context, name: string): string | undefined {
-  const raw = c.req.query(name);
-  if (raw === undefined || raw === '') return undefined;
-  const t = normalizeTimestamp(raw);
-  if (t === null) throw badRequest('INVALID_QUERY', `${name} must be an RFC 3339 timestamp`, { field: name });
-  return t;
-}
+const listQuery = {
+  since: timestampParam,
+  until: timestampParam,
+  // Over the maximum is clamped (a list is a page, not a promise of a count).
+  limit: intParam({ fallback: LIST_DEFAULT, min: 1, max: LIST_MAX, digits: 10, clamp: 'above' }),
+  offset: intParam({ fallback: 0, min: 0, max: OFFSET_MAX, digits: 10, clamp: 'none' }),
+};
 
 /** `If-Match: 3`, `"3"` or `W/"3"`; anything else is a 400. */
 function ifMatchVersion(c: Context): number | undefined {
@@ -139,14 +127,15 @@ export function memoryRoutes(deps: AppDeps) {
     if (tags && (tags.length > 50 || tags.some((t) => Buffer.byteLength(t) > 128 || /[\u0000-\u001F\u007F]/.test(t)))) {
       throw badRequest('INVALID_QUERY', 'tags: at most 50 tags of at most 128 bytes, no control characters', { field: 'tags' });
     }
+    const q = parseQuery(c, listQuery);
     const filters = {
       namespace: namespace ? validateQuery('namespace', () => validateNamespace(namespace)) : undefined,
       tier: tier ? validateQuery('tier', () => validateTier(tier)) : undefined,
       tags,
-      since: queryTimestamp(c, 'since'),
-      until: queryTimestamp(c, 'until'),
-      limit: queryInt(c, 'limit', LIST_DEFAULT, 1, LIST_MAX, true),
-      offset: queryInt(c, 'offset', 0, 0, OFFSET_MAX, false),
+      since: q.since,
+      until: q.until,
+      limit: q.limit,
+      offset: q.offset,
     };
     const memories = await listMemories(db, filters);
     return c.json({ memories, count: memories.length });

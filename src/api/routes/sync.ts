@@ -1,15 +1,16 @@
 import { Hono, type Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { precheckInbound, verifyInbound, type InboundResult } from '../../federation/inbound.js';
-import { admitReplicated } from '../../federation/admission.js';
+import { z } from 'zod';
+import { badRequest } from '../../errors.js';
+import { pushIdentityProblem, receivePush } from '../../federation/receive.js';
+import { cursorPage, updatedSincePage } from '../../federation/since.js';
 import { getSigningBytes, postSigningBytes } from '../../federation/signing.js';
-import { parsePushBody, type RowResult } from '../../federation/wire.js';
+import { parsePushBody } from '../../federation/wire.js';
 import { formatTimestamp, normalizeTimestamp, nowMicros } from '../../memory/time.js';
-import { countAfter, decodeCursor, encodeCursor, readFeed } from '../../store/feed.js';
-import { memoriesUpdatedSince } from '../../store/memories.js';
-import { applyReplicated, loadStored, type Tombstone } from '../../store/replica.js';
-import type { Memory } from '../../memory/model.js';
+import { decodeCursor } from '../../store/feed.js';
 import { parseJsonBytes, readRawBody } from '../body.js';
+import { intParam, parseQuery } from '../query.js';
 import type { AppDeps } from '../deps.js';
 
 /** `{"error": tag}` as upstream answers, plus memfed's stable `code`. */
@@ -52,11 +53,16 @@ export async function authenticatePeer(c: Context, deps: AppDeps, peerId: string
   }
 }
 
-/** Page byte budget for GET /sync/since, well below what a memfed puller accepts (8 MiB). */
-const SINCE_PAGE_MAX_BYTES = 4 * 1024 * 1024;
+const sinceQuery = {
+  // Upstream allows 1..10000 and clamps rather than refuses.
+  limit: intParam({ fallback: 500, min: 1, max: 10_000, digits: 6, clamp: 'both' }),
+  since: z.string().optional(),
+  cursor: z.string().optional(),
+};
 
 export function syncRoutes(deps: AppDeps) {
-  const { config, database, metrics, federation } = deps;
+  const { config, database, federation } = deps;
+  const receiveDeps = { db: database.db, policy: deps.policy, metrics: deps.metrics, audit: deps.audit, clockSkewMs: config.federation.clockSkewMs, nodeId: config.nodeId };
   const app = new Hono();
 
   app.post('/api/v1/sync/push', async (c) => {
@@ -73,45 +79,10 @@ export function syncRoutes(deps: AppDeps) {
     if (!auth.ok) return refusal(c, auth.status, auth.tag);
     // Per-row checks (NUL, keys, numbers) happen in validateMemory: one bad row is skipped, not the batch.
     const push = parsePushBody(parseJsonBytes(raw, { deepChecks: false }), formatTimestamp(nowMicros()));
-    if (push.sender !== auth.peerId) return refuseAudited(c, deps, auth.peerId, 'sender_agent_id_mismatch');
-    if (push.recipient !== undefined && push.recipient !== config.nodeId) return refuseAudited(c, deps, auth.peerId, 'recipient_mismatch');
+    const identity = pushIdentityProblem(push, auth.peerId, config.nodeId);
+    if (identity) return refuseAudited(c, deps, auth.peerId, identity);
     federation.onPeerContact(auth.peerId);
-    // Governance: rows this peer may not write (or delete) are refused one by one (skipped + audited).
-    const admitted = await admitReplicated(database.db, deps.policy, auth.peerId, push, config.federation.clockSkewMs);
-    push.memories = admitted.memories;
-    push.tombstones = admitted.tombstones;
-    for (const r of admitted.refused) push.skipped.push({ id: r.id, status: 'skipped', reason: `${r.code}: ${r.reason}` });
-    const refusedRows = admitted.refused.map((r) => ({ id: r.id, code: r.code, rule: r.rule, lane: r.lane }));
-    if (refusedRows.some((r) => r.code !== 'FUTURE_TIMESTAMP')) deps.audit.record({ kind: 'governance.refused', actor: auth.peerId, details: { via: 'push', rows: refusedRows.slice(0, 100), count: refusedRows.length } });
-
-    const results: RowResult[] = [...push.skipped];
-    let applied = 0, deleted = 0, noop = 0;
-    if (push.dryRun) {
-      for (const m of push.memories) results.push({ id: m.id, status: 'noop' });
-      for (const t of push.tombstones) results.push({ id: t.id, status: 'noop' });
-    } else {
-      const out = await applyReplicated(database.db, { memories: push.memories, tombstones: push.tombstones, originPeer: auth.peerId });
-      if (out.deleted.length > 0) deps.audit.record({ kind: 'memory.deleted', actor: auth.peerId, details: { via: 'push', ids: out.deleted.slice(0, 100), count: out.deleted.length } });
-      const appliedSet = new Set(out.applied), deletedSet = new Set(out.deleted);
-      for (const m of push.memories) results.push({ id: m.id, status: appliedSet.has(m.id) ? 'applied' : 'noop' });
-      for (const t of push.tombstones) results.push({ id: t.id, status: deletedSet.has(t.id) ? 'applied' : 'noop' });
-      applied = out.applied.length;
-      deleted = out.deleted.length;
-      noop = out.noop.length;
-      metrics.appliedRows.inc({ status: 'applied', via: 'push' }, applied + deleted);
-      metrics.appliedRows.inc({ status: 'noop', via: 'push' }, noop);
-    }
-    metrics.appliedRows.inc({ status: 'skipped', via: 'push' }, push.skipped.length);
-    return c.json({
-      applied,
-      deleted,
-      noop,
-      skipped: push.skipped.length,
-      dry_run: push.dryRun,
-      receiver_agent_id: config.nodeId,
-      results,
-      ...(Object.keys(push.ignoredLanes).length > 0 ? { ignored: push.ignoredLanes } : {}),
-    });
+    return c.json(await receivePush(receiveDeps, auth.peerId, push));
   });
 
   /*
@@ -136,82 +107,16 @@ export function syncRoutes(deps: AppDeps) {
     const to = c.req.query('to');
     if (to !== undefined && to !== config.nodeId) return refuseAudited(c, deps, caller ?? 'unknown', 'recipient_mismatch');
 
-    const limitRaw = c.req.query('limit');
-    const limit = limitRaw === undefined || limitRaw === '' ? 500 : /^\d{1,6}$/.test(limitRaw) ? Math.min(Math.max(Number(limitRaw), 1), 10_000) : NaN;
-    if (Number.isNaN(limit)) return c.json({ error: 'invalid `limit` parameter: expected an integer', code: 'INVALID_QUERY' }, 400);
-
-    const cursorRaw = c.req.query('cursor');
-    if (cursorRaw !== undefined) {
-      const after = decodeCursor(cursorRaw);
-      if (!after) return c.json({ error: 'invalid `cursor` parameter', code: 'INVALID_CURSOR' }, 400);
-      const raw = await readFeed(database.db, after, limit);
-      // Changes that came from the caller are not sent back to it.
-      const forCaller = (e: (typeof raw)[number]) => e.originPeer === null || e.originPeer !== caller;
-      const stored = await loadStored(database.db, [...new Set(raw.filter(forCaller).map((e) => e.memoryId))]);
-      const memories: Memory[] = [];
-      const tombstones: Tombstone[] = [];
-      const seen = new Set<string>();
-      const rows: Array<{ id: string; cursor: string }> = [];
-      // A byte budget as well as a row limit: a page of large memories stays well under
-      // what a puller accepts. The page then ends early (at an entry boundary).
-      let bytes = 0;
-      let last = raw.at(-1);
-      let cut = false;
-      for (const e of raw) {
-        const s = forCaller(e) ? stored.get(e.memoryId) : undefined;
-        if (s && !seen.has(e.memoryId)) {
-          const size = s.deletedAt === null ? Buffer.byteLength(JSON.stringify(s.memory)) : 100;
-          if (rows.length > 0 && bytes + size > SINCE_PAGE_MAX_BYTES) {
-            cut = true;
-            break;
-          }
-          bytes += size;
-          seen.add(e.memoryId);
-          if (s.deletedAt === null) memories.push(s.memory);
-          else tombstones.push({ id: e.memoryId, deleted_at: s.deletedAt });
-        }
-        if (s) rows.push({ id: e.memoryId, cursor: encodeCursor(e) });
-        last = e;
-      }
-      const hasMore = cut || raw.length === limit;
-      return c.json({
-        ...sinceEnvelope(memories, limit, null),
-        tombstones,
-        entries: rows,
-        next_cursor: last ? encodeCursor(last) : cursorRaw,
-        has_more: hasMore,
-        // How far behind the caller still is after this page (capped): its lag figure.
-        remaining: hasMore && last ? await countAfter(database.db, last, 1_000_000) : 0,
-      });
+    const q = parseQuery(c, sinceQuery);
+    if (q.cursor !== undefined) {
+      const after = decodeCursor(q.cursor);
+      if (!after) throw badRequest('INVALID_CURSOR', 'invalid `cursor` parameter', { field: 'cursor' });
+      return c.json(await cursorPage(database.db, after, q.limit, caller));
     }
-
-    const sinceRaw = c.req.query('since');
-    let since: string | null = null;
-    if (sinceRaw !== undefined && sinceRaw !== '') {
-      since = normalizeTimestamp(sinceRaw);
-      if (since === null) return c.json({ error: 'invalid `since` parameter: expected RFC 3339', code: 'INVALID_SINCE' }, 400);
-    }
-    // Same byte budget; a shorter page is fine: the caller re-asks from latest_updated_at.
-    const page = await memoriesUpdatedSince(database.db, since, limit);
-    const memories: Memory[] = [];
-    let bytes = 0;
-    for (const m of page) {
-      bytes += Buffer.byteLength(JSON.stringify(m));
-      if (memories.length > 0 && bytes > SINCE_PAGE_MAX_BYTES) break;
-      memories.push(m);
-    }
-    return c.json(sinceEnvelope(memories, limit, since));
+    const since = q.since === undefined || q.since === '' ? null : normalizeTimestamp(q.since);
+    if (since === null && q.since) throw badRequest('INVALID_SINCE', 'invalid `since` parameter: expected RFC 3339', { field: 'since' });
+    return c.json(await updatedSincePage(database.db, since, q.limit));
   });
 
   return app;
-}
-
-function sinceEnvelope(memories: Memory[], limit: number, since: string | null) {
-  let earliest: string | null = null;
-  let latest: string | null = null;
-  for (const m of memories) {
-    if (earliest === null || m.updated_at < earliest) earliest = m.updated_at;
-    if (latest === null || m.updated_at > latest) latest = m.updated_at;
-  }
-  return { count: memories.length, limit, updated_since: since, earliest_updated_at: earliest, latest_updated_at: latest, memories };
 }

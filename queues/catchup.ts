@@ -1,0 +1,53 @@
+import type { Queue } from 'bullmq';
+import { RETENTION, defineQueue, jobName, safeKey } from './definition.js';
+
+/** Pull what the peer has after our watermark (scheduler per peer, or at once). */
+export interface CatchupJob {
+  peerId: string;
+  reason: 'tick' | 'recovered' | 'continue';
+}
+
+export const CATCHUP_PULL = 'catchup.pull';
+const SCHEDULER_PREFIX = 'catchup-';
+
+export const catchupQueue = defineQueue<CatchupJob>()({
+  name: 'catchup',
+  // A failed pull is retried by the next tick; the watermark makes the retry exact.
+  jobOptions: { ...RETENTION, attempts: 1 },
+  concurrency: (config) => config.concurrency.catchup,
+  afterFinalFailure: 'the next tick pulls again from the same watermark',
+});
+
+export const catchupSchedulerId = (peerId: string) => `${SCHEDULER_PREFIX}${safeKey(peerId)}`;
+export const catchupDedupId = (peerId: string) => `catchup-now-${safeKey(peerId)}`;
+
+/** A pull now (peer came back, or a run that had more to fetch). */
+export async function enqueueCatchup(queue: Queue<CatchupJob>, peerId: string, reason: CatchupJob['reason']): Promise<void> {
+  await queue.add(jobName(CATCHUP_PULL, peerId), { peerId, reason }, { deduplication: { id: catchupDedupId(peerId), keepLastIfActive: true } });
+}
+
+/**
+ * One scheduler per peer (upserted for `peerIds`); with `prune`, schedulers of peers no
+ * longer configured are removed.
+ */
+export async function syncCatchupSchedulers(queue: Queue<CatchupJob>, peerIds: string[], everyMs: number, prune = true): Promise<{ removed: string[] }> {
+  const wanted = new Set(peerIds.map(catchupSchedulerId));
+  for (const peerId of peerIds) {
+    await queue.upsertJobScheduler(catchupSchedulerId(peerId), { every: everyMs }, { name: jobName(CATCHUP_PULL, peerId), data: { peerId, reason: 'tick' } });
+  }
+  const removed: string[] = [];
+  if (!prune) return { removed };
+  for (const s of await queue.getJobSchedulers(0, -1)) {
+    if (s.key.startsWith(SCHEDULER_PREFIX) && !wanted.has(s.key)) {
+      await queue.removeJobScheduler(s.key);
+      removed.push(s.key);
+    }
+  }
+  return { removed };
+}
+
+/** The peers (of `peerIds`) whose scheduler is missing (a Redis restarted empty). */
+export async function peersWithoutScheduler(queue: Queue<CatchupJob>, peerIds: string[]): Promise<string[]> {
+  const found = await Promise.all(peerIds.map(async (p) => ((await queue.getJobScheduler(catchupSchedulerId(p))) ? null : p)));
+  return found.filter((p): p is string => p !== null);
+}

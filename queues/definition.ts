@@ -1,0 +1,46 @@
+import type { JobsOptions, Queue } from 'bullmq';
+import type { Config } from '../src/config.js';
+import type { QueueName } from '../src/queue-names.js';
+
+/**
+ * What one queue module declares: its name, default job options, how many jobs one
+ * worker process runs at once, and (when all processes together must not exceed it) a
+ * global concurrency. `P` is the payload type; payloads carry ids, never records.
+ */
+export interface QueueDefinition<N extends QueueName, P> {
+  name: N;
+  jobOptions: JobsOptions;
+  concurrency(config: Config): number;
+  globalConcurrency?: number;
+  /** Logged with a job's final failure: what becomes of the work (nothing is lost). */
+  afterFinalFailure?: string;
+  /** Phantom: carries the payload type for the typed registry. */
+  readonly payload?: P;
+}
+
+export const defineQueue = <P>() => <N extends QueueName>(def: Omit<QueueDefinition<N, P>, 'payload'>): QueueDefinition<N, P> => def;
+
+/** Completed jobs are kept an hour (Bull Board history), failed ones a week. */
+export const RETENTION: JobsOptions = {
+  removeOnComplete: { age: 3600, count: 1000 },
+  removeOnFail: { age: 7 * 86400, count: 5000 },
+};
+
+/** Job ids and scheduler ids never contain ':' (BullMQ's key separator); peer ids may. */
+export function safeKey(s: string): string {
+  return Buffer.from(s, 'utf8').toString('base64url');
+}
+
+/**
+ * Job names follow `<queue>.<job>` and, when a job serves one peer, the peer after a
+ * space (`push.deliver host:b`), so Bull Board's job list tells them apart at a glance.
+ */
+export const jobName = (base: string, peerId?: string) => (peerId === undefined ? base : `${base} ${peerId}`);
+
+/** If the job holding a dedup key sits delayed (in backoff), run it now. */
+export async function promoteDelayed(queue: Queue, dedupId: string): Promise<void> {
+  const jobId = await queue.getDeduplicationJobId(dedupId);
+  if (!jobId) return;
+  const job = await queue.getJob(jobId);
+  if (job && (await job.isDelayed())) await job.promote().catch(() => {});
+}

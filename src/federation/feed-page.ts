@@ -1,0 +1,64 @@
+import type { Db } from '../db/client.js';
+import type { Memory } from '../memory/model.js';
+import { readFeed, type FeedEntry, type FeedPosition } from '../store/feed.js';
+import type { StoredMemory } from '../store/memories.js';
+import { loadStored, type Tombstone } from '../store/replica.js';
+
+/** What a tombstone counts for in a byte budget (an id and a timestamp, with JSON around them). */
+export const TOMBSTONE_BYTES = 100;
+
+/** One row to deliver: a memory's current state, or its tombstone. */
+export type Item = { kind: 'memory'; memory: Memory; bytes: number } | { kind: 'tombstone'; tombstone: Tombstone; bytes: number };
+
+export const itemId = (i: Item) => (i.kind === 'memory' ? i.memory.id : i.tombstone.id);
+
+export const memoryItem = (memory: Memory): Item => ({ kind: 'memory', memory, bytes: Buffer.byteLength(JSON.stringify(memory)) });
+export const tombstoneItem = (tombstone: Tombstone): Item => ({ kind: 'tombstone', tombstone, bytes: TOMBSTONE_BYTES });
+
+export function itemFromStored(s: StoredMemory): Item {
+  return s.deletedAt === null ? memoryItem(s.memory) : tombstoneItem({ id: s.memory.id, deleted_at: s.deletedAt });
+}
+
+export interface FeedPage {
+  /** The latest state of each memory the page covers, once each, in feed order. */
+  items: Item[];
+  /** Feed entries that stand for a delivered row (repeats of one memory included). */
+  delivered: FeedEntry[];
+  /** The last entry the page covers: the next page starts after it. */
+  last: FeedEntry | undefined;
+  /** The byte budget ended the page before the entries did. */
+  cut: boolean;
+  /** Entries read from the feed (a full read means there may be more). */
+  read: number;
+}
+
+/**
+ * One page of the change feed after `after`, as every sender needs it (push, the cursor
+ * form of GET /sync/since): the current state of each memory changed since, once, not
+ * echoed to the peer it came from (`excludeOrigin`), and cut at an entry boundary before
+ * `maxBytes` would be exceeded (a page always holds at least one row).
+ */
+export async function readFeedPage(db: Db, after: FeedPosition, limit: number, opts: { excludeOrigin?: string; maxBytes: number }): Promise<FeedPage> {
+  const entries = await readFeed(db, after, limit);
+  const wanted = (e: FeedEntry) => opts.excludeOrigin === undefined || e.originPeer !== opts.excludeOrigin;
+  const stored = await loadStored(db, [...new Set(entries.filter(wanted).map((e) => e.memoryId))]);
+  const page: FeedPage = { items: [], delivered: [], last: entries.at(-1), cut: false, read: entries.length };
+  const included = new Set<string>();
+  let bytes = 0;
+  for (const e of entries) {
+    const s = wanted(e) ? stored.get(e.memoryId) : undefined;
+    if (s && !included.has(e.memoryId)) {
+      const item = itemFromStored(s);
+      if (page.items.length > 0 && bytes + item.bytes > opts.maxBytes) {
+        page.cut = true;
+        break;
+      }
+      page.items.push(item);
+      included.add(e.memoryId);
+      bytes += item.bytes;
+    }
+    if (s) page.delivered.push(e);
+    page.last = e;
+  }
+  return page;
+}

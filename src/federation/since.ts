@@ -1,0 +1,59 @@
+import type { Db } from '../db/client.js';
+import type { Memory } from '../memory/model.js';
+import { countAfter, encodeCursor, type FeedPosition } from '../store/feed.js';
+import { memoriesUpdatedSince } from '../store/memories.js';
+import type { Tombstone } from '../store/replica.js';
+import { readFeedPage } from './feed-page.js';
+
+/** Page byte budget for GET /sync/since, well below what a memfed puller accepts (8 MiB). */
+export const SINCE_PAGE_MAX_BYTES = 4 * 1024 * 1024;
+/** A "remaining" figure is counted up to this (a lag figure, not an exact backlog). */
+const REMAINING_CAP = 1_000_000;
+
+/** The envelope both forms share (upstream's `since` response). */
+function sinceEnvelope(memories: Memory[], limit: number, since: string | null) {
+  let earliest: string | null = null;
+  let latest: string | null = null;
+  for (const m of memories) {
+    if (earliest === null || m.updated_at < earliest) earliest = m.updated_at;
+    if (latest === null || m.updated_at > latest) latest = m.updated_at;
+  }
+  return { count: memories.length, limit, updated_since: since, earliest_updated_at: earliest, latest_updated_at: latest, memories };
+}
+
+/**
+ * The memfed cursor form: the commit-ordered change feed after `after`, with tombstones,
+ * per-row `entries` (so a puller can stop exactly at a row it failed to apply) and
+ * `next_cursor`. Changes that came from the caller are not sent back to it.
+ */
+export async function cursorPage(db: Db, after: FeedPosition, limit: number, caller: string | undefined) {
+  const page = await readFeedPage(db, after, limit, { ...(caller !== undefined ? { excludeOrigin: caller } : {}), maxBytes: SINCE_PAGE_MAX_BYTES });
+  const memories = page.items.flatMap((i) => (i.kind === 'memory' ? [i.memory] : []));
+  const tombstones: Tombstone[] = page.items.flatMap((i) => (i.kind === 'tombstone' ? [i.tombstone] : []));
+  const hasMore = page.cut || page.read === limit;
+  return {
+    ...sinceEnvelope(memories, limit, null),
+    tombstones,
+    entries: page.delivered.map((e) => ({ id: e.memoryId, cursor: encodeCursor(e) })),
+    next_cursor: encodeCursor(page.last ?? after),
+    has_more: hasMore,
+    // How far behind the caller still is after this page (capped): its lag figure.
+    remaining: hasMore && page.last ? await countAfter(db, page.last, REMAINING_CAP) : 0,
+  };
+}
+
+/**
+ * Upstream's form: live memories with `updated_at` after `since` (exclusive), oldest
+ * first. The byte budget may end a page early; the caller re-asks from latest_updated_at.
+ */
+export async function updatedSincePage(db: Db, since: string | null, limit: number) {
+  const page = await memoriesUpdatedSince(db, since, limit);
+  const memories: Memory[] = [];
+  let bytes = 0;
+  for (const m of page) {
+    bytes += Buffer.byteLength(JSON.stringify(m));
+    if (memories.length > 0 && bytes > SINCE_PAGE_MAX_BYTES) break;
+    memories.push(m);
+  }
+  return sinceEnvelope(memories, limit, since);
+}

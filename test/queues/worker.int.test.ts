@@ -1,0 +1,84 @@
+import { Queue, UnrecoverableError, type Worker } from 'bullmq';
+import { afterEach, describe, expect, it } from 'vitest';
+import { createMetrics } from '../../src/metrics.js';
+import { createRedis } from '../../queues/connection.js';
+import { defineQueue } from '../../queues/definition.js';
+import { defineWorker } from '../../queues/worker.js';
+import { REDIS_URL, waitFor } from '../helpers/env.js';
+import { dropPrefix, uniquePrefix } from '../helpers/redis.js';
+import { capturingLogger } from '../helpers/worker-context.js';
+
+// A definition like the real ones, on the push queue's name (its own prefix keeps it apart).
+const testQueue = defineQueue<{ failTimes: number; unrecoverable?: boolean }>()({
+  name: 'push',
+  jobOptions: { attempts: 3, backoff: { type: 'peer' } },
+  concurrency: () => 1,
+  afterFinalFailure: 'nothing is lost (test)',
+});
+
+const counter = async (metrics: ReturnType<typeof createMetrics>, outcome: string) =>
+  (await metrics.jobOutcomes.get()).values.find((v) => v.labels.outcome === outcome && v.labels.queue === 'push')?.value ?? 0;
+
+describe('the queue factory (defineWorker)', () => {
+  const open: Array<() => Promise<unknown>> = [];
+  afterEach(async () => {
+    for (const close of open.splice(0).reverse()) await close();
+  });
+
+  async function start(processor: (job: { data: { failTimes: number; unrecoverable?: boolean }; attemptsMade: number }) => Promise<unknown>) {
+    const prefix = uniquePrefix();
+    const connection = createRedis(REDIS_URL, 'worker', 'factory-test');
+    const producer = createRedis(REDIS_URL, 'producer', 'factory-test-q');
+    const queue = new Queue(testQueue.name, { connection: producer, prefix, defaultJobOptions: testQueue.jobOptions });
+    const metrics = createMetrics({ nodeId: 'factory', role: 'worker', defaultMetrics: false });
+    const log = capturingLogger();
+    const worker: Worker = defineWorker(testQueue, processor as never, { connection, prefix, lockMs: 5000, logger: log.logger, metrics, concurrency: 1 });
+    open.push(async () => {
+      await worker.close();
+      await queue.close();
+      await Promise.all([connection.quit(), producer.quit()]);
+      await dropPrefix(prefix);
+    });
+    return { queue, metrics, log };
+  }
+
+  it('retries with the shared backoff, counts each outcome, and logs retries at debug', async () => {
+    const { queue, metrics, log } = await start(async (job) => {
+      if (job.attemptsMade < job.data.failTimes) throw new Error(`attempt ${job.attemptsMade + 1} fails`);
+      return 'ok';
+    });
+    const job = await queue.add('t', { failTimes: 2 });
+    await waitFor(async () => (await job.isCompleted()) || null, { timeoutMs: 20_000, what: 'the job to complete after two retries' });
+    expect(await counter(metrics, 'retried')).toBe(2);
+    expect(await counter(metrics, 'completed')).toBe(1);
+    expect(await counter(metrics, 'failed')).toBe(0);
+    const retries = log.lines().filter((l) => l.msg === 'job attempt failed; will retry');
+    expect(retries.map((l) => l.level)).toEqual([20, 20]);
+  });
+
+  it('logs a final failure once, at error, with the error object and its stack', async () => {
+    const { queue, metrics, log } = await start(async () => {
+      throw new Error('always broken');
+    });
+    const job = await queue.add('t', { failTimes: 99 });
+    await waitFor(async () => (await job.isFailed()) && (await queue.getJob(job.id!))!.attemptsMade === 3, { timeoutMs: 30_000, what: 'three failed attempts' });
+    await waitFor(async () => (await counter(metrics, 'failed')) === 1 || null, { what: 'the final failure counted' });
+    expect(await counter(metrics, 'retried')).toBe(2);
+    const finals = log.lines().filter((l) => l.msg === 'job failed after its last attempt');
+    expect(finals).toHaveLength(1);
+    expect(finals[0]).toMatchObject({ level: 50, queue: 'push', next: 'nothing is lost (test)', err: { message: 'always broken' } });
+    expect(finals[0]!.err.stack).toMatch(/always broken\n\s+at /);
+  });
+
+  it('treats an unrecoverable error as the final attempt at once', async () => {
+    const { queue, metrics, log } = await start(async () => {
+      throw new UnrecoverableError('refused for good');
+    });
+    const job = await queue.add('t', { failTimes: 99 });
+    await waitFor(async () => (await job.isFailed()) || null, { what: 'the job to fail' });
+    await waitFor(async () => (await counter(metrics, 'failed')) === 1 || null, { what: 'the final failure counted' });
+    expect((await queue.getJob(job.id!))!.attemptsMade).toBe(1);
+    expect(await counter(metrics, 'retried')).toBe(0);
+    expect(log.lines().filter((l) => l.msg === 'job failed after its last attempt')).toHaveLength(1);
+  });
+});

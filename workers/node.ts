@@ -1,0 +1,131 @@
+import { createApp, createOpsApp } from '../src/api/app.js';
+import type { AppDeps, HealthProbe } from '../src/api/deps.js';
+import { recordKeyChanges } from '../src/audit/key-changes.js';
+import { throttleRefusals } from '../src/audit/throttle.js';
+import { registerDatabaseCollectors } from '../src/collectors.js';
+import { describeConfig, type Config } from '../src/config.js';
+import { createDatabase } from '../src/db/client.js';
+import { assertDriverGuard } from '../src/db/driver-guard.js';
+import { prepareDatabase } from '../src/db/migrate.js';
+import { PeerClient } from '../src/federation/client.js';
+import { KeyRing, ensureOwnKey, loadAuditKeys } from '../src/federation/keys.js';
+import { NonceStore } from '../src/federation/nonces.js';
+import { loadPolicy } from '../src/governance.js';
+import { createLogger } from '../src/logger.js';
+import { createMetrics } from '../src/metrics.js';
+import { headKeyId } from '../src/store/audit.js';
+import { AckTracker } from '../queues/acks.js';
+import { QueueAuditRecorder } from '../queues/audit.js';
+import { BULL_BOARD_PATH, bullBoardApp } from '../queues/bull-board.js';
+import { createRedis } from '../queues/connection.js';
+import { enqueueDlqReplay } from '../queues/dlq.js';
+import { registerQueueCollectors } from '../queues/metrics.js';
+import { watchPeerContact } from '../queues/recovery.js';
+import { closeQueues, createQueues } from '../queues/registry.js';
+import { QueueReplication } from '../queues/replication.js';
+import { boundUrl, closeServer, listen } from './http.js';
+import { startWorkers } from './runtime.js';
+
+/*
+ * The composition root for every role: builds a node's dependencies and starts what the
+ * role runs. It lives in workers/ because that is the top of the import graph
+ * (src <- queues <- workers): only here may all three be wired together.
+ */
+
+export type Role = 'api' | 'worker' | 'all';
+
+export interface RunningNode {
+  config: Config;
+  /** Base URL of the API (role api/all), with the port actually bound. */
+  apiUrl?: string;
+  /** Base URL of the worker role's metrics/health server, when it runs. */
+  workerUrl?: string;
+  close(): Promise<void>;
+}
+
+/** Starts a node in a role; resolves once it serves. */
+export async function startNode(role: Role, config: Config): Promise<RunningNode> {
+  assertDriverGuard();
+  const logger = createLogger(config.logLevel, { node: config.nodeId, role });
+  const metrics = createMetrics({ nodeId: config.nodeId, role });
+  logger.info({ config: describeConfig(config) }, 'starting memfed');
+
+  await prepareDatabase(config.databaseUrl);
+  const database = createDatabase(config.databaseUrl, { max: config.databasePoolMax });
+  const own = await ensureOwnKey(config.federation.keyDir, config.nodeId);
+  if (own.generated) logger.info({ pub: own.pubPath }, "generated this node's Ed25519 key; enrol it on peers by copying the .pub file");
+  const keys = await KeyRing.load(config.federation.keyDir, config.nodeId);
+
+  const producer = createRedis(config.redisUrl, 'producer', 'producer');
+  const queues = createQueues(producer, config.queuePrefix);
+  const probes: HealthProbe[] = [
+    { name: 'postgres', check: async () => void (await database.sql`SELECT 1`) },
+    { name: 'redis', check: async () => void (await producer.ping()) },
+  ];
+  const closers: Array<() => Promise<unknown>> = [];
+  const running: RunningNode = { config, close: () => Promise.resolve() };
+  const peers = new Map(config.federation.peers.map((p) => [p.id, p]));
+  const audit = new QueueAuditRecorder(queues.audit, database, logger);
+  const auditKeys = await loadAuditKeys(config.federation.keyDir, config.nodeId);
+  recordKeyChanges(audit, logger, { nodeId: config.nodeId, generated: own.generated ? { pubPath: own.pubPath } : null, chainHeadKeyId: await headKeyId(database.db), signer: auditKeys.signer, trustedKeys: auditKeys.keys });
+  const policy = await loadPolicy(config.governance);
+  if (policy) logger.info({ policy: policy.source }, 'governance policy loaded');
+  registerDatabaseCollectors(metrics, database.db, [...peers.keys()]);
+  registerQueueCollectors(metrics, queues);
+
+  if (role === 'api' || role === 'all') {
+    const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');
+    const acks = config.federation.peers.length > 0 ? new AckTracker(subscriber, config, database, logger) : null;
+    if (acks) await acks.start();
+    const refusalAudit = throttleRefusals(audit);
+    closers.push(async () => refusalAudit.stop());
+    const deps: AppDeps = {
+      config,
+      database,
+      logger,
+      metrics,
+      probes,
+      replication: new QueueReplication(config, queues, acks, logger, metrics),
+      audit: refusalAudit,
+      policy,
+      ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues) } } : {}),
+      auditKeys: auditKeys.keys,
+      operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues.dlq, 'operator', peerId) },
+      federation: {
+        keys,
+        nonces: new NonceStore(producer, config.queuePrefix, config.federation.clockSkewMs),
+        onPeerContact: watchPeerContact({ db: database.db, queues, logger, metrics }, peers.keys()),
+      },
+    };
+    const server = await listen(createApp(deps), config.http.host, config.http.port);
+    running.apiUrl = boundUrl(server, config.http.host);
+    logger.info({ url: running.apiUrl }, 'api listening');
+    closers.push(() => closeServer(server));
+    closers.push(async () => (acks ? acks.close() : subscriber.quit()));
+  }
+
+  if (role === 'worker' || role === 'all') {
+    const publisher = createRedis(config.redisUrl, 'worker', 'publisher');
+    const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs });
+    const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, audit, auditSigner: auditKeys.signer, policy });
+    if (role === 'worker' && config.workerHttpPort > 0) {
+      const ops = await listen(createOpsApp({ config, probes, metrics, logger }), config.http.host, config.workerHttpPort);
+      running.workerUrl = boundUrl(ops, config.http.host);
+      logger.info({ url: running.workerUrl }, 'worker metrics/health listening');
+      closers.unshift(() => closeServer(ops));
+    }
+    closers.unshift(() => workers.close(config.shutdownGraceMs));
+    closers.push(() => publisher.quit());
+  }
+
+  running.close = async () => {
+    // Order: stop intake (HTTP, workers), then connections.
+    for (const c of closers) await c().catch((err) => logger.warn({ err }, 'shutdown step failed'));
+    await audit.close();
+    await closeQueues(queues);
+    await producer.quit().catch(() => producer.disconnect());
+    await database.close();
+    logger.info('stopped');
+  };
+  return running;
+}
