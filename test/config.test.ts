@@ -31,7 +31,7 @@ describe('loadConfig defaults', () => {
     expect(c.federation.clockSkewMs).toBe(300_000);
     expect(c.push.batchMax).toBe(500);
     expect(c.catchup.intervalMs).toBe(30_000);
-    expect(c.dlq).toEqual({ replayIntervalMs: 30_000, maxReplayAttempts: 100, replayMaxBatch: 2048 });
+    expect(c.dlq).toEqual({ replayIntervalMs: 30_000, maxReplayAttempts: 100, replayMaxBatch: 2048, runBudgetMs: 20_000 });
     expect(c.workerQueues).toEqual(['push', 'dlq', 'catchup', 'audit']);
     expect(c.apiKey).toBe('');
     expect(c.logLevel).toBe('info');

@@ -4,11 +4,10 @@ import type { JobPayloads } from '../queues/catalogue.js';
 import { enqueueDlqReplay } from '../queues/producers.js';
 import type { WorkerContext } from './context.js';
 
-// Rounds continue while they make progress, within this budget; a larger backlog
-// continues in a follow-up job at once rather than at the next tick.
-const RUN_BUDGET_MS = 20_000;
-
 export function dlqProcessor(ctx: WorkerContext) {
+  // Rounds continue while they make progress, within DLQ_RUN_BUDGET_MS; a larger backlog
+  // continues in a follow-up job at once rather than at the next tick.
+  const budgetMs = ctx.config.dlq.runBudgetMs;
   return async (job: Job<JobPayloads['dlq']>): Promise<ReplayRound & { rounds: number }> => {
     const started = Date.now();
     const total = { backlog: 0, taken: 0, replayed: 0, failed: 0, throttled: 0, quarantined: 0, rounds: 0 };
@@ -25,7 +24,7 @@ export function dlqProcessor(ctx: WorkerContext) {
       const remaining = r.backlog - r.taken;
       const progressed = r.replayed > 0;
       if (!progressed || r.taken === 0) break;
-      if (Date.now() - started > RUN_BUDGET_MS) {
+      if (Date.now() - started >= budgetMs) {
         if (remaining > 0) await enqueueDlqReplay(ctx.queues, 'drain', job.data.peerId);
         break;
       }
