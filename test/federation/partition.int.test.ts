@@ -30,7 +30,10 @@ describe('partitions between real node processes', () => {
         expect(r.status).toBe(201);
         ids.push(r.json.id);
       }
-      await new Promise((r) => setTimeout(r, 4000));
+      // Both senders have tried c and failed (timed out): these writes really were missed.
+      for (const n of [a, b]) {
+        await waitFor(async () => (await n.db.database.sql`SELECT last_error_class FROM peer_cursors WHERE peer_id = ${c.id}`)[0]?.last_error_class === 'transient', { timeoutMs: 30_000, what: `${n.id} saw c fail` });
+      }
     } finally {
       c.proc.signal('SIGCONT');
     }
