@@ -10,7 +10,9 @@ let nodes: TestNode[];
 let keyDir: string;
 beforeAll(async () => {
   keyDir = newKeyDir();
-  nodes = await startMesh(3, { keyDir, env: { FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '3000' } });
+  // A generous ack timeout: no test here measures it, and on a loaded machine a push round
+  // trip can take seconds; a short one turns load into 503s (a timed pass/fail).
+  nodes = await startMesh(3, { keyDir, env: { FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '15000' } });
 });
 afterAll(async () => {
   await Promise.all((nodes ?? []).map((n) => n.destroy()));

@@ -7,7 +7,9 @@ let mesh: Awaited<ReturnType<typeof startProcessMesh>>;
 let a: MeshProcess, b: MeshProcess, c: MeshProcess;
 
 beforeAll(async () => {
-  mesh = await startProcessMesh(3, { FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '2000' });
+  // A generous ack timeout: no test here measures it, and on a loaded machine a push round
+  // trip can take seconds; a short one turns load into 503s (a timed pass/fail).
+  mesh = await startProcessMesh(3, { FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '15000' });
   [a, b, c] = mesh.nodes as [MeshProcess, MeshProcess, MeshProcess];
 }, 90_000);
 afterAll(async () => {

@@ -16,7 +16,9 @@ beforeAll(async () => {
   upstream = await new UpstreamReceiver('ai-memory-1', keyDir).start();
   sender = await new FakePeer('ai-memory-1').init();
   sender.enrolIn(keyDir);
-  n = await startTestNode({ id: 'memfed-1', keyDir, peers: [{ id: 'ai-memory-1', url: upstream.url }], env: { FED_QUORUM_W: '2', PUSH_BATCH_MAX: '50' } });
+  // A generous ack timeout: no test here measures it, and on a loaded machine a push round
+  // trip can take seconds; a short one turns load into 503s (a timed pass/fail).
+  n = await startTestNode({ id: 'memfed-1', keyDir, peers: [{ id: 'ai-memory-1', url: upstream.url }], env: { FED_QUORUM_W: '2', PUSH_BATCH_MAX: '50', FED_ACK_TIMEOUT_MS: '15000' } });
 });
 afterAll(async () => {
   await n?.destroy();
