@@ -114,6 +114,7 @@ const schema = z.object({
   DLQ_REPLAY_INTERVAL_MS: int(30_000, 100, 86_400_000),
   DLQ_MAX_REPLAY_ATTEMPTS: int(100, 1, 1_000_000),
   DLQ_REPLAY_MAX_BATCH: int(2048, 64, 100_000),
+  DLQ_RUN_BUDGET_MS: int(20_000, 0, 600_000),
   WORKER_QUEUES: str('push,dlq,catchup,audit').superRefine((v, ctx) => {
     for (const q of v.split(',').map((x) => x.trim()).filter(Boolean)) {
       if (!isQueueName(q)) ctx.addIssue({ code: 'custom', message: `unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})` });
@@ -157,7 +158,7 @@ export interface Config {
   concurrency: { push: number; dlq: number; catchup: number };
   push: { batchMax: number; batchMaxBytes: number; reconcileIntervalMs: number };
   catchup: { intervalMs: number };
-  dlq: { replayIntervalMs: number; maxReplayAttempts: number; replayMaxBatch: number };
+  dlq: { replayIntervalMs: number; maxReplayAttempts: number; replayMaxBatch: number; runBudgetMs: number };
   workerQueues: QueueName[];
   shutdownGraceMs: number;
   /** BullMQ lock duration; a dead worker's jobs are re-run after about twice this. */
@@ -215,7 +216,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     concurrency: { push: r.PUSH_CONCURRENCY, dlq: r.DLQ_CONCURRENCY, catchup: r.CATCHUP_CONCURRENCY },
     push: { batchMax: r.PUSH_BATCH_MAX, batchMaxBytes: r.PUSH_BATCH_MAX_BYTES, reconcileIntervalMs: r.RECONCILE_INTERVAL_MS },
     catchup: { intervalMs: r.CATCHUP_INTERVAL_MS },
-    dlq: { replayIntervalMs: r.DLQ_REPLAY_INTERVAL_MS, maxReplayAttempts: r.DLQ_MAX_REPLAY_ATTEMPTS, replayMaxBatch: r.DLQ_REPLAY_MAX_BATCH },
+    dlq: { replayIntervalMs: r.DLQ_REPLAY_INTERVAL_MS, maxReplayAttempts: r.DLQ_MAX_REPLAY_ATTEMPTS, replayMaxBatch: r.DLQ_REPLAY_MAX_BATCH, runBudgetMs: r.DLQ_RUN_BUDGET_MS },
     workerQueues,
     shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
     jobLockMs: r.JOB_LOCK_MS,

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { describe, it, expect } from 'vitest';
 import { ConfigError, describeConfig, federationEnabled, loadConfig } from '../src/config.js';
+import { skipNote } from './helpers/skip.js';
 
 function configError(env: Record<string, string | undefined>): ConfigError {
   try {
@@ -30,7 +31,7 @@ describe('loadConfig defaults', () => {
     expect(c.federation.clockSkewMs).toBe(300_000);
     expect(c.push.batchMax).toBe(500);
     expect(c.catchup.intervalMs).toBe(30_000);
-    expect(c.dlq).toEqual({ replayIntervalMs: 30_000, maxReplayAttempts: 100, replayMaxBatch: 2048 });
+    expect(c.dlq).toEqual({ replayIntervalMs: 30_000, maxReplayAttempts: 100, replayMaxBatch: 2048, runBudgetMs: 20_000 });
     expect(c.workerQueues).toEqual(['push', 'dlq', 'catchup', 'audit']);
     expect(c.apiKey).toBe('');
     expect(c.logLevel).toBe('info');
@@ -44,7 +45,8 @@ describe('loadConfig defaults', () => {
     expect(c.queuePrefix).toBe('memfed');
   });
 
-  it.runIf(/^[A-Za-z0-9_\-:@./]{1,123}$/.test(os.hostname()))('derives NODE_ID from the host name', () => {
+  const hostIsId = /^[A-Za-z0-9_\-:@./]{1,123}$/.test(os.hostname());
+  it.skipIf(!hostIsId)(`derives NODE_ID from the host name${skipNote(!hostIsId, 'this host name is not a valid node id')}`, () => {
     expect(loadConfig({}).nodeId).toBe(`host:${os.hostname()}`);
   });
 

@@ -133,7 +133,7 @@ export interface ReplayRun extends ReplayRound {
   more: boolean;
 }
 
-/** Rounds while they make progress, within `budgetMs`. */
+/** Rounds while they make progress, within `budgetMs` (0: one round, then a follow-up). */
 export async function replayWithinBudget(deps: ReplayDeps, opts: { peerId?: string }, budgetMs: number): Promise<ReplayRun> {
   const started = Date.now();
   const total: ReplayRun = { backlog: 0, taken: 0, replayed: 0, failed: 0, throttled: 0, quarantined: 0, rounds: 0, more: false };
@@ -147,7 +147,7 @@ export async function replayWithinBudget(deps: ReplayDeps, opts: { peerId?: stri
     total.throttled += r.throttled;
     total.quarantined += r.quarantined;
     if (r.replayed === 0 || r.taken === 0) return total;
-    if (Date.now() - started > budgetMs) {
+    if (Date.now() - started >= budgetMs) {
       total.more = r.backlog - r.taken > 0;
       return total;
     }

@@ -38,7 +38,7 @@ describe('memory routes', () => {
     expect(g.json.memory.expires_at).toBe('2030-01-02T03:04:05.000000+00:00');
   });
 
-  it('lists with filters, limit/offset and clamps limit to 1000', async () => {
+  it('lists with filters and limit/offset', async () => {
     for (let i = 0; i < 5; i++) {
       const r = await api(n.url, 'POST', '/api/v1/memories', { title: `list ${i}`, content: 'x', namespace: 'proj/list', tier: i % 2 ? 'short' : 'long', tags: i < 2 ? ['red', 'blue'] : ['red'] });
       expect(r.status).toBe(201);
@@ -54,11 +54,28 @@ describe('memory routes', () => {
     expect(tags.json.count).toBe(2);
     const page = await api(n.url, 'GET', '/api/v1/memories?namespace=proj/list&limit=2&offset=2');
     expect(page.json.memories.map((m: { title: string }) => m.title)).toEqual(['list 2', 'list 1']);
-    const clamped = await api(n.url, 'GET', '/api/v1/memories?limit=5000');
-    expect(clamped.status).toBe(200);
     const since = all.json.memories[2].updated_at;
     const after = await api(n.url, 'GET', `/api/v1/memories?namespace=proj/list&since=${encodeURIComponent(since)}`);
     expect(after.json.count).toBe(2);
+  });
+
+  it('clamps limit to 1000 when more rows match', async () => {
+    const seed = await api(n.url, 'POST', '/api/v1/memories', { title: 'clamp seed', content: 'x', namespace: 'proj/clamp' });
+    expect(seed.status).toBe(201);
+    // 1,100 more rows in one INSERT: copies of the seed under new ids.
+    await n.db.database.sql`
+      INSERT INTO memories (id, namespace, tier, title, agent_id, tags, created_at, updated_at, expires_at, deleted_at, version, digest, doc)
+      SELECT m.id || '-' || g, m.namespace, m.tier, m.title, m.agent_id, m.tags, m.created_at, m.updated_at, m.expires_at, NULL, m.version, m.digest,
+             jsonb_set(m.doc, '{id}', to_jsonb(m.id || '-' || g))
+      FROM memories m, generate_series(1, 1100) g WHERE m.id = ${seed.json.id}`;
+    const clamped = await api(n.url, 'GET', '/api/v1/memories?namespace=proj/clamp&limit=5000');
+    expect(clamped.status).toBe(200);
+    expect(clamped.json.count).toBe(1000);
+    expect(clamped.json.memories).toHaveLength(1000);
+    expect(new Set(clamped.json.memories.map((m: { id: string }) => m.id)).size).toBe(1000);
+    // the rest is one offset away
+    const rest = await api(n.url, 'GET', '/api/v1/memories?namespace=proj/clamp&limit=5000&offset=1000');
+    expect(rest.json.memories).toHaveLength(101);
   });
 
   it('updates with If-Match and refuses a stale version with 409', async () => {
@@ -128,6 +145,8 @@ describe('memory routes', () => {
   });
 
   it('serves health without the API key, readiness and metrics', async () => {
+    // A write of its own, for the write counter to show.
+    expect((await api(n.url, 'POST', '/api/v1/memories', { title: 'counted', content: 'x' })).status).toBe(201);
     const h = await api(n.url, 'GET', '/api/v1/health');
     expect(h.json).toMatchObject({ status: 'ok', service: 'memfed', federation_enabled: false });
     const r = await api(n.url, 'GET', '/api/v1/ready');
@@ -136,7 +155,7 @@ describe('memory routes', () => {
     const m = await api(n.url, 'GET', '/metrics');
     expect(m.status).toBe(200);
     expect(m.text).toContain('memfed_http_request_duration_seconds_bucket');
-    expect(m.text).toMatch(/memfed_memory_writes_total\{op="create",node="crud-node",role="all"\} \d+/);
+    expect(m.text).toMatch(/memfed_memory_writes_total\{op="create",node="crud-node",role="all"\} [1-9]\d*/);
   });
 });
 

@@ -23,7 +23,8 @@ describe('rotating a node key', () => {
     mkdirSync(path.join(keyDir, 'retired'), { recursive: true });
     copyFileSync(path.join(keyDir, 'rotor.pub'), path.join(keyDir, 'retired', 'rotor.2026-11.pub'));
     await generateKeyFiles(keyDir, 'rotor', { overwrite: true });
-    n = await startTestNode({ id: 'rotor', keyDir, env, db: n.db, prefix: n.prefix, port: n.port });
+    // A fresh port: re-binding the one just released can collide.
+    n = await startTestNode({ id: 'rotor', keyDir, env, db: n.db, prefix: n.prefix });
     const rotated = await waitFor(async () => {
       const rows = await n!.db.database.sql`SELECT canonical FROM audit_log WHERE kind = 'key.changed'`;
       const r = rows.map((x) => JSON.parse(x.canonical as string)).filter((e) => e.details.action === 'rotated');

@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import postgres from 'postgres';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { REDIS_URL, freePort, waitFor } from '../helpers/env.js';
+import { PG_ADMIN_URL, REDIS_URL, dbUrl, freePort, waitFor } from '../helpers/env.js';
 import { api, newKeyDir } from '../helpers/node.js';
 import { spawnMemfed, waitHealthy, type NodeProcess } from '../helpers/process.js';
 import { dropPrefix, uniquePrefix } from '../helpers/redis.js';
@@ -78,8 +79,30 @@ describe('roles as real processes', () => {
   });
 
   it('migrate creates and migrates the database from the CLI', async () => {
-    const p = spawnMemfed(['migrate'], { DATABASE_URL: db.url });
-    expect(await p.exited).toBe(0);
-    await waitFor(async () => p.output().includes('migrations applied'));
+    // A name the global teardown also removes (it carries this run's id).
+    const name = `memfed_t_${inject('testRun')}_migrate_${process.pid}`;
+    const admin = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {} });
+    const exists = async () => (await admin`SELECT 1 FROM pg_database WHERE datname = ${name}`).length === 1;
+    try {
+      expect(await exists()).toBe(false);
+      const p = spawnMemfed(['migrate'], { DATABASE_URL: dbUrl(name) });
+      expect(await p.exited).toBe(0);
+      // (stdout may still be flushing when the exit event comes)
+      await waitFor(async () => p.output().includes('migrations applied'), { what: 'migrate output' });
+      expect(await exists()).toBe(true);
+      const created = postgres(dbUrl(name), { max: 1, onnotice: () => {} });
+      try {
+        const tables = (await created`SELECT tablename FROM pg_tables WHERE schemaname = 'public'`).map((r) => r.tablename);
+        for (const t of ['memories', 'change_feed', 'peer_cursors', 'federation_push_dlq', 'audit_log']) expect(tables).toContain(t);
+      } finally {
+        await created.end();
+      }
+      // and a second run on the existing database is a no-op that succeeds
+      const again = spawnMemfed(['migrate'], { DATABASE_URL: dbUrl(name) });
+      expect(await again.exited).toBe(0);
+    } finally {
+      await admin.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`).catch(() => {});
+      await admin.end();
+    }
   });
 });

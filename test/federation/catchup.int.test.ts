@@ -3,7 +3,7 @@ import { ensureOwnKey } from '../../src/federation/keys.js';
 import { newNonce } from '../../src/federation/signing.js';
 import { applyReplicated } from '../../src/store/replica.js';
 import { validateMemory } from '../../src/memory/model.js';
-import { freePort, waitFor } from '../helpers/env.js';
+import { waitFor } from '../helpers/env.js';
 import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
 import { FakePeer, wireMemory } from '../helpers/peer.js';
 import { UpstreamReceiver } from '../helpers/upstream-peer.js';
@@ -15,70 +15,90 @@ async function count(n: TestNode): Promise<number> {
   return r!.n;
 }
 
-describe('catch-up between memfed nodes', () => {
-  let source: TestNode, fresh: TestNode;
-  let keyDir: string;
-  let freshPort: number;
+/** How many catch-up runs of `node` from `peer` ended with `outcome` (from its metrics). */
+async function pulls(node: TestNode, peer: string, outcome: string): Promise<number> {
+  const text = (await api(node.url, 'GET', '/metrics')).text;
+  const m = new RegExp(`memfed_catchup_pulls_total\\{peer="${peer}",outcome="${outcome}"[^}]*\\} (\\d+)`).exec(text);
+  return m ? Number(m[1]) : 0;
+}
 
-  beforeAll(async () => {
+describe('catch-up between memfed nodes', () => {
+  let keyDir: string;
+  const nodes: TestNode[] = [];
+  /** A source node and a node pulling from it (the source has no peers: only pulls deliver). */
+  const pair = async (name: string, pullerEnv: Record<string, string> = {}) => {
+    await ensureOwnKey(keyDir, `${name}-source`);
+    await ensureOwnKey(keyDir, `${name}-puller`);
+    const source = await startTestNode({ id: `${name}-source`, keyDir });
+    nodes.push(source);
+    const start = (db?: TestNode) => startTestNode({ id: `${name}-puller`, keyDir, ...(db ? { db: db.db, prefix: db.prefix } : {}), peers: [{ id: source.id, url: source.url }], env: { CATCHUP_INTERVAL_MS: '1000', ...pullerEnv } });
+    return { source, start };
+  };
+
+  beforeAll(() => {
     keyDir = newKeyDir();
-    await ensureOwnKey(keyDir, 'source');
-    await ensureOwnKey(keyDir, 'fresh');
-    // The source does not push to `fresh` (it has no peers): only pulls deliver.
-    source = await startTestNode({ id: 'source', keyDir });
-    const rows = Array.from({ length: 5000 }, (_, i) => validateMemory(wireMemory({ id: `seed-${i}`, title: `seed ${i}`, updated_at: i % 5 === 0 ? SAME_TS : `2026-05-05T05:05:${String(6 + (i % 50)).padStart(2, '0')}.000000+00:00` })));
-    for (let i = 0; i < rows.length; i += 1000) await applyReplicated(source.db.database.db, { memories: rows.slice(i, i + 1000), tombstones: [], originPeer: null });
-    freshPort = await freePort();
   });
   afterAll(async () => {
-    await fresh?.destroy();
-    await source?.destroy();
+    for (const n of nodes) await n.destroy();
   });
 
   it('an empty node next to a peer with 5,000 memories (many sharing one updated_at) pulls them all', async () => {
-    fresh = await startTestNode({ id: 'fresh', keyDir, port: freshPort, peers: [{ id: 'source', url: source.url }], env: { CATCHUP_INTERVAL_MS: '1000' } });
+    const { source, start } = await pair('bulk');
+    const rows = Array.from({ length: 5000 }, (_, i) => validateMemory(wireMemory({ id: `seed-${i}`, title: `seed ${i}`, updated_at: i % 5 === 0 ? SAME_TS : `2026-05-05T05:05:${String(6 + (i % 50)).padStart(2, '0')}.000000+00:00` })));
+    for (let i = 0; i < rows.length; i += 1000) await applyReplicated(source.db.database.db, { memories: rows.slice(i, i + 1000), tombstones: [], originPeer: null });
+    const fresh = await start();
+    nodes.push(fresh);
     await waitFor(async () => (await count(fresh)) === 5000, { timeoutMs: 60_000, intervalMs: 250, what: '5000 rows pulled' });
-    const [wm] = await fresh.db.database.sql`SELECT cursor, since FROM peer_watermarks WHERE peer_id = 'source'`;
+    const [wm] = await fresh.db.database.sql`SELECT cursor, since FROM peer_watermarks WHERE peer_id = ${source.id}`;
     expect(wm!.cursor).toMatch(/^v1\./);
     expect(wm!.since).toBeNull();
     // The run counts itself once its last (empty) page is in, just after the last row lands.
-    const m = await waitFor(async () => {
-      const r = await api(fresh.url, 'GET', '/metrics');
-      return /memfed_catchup_pulls_total\{peer="source",outcome="ok"/.test(r.text) ? r : undefined;
-    }, { what: 'pull counted' });
-    expect(m.text).toMatch(/memfed_catchup_last_success_timestamp_seconds\{peer="source",node="fresh",role="all"\} \d{10}/);
+    await waitFor(async () => (await pulls(fresh, source.id, 'ok')) >= 1, { what: 'pull counted' });
+    const m = await api(fresh.url, 'GET', '/metrics');
+    expect(m.text).toMatch(/memfed_catchup_last_success_timestamp_seconds\{peer="bulk-source",node="bulk-puller",role="all"\} \d{10}/);
   });
 
-  it('a node that was down while its peer took 1,000 writes has them within an interval of restarting', async () => {
-    await fresh.stop();
+  it('a node that was down while its peer took 1,000 writes pulls them all after restarting', async () => {
+    const { source, start } = await pair('down');
+    expect((await api(source.url, 'POST', '/api/v1/memories/bulk', Array.from({ length: 200 }, (_, i) => ({ title: `before ${i}`, content: 'x' })))).json.created).toBe(200);
+    let puller = await start();
+    await waitFor(async () => (await count(puller)) === 200, { timeoutMs: 30_000, what: 'the first 200 rows' });
+    await puller.stop();
     const items = Array.from({ length: 1000 }, (_, i) => ({ title: `while down ${i}`, content: 'x' }));
     expect((await api(source.url, 'POST', '/api/v1/memories/bulk', items)).json.created).toBe(1000);
-    fresh = await startTestNode({ id: 'fresh', keyDir, db: fresh.db, prefix: fresh.prefix, port: freshPort, peers: [{ id: 'source', url: source.url }], env: { CATCHUP_INTERVAL_MS: '1000' } });
-    await waitFor(async () => (await count(fresh)) === 6000, { timeoutMs: 30_000, what: '1000 missed rows' });
+    // Same database and queues, a fresh port (re-binding the one just released can collide).
+    puller = await start(puller);
+    nodes.push(puller);
+    await waitFor(async () => (await count(puller)) === 1200, { timeoutMs: 30_000, what: '1000 missed rows' });
   });
 
   it('a row that fails to apply halts the watermark there; it is retried, never skipped', async () => {
+    const { source, start } = await pair('halt');
+    const fresh = await start();
+    nodes.push(fresh);
     const before = await count(fresh);
     await api(source.url, 'POST', '/api/v1/memories', { id: 'before-bad', title: 'ok', content: 'x' });
     await api(source.url, 'POST', '/api/v1/memories', { id: 'bad-row', title: 'will break', content: 'x' });
     // Corrupt the stored doc on the source so the puller cannot validate it.
     await source.db.database.sql`UPDATE memories SET doc = jsonb_set(doc, '{priority}', '99') WHERE id = 'bad-row'`;
     await api(source.url, 'POST', '/api/v1/memories', { id: 'after-bad', title: 'ok', content: 'x' });
-    await waitFor(async () => (await fresh.db.database.sql`SELECT last_error FROM peer_watermarks WHERE peer_id = 'source'`)[0]?.last_error?.includes('bad-row'), { timeoutMs: 15_000, what: 'halt recorded' });
+    await waitFor(async () => (await fresh.db.database.sql`SELECT last_error FROM peer_watermarks WHERE peer_id = ${source.id}`)[0]?.last_error?.includes('bad-row'), { timeoutMs: 15_000, what: 'halt recorded' });
     const ids = async () => (await fresh.db.database.sql`SELECT id FROM memories WHERE id IN ('before-bad', 'bad-row', 'after-bad')`).map((r) => r.id).sort();
     expect(await ids()).toEqual(['before-bad']);
     // a halt is no success: the stale-catch-up alert must see it
-    const [{ s1 }] = (await fresh.db.database.sql`SELECT last_success_at::text AS s1 FROM peer_watermarks WHERE peer_id = 'source'`) as unknown as [{ s1: string }];
-    await new Promise((r) => setTimeout(r, 1500));
-    const [{ s2 }] = (await fresh.db.database.sql`SELECT last_success_at::text AS s2 FROM peer_watermarks WHERE peer_id = 'source'`) as unknown as [{ s2: string }];
-    expect(s2).toBe(s1);
-    await new Promise((r) => setTimeout(r, 2500));
-    // still halted after more ticks: nothing behind the bad row was applied
+    const lastSuccess = async () => ((await fresh.db.database.sql`SELECT last_success_at::text AS s FROM peer_watermarks WHERE peer_id = ${source.id}`)[0] as { s: string | null }).s;
+    const s1 = await lastSuccess();
+    // Two more runs halt at the same row (counted, not slept for)...
+    const halts = await pulls(fresh, source.id, 'apply_failed');
+    expect(halts).toBeGreaterThanOrEqual(1);
+    await waitFor(async () => (await pulls(fresh, source.id, 'apply_failed')) >= halts + 2, { timeoutMs: 15_000, what: 'two more halted runs' });
+    // ...with no success recorded and nothing behind the bad row applied.
+    expect(await lastSuccess()).toBe(s1);
     expect(await ids()).toEqual(['before-bad']);
     await source.db.database.sql`UPDATE memories SET doc = jsonb_set(doc, '{priority}', '7') WHERE id = 'bad-row'`;
     await waitFor(async () => (await ids()).length === 3, { timeoutMs: 15_000, what: 'resumes after the fix' });
     expect(await count(fresh)).toBe(before + 3);
-    expect((await fresh.db.database.sql`SELECT last_error FROM peer_watermarks WHERE peer_id = 'source'`)[0]!.last_error).toBeNull();
+    expect((await fresh.db.database.sql`SELECT last_error FROM peer_watermarks WHERE peer_id = ${source.id}`)[0]!.last_error).toBeNull();
   });
 });
 
@@ -121,7 +141,9 @@ describe('since form: a failing row that shares its timestamp with the rows befo
     upstream.serve = [wireMemory({ id: 'a-1', updated_at: ts }), wireMemory({ id: 'a-2', updated_at: ts }), wireMemory({ id: 'a-3', updated_at: ts, priority: 99 }), wireMemory({ id: 'a-4', updated_at: '2026-07-02T00:00:00.000000+00:00' })];
     n = await startTestNode({ id: 'puller-2', keyDir, peers: [{ id: 'ai-bad', url: upstream.url }], env: { CATCHUP_INTERVAL_MS: '300' } });
     await waitFor(async () => (await count(n)) === 2, { what: 'rows before the bad one' });
-    await new Promise((r) => setTimeout(r, 1500));
+    // Two more runs halt at the bad row (counted, not slept for); still only the two before it.
+    const halts = await pulls(n, 'ai-bad', 'apply_failed');
+    await waitFor(async () => (await pulls(n, 'ai-bad', 'apply_failed')) >= halts + 2, { timeoutMs: 15_000, what: 'two more halted runs' });
     expect(await count(n)).toBe(2);
     upstream.serve[2] = wireMemory({ id: 'a-3', updated_at: ts });
     await waitFor(async () => (await count(n)) === 4, { timeoutMs: 15_000, what: 'the fixed row and the one after it' });

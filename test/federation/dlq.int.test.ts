@@ -1,4 +1,6 @@
 import { randomUUID } from 'node:crypto';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { PeerClient } from '../../src/federation/client.js';
 import { replayRound } from '../../src/federation/dlq-replay.js';
@@ -6,7 +8,7 @@ import { KeyRing } from '../../src/federation/keys.js';
 import { createLogger } from '../../src/logger.js';
 import { createMetrics } from '../../src/metrics.js';
 import { deadLetter } from '../../src/store/dlq.js';
-import { waitFor } from '../helpers/env.js';
+import { REDIS_URL, waitFor } from '../helpers/env.js';
 import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
 import { wireMemory } from '../helpers/peer.js';
 import { UpstreamReceiver } from '../helpers/upstream-peer.js';
@@ -31,7 +33,7 @@ afterAll(async () => {
   await peer?.stop();
 });
 
-const dlqRows = (where = 'true') => n.db.database.sql.unsafe(`SELECT id, memory_id, status, attempts, failure_class FROM federation_push_dlq WHERE ${where} ORDER BY id`);
+const dlqRows = (where = 'true') => n.db.database.sql.unsafe(`SELECT id, memory_id, status, attempts, failure_class, last_error FROM federation_push_dlq WHERE ${where} ORDER BY id`);
 
 describe('push DLQ', () => {
   it('poison row: dead-lettered alone, quarantined after the attempt limit, requeued and delivered once the peer accepts', async () => {
@@ -47,11 +49,15 @@ describe('push DLQ', () => {
     }, { timeoutMs: 20_000, what: 'quarantine' });
     expect(rows).toHaveLength(1);
     expect(rows[0]!.attempts).toBe(3);
-    const requestsAtQuarantine = peer.requests;
-    await new Promise((r) => setTimeout(r, 1200));
-    // no longer retried
-    expect(peer.requests).toBe(requestsAtQuarantine);
-    expect((await dlqRows(`memory_id = 'poison-1'`))[0]!.attempts).toBe(3);
+    // No longer retried: a canary row dead-lettered after the quarantine is replayed (so
+    // replay rounds ran since), and none of them offered the quarantined row again.
+    const offeredAtQuarantine = peer.offered.get('poison-1');
+    expect(offeredAtQuarantine).toBeGreaterThanOrEqual(3);
+    const canary = `canary-${randomUUID()}`;
+    await deadLetter(n.db.database.db, [{ peerId: 'peer-d', memoryId: canary, op: 'upsert', payload: wireMemory({ id: canary }), failureClass: 'skipped', error: 'x' }]);
+    await waitFor(async () => peer.received.has(canary), { what: 'a replay round after the quarantine' });
+    expect(peer.offered.get('poison-1')).toBe(offeredAtQuarantine);
+    expect((await dlqRows(`memory_id = 'poison-1'`))[0]).toMatchObject({ status: 'quarantined', attempts: 3 });
 
     const stats = await api(n.url, 'GET', '/api/v1/admin/dlq/stats', undefined, ADMIN);
     expect(stats.json.byPeer).toEqual([{ peerId: 'peer-d', pending: 0, quarantined: 1, oldestPendingAgeSeconds: null }]);
@@ -108,14 +114,43 @@ describe('push DLQ', () => {
     }
   });
 
-  it('a large backlog drains through follow-up jobs, not one tick at a time', async () => {
-    const ids = Array.from({ length: 5000 }, (_, i) => `bulk-${i}-${randomUUID().slice(0, 8)}`);
-    await deadLetter(n.db.database.db, ids.map((id) => ({ peerId: 'peer-d', memoryId: id, op: 'upsert' as const, payload: wireMemory({ id }), failureClass: 'transient', error: 'peer was down' })));
-    const replay = await api(n.url, 'POST', '/api/v1/admin/dlq/replay', { peer: 'peer-d' }, ADMIN);
-    expect(replay.status).toBe(202);
-    await waitFor(async () => ids.every((id) => peer.received.has(id)), { timeoutMs: 60_000, intervalMs: 250, what: '5000 rows drained' });
-    // The peer holds them before the replayer settles its last batch: wait for that too.
-    await waitFor(async () => Number((await n.db.database.sql`SELECT count(*)::int AS n FROM federation_push_dlq WHERE peer_id = 'peer-d' AND status = 'pending'`)[0]!.n) === 0, { what: 'no pending rows left' });
+  it('a backlog larger than one run drains through follow-up drain jobs, not one tick at a time', async () => {
+    // A node whose replay tick never comes during the test (once a day), whose runs each
+    // stop after one round (budget 0) of 64 rows (the floor): 640 rows need 10 runs, and
+    // only follow-up jobs can make them.
+    const drainPeer = await new UpstreamReceiver('peer-drain', keyDir).start();
+    const d = await startTestNode({
+      id: 'dlq-drain-node',
+      keyDir,
+      peers: [{ id: 'peer-drain', url: drainPeer.url }],
+      env: { DLQ_REPLAY_INTERVAL_MS: '86400000', DLQ_REPLAY_MAX_BATCH: '64', DLQ_RUN_BUDGET_MS: '0', ADMIN_TOKEN: 'admin-secret', PUSH_BATCH_MAX: '64' },
+    });
+    const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    const q = new Queue('dlq', { connection: conn, prefix: d.prefix });
+    try {
+      const ids = Array.from({ length: 640 }, (_, i) => `drain-${i}-${randomUUID().slice(0, 8)}`);
+      await deadLetter(d.db.database.db, ids.map((id) => ({ peerId: 'peer-drain', memoryId: id, op: 'upsert' as const, payload: wireMemory({ id }), failureClass: 'transient', error: 'peer was down' })));
+      const replay = await api(d.url, 'POST', '/api/v1/admin/dlq/replay', { peer: 'peer-drain' }, ADMIN);
+      expect(replay.status).toBe(202);
+      await waitFor(async () => ids.every((id) => drainPeer.received.has(id)), { timeoutMs: 60_000, intervalMs: 100, what: '640 rows drained' });
+      await waitFor(async () => Number((await d.db.database.sql`SELECT count(*)::int AS n FROM federation_push_dlq WHERE status = 'pending'`)[0]!.n) === 0, { what: 'no pending rows left' });
+      const jobs = await waitFor(async () => {
+        const all = await q.getJobs(['completed'], 0, -1);
+        const drains = all.filter((j) => j.data.reason === 'drain');
+        return drains.length >= 9 ? all : undefined;
+      }, { what: 'the drain jobs completed' });
+      const replayed = jobs.filter((j) => j.data.reason !== 'tick').map((j) => j.returnvalue as { rounds: number; replayed: number });
+      // One operator run plus at least nine follow-ups, one round of at most 64 rows each.
+      expect(jobs.filter((j) => j.data.reason === 'operator')).toHaveLength(1);
+      expect(replayed.every((r) => r.rounds === 1 && r.replayed <= 64)).toBe(true);
+      expect(replayed.reduce((sum, r) => sum + r.replayed, 0)).toBe(640);
+      expect([...drainPeer.deliveries.values()].every((c) => c === 1)).toBe(true);
+    } finally {
+      await q.close();
+      conn.disconnect();
+      await d.destroy();
+      await drainPeer.stop();
+    }
   });
 
   it('a peer outage never burns DLQ attempts nor overwrites the refusal reason', async () => {
@@ -125,7 +160,7 @@ describe('push DLQ', () => {
       const before = peer.requests;
       await waitFor(async () => peer.requests >= before + 3, { timeoutMs: 15_000, what: 'several replay ticks against the down peer' });
       const [row] = await dlqRows(`memory_id = 'outage-1'`);
-      expect(row).toMatchObject({ status: 'pending', attempts: 0, failure_class: 'skipped' });
+      expect(row).toMatchObject({ status: 'pending', attempts: 0, failure_class: 'skipped', last_error: 'original refusal' });
     } finally {
       peer.failWith = null;
     }

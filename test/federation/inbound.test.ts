@@ -288,19 +288,28 @@ describe('verifyInbound: verification before state', () => {
     expect(redis.calls).toBe(0);
     expect(redis.keys.size).toBe(0);
 
-    // The forged requests burned none of the nonces: the genuine sender can still use them.
+    // The forged requests burned none of the nonces: the genuine sender can still use them,
+    // and each use of a memfed nonce is one claim in Redis (so the counts above see it).
     for (const nonce of nonces.slice(0, 6)) {
       expect(await verifyInbound(await signed(privA, nonce), policy), nonce).toMatchObject({ ok: true });
     }
+    // (bare UUID nonces live in the store's bounded in-process cache, not in Redis)
+    const inRedis = nonces.slice(0, 6).filter((n) => n.includes('.')).length;
+    expect(inRedis).toBe(4);
+    expect(redis.calls).toBe(inRedis);
+    expect(redis.keys.size).toBe(inRedis);
   });
 
   it('unsigned and malformed requests never touch the nonce store', async () => {
     const { policy, redis } = await setup();
-    await verifyInbound(request({ nonce: newNonce(NOW) }), policy);
-    await verifyInbound(request({ peerId: 'peer-b', nonce: newNonce(NOW) }), policy);
-    await verifyInbound(request({ nonce: newNonce(NOW), signature: 'ed25519=AAAA' }), policy);
-    await verifyInbound(request({ nonce: newNonce(NOW), signature: `x=${Buffer.from(randomBytes(64)).toString('base64')}` }), policy);
-    await verifyInbound(await signed(privStranger, newNonce(NOW), 'peer-b'), policy);
+    expect(await verifyInbound(request({ nonce: newNonce(NOW) }), policy)).toEqual({ ok: false, status: 401, tag: 'x_memory_sig_missing', peerId: 'peer-a' });
+    expect(await verifyInbound(request({ peerId: 'peer-b', nonce: newNonce(NOW) }), policy)).toEqual({ ok: false, status: 401, tag: 'peer_not_enrolled', peerId: 'peer-b' });
+    expect(await verifyInbound(request({ nonce: newNonce(NOW), signature: 'ed25519=AAAA' }), policy)).toEqual({ ok: false, status: 401, tag: 'x_memory_sig_malformed', peerId: 'peer-a' });
+    expect(await verifyInbound(request({ nonce: newNonce(NOW), signature: `x=${Buffer.from(randomBytes(64)).toString('base64')}` }), policy)).toEqual({ ok: false, status: 401, tag: 'x_memory_sig_unknown_algorithm', peerId: 'peer-a' });
+    expect(await verifyInbound(await signed(privStranger, newNonce(NOW), 'peer-b'), policy)).toEqual({ ok: false, status: 401, tag: 'x_memory_sig_no_enrolled_key', peerId: 'peer-b' });
     expect(redis.calls).toBe(0);
+    // The counter sees the store: one genuine request is one claim.
+    expect(await verifyInbound(await signed(privA, newNonce(NOW)), policy)).toEqual({ ok: true, peerId: 'peer-a', signed: true });
+    expect(redis.calls).toBe(1);
   });
 });

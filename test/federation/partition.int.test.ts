@@ -7,7 +7,9 @@ let mesh: Awaited<ReturnType<typeof startProcessMesh>>;
 let a: MeshProcess, b: MeshProcess, c: MeshProcess;
 
 beforeAll(async () => {
-  mesh = await startProcessMesh(3, { FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '2000' });
+  // A generous ack timeout: no test here measures it, and on a loaded machine a push round
+  // trip can take seconds; a short one turns load into 503s (a timed pass/fail).
+  mesh = await startProcessMesh(3, { FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '15000' });
   [a, b, c] = mesh.nodes as [MeshProcess, MeshProcess, MeshProcess];
 }, 90_000);
 afterAll(async () => {
@@ -30,7 +32,10 @@ describe('partitions between real node processes', () => {
         expect(r.status).toBe(201);
         ids.push(r.json.id);
       }
-      await new Promise((r) => setTimeout(r, 4000));
+      // Both senders have tried c and failed (timed out): these writes really were missed.
+      for (const n of [a, b]) {
+        await waitFor(async () => (await n.db.database.sql`SELECT last_error_class FROM peer_cursors WHERE peer_id = ${c.id}`)[0]?.last_error_class === 'transient', { timeoutMs: 30_000, what: `${n.id} saw c fail` });
+      }
     } finally {
       c.proc.signal('SIGCONT');
     }

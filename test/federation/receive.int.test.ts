@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Redis } from 'ioredis';
+import { compareVersions, validateMemory } from '../../src/memory/model.js';
 import { REDIS_URL } from '../helpers/env.js';
 import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
 import { FakePeer, send, wireMemory } from '../helpers/peer.js';
@@ -30,6 +31,12 @@ function malleate(sig: Buffer): Buffer {
   return out;
 }
 
+const push = async (memories: Array<Record<string, unknown>>) => (await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories }))).json;
+/** Removes every trace of an id, so a test can apply versions to it from scratch. */
+const forget = async (id: string) => {
+  await n.db.database.sql`DELETE FROM memories WHERE id = ${id}`;
+};
+
 const state = async () => {
   const [r] = await n.db.database.sql`SELECT (SELECT count(*) FROM memories)::int AS m, (SELECT count(*) FROM change_feed)::int AS f`;
   return r;
@@ -54,21 +61,57 @@ describe('POST /api/v1/sync/push: receive', () => {
     expect(await state()).toEqual(before);
   });
 
-  it('last writer wins; equal timestamps pick the same winner regardless of arrival order', async () => {
-    const id = 'lww-tie';
-    const older = wireMemory({ id, content: 'older', updated_at: '2026-01-01T00:00:00.000000+00:00' });
-    const newer = wireMemory({ id, content: 'newer', updated_at: '2026-01-02T00:00:00.000000+00:00' });
-    await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [newer] }));
-    const r = await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [older] }));
-    expect(r.json.results[0].status).toBe('noop');
-    expect((await api(n.url, 'GET', `/api/v1/memories/${id}`)).json.memory.content).toBe('newer');
-    const x = wireMemory({ id: 'tie-2', content: 'x', updated_at: '2026-01-03T00:00:00.000000+00:00' });
-    const y = wireMemory({ id: 'tie-2', content: 'y', updated_at: '2026-01-03T00:00:00.000000+00:00' });
-    await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [x] }));
-    await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [y] }));
-    const first = (await api(n.url, 'GET', '/api/v1/memories/tie-2')).json.memory.content;
-    await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [x] }));
-    expect((await api(n.url, 'GET', '/api/v1/memories/tie-2')).json.memory.content).toBe(first);
+  it('last writer wins in either arrival order', async () => {
+    const older = wireMemory({ id: 'lww-order', content: 'older', updated_at: '2026-01-01T00:00:00.000000+00:00' });
+    const newer = wireMemory({ id: 'lww-order', content: 'newer', updated_at: '2026-01-02T00:00:00.000000+00:00' });
+    for (const [first, second] of [[newer, older], [older, newer]] as const) {
+      await forget('lww-order');
+      expect((await push([first])).results).toEqual([{ id: 'lww-order', status: 'applied' }]);
+      expect((await push([second])).results).toEqual([{ id: 'lww-order', status: second === newer ? 'applied' : 'noop' }]);
+      expect((await api(n.url, 'GET', '/api/v1/memories/lww-order')).json.memory.content).toBe('newer');
+    }
+  });
+
+  it('equal timestamps: the greater digest wins in SQL, the same winner in either arrival order', async () => {
+    const ts = '2026-01-03T00:00:00.000000+00:00';
+    const x = wireMemory({ id: 'tie-2', content: 'x', updated_at: ts });
+    const y = wireMemory({ id: 'tie-2', content: 'y', updated_at: ts });
+    // Each version's stored digest, alone: the tie-break key the SQL compares.
+    const digestOf = async (m: Record<string, unknown>) => {
+      await forget('tie-2');
+      await push([m]);
+      return String((await n.db.database.sql`SELECT digest FROM memories WHERE id = 'tie-2'`)[0]!.digest);
+    };
+    const dx = await digestOf(x);
+    const dy = await digestOf(y);
+    expect(dx).not.toBe(dy);
+    // The winner the model's LWW order picks, which is the greater digest.
+    const winner = compareVersions({ memory: validateMemory(x), deletedAt: null, digest: dx }, { memory: validateMemory(y), deletedAt: null, digest: dy }) > 0 ? 'x' : 'y';
+    expect(winner).toBe(dx > dy ? 'x' : 'y');
+    for (const [first, second] of [[x, y], [y, x]] as const) {
+      await forget('tie-2');
+      await push([first]);
+      const r = await push([second]);
+      expect(r.results).toEqual([{ id: 'tie-2', status: second.content === winner ? 'applied' : 'noop' }]);
+      expect((await api(n.url, 'GET', '/api/v1/memories/tie-2')).json.memory.content).toBe(winner);
+      // and the loser arriving again changes nothing
+      expect((await push([first.content === winner ? second : first])).results[0].status).toBe('noop');
+    }
+  });
+
+  it('equal timestamps: a tombstone beats a live copy in either arrival order', async () => {
+    const ts = '2026-01-04T00:00:00.000000+00:00';
+    const live = wireMemory({ id: 'tie-tomb', content: 'live', updated_at: ts });
+    const tomb = { id: 'tie-tomb', deleted_at: ts };
+    await forget('tie-tomb');
+    await push([live]);
+    const del = await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [], tombstones: [tomb] }));
+    expect(del.json.results).toEqual([{ id: 'tie-tomb', status: 'applied' }]);
+    expect((await api(n.url, 'GET', '/api/v1/memories/tie-tomb')).status).toBe(404);
+    await forget('tie-tomb');
+    await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [], tombstones: [tomb] }));
+    expect((await push([live])).results).toEqual([{ id: 'tie-tomb', status: 'noop' }]);
+    expect((await api(n.url, 'GET', '/api/v1/memories/tie-tomb')).status).toBe(404);
   });
 
   it('a tombstone blocks an older copy arriving later; a newer update resurrects', async () => {
@@ -128,14 +171,15 @@ describe('signed-request attacks are refused with WIRE.md tags and change nothin
     expect(replay.status).toBe(401);
     expect(replay.json.error).toBe('x_memory_nonce_replay');
     await n.stop();
-    const restarted = await startTestNode({ id: 'receiver', keyDir, db: n.db, prefix: n.prefix, port: n.port });
+    // Fresh ports: re-binding the one just released can collide.
+    const restarted = await startTestNode({ id: 'receiver', keyDir, db: n.db, prefix: n.prefix });
     try {
       const again = await send(restarted.url, req);
       expect(again.json.error).toBe('x_memory_nonce_replay');
       expect(await state()).toEqual(before);
     } finally {
       await restarted.stop();
-      n = await startTestNode({ id: 'receiver', keyDir, db: n.db, prefix: n.prefix, port: n.port });
+      n = await startTestNode({ id: 'receiver', keyDir, db: n.db, prefix: n.prefix });
     }
   });
 
@@ -148,7 +192,11 @@ describe('signed-request attacks are refused with WIRE.md tags and change nothin
   it('a flood of bad signatures does not grow the nonce store', async () => {
     const redis = new Redis(REDIS_URL);
     const countNonces = async () => (await redis.keys(`${n.prefix}:nonce:*`)).length;
+    // The count sees the store: one genuine request adds exactly one key to it.
+    const empty = await countNonces();
+    expect((await send(n.url, peer.push(body()))).status).toBe(200);
     const before = await countNonces();
+    expect(before).toBe(empty + 1);
     for (let i = 0; i < 200; i++) {
       const r = peer.push(body());
       r.body = Buffer.from(r.body.toString().replace('hello', `bad${i}`));

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../helpers/env.js';
+import { Redis } from 'ioredis';
+import { REDIS_URL, waitFor } from '../helpers/env.js';
 import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
 import { FakePeer, send } from '../helpers/peer.js';
 import { UpstreamReceiver } from '../helpers/upstream-peer.js';
@@ -28,10 +29,13 @@ describe('a peer that comes back', () => {
     expect(w.status).toBe(201);
     // The push failed and now waits out a 60 s Retry-After.
     await waitFor(async () => (await n.db.database.sql`SELECT last_error_class FROM peer_cursors WHERE peer_id = 'peer-u'`)[0]?.last_error_class === 'transient', { what: 'push failure recorded' });
-    await new Promise((r) => setTimeout(r, 500));
-    // the backlog shows as push lag for the peer
-    const m = await api(n.url, 'GET', '/metrics');
-    expect(Number(m.text.match(/memfed_peer_lag_rows\{peer="peer-u",node="recovering",role="all"\} (\d+)/)?.[1])).toBeGreaterThanOrEqual(1);
+    // the backlog shows as push lag for the peer (once the collector has sampled it)
+    const lagRows = (text: string) => Number(text.match(/memfed_peer_lag_rows\{peer="peer-u",node="recovering",role="all"\} (\d+)/)?.[1] ?? 0);
+    const m = await waitFor(async () => {
+      const r = await api(n.url, 'GET', '/metrics');
+      return lagRows(r.text) >= 1 ? r : undefined;
+    }, { what: 'push lag reported' });
+    expect(lagRows(m.text)).toBeGreaterThanOrEqual(1);
     expect(Number(m.text.match(/memfed_peer_lag_seconds\{peer="peer-u",node="recovering",role="all"\} ([\d.e+-]+)/)?.[1])).toBeGreaterThan(0);
     receiver.failWith = null;
     expect(receiver.received.has(w.json.id)).toBe(false);
@@ -46,13 +50,15 @@ describe('a peer that comes back', () => {
 
   it('a throttled push (429) does not burn attempts', async () => {
     receiver.failWith = { status: 429, headers: { 'retry-after': '1' } };
+    const at = receiver.requests;
     const w = await api(n.url, 'POST', '/api/v1/memories', { title: 'throttled', content: 'x' });
     expect(w.status).toBe(201);
     const { Queue } = await import('bullmq');
-    const q = new Queue('push', { connection: { host: '127.0.0.1', port: 6379 }, prefix: n.prefix });
+    const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    const q = new Queue('push', { connection: conn, prefix: n.prefix });
     try {
       // Several throttles in a row (Retry-After 1 s each)...
-      await waitFor(async () => receiver.requests >= 4, { timeoutMs: 15_000, what: 'several throttled attempts' });
+      await waitFor(async () => receiver.requests >= at + 4, { timeoutMs: 15_000, what: 'several throttled attempts' });
       const jobs = await q.getJobs(['delayed', 'waiting', 'active'], 0, 10);
       const push = jobs.find((j) => j.data.peerId === 'peer-u');
       expect(push).toBeDefined();
@@ -61,6 +67,7 @@ describe('a peer that comes back', () => {
     } finally {
       receiver.failWith = null;
       await q.close();
+      conn.disconnect();
     }
     await waitFor(async () => receiver.received.has(w.json.id), { timeoutMs: 10_000, what: 'delivered after throttling ends' });
   });

@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { waitFor } from '../helpers/env.js';
+import { REDIS_URL, waitFor } from '../helpers/env.js';
 import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
 import { FakePeer, send, wireMemory } from '../helpers/peer.js';
 import { UpstreamReceiver } from '../helpers/upstream-peer.js';
@@ -14,12 +16,27 @@ beforeAll(async () => {
   upstream = await new UpstreamReceiver('ai-memory-1', keyDir).start();
   sender = await new FakePeer('ai-memory-1').init();
   sender.enrolIn(keyDir);
-  n = await startTestNode({ id: 'memfed-1', keyDir, peers: [{ id: 'ai-memory-1', url: upstream.url }], env: { FED_QUORUM_W: '2', PUSH_BATCH_MAX: '50' } });
+  // A generous ack timeout: no test here measures it, and on a loaded machine a push round
+  // trip can take seconds; a short one turns load into 503s (a timed pass/fail).
+  n = await startTestNode({ id: 'memfed-1', keyDir, peers: [{ id: 'ai-memory-1', url: upstream.url }], env: { FED_QUORUM_W: '2', PUSH_BATCH_MAX: '50', FED_ACK_TIMEOUT_MS: '15000' } });
 });
 afterAll(async () => {
   await n?.destroy();
   await upstream?.stop();
 });
+
+const PEER = 'ai-memory-1';
+type Pos = { txid: string; seq: string };
+const cursor = async (): Promise<Pos & { cls: string | null }> => {
+  const [c] = await n.db.database.sql`SELECT txid::text AS txid, seq::text AS seq, last_error_class AS cls FROM peer_cursors WHERE peer_id = ${PEER}`;
+  return { txid: c!.txid, seq: c!.seq, cls: c!.cls };
+};
+/** The feed position of the last change of `id` on the node. */
+const lastChange = async (id: string): Promise<Pos> => {
+  const [f] = await n.db.database.sql`SELECT txid::text AS txid, seq::text AS seq FROM change_feed WHERE memory_id = ${id} ORDER BY txid DESC, seq DESC LIMIT 1`;
+  return { txid: f!.txid, seq: f!.seq };
+};
+const before = (a: Pos, b: Pos) => BigInt(a.txid) < BigInt(b.txid) || (a.txid === b.txid && BigInt(a.seq) < BigInt(b.seq));
 
 describe('interop with an ai-memory-style peer', () => {
   it('delivers writes to an upstream receiver and counts its ack toward the quorum', async () => {
@@ -70,24 +87,54 @@ describe('interop with an ai-memory-style peer', () => {
     const del = sender.push({ sender_agent_id: 'ai-memory-1', memories: [], deletions: [m.id] }, { bareNonce: true });
     expect((await send(n.url, del)).json.deleted).toBe(1);
     expect((await api(n.url, 'GET', `/api/v1/memories/${m.id}`)).status).toBe(404);
-    // and the applied row is not echoed back to the peer it came from
-    await new Promise((r) => setTimeout(r, 800));
+    // and the applied row is not echoed back to the peer it came from: once the cursor
+    // for that peer is past both changes, their pushes (if any) have been made.
+    const last = await lastChange(String(m.id));
+    await waitFor(async () => !before(await cursor(), last), { what: 'cursor past the applied changes' });
     expect(upstream.received.has(String(m.id))).toBe(false);
     expect(upstream.deleted.has(String(m.id))).toBe(false);
   });
 
   it('classifies failures: 503 with Retry-After retries without moving the cursor, 429 never burns attempts', async () => {
-    upstream.failWith = { status: 503, headers: { 'retry-after': '1' } };
-    const r = await api(n.url, 'POST', '/api/v1/memories', { title: 'during 503', content: 'x' });
-    expect(r.status).toBe(503);
-    expect(r.json.reason).toBe('unreachable');
-    const [cur] = await n.db.database.sql`SELECT last_error_class FROM peer_cursors WHERE peer_id = 'ai-memory-1'`;
-    expect(cur!.last_error_class).toBe('transient');
-    upstream.failWith = { status: 429, headers: { 'retry-after': '1' } };
-    await waitFor(async () => (await n.db.database.sql`SELECT last_error_class FROM peer_cursors WHERE peer_id = 'ai-memory-1'`)[0]!.last_error_class === 'throttle', { what: 'throttle recorded' });
-    upstream.failWith = null;
-    await waitFor(async () => upstream.received.has(r.json.id), { timeoutMs: 20_000, what: 'delivered after recovery' });
-    const dlq = await n.db.database.sql`SELECT count(*)::int AS n FROM federation_push_dlq WHERE memory_id = ${r.json.id}`;
-    expect(dlq[0]!.n).toBe(0);
+    const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    const q = new Queue('push', { connection: conn, prefix: n.prefix });
+    const pushJob = async () => (await q.getJobs(['delayed', 'waiting', 'active'], 0, 50)).find((j) => j.data.peerId === PEER);
+    try {
+      upstream.failWith = { status: 503, headers: { 'retry-after': '1' } };
+      const r = await api(n.url, 'POST', '/api/v1/memories', { title: 'during 503', content: 'x' });
+      expect(r.status).toBe(503);
+      expect(r.json.reason).toBe('unreachable');
+      const write = await lastChange(r.json.id);
+      expect((await cursor()).cls).toBe('transient');
+      const held = await cursor();
+      expect(before(held, write)).toBe(true);
+      // Retried (Retry-After 1 s) and failed again: the cursor has not moved.
+      const at503 = upstream.requests;
+      await waitFor(async () => upstream.requests >= at503 + 2, { timeoutMs: 15_000, what: 'the 503 retried twice' });
+      expect(await cursor()).toMatchObject({ txid: held.txid, seq: held.seq, cls: 'transient' });
+
+      upstream.failWith = { status: 429, headers: { 'retry-after': '1' } };
+      await waitFor(async () => (await cursor()).cls === 'throttle', { what: 'throttle recorded' });
+      const job = await waitFor(pushJob, { what: 'the throttled push job' });
+      const attempts = job.attemptsMade;
+      const at429 = upstream.requests;
+      // Several throttles in a row: the same job, no attempt used, the cursor still put.
+      await waitFor(async () => upstream.requests >= at429 + 3, { timeoutMs: 15_000, what: 'three more throttled tries' });
+      const later = await waitFor(pushJob, { what: 'the push job still there' });
+      expect(later.id).toBe(job.id);
+      expect(later.attemptsMade).toBe(attempts);
+      expect(await cursor()).toMatchObject({ txid: held.txid, seq: held.seq, cls: 'throttle' });
+
+      upstream.failWith = null;
+      await waitFor(async () => upstream.received.has(r.json.id), { timeoutMs: 20_000, what: 'delivered after recovery' });
+      await waitFor(async () => !before(await cursor(), write), { what: 'cursor past the write' });
+      expect((await cursor()).cls).toBeNull();
+      const dlq = await n.db.database.sql`SELECT count(*)::int AS n FROM federation_push_dlq WHERE memory_id = ${r.json.id}`;
+      expect(dlq[0]!.n).toBe(0);
+    } finally {
+      upstream.failWith = null;
+      await q.close();
+      conn.disconnect();
+    }
   });
 });

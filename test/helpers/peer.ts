@@ -6,10 +6,10 @@ import { getSigningBytes, newNonce, postSigningBytes, privateKeyObject, signatur
 
 /** A fake federation peer with its own key: signs requests the way a sender would. */
 export class FakePeer {
-  readonly priv = randomBytes(32);
   pub!: Uint8Array;
 
-  constructor(readonly id: string) {}
+  /** `priv`: sign with an existing raw 32-byte key (e.g. a real node's `.priv`) instead of a fresh one. */
+  constructor(readonly id: string, readonly priv: Buffer = randomBytes(32)) {}
 
   async init(): Promise<this> {
     this.pub = await ed.getPublicKeyAsync(this.priv);

@@ -1,13 +1,17 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { Redis } from 'ioredis';
 import { freePort, waitFor } from './env.js';
+import { StableFront } from './stable-front.js';
 
 /**
- * A Redis of the test's own on a free port, with no persistence, that the test may stop
- * and restart (every key gone) without touching the shared one on 6379.
+ * A Redis of the test's own, with no persistence, that the test may stop and restart
+ * (every key gone) without touching the shared one. Its address (`url`, `port`) stays the
+ * same across restarts: it is a stable front port; each start runs redis-server on a
+ * fresh port behind it, so a restart never re-binds a port it just released.
  */
 export class PrivateRedis {
   private proc: ChildProcess | null = null;
+  private front: StableFront | null = null;
   port = 0;
 
   get url(): string {
@@ -15,10 +19,14 @@ export class PrivateRedis {
   }
 
   async start(): Promise<this> {
-    if (!this.port) this.port = await freePort();
-    this.proc = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    if (!this.front) {
+      this.front = await new StableFront().start();
+      this.port = this.front.port;
+    }
+    const backend = await freePort();
+    this.proc = spawn('redis-server', ['--port', String(backend), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
     await waitFor(async () => {
-      const r = new Redis(this.url, { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
+      const r = new Redis(`redis://127.0.0.1:${backend}`, { maxRetriesPerRequest: 0, retryStrategy: () => null, lazyConnect: true });
       r.on('error', () => {});
       try {
         await r.connect();
@@ -27,10 +35,12 @@ export class PrivateRedis {
         r.disconnect();
       }
     }, { what: 'private redis up' });
+    this.front!.retarget(backend);
     return this;
   }
 
   async stop(): Promise<void> {
+    this.front?.retarget(null);
     const p = this.proc;
     if (!p || p.exitCode !== null) return;
     const exited = new Promise((r) => p.once('exit', r));

@@ -4,6 +4,7 @@ import { REDIS_URL, freePort } from './env.js';
 import { newKeyDir } from './node.js';
 import { spawnMemfed, waitHealthy, type NodeProcess } from './process.js';
 import { dropPrefix, uniquePrefix } from './redis.js';
+import { StableFront } from './stable-front.js';
 
 export interface MeshProcess {
   id: string;
@@ -12,42 +13,51 @@ export interface MeshProcess {
   prefix: string;
   env: Record<string, string>;
   proc: NodeProcess;
-  /** Starts the process again with the same database, prefix and port. */
+  /**
+   * Starts the process again with the same database and prefix, at the same address
+   * (`url`, a stable front port the peers are configured with) but listening on a fresh
+   * port behind it: re-binding the port just released can collide.
+   */
   restart(): Promise<void>;
 }
 
 /** N real `memfed all` processes peered with each other (one shared key dir). */
 export async function startProcessMesh(n: number, env: Record<string, string> = {}): Promise<{ nodes: MeshProcess[]; destroy(): Promise<void> }> {
   const keyDir = newKeyDir();
-  const specs = await Promise.all(Array.from({ length: n }, async (_, i) => ({ id: `proc-${String.fromCharCode(97 + i)}`, port: await freePort() })));
+  const specs = await Promise.all(Array.from({ length: n }, async (_, i) => ({ id: `proc-${String.fromCharCode(97 + i)}`, front: await new StableFront().start() })));
   for (const s of specs) await ensureOwnKey(keyDir, s.id);
   const nodes: MeshProcess[] = [];
   for (const s of specs) {
     const db = await createTestDatabase();
     const prefix = uniquePrefix();
-    const nodeEnv = {
+    const listen = await freePort();
+    const nodeEnv: Record<string, string> = {
       NODE_ID: s.id,
-      HTTP_PORT: String(s.port),
+      HTTP_PORT: String(listen),
       WORKER_HTTP_PORT: '0',
       DATABASE_URL: db.url,
       REDIS_URL,
       QUEUE_PREFIX: prefix,
       FED_KEY_DIR: keyDir,
-      FED_PEERS: specs.filter((p) => p.id !== s.id).map((p) => `${p.id}=http://127.0.0.1:${p.port}`).join(','),
+      FED_PEERS: specs.filter((p) => p.id !== s.id).map((p) => `${p.id}=http://127.0.0.1:${p.front.port}`).join(','),
       RECONCILE_INTERVAL_MS: '500',
       FED_REQUEST_TIMEOUT_MS: '1500',
       LOG_LEVEL: 'warn',
       SHUTDOWN_GRACE_MS: '2000',
       ...env,
     };
+    s.front.retarget(listen);
     const node: MeshProcess = {
       id: s.id,
-      url: `http://127.0.0.1:${s.port}`,
+      url: `http://127.0.0.1:${s.front.port}`,
       db,
       prefix,
       env: nodeEnv,
       proc: spawnMemfed(['all'], nodeEnv),
       async restart() {
+        const port = await freePort();
+        nodeEnv.HTTP_PORT = String(port);
+        s.front.retarget(port);
         node.proc = spawnMemfed(['all'], nodeEnv);
         await waitHealthy(node.url);
       },
@@ -59,6 +69,7 @@ export async function startProcessMesh(n: number, env: Record<string, string> = 
     nodes,
     async destroy() {
       await Promise.all(nodes.map((m) => m.proc.stop()));
+      await Promise.all(specs.map((s) => s.front.stop()));
       for (const m of nodes) {
         await m.db.drop();
         await dropPrefix(m.prefix);

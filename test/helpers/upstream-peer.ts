@@ -13,6 +13,8 @@ export class UpstreamReceiver {
   readonly deleted = new Set<string>();
   /** How many times each memory id was received (duplicate-delivery checks). */
   readonly deliveries = new Map<string, number>();
+  /** How many times each memory id was sent to us at all, refused or not. */
+  readonly offered = new Map<string, number>();
   requests = 0;
   refuse = new Set<string>();
   /** What GET /api/v1/sync/since serves (upstream semantics: since exclusive, no cursor). */
@@ -62,6 +64,7 @@ export class UpstreamReceiver {
         const body = JSON.parse(raw.toString()) as { memories: Array<Record<string, unknown>>; deletions?: string[] };
         let applied = 0, skipped = 0, deleted = 0;
         for (const m of body.memories) {
+          this.offered.set(String(m.id), (this.offered.get(String(m.id)) ?? 0) + 1);
           if (this.refuse.has(String(m.id))) skipped++;
           else {
             this.received.set(String(m.id), m);

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { skipNote } from '../helpers/skip.js';
 
 /*
  * The Prometheus alert rules (docs/alerts/memfed.rules.yml) and their promtool unit tests
@@ -38,6 +39,8 @@ const hasPromtool = (() => {
   }
 })();
 
+const NO_PROMTOOL = 'promtool not on PATH (apt-get install prometheus)';
+
 if (!hasPromtool) {
   console.warn(
     'test/ops/alerts.test.ts: promtool is not on PATH, so the alert rule checks are SKIPPED. ' +
@@ -55,13 +58,13 @@ function alertBlocks(text: string): Array<{ name: string; body: string }> {
 }
 
 describe('alert rules (promtool)', () => {
-  it.skipIf(!hasPromtool)('promtool check rules accepts docs/alerts/memfed.rules.yml', () => {
+  it.skipIf(!hasPromtool)(`promtool check rules accepts docs/alerts/memfed.rules.yml${skipNote(!hasPromtool, NO_PROMTOOL)}`, () => {
     const r = promtool(['check', 'rules', RULES]);
     expect(r.output).toContain('SUCCESS');
     expect(r.code, r.output).toBe(0);
   });
 
-  it.skipIf(!hasPromtool)('promtool test rules passes docs/alerts/memfed.rules.test.yml', () => {
+  it.skipIf(!hasPromtool)(`promtool test rules passes docs/alerts/memfed.rules.test.yml${skipNote(!hasPromtool, NO_PROMTOOL)}`, () => {
     const r = promtool(['test', 'rules', RULE_TESTS]);
     expect(r.code, r.output).toBe(0);
     expect(r.output).toContain('SUCCESS');

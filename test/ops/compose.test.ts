@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { skipNote } from '../helpers/skip.js';
 
 /*
  * docker-compose.yml, validated by Compose itself (`config -q`) and checked through the
@@ -71,7 +72,7 @@ function flat(block: string): string {
     .replace(/\s+/g, ' ');
 }
 
-describe.skipIf(!compose)('docker-compose.yml', () => {
+describe.skipIf(!compose)(`docker-compose.yml${skipNote(!compose, 'neither docker-compose nor docker compose available (apt-get install docker-compose)')}`, () => {
   it('is valid (config -q exits 0)', () => {
     const r = run(['config', '-q']);
     expect(r.code, r.stderr).toBe(0);

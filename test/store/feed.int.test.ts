@@ -4,40 +4,56 @@ import { buildNewMemory } from '../../src/memory/input.js';
 import { nowMicros } from '../../src/memory/time.js';
 import { FEED_START, comparePositions, decodeCursor, encodeCursor, feedHead, readFeed, type FeedPosition } from '../../src/store/feed.js';
 import { insertMemories } from '../../src/store/memories.js';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { waitFor } from '../helpers/env.js';
+import { createDatabase, type Database } from '../../src/db/client.js';
+import { PG_ADMIN_URL, waitFor } from '../helpers/env.js';
+import { PrivatePostgres, privatePostgresAvailable } from '../helpers/private-postgres.js';
+import { skipNote } from '../helpers/skip.js';
 
-let t: TestDatabase;
+// This file holds a transaction open on purpose. The feed horizon is the snapshot xmin,
+// which is cluster-wide: on the shared cluster that would stall the change feed of every
+// node of every test file running meanwhile. So it runs on a Postgres cluster of its own.
+const pg = new PrivatePostgres();
+let t: { url: string; database: Database };
 beforeAll(async () => {
-  t = await createTestDatabase();
-});
+  if (!privatePostgresAvailable()) return;
+  await pg.start();
+  const url = await pg.createMigratedDatabase();
+  t = { url, database: createDatabase(url, { max: 5 }) };
+}, 120_000);
 afterAll(async () => {
-  await t?.drop();
+  await t?.database.close();
+  await pg.stop();
 });
 
 const mem = (title: string) => buildNewMemory({ title, content: 'c' }, { agentId: 'test', nowMicros: nowMicros() });
 
-describe('change feed order is commit order', () => {
+describe.skipIf(!privatePostgresAvailable())(`change feed order is commit order${skipNote(!privatePostgresAvailable(), 'no Postgres 15 binaries (initdb, postgres) for a private cluster')}`, () => {
   it('never hands out a position behind a change that commits later', async () => {
     const db = t.database.db;
     await insertMemories(db, [mem('before')]);
-    // Other test files' transactions on this cluster can hold the horizon back briefly.
-    const start = (await waitFor(async () => (await readFeed(db, FEED_START, 1000)).at(-1), { what: 'first change visible' }))!;
+    // A cluster of this file's own: nothing else holds the horizon back.
+    const start = (await readFeed(db, FEED_START, 1000)).at(-1)!;
+    expect(start).toBeDefined();
 
     // A second connection opens a transaction, writes a change (it gets a seq and txid
     // first) and stays open while later transactions commit.
     const holder = postgres(t.url, { max: 1, onnotice: () => {} });
+    // The held transaction is on this file's own cluster, never the shared one.
+    const [{ port }] = (await holder`SELECT inet_server_port() AS port`) as unknown as [{ port: number }];
+    expect(port).toBe(pg.port);
+    expect(port).not.toBe(Number(new URL(PG_ADMIN_URL).port || 5432));
     let release!: () => void;
     const released = new Promise<void>((r) => (release = r));
-    let heldSeq = '';
+    let wrote!: (seq: string) => void;
+    const written = new Promise<string>((r) => (wrote = r));
     const held = holder.begin(async (tx) => {
       // Take an xid before the later writers so the held change sorts first.
       await tx`SELECT pg_current_xact_id()`;
       const [row] = await tx`INSERT INTO change_feed (memory_id, op) VALUES ('held-open', 'upsert') RETURNING seq::text AS seq`;
-      heldSeq = row!.seq;
+      wrote(row!.seq);
       await released;
     });
-    while (!heldSeq) await new Promise((r) => setTimeout(r, 10));
+    const heldSeq = await Promise.race([written, held.then(() => Promise.reject(new Error('the holding transaction ended early')))]);
 
     await insertMemories(db, [mem('later-1')]);
     await insertMemories(db, [mem('later-2')]);
