@@ -13,7 +13,7 @@ describe('catch-up of large memories', () => {
     await source?.destroy();
   });
 
-  it('pulls pages whose 500 rows would exceed what a puller accepts', async () => {
+  it('pulls 200 memories of 60 KB, in pages cut by bytes rather than rows', async () => {
     const keyDir = newKeyDir();
     await ensureOwnKey(keyDir, 'big-source');
     await ensureOwnKey(keyDir, 'big-puller');

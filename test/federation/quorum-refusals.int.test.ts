@@ -8,7 +8,7 @@ describe('quorum and refusals', () => {
   beforeAll(async () => {
     const keyDir = newKeyDir();
     upstream = await new UpstreamReceiver('peer-q', keyDir).start();
-    n = await startTestNode({ id: 'quorate', keyDir, peers: [{ id: 'peer-q', url: upstream.url }], env: { FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '1500' } });
+    n = await startTestNode({ id: 'quorate', keyDir, peers: [{ id: 'peer-q', url: upstream.url }], env: { FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '5000' } });
   });
   afterAll(async () => {
     await n?.destroy();
@@ -21,7 +21,7 @@ describe('quorum and refusals', () => {
     expect(r.status).toBe(503);
     expect(r.json).toMatchObject({ error: 'quorum_not_met', got: 1, needed: 2 });
     const [dead] = await n.db.database.sql`SELECT peer_id, status, failure_class FROM federation_push_dlq WHERE memory_id = 'refused-q'`;
-    expect(dead).toMatchObject({ peer_id: 'peer-q', status: 'pending' });
+    expect(dead).toMatchObject({ peer_id: 'peer-q', status: 'pending', failure_class: 'skipped' });
     const ok = await api(n.url, 'POST', '/api/v1/memories', { title: 'yes', content: 'x' });
     expect(ok.status).toBe(201);
     expect(ok.json.quorum_acks).toBe(2);

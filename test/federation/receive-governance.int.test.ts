@@ -32,6 +32,8 @@ describe('a governed receiver', () => {
     const r = await send(n.url, peer.push({ sender_agent_id: 'peer-g', memories: [future, fine] }));
     expect(r.json).toMatchObject({ applied: 1, skipped: 1 });
     expect(r.json.results.find((x: { id: string }) => x.id === 'from-3000').reason).toMatch(/^FUTURE_TIMESTAMP/);
+    expect((await api(n.url, 'GET', '/api/v1/memories/from-3000')).status).toBe(404);
+    expect((await api(n.url, 'GET', '/api/v1/memories/fine-1')).status).toBe(200);
   });
 
   it('skips a bad row in a push instead of refusing the whole batch', async () => {
@@ -42,6 +44,9 @@ describe('a governed receiver', () => {
     const r = await send(n.url, req);
     expect(r.status).toBe(200);
     expect(r.json).toMatchObject({ applied: 1, skipped: 1 });
+    expect(r.json.results).toEqual(expect.arrayContaining([expect.objectContaining({ id: 'nul-row', status: 'skipped' }), expect.objectContaining({ id: 'good-row', status: 'applied' })]));
+    expect((await api(n.url, 'GET', '/api/v1/memories/good-row')).status).toBe(200);
+    expect((await api(n.url, 'GET', '/api/v1/memories/nul-row')).status).toBe(404);
   });
 
   it('answers a stranger\'s push without reading its body', async () => {
