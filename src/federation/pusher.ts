@@ -31,11 +31,18 @@ export type Item = { kind: 'memory'; memory: Memory; bytes: number } | { kind: '
 
 export const itemId = (i: Item) => (i.kind === 'memory' ? i.memory.id : i.tombstone.id);
 
+/**
+ * `bytes` is what the item adds to the push body (buildPushBody): a memory once in
+ * `memories`, a tombstone's id in `deletions` plus the tombstone itself, each with a comma.
+ */
 export function itemFromStored(s: StoredMemory): Item {
-  return s.deletedAt === null
-    ? { kind: 'memory', memory: s.memory, bytes: Buffer.byteLength(JSON.stringify(s.memory)) }
-    : { kind: 'tombstone', tombstone: { id: s.memory.id, deleted_at: s.deletedAt }, bytes: 100 };
+  if (s.deletedAt === null) return { kind: 'memory', memory: s.memory, bytes: Buffer.byteLength(JSON.stringify(s.memory)) + 1 };
+  const tombstone = { id: s.memory.id, deleted_at: s.deletedAt };
+  return { kind: 'tombstone', tombstone, bytes: Buffer.byteLength(JSON.stringify(tombstone.id)) + Buffer.byteLength(JSON.stringify(tombstone)) + 2 };
 }
+
+/** The bytes of a push body with no rows: what `batchMaxBytes` must also cover. */
+const envelopeBytes = (sender: string, recipient: string) => Buffer.byteLength(JSON.stringify(buildPushBody({ sender, recipient, memories: [], tombstones: [] })));
 
 /** A row the peer refused, with why. */
 export interface Refusal {
@@ -66,7 +73,7 @@ export interface PushRunResult {
 
 /**
  * Sends the peer every change after its cursor, in order, in signed batches of up to
- * `batchMax` rows (and `batchMaxBytes`), advancing the cursor only on the peer's ack.
+ * `batchMax` rows and at most `batchMaxBytes` of body (one row larger than that goes alone), advancing the cursor only on the peer's ack.
  * Rows the peer refuses go to the DLQ and the cursor moves past them; transient,
  * throttle and unenrolled failures throw PeerRequestError with the cursor untouched.
  */
@@ -74,6 +81,7 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
   const started = Date.now();
   const out: PushRunResult = { batches: 0, rows: 0, deadLettered: 0, caughtUp: false, recovered: false, cursor: FEED_START };
   let hadError: boolean | undefined;
+  const rowBudget = deps.batchMaxBytes - envelopeBytes(deps.selfId, peer.id);
   for (;;) {
     const cursor = await getCursor(deps.db, peer.id);
     hadError ??= cursor.lastErrorClass !== null;
@@ -96,7 +104,7 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
         const s = stored.get(e.memoryId);
         if (s) {
           const item = itemFromStored(s);
-          if (items.length > 0 && bytes + item.bytes > deps.batchMaxBytes) break;
+          if (items.length > 0 && bytes + item.bytes > rowBudget) break;
           items.push(item);
           included.add(e.memoryId);
           bytes += item.bytes;
