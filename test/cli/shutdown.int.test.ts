@@ -104,7 +104,8 @@ async function inFlight(r: Rig, worker: NodeProcess, title: string): Promise<str
 
 describe('SIGTERM with a push job in flight', () => {
   it('waits for the job within SHUTDOWN_GRACE_MS: the peer acks and the cursor moves before the process exits', async () => {
-    const r = await setup(20_000);
+    // The request timeout is far above how long the test holds the request (no retry).
+    const r = await setup(20_000, { FED_REQUEST_TIMEOUT_MS: '15000', JOB_LOCK_MS: '30000' });
     const worker = spawnMemfed(['worker'], r.workerEnv);
     r.procs.push(worker);
     const id = await inFlight(r, worker, 'drained');
@@ -128,7 +129,6 @@ describe('SIGTERM with a push job in flight', () => {
     const worker = spawnMemfed(['worker'], r.workerEnv);
     r.procs.push(worker);
     const id = await inFlight(r, worker, 'abandoned');
-    const t0 = Date.now();
     worker.signal('SIGTERM');
     // The peer never answers this request.
     expect(await worker.exited).toBe(0);
