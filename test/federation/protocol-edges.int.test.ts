@@ -58,6 +58,28 @@ describe('a receiving node', () => {
     expect((await count(n)).feed).toBe(before.feed + 3);
   });
 
+  it('never stores a row whose key differs from its document id (id drift), whatever the push', async () => {
+    // A tombstone for an id never seen, then the memory itself, newer: the row takes the memory's document.
+    const late = wireMemory({ updated_at: '2026-05-01T00:00:00.000000+00:00' });
+    expect((await send(n.url, peer.push({ sender_agent_id: 'peer-dry', memories: [], tombstones: [{ id: late.id, deleted_at: '2026-04-01T00:00:00.000000+00:00' }] }))).json.deleted).toBe(1);
+    expect((await send(n.url, peer.push({ sender_agent_id: 'peer-dry', memories: [late] }))).json.applied).toBe(1);
+    // A row whose JSON names two ids: the parsed object has one, and row and document agree on it.
+    const dup = JSON.stringify(wireMemory({ id: 'dup-first' })).replace(/}$/, ',"id":"dup-second"}');
+    const raw = Buffer.from(`{"sender_agent_id":"peer-dry","memories":[${dup}]}`);
+    const nonce = newNonce();
+    const r = await fetch(`${n.url}/api/v1/sync/push`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-peer-id': 'peer-dry', 'x-memory-nonce': nonce, 'x-memory-sig': peer.signPost(raw, nonce) }, body: raw });
+    expect(r.status).toBe(200);
+    expect((await api(n.url, 'GET', '/api/v1/memories/dup-first')).status).toBe(404);
+    expect((await api(n.url, 'GET', '/api/v1/memories/dup-second')).json.memory.id).toBe('dup-second');
+    // A local update cannot re-key a memory either.
+    const moved = await api(n.url, 'PUT', `/api/v1/memories/${late.id}`, { id: 'somewhere-else', content: 'x' });
+    expect(moved).toMatchObject({ status: 400, json: { code: 'READ_ONLY_FIELD' } });
+    const rows = await n.db.database.sql`SELECT id, doc->>'id' AS doc_id, deleted_at FROM memories WHERE id IN (${late.id as string}, 'dup-second')`;
+    expect(rows.map((x) => [x.id, x.doc_id, x.deleted_at === null]).sort()).toEqual([['dup-second', 'dup-second', true], [late.id, late.id, true]].sort());
+    // The fault checker's id-drift query, over every row this node holds.
+    expect(await n.db.database.sql`SELECT id FROM memories WHERE doc->>'id' IS DISTINCT FROM id`).toEqual([]);
+  });
+
   it('refuses a peer whose .pub was removed while the node runs, and accepts a re-enrolled key', async () => {
     const first = wireMemory({ title: 'while enrolled' });
     expect((await send(n.url, leaving.push({ sender_agent_id: 'peer-leaving', memories: [first] }))).status).toBe(200);
