@@ -44,6 +44,18 @@ const str = (fallback: string) =>
     .optional()
     .transform((v) => (v === undefined || v === '' ? fallback : v));
 
+const oneOf = <T extends string>(fallback: T, values: readonly T[]) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx): T => {
+      if (v === undefined || v.trim() === '') return fallback;
+      const s = v.trim();
+      if ((values as readonly string[]).includes(s)) return s as T;
+      ctx.addIssue({ code: 'custom', message: `expected one of ${values.join(', ')}, got "${v}"` });
+      return z.NEVER;
+    });
+
 const url = (fallback: string, protocols: string[]) =>
   str(fallback).superRefine((v, ctx) => {
     try {
@@ -123,15 +135,18 @@ const schema = z.object({
   SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
   MAX_BODY_BYTES: int(512 * 1024, 16 * 1024, 64 * 1024 * 1024),
   MAX_BATCH_BODY_BYTES: int(48 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
-  AUDIT_LEVEL: z.enum(['security', 'all']).optional().default('security'),
+  AUDIT_LEVEL: oneOf('security', ['security', 'all'] as const),
   AUDIT_CHECKPOINT_EVERY: int(1000, 1, 10_000_000),
   AUDIT_CHECKPOINT_INTERVAL_MS: int(60_000, 100, 86_400_000),
   GOVERNANCE_FILE: str(''),
   GOVERNANCE_POLICY: str(''),
   // Fault injection for the test campaign only (TESTING.md): never set in production.
   MEMFED_FAULT_CRASH_AFTER_COMMIT: bool(false),
-  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).optional().default('info'),
+  LOG_LEVEL: oneOf('info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
 });
+
+/** Every environment variable loadConfig reads (test/config.test.ts covers each one). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
 
 type Raw = z.infer<typeof schema>;
 

@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { describe, it, expect } from 'vitest';
-import { ConfigError, describeConfig, federationEnabled, loadConfig } from '../src/config.js';
+import { CONFIG_VARIABLES, ConfigError, describeConfig, federationEnabled, loadConfig, type Config } from '../src/config.js';
+import { loadPolicy } from '../src/governance.js';
 import { skipNote } from './helpers/skip.js';
 
 function configError(env: Record<string, string | undefined>): ConfigError {
@@ -235,5 +236,104 @@ describe('ids that name key files', () => {
     expect(() => loadConfig({ NODE_ID: 'a/b' })).toThrow(ConfigError);
     expect(() => loadConfig({ NODE_ID: 'me', FED_PEERS: 'x/y=http://127.0.0.1:1' })).toThrow(ConfigError);
     expect(loadConfig({ NODE_ID: 'host:a.b@c-d_e' }).nodeId).toBe('host:a.b@c-d_e');
+  });
+});
+
+/*
+ * One entry per variable of src/config.ts: its default, and a bad value with the error it
+ * must give. The list is checked against CONFIG_VARIABLES (the schema's own keys), so a
+ * variable added without an entry here fails this file.
+ */
+type Spec = {
+  read: (c: Config) => unknown;
+  default: unknown;
+} & (
+  | { bad: string; error: RegExp }
+  /** Free text at load time: any value is kept verbatim; `why` says where a wrong one shows. */
+  | { free: string; why: string; later?: () => Promise<unknown> }
+);
+
+const SPEC: Record<string, Spec> = {
+  NODE_ID: { read: (c) => c.nodeId, default: `host:${os.hostname()}`, bad: 'a b', error: /expected 1-128 chars of \[A-Za-z0-9_-:@.\] \(it names the key files\)/ },
+  HTTP_HOST: { read: (c) => c.http.host, default: '127.0.0.1', free: '::1', why: 'any host or address; a wrong one fails at listen with the OS error' },
+  HTTP_PORT: { read: (c) => c.http.port, default: 9077, bad: '65536', error: /expected an integer in \[0, 65535\], got "65536"/ },
+  WORKER_HTTP_PORT: { read: (c) => c.workerHttpPort, default: 9177, bad: '-1', error: /expected an integer in \[0, 65535\], got "-1"/ },
+  DATABASE_URL: { read: (c) => c.databaseUrl, default: 'postgres://postgres@127.0.0.1:5432/memfed', bad: 'mysql://db/x', error: /expected postgres: or postgresql: URL/ },
+  DATABASE_POOL_MAX: { read: (c) => c.databasePoolMax, default: 10, bad: '0', error: /expected an integer in \[1, 200\], got "0"/ },
+  REDIS_URL: { read: (c) => c.redisUrl, default: 'redis://127.0.0.1:6379', bad: 'http://r:6379', error: /expected redis: or rediss: URL/ },
+  QUEUE_PREFIX: { read: (c) => c.queuePrefix, default: 'memfed', bad: 'has space', error: /expected 1-64 chars of \[A-Za-z0-9_-.\]/ },
+  FED_PEERS: { read: (c) => c.federation.peers, default: [], bad: 'nope', error: /bad peer entry "nope": expected id=url/ },
+  FED_QUORUM_W: { read: (c) => c.federation.quorumW, default: 1, bad: '0', error: /expected an integer in \[1, 64\], got "0"/ },
+  FED_ACK_TIMEOUT_MS: { read: (c) => c.federation.ackTimeoutMs, default: 2000, bad: '0', error: /expected an integer in \[1, 600000\], got "0"/ },
+  FED_KEY_DIR: { read: (c) => c.federation.keyDir, default: './data/keys', free: '/srv/memfed keys', why: 'any path; a missing one is created at start, an unwritable one fails there' },
+  FED_REQUIRE_SIG: { read: (c) => c.federation.requireSig, default: true, bad: 'maybe', error: /expected true\/false, got "maybe"/ },
+  FED_CLOCK_SKEW_MS: { read: (c) => c.federation.clockSkewMs, default: 300_000, bad: '999', error: /expected an integer in \[1000, 3600000\], got "999"/ },
+  FED_REQUEST_TIMEOUT_MS: { read: (c) => c.federation.requestTimeoutMs, default: 10_000, bad: '99', error: /expected an integer in \[100, 120000\], got "99"/ },
+  JOB_LOCK_MS: { read: (c) => c.jobLockMs, default: 30_000, bad: 'soon', error: /expected an integer in \[5000, 600000\], got "soon"/ },
+  API_KEY: { read: (c) => c.apiKey, default: '', free: 'k 3y!', why: 'any secret; empty turns the check off' },
+  ADMIN_TOKEN: { read: (c) => c.adminToken, default: '', free: 't0k=n', why: 'any secret; empty leaves the admin API unmounted' },
+  PUSH_CONCURRENCY: { read: (c) => c.concurrency.push, default: 8, bad: '257', error: /expected an integer in \[1, 256\], got "257"/ },
+  DLQ_CONCURRENCY: { read: (c) => c.concurrency.dlq, default: 1, bad: '65', error: /expected an integer in \[1, 64\], got "65"/ },
+  CATCHUP_CONCURRENCY: { read: (c) => c.concurrency.catchup, default: 2, bad: '0', error: /expected an integer in \[1, 64\], got "0"/ },
+  PUSH_BATCH_MAX: { read: (c) => c.push.batchMax, default: 500, bad: '1001', error: /expected an integer in \[1, 1000\], got "1001"/ },
+  PUSH_BATCH_MAX_BYTES: { read: (c) => c.push.batchMaxBytes, default: 8 * 1024 * 1024, bad: '65535', error: /expected an integer in \[65536, 33554432\], got "65535"/ },
+  RECONCILE_INTERVAL_MS: { read: (c) => c.push.reconcileIntervalMs, default: 5000, bad: '99', error: /expected an integer in \[100, 3600000\], got "99"/ },
+  CATCHUP_INTERVAL_MS: { read: (c) => c.catchup.intervalMs, default: 30_000, bad: '0.5s', error: /expected an integer in \[100, 86400000\], got "0.5s"/ },
+  DLQ_REPLAY_INTERVAL_MS: { read: (c) => c.dlq.replayIntervalMs, default: 30_000, bad: '99', error: /expected an integer in \[100, 86400000\], got "99"/ },
+  DLQ_MAX_REPLAY_ATTEMPTS: { read: (c) => c.dlq.maxReplayAttempts, default: 100, bad: '0', error: /expected an integer in \[1, 1000000\], got "0"/ },
+  DLQ_REPLAY_MAX_BATCH: { read: (c) => c.dlq.replayMaxBatch, default: 2048, bad: '63', error: /expected an integer in \[64, 100000\], got "63"/ },
+  DLQ_RUN_BUDGET_MS: { read: (c) => c.dlq.runBudgetMs, default: 20_000, bad: '600001', error: /expected an integer in \[0, 600000\], got "600001"/ },
+  WORKER_QUEUES: { read: (c) => c.workerQueues, default: ['push', 'dlq', 'catchup', 'audit'], bad: 'push,bogus', error: /unknown queue "bogus" \(known: push, dlq, catchup, audit\)/ },
+  SHUTDOWN_GRACE_MS: { read: (c) => c.shutdownGraceMs, default: 10_000, bad: '600001', error: /expected an integer in \[0, 600000\], got "600001"/ },
+  MAX_BODY_BYTES: { read: (c) => c.limits.maxBodyBytes, default: 512 * 1024, bad: '1024', error: /expected an integer in \[16384, 67108864\], got "1024"/ },
+  MAX_BATCH_BODY_BYTES: { read: (c) => c.limits.maxBatchBodyBytes, default: 48 * 1024 * 1024, bad: '1', error: /expected an integer in \[65536, 268435456\], got "1"/ },
+  AUDIT_LEVEL: { read: (c) => c.audit.level, default: 'security', bad: 'everything', error: /expected one of security, all, got "everything"/ },
+  AUDIT_CHECKPOINT_EVERY: { read: (c) => c.audit.checkpointEvery, default: 1000, bad: '0', error: /expected an integer in \[1, 10000000\], got "0"/ },
+  AUDIT_CHECKPOINT_INTERVAL_MS: { read: (c) => c.audit.checkpointIntervalMs, default: 60_000, bad: '99', error: /expected an integer in \[100, 86400000\], got "99"/ },
+  GOVERNANCE_FILE: {
+    read: (c) => c.governance.file, default: '', free: '/etc/memfed/policy.json',
+    why: 'a path, read at start: a missing file fails the start naming the path',
+    later: () => loadPolicy({ file: '/nonexistent/memfed-policy.json', inline: '' }),
+  },
+  GOVERNANCE_POLICY: {
+    read: (c) => c.governance.inline, default: '', free: '{"deny_namespaces":["x/**"]}',
+    why: 'JSON, parsed at start: invalid JSON fails the start naming GOVERNANCE_POLICY',
+    later: () => loadPolicy({ file: '', inline: '{not json' }),
+  },
+  MEMFED_FAULT_CRASH_AFTER_COMMIT: { read: (c) => c.faults.crashAfterCommit, default: false, bad: 'sometimes', error: /expected true\/false, got "sometimes"/ },
+  LOG_LEVEL: { read: (c) => c.logLevel, default: 'info', bad: 'loud', error: /expected one of fatal, error, warn, info, debug, trace, silent, got "loud"/ },
+};
+
+describe('every configuration variable', () => {
+  it('has an entry here for each variable src/config.ts reads, and none extra', () => {
+    expect(Object.keys(SPEC).sort()).toEqual([...CONFIG_VARIABLES].sort());
+    expect(CONFIG_VARIABLES.length).toBeGreaterThan(30);
+  });
+
+  const hostnameIsValidId = /^[A-Za-z0-9_\-:@.]{1,123}$/.test(os.hostname());
+  const envFor = (name: string, value?: string) => (name === 'NODE_ID' ? (value === undefined ? {} : { NODE_ID: value }) : { ...base, ...(value === undefined ? {} : { [name]: value }) });
+
+  describe.each(Object.entries(SPEC))('%s', (name, spec) => {
+    it.runIf(name !== 'NODE_ID' || hostnameIsValidId)('defaults when unset or empty', () => {
+      expect(spec.read(loadConfig(envFor(name)))).toEqual(spec.default);
+      // An empty value (compose's `VAR=${X:-}`) is the same as unset, for the whole config.
+      expect(loadConfig(envFor(name, ''))).toEqual(loadConfig(envFor(name)));
+    });
+
+    if ('bad' in spec) {
+      it(`refuses ${JSON.stringify(spec.bad)} with an error naming the variable`, () => {
+        const err = configError(envFor(name, spec.bad));
+        const mine = err.problems.filter((p) => p.startsWith(`${name}: `));
+        expect(mine, err.message).toHaveLength(1);
+        expect(mine[0]).toMatch(spec.error);
+        // only this variable is reported
+        expect(err.problems).toEqual(mine);
+      });
+    } else {
+      it(`keeps any value verbatim (${spec.why})`, async () => {
+        expect(spec.read(loadConfig(envFor(name, spec.free)))).toBe(spec.free);
+        if (spec.later) await expect(spec.later()).rejects.toThrow(name === 'GOVERNANCE_FILE' ? /\/nonexistent\/memfed-policy\.json/ : new RegExp(name));
+      });
+    }
   });
 });

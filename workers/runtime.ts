@@ -83,6 +83,10 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
       const timedOut = await Promise.race([graceful.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), graceMs).unref())]);
       if (timedOut) {
         ctx.logger.warn({ graceMs }, 'grace period over; force-closing workers');
+        // End the peer requests the active jobs wait on: the jobs fail as transient and
+        // are retried (by any worker) instead of holding this process until their timeout.
+        ctx.client.abortAll();
+        await Promise.race([graceful, new Promise((r) => setTimeout(r, 1000).unref())]);
         await Promise.all(workers.map((w) => w.close(true)));
       }
       await Promise.allSettled(connections.map((c) => c.quit()));

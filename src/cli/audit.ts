@@ -1,12 +1,37 @@
+import { readFile } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import type { Checkpoint } from '../audit/chain.js';
 import { verifyStoredChain } from '../audit/verify.js';
 import type { Config } from '../config.js';
 import { createDatabase } from '../db/client.js';
 import { loadAuditKeys } from '../federation/keys.js';
 
-export const AUDIT_USAGE = `memfed audit verify [--json] [--from N]
-                            walk the chain: hashes, links, signatures, sequence, checkpoints;
-                            exit 0 only when it verifies`;
+export const AUDIT_USAGE = `memfed audit verify [--json] [--from N] [--checkpoints FILE]...
+                            walk the chain: hashes, links, signatures, sequence, checkpoints
+                            (stored ones, plus archived ones from FILE: a saved
+                            GET /api/v1/audit/checkpoints answer); exit 0 only when it verifies`;
+
+/** Checkpoints archived off-node: a saved `/api/v1/audit/checkpoints` answer, or a bare array. */
+async function readArchivedCheckpoints(file: string, nodeId: string): Promise<Checkpoint[] | string> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(await readFile(file, 'utf8'));
+  } catch (err) {
+    return `--checkpoints ${file}: ${(err as Error).message}`;
+  }
+  const wrapped = doc !== null && typeof doc === 'object' && !Array.isArray(doc) ? (doc as { node_id?: unknown; checkpoints?: unknown }) : null;
+  if (wrapped && wrapped.node_id !== undefined && wrapped.node_id !== nodeId) return `--checkpoints ${file}: checkpoints of node "${String(wrapped.node_id)}", not "${nodeId}"`;
+  const list = wrapped ? wrapped.checkpoints : doc;
+  if (!Array.isArray(list)) return `--checkpoints ${file}: expected {"checkpoints": [...]} or an array`;
+  const out: Checkpoint[] = [];
+  for (const c of list as Array<Record<string, unknown>>) {
+    if (c === null || typeof c !== 'object' || typeof c.seq !== 'number' || typeof c.hash !== 'string' || typeof c.at !== 'string' || typeof c.keyId !== 'string' || typeof c.signature !== 'string') {
+      return `--checkpoints ${file}: each checkpoint needs seq, hash, at, keyId and signature`;
+    }
+    out.push({ seq: c.seq, hash: c.hash, at: c.at, keyId: c.keyId, signature: c.signature });
+  }
+  return out;
+}
 
 export async function auditCommand(config: Config, args: string[], out: (s: string) => void): Promise<number> {
   const [sub, ...rest] = args;
@@ -14,17 +39,33 @@ export async function auditCommand(config: Config, args: string[], out: (s: stri
     out(AUDIT_USAGE);
     return 2;
   }
-  const { values } = parseArgs({ args: rest, options: { json: { type: 'boolean' }, from: { type: 'string' } } });
+  let values: { json?: boolean; from?: string; checkpoints?: string[] };
+  try {
+    ({ values } = parseArgs({ args: rest, options: { json: { type: 'boolean' }, from: { type: 'string' }, checkpoints: { type: 'string', multiple: true } } }));
+  } catch (err) {
+    // A usage error (unknown option, `--from -3` read as an option) is exit 2, not a crash.
+    out(`${(err as Error).message}\n${AUDIT_USAGE}`);
+    return 2;
+  }
   const from = values.from === undefined ? 1 : Number(values.from);
   if (!Number.isSafeInteger(from) || from < 1) {
     out('--from must be a positive integer');
     return 2;
   }
+  const archived: Checkpoint[] = [];
+  for (const file of values.checkpoints ?? []) {
+    const r = await readArchivedCheckpoints(file, config.nodeId);
+    if (typeof r === 'string') {
+      out(r);
+      return 2;
+    }
+    archived.push(...r);
+  }
   const { keys } = await loadAuditKeys(config.federation.keyDir, config.nodeId);
   const database = createDatabase(config.databaseUrl, { max: 2 });
   try {
     const started = Date.now();
-    const r = await verifyStoredChain(database.db, { nodeId: config.nodeId, keys, from });
+    const r = await verifyStoredChain(database.db, { nodeId: config.nodeId, keys, from, extraCheckpoints: archived });
     const ms = Date.now() - started;
     if (values.json) out(JSON.stringify({ ...r, node_id: config.nodeId, from, elapsed_ms: ms }));
     else if (r.ok) out(`ok: ${r.count} entries verified from seq ${from}${r.head ? ` to ${r.head.seq}` : ''}, ${r.checkpointsChecked} checkpoint(s) held, ${ms} ms`);

@@ -57,7 +57,17 @@ const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 
 /** Signed outbound federation requests. No BullMQ here: callers map errors to retries. */
 export class PeerClient {
+  private readonly closing = new AbortController();
+
   constructor(private readonly opts: PeerClientOptions) {}
+
+  /**
+   * Ends every request in flight and any later one (a worker whose shutdown grace is
+   * over): they fail as transient, so their jobs are retried, not left hanging.
+   */
+  abortAll(): void {
+    this.closing.abort();
+  }
 
   private headers(signed: Uint8Array, nonce: string): Record<string, string> {
     const h: Record<string, string> = { 'x-peer-id': this.opts.selfId, 'x-memory-nonce': nonce };
@@ -86,10 +96,10 @@ export class PeerClient {
     const url = `${peer.url}${path}${query ? `?${query}` : ''}`;
     let res: Response;
     try {
-      res = await fetch(url, { method, headers, body, signal: AbortSignal.timeout(this.opts.timeoutMs), redirect: 'manual' });
+      res = await fetch(url, { method, headers, body, signal: AbortSignal.any([AbortSignal.timeout(this.opts.timeoutMs), this.closing.signal]), redirect: 'manual' });
     } catch (err) {
       const e = err as Error & { cause?: { code?: string } };
-      const what = e.name === 'TimeoutError' ? `timeout after ${this.opts.timeoutMs} ms` : (e.cause?.code ?? e.message);
+      const what = e.name === 'TimeoutError' ? `timeout after ${this.opts.timeoutMs} ms` : this.closing.signal.aborted ? 'aborted: shutting down' : (e.cause?.code ?? e.message);
       throw new PeerRequestError('transient', `${method} ${path} to ${peer.id}: ${what}`);
     }
     const payload = await readCapped(res.body, MAX_RESPONSE_BYTES).catch((err: Error) => {

@@ -4,16 +4,18 @@ import { readFeed, type FeedEntry, type FeedPosition } from '../store/feed.js';
 import type { StoredMemory } from '../store/memories.js';
 import { loadStored, type Tombstone } from '../store/replica.js';
 
-/** What a tombstone counts for in a byte budget (an id and a timestamp, with JSON around them). */
-export const TOMBSTONE_BYTES = 100;
-
 /** One row to deliver: a memory's current state, or its tombstone. */
 export type Item = { kind: 'memory'; memory: Memory; bytes: number } | { kind: 'tombstone'; tombstone: Tombstone; bytes: number };
 
 export const itemId = (i: Item) => (i.kind === 'memory' ? i.memory.id : i.tombstone.id);
 
-export const memoryItem = (memory: Memory): Item => ({ kind: 'memory', memory, bytes: Buffer.byteLength(JSON.stringify(memory)) });
-export const tombstoneItem = (tombstone: Tombstone): Item => ({ kind: 'tombstone', tombstone, bytes: TOMBSTONE_BYTES });
+/*
+ * `bytes` is what an item adds to a push body (buildPushBody), the largest form it is
+ * sent in: a memory once in `memories`; a tombstone's id in `deletions` plus the
+ * tombstone itself in `tombstones`; each with its comma.
+ */
+export const memoryItem = (memory: Memory): Item => ({ kind: 'memory', memory, bytes: Buffer.byteLength(JSON.stringify(memory)) + 1 });
+export const tombstoneItem = (tombstone: Tombstone): Item => ({ kind: 'tombstone', tombstone, bytes: Buffer.byteLength(JSON.stringify(tombstone.id)) + Buffer.byteLength(JSON.stringify(tombstone)) + 2 });
 
 export function itemFromStored(s: StoredMemory): Item {
   return s.deletedAt === null ? memoryItem(s.memory) : tombstoneItem({ id: s.memory.id, deleted_at: s.deletedAt });

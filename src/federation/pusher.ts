@@ -24,6 +24,9 @@ export interface PusherDeps {
   publishAck(peerId: string, position: FeedPosition, refused: FeedPosition[]): Promise<void>;
 }
 
+/** The bytes of a push body with no rows: what `batchMaxBytes` must also cover. */
+const envelopeBytes = (sender: string, recipient: string) => Buffer.byteLength(JSON.stringify(buildPushBody({ sender, recipient, memories: [], tombstones: [] })));
+
 /** A row the peer refused, with why. */
 export interface Refusal {
   item: Item;
@@ -53,7 +56,7 @@ export interface PushRunResult {
 
 /**
  * Sends the peer every change after its cursor, in order, in signed batches of up to
- * `batchMax` rows (and `batchMaxBytes`), advancing the cursor only on the peer's ack.
+ * `batchMax` rows and at most `batchMaxBytes` of body (one row larger than that goes alone), advancing the cursor only on the peer's ack.
  * Rows the peer refuses go to the DLQ and the cursor moves past them; transient,
  * throttle and unenrolled failures throw PeerRequestError with the cursor untouched.
  */
@@ -61,11 +64,12 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
   const started = Date.now();
   const out: PushRunResult = { batches: 0, rows: 0, deadLettered: 0, caughtUp: false, recovered: false, cursor: FEED_START };
   let hadError: boolean | undefined;
+  const rowBudget = deps.batchMaxBytes - envelopeBytes(deps.selfId, peer.id);
   for (;;) {
     const cursor = await getCursor(deps.db, peer.id);
     hadError ??= cursor.lastErrorClass !== null;
     out.cursor = { txid: cursor.txid, seq: cursor.seq };
-    const page = await readFeedPage(deps.db, cursor, deps.batchMax, { excludeOrigin: peer.id, maxBytes: deps.batchMaxBytes });
+    const page = await readFeedPage(deps.db, cursor, deps.batchMax, { excludeOrigin: peer.id, maxBytes: rowBudget });
     const last = page.last;
     if (!last) {
       out.caughtUp = true;

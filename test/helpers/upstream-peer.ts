@@ -20,6 +20,13 @@ export class UpstreamReceiver {
   /** What GET /api/v1/sync/since serves (upstream semantics: since exclusive, no cursor). */
   serve: Array<Record<string, unknown>> = [];
   sinceRequests: string[] = [];
+  /** Body size in bytes of every push request it processed (not those answered by failWith). */
+  readonly pushBodyBytes: number[] = [];
+  /**
+   * When non-empty, the answer carries per-row `results` (as a memfed receiver does), and
+   * these ids come back under another id: a peer whose results drift from what was sent.
+   */
+  driftIds = new Set<string>();
   /** When set, every request answers this status (e.g. 503, 429). */
   failWith: { status: number; headers?: Record<string, string> } | null = null;
   private server!: Server;
@@ -61,6 +68,7 @@ export class UpstreamReceiver {
         }
         const nonce = req.headers['x-memory-nonce'] as string | undefined;
         if (!sig.ok || !verifySignature(publicKeyObject(pub), postSigningBytes(raw, nonce), sig.signature)) return reply(401, { error: 'x_memory_sig_bad_signature' });
+        this.pushBodyBytes.push(raw.byteLength);
         const body = JSON.parse(raw.toString()) as { memories: Array<Record<string, unknown>>; deletions?: string[] };
         let applied = 0, skipped = 0, deleted = 0;
         for (const m of body.memories) {
@@ -77,7 +85,11 @@ export class UpstreamReceiver {
           this.received.delete(id);
           deleted++;
         }
-        reply(200, { applied, deleted, noop: 0, skipped, dry_run: false, receiver_agent_id: this.id });
+        const results =
+          this.driftIds.size === 0
+            ? undefined
+            : [...body.memories.map((m) => String(m.id)), ...(body.deletions ?? [])].map((id) => ({ id: this.driftIds.has(id) ? `${id}-drifted` : id, status: this.refuse.has(id) ? 'skipped' : 'applied' }));
+        reply(200, { applied, deleted, noop: 0, skipped, dry_run: false, receiver_agent_id: this.id, ...(results ? { results } : {}) });
       });
     });
     await new Promise<void>((r) => this.server.listen(port, '127.0.0.1', () => r()));
