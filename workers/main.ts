@@ -45,6 +45,10 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   const logger = createLogger(config.logLevel, { node: config.nodeId, role });
   const metrics = createMetrics({ nodeId: config.nodeId, role });
   logger.info({ config: describeConfig(config) }, 'starting memfed');
+  // Before any connection is opened: an invalid policy must stop the process, not leave
+  // it hanging on open pools after the error.
+  const policy = await loadPolicy(config.governance);
+  if (policy) logger.info({ policy: policy.source }, 'governance policy loaded');
 
   await prepareDatabase(config.databaseUrl);
   const database = createDatabase(config.databaseUrl, { max: config.databasePoolMax });
@@ -71,8 +75,6 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
     audit.record({ kind: 'key.changed', eventId: `key-rotated-${lastKeyId}-${auditKeys.signer.keyId}`, subject: config.nodeId, details: { action: 'rotated', from_key_id: lastKeyId, to_key_id: auditKeys.signer.keyId, previous_key_trusted: auditKeys.keys.has(lastKeyId) } });
     if (!auditKeys.keys.has(lastKeyId)) logger.warn({ from: lastKeyId }, 'node key changed; keep the old public key as retired/<id>.<label>.pub in FED_KEY_DIR so older audit entries still verify');
   }
-  const policy = await loadPolicy(config.governance);
-  if (policy) logger.info({ policy: policy.source }, 'governance policy loaded');
   registerDatabaseCollectors(metrics, database.db, [...peers.keys()]);
   registerQueueCollectors(metrics, queues);
 
