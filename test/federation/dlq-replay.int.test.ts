@@ -153,7 +153,7 @@ describe('DLQ quarantine and requeue', () => {
 describe('DLQ leases', () => {
   it('a replayer that died holding a lease: its rows are skipped until the lease expires, then another replayer takes them', async () => {
     await letter('lease-1', wireMemory({ id: 'lease-1' }));
-    const [{ id }] = await row('lease-1') as [{ id: number }];
+    const { id } = (await row('lease-1'))[0]!;
     const dead = 'replayer-that-died';
     const leased = await leaseReplayable(db.database.db, [PEER], 1000, dead, 60_000);
     expect(leased.map((r) => r.id)).toContain(id);
