@@ -1,18 +1,20 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureOwnKey } from '../../src/federation/keys.js';
-import { pendingAuditDlq } from '../../src/store/audit.js';
+import { pendingAuditDlq, readAuditPage } from '../../src/store/audit.js';
 import { deadLetter } from '../../src/store/dlq.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { REDIS_URL } from '../helpers/env.js';
-import { newKeyDir } from '../helpers/node.js';
+import { REDIS_URL, waitFor } from '../helpers/env.js';
+import { newKeyDir, startTestNode } from '../helpers/node.js';
 import { wireMemory } from '../helpers/peer.js';
 import { spawnMemfed } from '../helpers/process.js';
+import { dropPrefix } from '../helpers/redis.js';
 import { UpstreamReceiver } from '../helpers/upstream-peer.js';
 
 /*
  * `memfed dlq ...` as an operator runs it: the real CLI process against a test database,
  * replaying to an upstream-style receiver. One scenario, in order (each step depends on
- * the one before, as an operator's session does).
+ * the one before, as an operator's session does), then a worker of the same node appends
+ * what the CLI recorded to the audit chain.
  */
 let db: TestDatabase;
 let peer: UpstreamReceiver;
@@ -40,7 +42,7 @@ afterAll(async () => {
 });
 
 describe('memfed dlq (the real CLI)', () => {
-  it('lists, counts, replays, quarantines, requeues and purges, and audits each operator action', async () => {
+  it('lists, counts, replays, quarantines, requeues and purges, and audits each operator action (outbox, then chain)', async () => {
     const list = await memfed('list');
     expect(list.code).toBe(0);
     const lines = list.out.trim().split('\n');
@@ -99,5 +101,20 @@ describe('memfed dlq (the real CLI)', () => {
     const quarantines = events.filter((e) => e.kind === 'dlq.quarantined');
     expect(quarantines).toHaveLength(1);
     expect(quarantines[0]).toMatchObject({ subject: 'poison-1', details: { peer: 'peer-c', attempts: 2 } });
+
+    // A worker of this node appends the outbox to its signed chain, in the order recorded.
+    const worker = await startTestNode({ id: 'cli-node', role: 'worker', keyDir: env.FED_KEY_DIR!, db });
+    try {
+      const chained = await waitFor(async () => {
+        const kinds = (await readAuditPage(db.database.db, 1, 1000)).map((e) => JSON.parse(e.canonical) as { kind: string; details: Record<string, unknown> });
+        const dlq = kinds.filter((k) => k.kind.startsWith('dlq.'));
+        return dlq.length >= 5 ? dlq : undefined;
+      }, { what: 'the CLI\'s events in the audit chain' });
+      expect(chained.map((e) => (e.kind === 'dlq.operator' ? e.details.action : e.kind))).toEqual(['dlq.quarantined', 'replay', 'requeue', 'replay', 'purge']);
+      expect(await pendingAuditDlq(db.database.db, 1000)).toEqual([]);
+    } finally {
+      await worker.stop();
+      await dropPrefix(worker.prefix);
+    }
   }, 120_000);
 });
