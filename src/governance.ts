@@ -7,6 +7,7 @@ import type { Memory } from './memory/model.js';
  *   { "deny_namespaces": ["secret/**"], "max_content_bytes": 20000,
  *     "peer_namespaces": { "peer-b": ["shared/**", "global"] } }
  * Namespace globs: `*` matches within one segment, `**` across segments.
+ * A version that replaces a stored memory is judged by both namespaces (see checkUpdate).
  * A refusal is never silent: 403 with a stable code for clients, a skipped row for
  * peers, and an audit event either way.
  */
@@ -93,4 +94,23 @@ export function checkMemory(policy: Policy | null, m: Memory, peerId?: string): 
     return { code: 'GOVERNANCE_METADATA_TOO_LARGE', rule: 'max_metadata_bytes', reason: `metadata exceeds ${policy.maxMetadataBytes} bytes` };
   }
   return peerId === undefined ? null : checkNamespace(policy, m.namespace, peerId);
+}
+
+/**
+ * Checks a version that would replace what is stored under its id (local update, or a
+ * replicated row for an id stored here). Moving a memory between namespaces writes both
+ * of them: the new version is judged as a write (checkMemory), and the stored namespace
+ * by the namespace rules, the same rules a deletion is judged by. So a memory cannot be
+ * moved out of a namespace the writer may not write (nor into one, by checkMemory).
+ * `stored` is the stored version's namespace, live or deleted; none (or a bare tombstone
+ * for an id never seen here, whose namespace is empty) has nothing to protect.
+ */
+export function checkUpdate(policy: Policy | null, stored: { namespace?: string } | null | undefined, m: Memory, peerId?: string): Refusal | null {
+  if (!policy) return null;
+  const incoming = checkMemory(policy, m, peerId);
+  if (incoming) return incoming;
+  const from = stored?.namespace;
+  if (!from || from === m.namespace) return null;
+  const r = checkNamespace(policy, from, peerId);
+  return r ? { ...r, reason: `${r.reason} (moving memory ${m.id} from ${from} to ${m.namespace})` } : null;
 }

@@ -49,6 +49,10 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   const logger = createLogger(config.logLevel, { node: config.nodeId, role });
   const metrics = createMetrics({ nodeId: config.nodeId, role });
   logger.info({ config: describeConfig(config) }, 'starting memfed');
+  // Before any connection is opened: an invalid policy must stop the process, not leave
+  // it hanging on open pools after the error.
+  const policy = await loadPolicy(config.governance);
+  if (policy) logger.info({ policy: policy.source }, 'governance policy loaded');
 
   await prepareDatabase(config.databaseUrl);
   const database = createDatabase(config.databaseUrl, { max: config.databasePoolMax });
@@ -68,8 +72,6 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   const audit = new QueueAuditRecorder(queues.audit, database, logger);
   const auditKeys = await loadAuditKeys(config.federation.keyDir, config.nodeId);
   recordKeyChanges(audit, logger, { nodeId: config.nodeId, generated: own.generated ? { pubPath: own.pubPath } : null, chainHeadKeyId: await headKeyId(database.db), signer: auditKeys.signer, trustedKeys: auditKeys.keys });
-  const policy = await loadPolicy(config.governance);
-  if (policy) logger.info({ policy: policy.source }, 'governance policy loaded');
   registerDatabaseCollectors(metrics, database.db, [...peers.keys()]);
   registerQueueCollectors(metrics, queues);
 

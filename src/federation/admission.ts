@@ -1,5 +1,5 @@
 import type { Db } from '../db/client.js';
-import { checkMemory, checkNamespace, type Policy } from '../governance.js';
+import { checkNamespace, checkUpdate, type Policy } from '../governance.js';
 import type { Memory } from '../memory/model.js';
 import { loadStored, type Tombstone } from '../store/replica.js';
 import { nowMicros, parseTimestamp } from '../memory/time.js';
@@ -14,7 +14,9 @@ export interface AdmissionRefusal {
 
 /**
  * Admission of rows from a peer (push or pull): no timestamps from the future, then
- * governance: a memory is judged by its own content;
+ * governance: a memory is judged by its own content and, when it replaces a memory
+ * stored here in another namespace, by that stored namespace too (a peer cannot move a
+ * memory out of a namespace it may not write by re-pushing it under one it may);
  * a deletion by the namespace of the memory it would delete, so a peer cannot remove
  * what it may not write. Unknown ids carry nothing to protect and pass.
  */
@@ -43,12 +45,13 @@ export async function admitReplicated(
     }),
   };
   if (!policy) return { ...timely, refused };
+  // What is stored under each id (live or deleted): both lanes are judged against it.
+  const stored = await loadStored(db, [...new Set([...timely.memories.map((m) => m.id), ...timely.tombstones.map((t) => t.id)])]);
   const memories = timely.memories.filter((m) => {
-    const r = checkMemory(policy, m, peerId);
+    const r = checkUpdate(policy, stored.get(m.id)?.memory, m, peerId);
     if (r) refused.push({ id: m.id, lane: 'memories', ...r });
     return !r;
   });
-  const stored = await loadStored(db, timely.tombstones.map((t) => t.id));
   const tombstones = timely.tombstones.filter((t) => {
     const s = stored.get(t.id);
     const r = s && s.memory.namespace ? checkNamespace(policy, s.memory.namespace, peerId) : null;

@@ -46,6 +46,15 @@ function dedupeTombstones(rows: Tombstone[]): Tombstone[] {
  */
 const STORED_ORDER = sql`(COALESCE(${memories.deletedAt}, ${memories.updatedAt}), CASE WHEN ${memories.deletedAt} IS NULL THEN 0 ELSE 1 END, ${memories.digest} COLLATE "C")`;
 
+/** Rows per INSERT in an apply (13 parameters a row, well under Postgres' 65,535). */
+const APPLY_CHUNK = 1000;
+
+function chunks<T>(rows: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < rows.length; i += size) out.push(rows.slice(i, i + size));
+  return out;
+}
+
 /**
  * Applies replicated memories and tombstones in one transaction with LWW, appending a
  * change-feed row (origin = the peer) for each row that changed, so the change flows on
@@ -63,8 +72,10 @@ export async function applyReplicated(
   return db.transaction(async (tx) => {
     const applied: string[] = [];
     const deleted: string[] = [];
-    if (mems.length > 0) {
-      const rows = mems.map((m) => memoryRow(m));
+    // In statements of APPLY_CHUNK rows: a since page may hold 10,000 rows, more than one
+    // statement takes (Postgres allows 65,535 parameters; the query builder recurses per row).
+    for (const chunk of chunks(mems, APPLY_CHUNK)) {
+      const rows = chunk.map((m) => memoryRow(m));
       const res = await tx
         .insert(memories)
         .values(rows)
@@ -89,8 +100,8 @@ export async function applyReplicated(
         .returning({ id: memories.id });
       applied.push(...res.map((r) => r.id));
     }
-    if (tombs.length > 0) {
-      const rows = tombs.map((t) => ({
+    for (const chunk of chunks(tombs, APPLY_CHUNK)) {
+      const rows = chunk.map((t) => ({
         id: t.id,
         namespace: '',
         tier: 'mid',

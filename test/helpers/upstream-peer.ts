@@ -11,6 +11,8 @@ import { parseSignatureHeader, postSigningBytes, publicKeyObject, verifySignatur
 export class UpstreamReceiver {
   readonly received = new Map<string, Record<string, unknown>>();
   readonly deleted = new Set<string>();
+  /** memfed's `tombstones` lane as received (id -> deleted_at); upstream itself reads only `deletions`. */
+  readonly tombstones = new Map<string, string>();
   /** How many times each memory id was received (duplicate-delivery checks). */
   readonly deliveries = new Map<string, number>();
   /** How many times each memory id was sent to us at all, refused or not. */
@@ -69,7 +71,8 @@ export class UpstreamReceiver {
         const nonce = req.headers['x-memory-nonce'] as string | undefined;
         if (!sig.ok || !verifySignature(publicKeyObject(pub), postSigningBytes(raw, nonce), sig.signature)) return reply(401, { error: 'x_memory_sig_bad_signature' });
         this.pushBodyBytes.push(raw.byteLength);
-        const body = JSON.parse(raw.toString()) as { memories: Array<Record<string, unknown>>; deletions?: string[] };
+        const body = JSON.parse(raw.toString()) as { memories: Array<Record<string, unknown>>; deletions?: string[]; tombstones?: Array<{ id: string; deleted_at: string }> };
+        for (const t of body.tombstones ?? []) this.tombstones.set(t.id, t.deleted_at);
         let applied = 0, skipped = 0, deleted = 0;
         for (const m of body.memories) {
           this.offered.set(String(m.id), (this.offered.get(String(m.id)) ?? 0) + 1);

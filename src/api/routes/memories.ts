@@ -1,6 +1,6 @@
 import { Hono, type Context } from 'hono';
 import { ApiError, ValidationError, badRequest, notFound } from '../../errors.js';
-import { checkMemory } from '../../governance.js';
+import { checkUpdate } from '../../governance.js';
 import { applyUpdate, buildNewMemory } from '../../memory/input.js';
 import { isValidId, validateAgentId, validateNamespace, validateTier, type Memory } from '../../memory/model.js';
 import { nowMicros } from '../../memory/time.js';
@@ -55,9 +55,13 @@ export function memoryRoutes(deps: AppDeps) {
   const db = database.db;
   const app = new Hono();
 
-  /** Governance: a refused write is a 403 with a stable code and an audit event. */
-  const govern = (m: Memory, actor: string | undefined, op: string) => {
-    const r = checkMemory(deps.policy, m);
+  /**
+   * Governance: a refused write is a 403 with a stable code and an audit event. An update
+   * is judged by the stored namespace too (`stored`), so it cannot move a memory out of a
+   * namespace this node does not let anyone write.
+   */
+  const govern = (m: Memory, actor: string | undefined, op: string, stored?: Memory) => {
+    const r = checkUpdate(deps.policy, stored, m);
     if (!r) return;
     audit.record({ kind: 'governance.refused', actor: actor ?? 'anonymous', subject: m.id, details: { via: op, code: r.code, rule: r.rule, namespace: m.namespace } });
     throw new ApiError(403, 'GOVERNANCE_REFUSED', r.reason, { rule: r.rule, reason_code: r.code });
@@ -157,7 +161,7 @@ export function memoryRoutes(deps: AppDeps) {
       id,
       (cur, floor) => {
         const next = applyUpdate(cur, body, { nowMicros: Math.max(nowMicros(), floor) });
-        govern(next, agentId, 'update');
+        govern(next, agentId, 'update', cur);
         return next;
       },
       expected,
