@@ -140,7 +140,7 @@ const schema = z.object({
   AUDIT_CHECKPOINT_INTERVAL_MS: int(60_000, 100, 86_400_000),
   GOVERNANCE_FILE: str(''),
   GOVERNANCE_POLICY: str(''),
-  // Fault injection for the test campaign only (TESTING.md): never set in production.
+  // Fault injection for the test campaign only (docs/invariants.md, Testing tiers): never set in production.
   MEMFED_FAULT_CRASH_AFTER_COMMIT: bool(false),
   LOG_LEVEL: oneOf('info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
 });
@@ -243,7 +243,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   };
 }
 
-/** Whether federation is on (WIRE.md: W >= 1, which config enforces, and at least one peer). */
+/** Whether federation is on (docs/wire.md: W >= 1, which config enforces, and at least one peer). */
 export function federationEnabled(config: Config): boolean {
   return config.federation.peers.length > 0;
 }

@@ -3,7 +3,7 @@ import { z } from 'zod';
 import type { Memory } from './memory/model.js';
 
 /**
- * Governance policy (DESIGN.md point 10), from GOVERNANCE_FILE or GOVERNANCE_POLICY:
+ * Governance policy (docs/invariants.md, point 10), from GOVERNANCE_FILE or GOVERNANCE_POLICY:
  *   { "deny_namespaces": ["secret/**"], "max_content_bytes": 20000,
  *     "peer_namespaces": { "peer-b": ["shared/**", "global"] } }
  * Namespace globs: `*` matches within one segment, `**` across segments.

@@ -10,7 +10,7 @@ import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { FeedPosition } from '../store/feed.js';
 
-/** Outcome of waiting for a write quorum (WIRE.md "Quorum writes"). */
+/** Outcome of waiting for a write quorum (docs/wire.md, Quorum writes). */
 export type QuorumOutcome =
   | { met: true; acks: number }
   | { met: false; got: number; needed: number; reason: 'unreachable' | 'timeout' };
@@ -33,7 +33,7 @@ export interface HealthProbe {
 export interface FederationDeps {
   keys: KeyRing;
   nonces: NonceStore;
-  /** A peer made a verified request: it is up, so deliver to it now (DESIGN.md point 8). */
+  /** A peer made a verified request: it is up, so deliver to it now (docs/invariants.md, point 8). */
   onPeerContact(peerId: string): void;
 }
 

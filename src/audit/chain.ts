@@ -3,7 +3,7 @@ import { publicKeyObject, privateKeyObject } from '../federation/signing.js';
 import { canonicalJson } from '../memory/model.js';
 
 /**
- * The audit chain's pure core (DESIGN.md point 9): canonical event bytes, the hash
+ * The audit chain's pure core (docs/invariants.md, point 9): canonical event bytes, the hash
  * chain, Ed25519 entry signatures, signed checkpoints and a streaming verifier. No
  * database, queue or HTTP here; the store appends what `appendEntries` returns and
  * `memfed audit verify` feeds rows to `ChainVerifier`.

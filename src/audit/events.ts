@@ -3,7 +3,7 @@ import type { Logger } from '../logger.js';
 import { formatTimestamp, nowMicros } from '../memory/time.js';
 import type { AuditEventInput } from './chain.js';
 
-/** Event kinds the chain records (DESIGN.md point 9). */
+/** Event kinds the chain records (docs/invariants.md, point 9). */
 export type AuditKind =
   | 'federation.refused'
   | 'governance.refused'

@@ -40,7 +40,7 @@ export const memories = pgTable(
 /**
  * The local change feed: one row per committed change, written in the same transaction.
  * Readers order by (txid, seq) and only read below the snapshot xmin, so no change can
- * ever commit behind a position already handed out (DESIGN.md point 4).
+ * ever commit behind a position already handed out (docs/invariants.md, point 4).
  */
 export const changeFeed = pgTable(
   'change_feed',
@@ -102,7 +102,7 @@ export const pushDlq = pgTable(
   ],
 );
 
-/** Catch-up watermark per peer: where the last successful pull ended (DESIGN.md point 8). */
+/** Catch-up watermark per peer: where the last successful pull ended (docs/invariants.md, point 8). */
 export const peerWatermarks = pgTable('peer_watermarks', {
   peerId: text('peer_id').primaryKey(),
   /** memfed peers: opaque change-feed cursor. */

@@ -12,7 +12,7 @@ import type { Policy } from '../governance.js';
 import { PeerRequestError, type PeerClient } from './client.js';
 import { applyFromPeer } from './receive.js';
 
-/** The largest `limit` the since form allows (WIRE.md). */
+/** The largest `limit` the since form allows (docs/wire.md). */
 const SINCE_LIMIT_MAX = 10_000;
 
 export interface CatchupDeps {

@@ -4,7 +4,7 @@ import { getSigningBytes, newNonce, postSigningBytes, signatureHeader } from './
 import { readCapped } from '../streams.js';
 import type { PushResponse } from './wire.js';
 
-/** How a failed peer request is handled (DESIGN.md point 6). */
+/** How a failed peer request is handled (docs/invariants.md, point 6). */
 export type FailureClass = 'transient' | 'throttle' | 'unenrolled' | 'permanent';
 
 export class PeerRequestError extends Error {

@@ -67,7 +67,7 @@ export function replayDepsFrom(
   };
 }
 
-/** `clamp(backlog, 64, DLQ_REPLAY_MAX_BATCH)` (DESIGN.md point 7). */
+/** `clamp(backlog, 64, DLQ_REPLAY_MAX_BATCH)` (docs/invariants.md, point 7). */
 export const adaptiveTake = (backlog: number, max: number) => Math.min(Math.max(backlog, REPLAY_FLOOR), max);
 
 /**

@@ -67,7 +67,7 @@ export async function precheckInbound(req: Pick<InboundRequest, 'peerId' | 'sign
 }
 
 /**
- * The WIRE.md signature matrix. The signature is verified before any state is touched:
+ * The signature matrix of docs/wire.md. The signature is verified before any state is touched:
  * a request that fails verification never reaches the nonce store, so a flood of bad
  * signatures cannot grow it.
  */

@@ -1,7 +1,7 @@
 import { createPrivateKey, createPublicKey, randomUUID, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
 
 /**
- * Ed25519 request signing as WIRE.md fixes it. Signing and verifying use node:crypto
+ * Ed25519 request signing as docs/wire.md fixes it. Signing and verifying use node:crypto
  * (RFC 8032, ~10x faster than the pure-JS path in the benchmark); @noble/ed25519 is the
  * reference for key generation and in tests.
  */

@@ -37,7 +37,7 @@ function refuseServerFields(body: Record<string, unknown>): void {
 const CREATE_ONLY = new Set(['agent_id', 'ttl_secs', 'scope']);
 
 /**
- * A new memory from a create request: WIRE.md defaults (tier mid, namespace global,
+ * A new memory from a create request: docs/wire.md defaults (tier mid, namespace global,
  * priority 5, confidence 1.0, source api), caller identity into metadata.agent_id,
  * expires_at from ttl_secs or the tier TTL. Unknown keys are kept.
  */

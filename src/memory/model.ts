@@ -3,7 +3,7 @@ import { ValidationError } from '../errors.js';
 import { formatTimestamp, normalizeTimestamp, parseTimestamp } from './time.js';
 
 /**
- * The memory object of WIRE.md. Known keys are typed; unknown keys from newer peers
+ * The memory object of docs/wire.md. Known keys are typed; unknown keys from newer peers
  * are kept as they came and round-trip unchanged.
  */
 export interface Memory {
@@ -273,7 +273,7 @@ export interface Versioned {
 }
 
 /**
- * LWW order (WIRE.md "Apply semantics"): later time wins; at equal time a tombstone
+ * LWW order (docs/wire.md, Apply semantics): later time wins; at equal time a tombstone
  * beats a live copy; between live copies the greater SHA-256 of the canonical JSON wins,
  * so every node picks the same winner.
  */

@@ -1,5 +1,5 @@
 /**
- * Timestamps as WIRE.md fixes them: accept any valid RFC 3339, emit
+ * Timestamps as docs/wire.md fixes them: accept any valid RFC 3339, emit
  * `YYYY-MM-DDTHH:MM:SS.ffffff+00:00` (upstream compares them as strings, so the
  * rendering must be exact). Internally a timestamp is integer microseconds since the epoch.
  */

@@ -33,7 +33,7 @@ export function decodeCursor(cursor: string): FeedPosition | null {
 }
 
 /**
- * The commit-order rule (DESIGN.md point 4) in one place: a feed row is visible only
+ * The commit-order rule (docs/invariants.md, point 4) in one place: a feed row is visible only
  * once every transaction that could commit behind it has finished (txid below the
  * snapshot's xmin). Every reader that moves or reports a position uses it.
  */

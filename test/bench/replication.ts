@@ -3,7 +3,7 @@ import { memoryInput } from './data.js';
 import { metricSum, scrape, type BenchNode } from './infra.js';
 import { now, percentile, pool, until } from './stats.js';
 
-/** The upstream quote (WIRE.md): 80 push requests/s of 5-memory batches on Postgres. */
+/** The upstream quote (docs/wire.md): 80 push requests/s of 5-memory batches on Postgres. */
 const UPSTREAM_PUSH_RPS = 80;
 const UPSTREAM_ROWS_PER_SEC = UPSTREAM_PUSH_RPS * 5;
 const BULK = 500;

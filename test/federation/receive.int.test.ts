@@ -132,7 +132,7 @@ describe('POST /api/v1/sync/push: receive', () => {
   });
 });
 
-describe('signed-request attacks are refused with WIRE.md tags and change nothing', () => {
+describe('signed-request attacks are refused with the wire contract tags and change nothing', () => {
   const body = () => ({ sender_agent_id: 'peer-p', recipient: 'receiver', memories: [wireMemory()] });
 
   const attacks: Array<[string, () => { headers: Record<string, string>; body: Buffer }, number, string]> = [

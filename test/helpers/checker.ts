@@ -3,12 +3,12 @@ import type { Sql } from '../../src/db/client.js';
 import type { UpstreamReceiver } from './upstream-peer.js';
 
 /*
- * The set checker of TESTING.md ("what nothing lost means").
+ * The set checker of docs/invariants.md, Testing tiers ("what nothing lost means").
  *
  * The client records every write it attempts (creates with client-chosen ids, one node
  * each) and how each ended:
  *   acked      201: committed and acknowledged by the quorum.
- *   committed  503 quorum_not_met (WIRE.md: the commit stands), or a 409 on a retry of
+ *   committed  503 quorum_not_met (docs/wire.md: the commit stands), or a 409 on a retry of
  *              an id this client wrote: committed locally, not acknowledged by a quorum.
  *   unknown    timeout, reset, 5xx: may or may not have committed.
  *   refused    any other 4xx: must not exist anywhere.

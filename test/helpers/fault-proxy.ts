@@ -1,7 +1,7 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 
 /**
- * A small fault-injecting TCP proxy (TESTING.md tier 3) for the HTTP port of a peer.
+ * A small fault-injecting TCP proxy (docs/invariants.md, Testing tiers, tier 3) for the HTTP port of a peer.
  *
  * Modes, switchable at runtime with setMode():
  * - pass: bytes flow both ways untouched.

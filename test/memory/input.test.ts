@@ -20,7 +20,7 @@ function refusal(fn: () => unknown): ValidationError {
 }
 
 describe('buildNewMemory', () => {
-  it('applies the WIRE.md defaults', () => {
+  it('applies the wire contract defaults', () => {
     const m = buildNewMemory({ title: 'T', content: 'C' }, ctx());
     expect(m.id).toMatch(UUID);
     expect(m).toMatchObject({

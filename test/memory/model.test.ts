@@ -249,7 +249,7 @@ describe('scalar validators', () => {
     for (const v of [-0.0001, 1.0001, NaN, Infinity, '1', null]) expect(() => validateConfidence(v), String(v)).toThrow(ValidationError);
   });
 
-  it('source: the WIRE.md enum', () => {
+  it('source: the wire contract enum', () => {
     expect([...SOURCES].sort()).toEqual(['api', 'chaos', 'claude', 'cli', 'consolidation', 'hook', 'import', 'nhi', 'notify', 'system', 'user']);
     for (const s of SOURCES) expect(validateSource(s)).toBe(s);
     for (const v of ['API', 'robot', '', null, 1]) expect(() => validateSource(v)).toThrow(ValidationError);

@@ -4,7 +4,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { ApiError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 
-/** One place that turns errors into the WIRE.md envelope `{"error", "code", ...}`. */
+/** One place that turns errors into the docs/wire.md envelope `{"error", "code", ...}`. */
 export function errorHandler(logger: Logger) {
   return (err: Error, c: Context) => {
     if (err instanceof ApiError) {

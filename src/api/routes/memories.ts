@@ -43,7 +43,7 @@ function ifMatchVersion(c: Context): number | undefined {
   return Number(m[1]);
 }
 
-/** 503 quorum_not_met exactly as WIRE.md fixes it (the commit stands). */
+/** 503 quorum_not_met exactly as docs/wire.md fixes it (the commit stands). */
 function quorumFailure(c: Context, q: Extract<QuorumOutcome, { met: false }>, id: string) {
   c.header('Retry-After', '2');
   // `id` (memfed extra) lets a client retry idempotently: the write is committed.
