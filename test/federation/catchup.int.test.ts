@@ -74,14 +74,15 @@ describe('catch-up between memfed nodes', () => {
 
   it('a row that fails to apply halts the watermark there; it is retried, never skipped', async () => {
     const { source, start } = await pair('halt');
-    const fresh = await start();
-    nodes.push(fresh);
-    const before = await count(fresh);
     await api(source.url, 'POST', '/api/v1/memories', { id: 'before-bad', title: 'ok', content: 'x' });
     await api(source.url, 'POST', '/api/v1/memories', { id: 'bad-row', title: 'will break', content: 'x' });
-    // Corrupt the stored doc on the source so the puller cannot validate it.
+    // Corrupt the stored doc on the source so the puller cannot validate it (before the
+    // puller exists: a pull in between would take the row while it was still valid).
     await source.db.database.sql`UPDATE memories SET doc = jsonb_set(doc, '{priority}', '99') WHERE id = 'bad-row'`;
     await api(source.url, 'POST', '/api/v1/memories', { id: 'after-bad', title: 'ok', content: 'x' });
+    const fresh = await start();
+    nodes.push(fresh);
+    const before = 0;
     await waitFor(async () => (await fresh.db.database.sql`SELECT last_error FROM peer_watermarks WHERE peer_id = ${source.id}`)[0]?.last_error?.includes('bad-row'), { timeoutMs: 15_000, what: 'halt recorded' });
     const ids = async () => (await fresh.db.database.sql`SELECT id FROM memories WHERE id IN ('before-bad', 'bad-row', 'after-bad')`).map((r) => r.id).sort();
     expect(await ids()).toEqual(['before-bad']);
