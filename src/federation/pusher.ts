@@ -9,6 +9,7 @@ import { FEED_START, comparePositions, readFeed, type FeedPosition } from '../st
 import type { StoredMemory } from '../store/memories.js';
 import { loadStored, type Tombstone } from '../store/replica.js';
 import { PeerRequestError, type PeerClient } from './client.js';
+import { testFault } from '../test-faults.js';
 import { buildPushBody, type PushResponse } from './wire.js';
 
 export interface PusherDeps {
@@ -104,6 +105,7 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
       }
       last = e;
     }
+    if (testFault('cursor-before-ack')) await advanceCursor(deps.db, peer.id, last);
     if (items.length > 0) {
       const dead = (await sendIsolating(deps, peer, items)).map((r) => refusalToDeadLetter(peer.id, r));
       if (dead.length > 0) await deadLetter(deps.db, dead);
