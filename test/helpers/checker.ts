@@ -442,9 +442,10 @@ export class SetChecker {
    * flight, optionally `spacingMs` apart per lane; bounded by `maxMs` (operations not
    * started by then are skipped). The default workload is mixed (creates, updates,
    * deletes, bulk creates, re-creates of deleted ids; an update or delete goes to the
-   * node that took the id's last write); `mix: 'creates'` sends creates only.
+   * node that took the id's last write); `mix: 'creates'` sends creates only, an array
+   * of operation kinds repeats that pattern instead.
    */
-  async burst(targets: Target[], count: number, opts: { concurrency?: number; spacingMs?: number; timeoutMs?: number; retries?: number; maxMs?: number; mix?: 'mixed' | 'creates' } = {}): Promise<WriteRecord[]> {
+  async burst(targets: Target[], count: number, opts: { concurrency?: number; spacingMs?: number; timeoutMs?: number; retries?: number; maxMs?: number; mix?: 'mixed' | 'creates' | readonly Op[] } = {}): Promise<WriteRecord[]> {
     const out: WriteRecord[] = [];
     let next = 0;
     const stopAt = Date.now() + (opts.maxMs ?? 120_000);
@@ -452,7 +453,8 @@ export class SetChecker {
     const nodes = new Set(byNode.keys());
     const one = async (i: number): Promise<void> => {
       const target = targets[i % targets.length]!;
-      const kind = opts.mix === 'creates' ? 'create' : MIX[i % MIX.length]!;
+      const pattern = opts.mix === 'creates' ? ['create' as const] : opts.mix === undefined || opts.mix === 'mixed' ? MIX : opts.mix;
+      const kind = pattern[i % pattern.length]!;
       const picked = kind === 'update' || kind === 'delete' ? this.pick('live', nodes) : kind === 'recreate' ? this.pick('deleted', nodes) : null;
       if (picked) {
         this.busy.add(picked.id);
