@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { Sql } from '../../src/db/client.js';
 import { SetChecker, problems, type Expected, type Minimums, type Report } from '../helpers/checker.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { PG_ADMIN_URL } from '../helpers/env.js';
+import { PG_ADMIN_URL, waitFor } from '../helpers/env.js';
 
 /*
  * The checker the fault campaign relies on, proven in CI: each detection is fed a
@@ -99,7 +99,21 @@ async function cleanWorld(name: string): Promise<World> {
   return w;
 }
 
-const verify = (c: SetChecker) => c.verify({ deadlineMs: 0, intervalMs: 1 });
+/**
+ * The checker's convergence and stuck-cursor checks see only feed rows below the
+ * server-wide horizon; another test's open transaction can hold it back for a while.
+ * Wait for that positive signal (every planted row visible), then verify once.
+ */
+async function verify(c: SetChecker): Promise<Report> {
+  for (const sql of [...open.map((d) => d.database.sql)]) {
+    await waitFor(async () => !(await sql<Array<{ above: boolean }>>`SELECT EXISTS (SELECT 1 FROM change_feed WHERE txid >= pg_snapshot_xmin(pg_current_snapshot())) AS above`)[0]!.above, {
+      timeoutMs: 30_000,
+      intervalMs: 50,
+      what: 'planted feed rows below the horizon',
+    });
+  }
+  return c.verify({ deadlineMs: 0, intervalMs: 1 });
+}
 function expectFinding(report: Report, re: RegExp, min: Minimums = MIN): string[] {
   const found = problems(report, min);
   expect(found.some((p) => re.test(p)), `${re} in\n${found.join('\n')}`).toBe(true);

@@ -25,7 +25,8 @@ import type { UpstreamReceiver } from './upstream-peer.js';
  * tombstone), or of a later unknown one. verify() polls every node (bounded deadline)
  * until every node holds, for every attempted id, the same state (same full document or
  * the same tombstone time) and it is an expected one, and (memfed nodes) every delivery
- * cursor is at its feed head; then reports per node:
+ * cursor is at its feed head (with every feed row visible: below the server-wide horizon
+ * of open transactions); then reports per node:
  *   lost / lostCommitted  the id's required state (acked / committed) is not held: the
  *                         id is missing or holds an older version
  *   resurrected           the required state is a tombstone, the node holds it live
@@ -627,6 +628,17 @@ export class SetChecker {
     return rows.map((r) => r.peer);
   }
 
+  /**
+   * Whether the node has feed rows not yet below the server-wide horizon (a transaction
+   * anywhere on the server still open): they are invisible to its pushers and to
+   * behind(), so the node cannot be called caught up until they become visible.
+   */
+  private async aboveHorizon(v: NodeView): Promise<boolean> {
+    if (v.kind !== 'memfed') return false;
+    const [r] = await v.sql<Array<{ above: boolean }>>`SELECT EXISTS (SELECT 1 FROM change_feed WHERE txid >= pg_snapshot_xmin(pg_current_snapshot())) AS above`;
+    return r!.above;
+  }
+
   /** The states an id may end in (null: the id may be absent). */
   private candidates(id: string): { expects: Expected[]; certain: WriteRecord | null } {
     const list = this.history(id);
@@ -688,7 +700,7 @@ export class SetChecker {
           // Every node agrees on ids nobody should hold, too (a refused write, a lost unknown one).
           if (holds) for (const id of ids) if (!target.has(id) && s.has(id)) holds = false;
           if (holds && !heldAt.has(v.id)) heldAt.set(v.id, Date.now());
-          const ok = holds && (!requireCaughtUp || (await this.behind(v)).length === 0);
+          const ok = holds && (!requireCaughtUp || ((await this.behind(v)).length === 0 && !(await this.aboveHorizon(v))));
           if (ok && !convergedAt.has(v.id)) convergedAt.set(v.id, Date.now());
           if (!ok) {
             convergedAt.delete(v.id);
