@@ -243,6 +243,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   };
 }
 
+/**
+ * MEMFED_TEST_FAULT (TEST-ONLY deliberately broken builds): the raw process values, parsed
+ * and guarded in src/test-faults.ts. Process-wide on purpose: the hooks sit in store and
+ * federation code that has no Config, and every node of a test run must break alike.
+ */
+export const testFaultEnv = { faults: process.env.MEMFED_TEST_FAULT, nodeEnv: process.env.NODE_ENV };
+
 /** Whether federation is on (docs/wire.md: W >= 1, which config enforces, and at least one peer). */
 export function federationEnabled(config: Config): boolean {
   return config.federation.peers.length > 0;

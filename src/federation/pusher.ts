@@ -6,6 +6,7 @@ import { advanceCursor, getCursor } from '../store/cursors.js';
 import { deadLetter, type DeadLetter } from '../store/dlq.js';
 import { FEED_START, type FeedPosition } from '../store/feed.js';
 import { PeerRequestError, type PeerClient } from './client.js';
+import { testFault } from '../test-faults.js';
 import { itemId, readFeedPage, type Item } from './feed-page.js';
 import { buildPushBody, type PushResponse } from './wire.js';
 
@@ -77,6 +78,7 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     }
     const items = page.items;
     let refusedIds = new Set<string>();
+    if (testFault('cursor-before-ack')) await advanceCursor(deps.db, peer.id, last);
     if (items.length > 0) {
       const dead = (await sendIsolating(deps, peer, items)).map((r) => refusalToDeadLetter(peer.id, r));
       if (dead.length > 0) await deadLetter(deps.db, dead);

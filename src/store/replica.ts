@@ -2,6 +2,7 @@ import { inArray, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
 import { memories } from '../db/schema.js';
 import { compareVersions, type Memory } from '../memory/model.js';
+import { dropEveryTenthUpdate } from '../test-faults.js';
 import { appendChanges, type FeedPosition } from './feed.js';
 import { memoryRow, storedFromRow, type StoredMemory } from './memories.js';
 
@@ -66,7 +67,7 @@ export async function applyReplicated(
   /** Runs inside the applying transaction (catch-up stores its watermark here). */
   inTransaction?: (tx: Tx) => Promise<void>,
 ): Promise<ApplyOutcome> {
-  const mems = dedupeMemories(input.memories);
+  const mems = dropEveryTenthUpdate(dedupeMemories(input.memories));
   const tombs = dedupeTombstones(input.tombstones);
   if (mems.length === 0 && tombs.length === 0 && !inTransaction) return { applied: [], deleted: [], noop: [], position: null };
   return db.transaction(async (tx) => {

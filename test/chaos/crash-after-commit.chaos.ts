@@ -50,12 +50,14 @@ describe('(g) API killed between commit and enqueue', () => {
       checker.markHealed();
       // The restarted API serves and replicates normally.
       const after = await checker.burst([a, b], 20, { concurrency: 2 });
-      expect(after.every((w) => w.outcome === 'acked')).toBe(true);
+      // Creates, updates and deletes acknowledged; bulk creates committed (no quorum wait); re-creates refused by the tombstone.
+      expect(after.filter((w) => w.outcome !== (w.op === 'bulk' ? 'committed' : w.op === 'recreate' ? 'conflict' : 'acked'))).toEqual([]);
       const report = await checker.verify({ deadlineMs: 60_000 });
       console.log(summarize(report, { crashed: crashed.length, reconcilerDeliveryMs }));
-      if (problems(report).length) console.log(cluster.logs());
-      expect(report.outcomes.committed).toBe(CRASHES);
-      expect(problems(report)).toEqual([]);
+      const found = problems(report, { acked: 10, samples: 5 });
+      if (found.length) console.log(cluster.logs());
+      expect(crashed.map((id) => checker.history(id)[0]!.outcome)).toEqual(crashed.map(() => 'committed'));
+      expect(found).toEqual([]);
     } finally {
       await cluster.destroy();
     }

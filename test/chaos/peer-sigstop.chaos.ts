@@ -32,8 +32,8 @@ describe('(e) peer process SIGSTOP for 10 s, then SIGCONT', () => {
     checker.markHealed();
     const report = await checker.verify({ deadlineMs: 90_000 });
     console.log(summarize(report, { pauseMs: PAUSE_MS }));
-    if (problems(report).length) console.log(cluster.logs());
-    expect(report.outcomes.acked).toBeGreaterThan(50);
-    expect(problems(report)).toEqual([]);
+    const found = problems(report, { acked: 50, samples: 10 });
+    if (found.length) console.log(cluster.logs());
+    expect(found).toEqual([]);
   });
 });

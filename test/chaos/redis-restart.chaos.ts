@@ -68,11 +68,11 @@ describe('(h) Redis killed and restarted empty during writes', () => {
     await redisRestartRun('redis-restart-empty', async ({ cluster, checker, keysBefore, keysAfterRestart }) => {
       const report = await checker.verify({ deadlineMs: 90_000 });
       console.log(summarize(report, { outageMs: OUTAGE_MS, keysBefore, keysAfterRestart }));
-      if (problems(report).length) console.log(cluster.logs());
+      const found = problems(report, { acked: 50, samples: 10 });
+      if (found.length) console.log(cluster.logs());
       // The restart really wiped the queues (the nodes refill it as they reconnect).
       expect(keysBefore).toBeGreaterThan(keysAfterRestart);
-      expect(report.outcomes.acked).toBeGreaterThan(50);
-      expect(problems(report)).toEqual([]);
+      expect(found).toEqual([]);
     });
   });
 

@@ -7,6 +7,12 @@ import type { ProxyStats } from '../helpers/fault-proxy.js';
  * (smoke.int.test.ts): same code, smaller numbers in CI.
  */
 
+/**
+ * W=2 with a generous quorum wait: on a loaded machine a slow ack must not turn the
+ * acknowledged writes the tests count into 503-committed ones.
+ */
+const QUORUM_ENV = { FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '8000' };
+
 export interface ScenarioResult {
   report: Report;
   /** Stats of the faulted links, summed. */
@@ -30,7 +36,7 @@ export function sumStats(all: ProxyStats[]): ProxyStats {
  * three nodes. Healed after the burst; every write must converge everywhere.
  */
 export async function resetsScenario(opts: { writes: number; fraction?: number; concurrency?: number; deadlineMs?: number; name?: string }): Promise<ScenarioResult> {
-  const cluster = await ChaosCluster.create({ nodes: ['a', 'b', 'c'], env: { FED_QUORUM_W: '2' } });
+  const cluster = await ChaosCluster.create({ nodes: ['a', 'b', 'c'], env: QUORUM_ENV });
   try {
     const checker = new SetChecker(opts.name ?? 'resets', cluster.views());
     checker.startSampling();
@@ -56,7 +62,7 @@ export async function resetsScenario(opts: { writes: number; fraction?: number; 
  * and everything converges once healed.
  */
 export async function dropResponseScenario(opts: { writes: number; fraction?: number; concurrency?: number; deadlineMs?: number; name?: string }): Promise<ScenarioResult> {
-  const cluster = await ChaosCluster.create({ nodes: ['a', 'b', 'c'], env: { FED_QUORUM_W: '2' } });
+  const cluster = await ChaosCluster.create({ nodes: ['a', 'b', 'c'], env: QUORUM_ENV });
   try {
     const checker = new SetChecker(opts.name ?? 'drop-response', cluster.views());
     checker.startSampling();

@@ -22,7 +22,7 @@ describe('(c) one slow peer', () => {
       const c = report.nodes.find((n) => n.node === 'c')!;
       console.log(summarize(report, { fastPeerHeldMs: b.heldMs, slowPeerHeldMs: c.heldMs, delayedChunks: stats.delayedChunks }));
       expect(stats.delayedChunks).toBeGreaterThan(0);
-      expect(problems(report)).toEqual([]);
+      expect(problems(report, { acked: 30, samples: 5 })).toEqual([]);
       expect(b.heldMs).not.toBeNull();
       expect(c.heldMs).not.toBeNull();
       // Relative ordering only: the fast peer had everything before the slow one did.

@@ -1,4 +1,6 @@
+import postgres from 'postgres';
 import { loadConfig } from '../../src/config.js';
+import type { Sql } from '../../src/db/client.js';
 import { ensureOwnKey } from '../../src/federation/keys.js';
 import { startNode, type RunningNode } from '../../workers/node.js';
 import type { NodeView } from './checker.js';
@@ -54,8 +56,12 @@ export interface RoleProcess {
   env: Record<string, string>;
 }
 
+/** application_name of the checker's own connections: a fault that kills a node's backends spares its observer. */
+export const CHECKER_APP_NAME = 'memfed-checker';
+
 export class ChaosNode {
   inproc: RunningNode | null = null;
+  private observer: Sql | null = null;
   readonly procs: RoleProcess[] = [];
   private spawned = 0;
 
@@ -132,8 +138,16 @@ export class ChaosNode {
     return this.procs.map((p) => `--- ${p.name}\n${p.proc.output().slice(-maxChars)}`).join('\n');
   }
 
+  /** The checker's view, on a pool of its own (application_name CHECKER_APP_NAME, UTC like memfed's). */
   view(): NodeView {
-    return { kind: 'memfed', id: this.id, sql: this.db.database.sql, peers: this.peerIds };
+    this.observer ??= postgres(this.db.url, { max: 2, connection: { TimeZone: 'UTC', application_name: CHECKER_APP_NAME }, onnotice: () => {}, idle_timeout: 30, connect_timeout: 10 });
+    return { kind: 'memfed', id: this.id, sql: this.observer, peers: this.peerIds };
+  }
+
+  async closeObserver(): Promise<void> {
+    const o = this.observer;
+    this.observer = null;
+    await o?.end({ timeout: 5 }).catch(() => {});
   }
 }
 
@@ -260,6 +274,7 @@ export class ChaosCluster {
     await Promise.allSettled(this.nodes.map((n) => n.stop()));
     await Promise.allSettled([...this.links.values()].map((p) => p.close()));
     for (const n of this.nodes) {
+      await n.closeObserver();
       await n.db.drop().catch(() => {});
       if (this.sharedRedis) await dropPrefix(n.prefix).catch(() => {});
     }

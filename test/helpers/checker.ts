@@ -1,56 +1,85 @@
 import { randomBytes } from 'node:crypto';
 import type { Sql } from '../../src/db/client.js';
+import { parseTimestamp } from '../../src/memory/time.js';
 import type { UpstreamReceiver } from './upstream-peer.js';
 
 /*
- * The set checker of docs/invariants.md, Testing tiers ("what nothing lost means").
+ * The history checker of the fault campaign ("nothing lost, no resurrection,
+ * convergence"). Described for readers in docs/testing.md, "The history checker".
  *
- * The client records every write it attempts (creates with client-chosen ids, one node
- * each) and how each ended:
- *   acked      201: committed and acknowledged by the quorum.
- *   committed  503 quorum_not_met (docs/wire.md: the commit stands), or a 409 on a retry of
- *              an id this client wrote: committed locally, not acknowledged by a quorum.
+ * The client records every operation it attempts, per memory id, in order: creates
+ * (client-chosen ids), updates, deletes, bulk creates, and re-creates of a deleted id.
+ * The mixed workload (burst) runs the operations of one id one after another, on the
+ * node that took the id's last write, and never touches an id again after an operation
+ * whose outcome is unknown, so the client order is the LWW order and the id's final
+ * state is known up to that last unknown operation. Outcomes:
+ *   acked      201/200: committed and acknowledged by the quorum.
+ *   committed  503 quorum_not_met (the commit stands), a bulk create (no quorum wait), or
+ *              a 409/404 on a retry (an earlier attempt committed): committed locally.
  *   unknown    timeout, reset, 5xx: may or may not have committed.
- *   refused    any other 4xx: must not exist anywhere.
+ *   conflict   a re-create of a deleted id answered 409: the tombstone held (expected).
+ *   refused    any other 4xx: a finding (the workload sends only valid requests).
  *
- * After healing, verify() polls every node (bounded deadline) until
- *   - it holds every acked and committed id, and every attempted id that any node holds
- *     (all-or-nothing: a write that committed somewhere must reach everyone), and
- *   - (memfed nodes) every delivery cursor is at its feed head (nothing stuck),
- * then reports, per node:
- *   lost              acked (+ committed) - present                          must be 0
- *   partial           held by some node, missing here                        must be 0
- *   unexpected        present - attempted                                    must be 0
- *   duplicateRows     >1 memories row for one logical id (doc->>'id'), or a row whose
- *                     key differs from its doc id                            must be 0
- *   duplicateApplies  see below                                              must be 0
- *   watermarkViolations                                                     must be 0
+ * Expected final state of an id: the result of its last acked or committed operation
+ * (a document whose content the client chose, every field of it known for updates; or a
+ * tombstone), or of a later unknown one. verify() polls every node (bounded deadline)
+ * until every node holds, for every attempted id, the same state (same full document or
+ * the same tombstone time) and it is an expected one, and (memfed nodes) every delivery
+ * cursor is at its feed head (with every feed row visible: below the server-wide horizon
+ * of open transactions); then reports per node:
+ *   lost / lostCommitted  the id's required state (acked / committed) is not held: the
+ *                         id is missing or holds an older version
+ *   resurrected           the required state is a tombstone, the node holds it live
+ *   partial               only unknown operations, another node holds their result
+ *   unexpected            rows of ids never written (or only refused)
+ *   duplicateRows         >1 row per doc id, or a row whose key differs from its doc id
+ *                         (the id-drift query)
+ *   duplicateApplies      more change-feed rows for an id than versions the workload
+ *                         could have made (see below)
+ *   watermarkViolations   a cursor or watermark going backwards, beyond a feed head or
+ *                         past a version the peer does not hold (see below)
+ *   stuckCursors          delivery cursors behind the feed head
+ * and over all nodes `diverged`: ids whose state differs between nodes.
  *
- * Duplicate applies, precisely. Every commit appends one change_feed row; a row applied
- * from a peer carries origin_peer; an LWW no-op (the same or an older version arriving
- * again) appends nothing. The checker only creates (one version per id), so on a node X:
- *   local rows  (origin_peer IS NULL)      for id = 1 if X took the client write, else 0
- *   apply rows  (origin_peer IS NOT NULL)  for id = 0 if X took the client write, else <= 1
- * summed over every origin: the same version applied twice (from one peer re-sending
- * after a lost ack, a stalled job re-run, a catch-up pull racing a push, or two peers
- * relaying it) would show as a second row. For an ai-memory-style receiver (no feed)
- * the count is its per-id delivery counter instead (<= 1). This counts applies, not
- * completed jobs: BullMQ is at-least-once and a stalled job runs twice while reporting
- * one completion.
+ * Duplicate applies. Every commit appends one change_feed row; a row applied from a peer
+ * carries origin_peer; an LWW no-op appends nothing. So on a node X, for one id:
+ *   local rows (origin_peer IS NULL)  <= attempts of operations sent to X
+ *   apply rows (origin_peer NOT NULL) <= attempts of operations sent to other nodes
+ * since each version is applied at most once per node. With one version per id (the
+ * old create-only workload) both bounds are 1. It is a bound, not an identity: a version
+ * coalesced away by a push (a newer one sent instead) leaves room for another to be
+ * applied twice. For an ai-memory-style receiver the per-id delivery counter is bounded
+ * by the id's version count instead.
  *
  * Watermark violations:
- *   - a delivery cursor (peer_cursors) or a catch-up watermark (peer_watermarks.cursor)
- *     seen going backwards between two samples (sampled during the whole run);
- *   - a delivery cursor beyond its own node's feed head, or a catch-up watermark beyond
- *     the pulled peer's feed head (a position that never existed);
- *   - a delivery cursor X->P past a change (not originated by P) whose memory P does
- *     not hold and that is not in X's DLQ for P (the cursor skipped an undelivered row).
+ *   - a delivery cursor (peer_cursors), a catch-up cursor watermark or a `since`
+ *     watermark (peer_watermarks) seen going backwards between two samples;
+ *   - a delivery cursor beyond its own node's feed head, a cursor watermark beyond the
+ *     pulled peer's feed head, a `since` watermark beyond the newest updated_at it can
+ *     have pulled (a position that never existed);
+ *   - a delivery cursor X->P at or past the latest change of an id on X (not originated
+ *     by P, the id not in X's DLQ for P) while P holds that id in an older LWW version or
+ *     not at all: the cursor skipped an undelivered version. Checked on every sample for
+ *     the ids the cursor passed since the previous sample (the cursor is read before the
+ *     peer's rows, so this is race-free), and in full at the end.
+ *
+ * The checker's own failures count: a sample or poll that throws is counted, its error
+ * kept, and problems() reports it (a run whose checker could not look is not clean), as
+ * it reports a run with fewer acknowledged writes or samples than the test demands.
  */
 
-export type Outcome = 'acked' | 'committed' | 'unknown' | 'refused';
+export type Outcome = 'acked' | 'committed' | 'unknown' | 'refused' | 'conflict';
+export type Op = 'create' | 'update' | 'delete' | 'bulk' | 'recreate';
+export const OPS: readonly Op[] = ['create', 'update', 'delete', 'bulk', 'recreate'];
+
+/** What a node holding the result of an operation shows. */
+export type Expected = { deleted: true } | { deleted: false; fields?: Record<string, unknown>; doc?: Record<string, unknown> };
 
 export interface WriteRecord {
   id: string;
+  op: Op;
+  /** Index of this operation among the id's operations. */
+  seq: number;
   node: string;
   outcome: Outcome;
   status?: number;
@@ -58,6 +87,7 @@ export interface WriteRecord {
   attempts: number;
   startedAt: number;
   endedAt: number;
+  expect: Expected;
 }
 
 export interface Target {
@@ -72,16 +102,18 @@ export type NodeView =
 
 export interface NodeReport {
   node: string;
+  /** Live ids held. */
   present: number;
   lost: string[];
   lostCommitted: string[];
+  resurrected: string[];
   partial: string[];
   unexpected: string[];
   duplicateRows: Array<{ id: string; rows: number }>;
   duplicateApplies: Array<{ id: string; applies: number; allowed: number; byOrigin: Record<string, number> }>;
   watermarkViolations: string[];
   stuckCursors: string[];
-  /** ms from the reference point (heal, else verify start) until this node first held every required id. */
+  /** ms from the reference point (heal, else verify start) until this node first held every required state. */
   heldMs: number | null;
   /** ... and also had every delivery cursor at its feed head (fully converged). */
   convergedMs: number | null;
@@ -89,15 +121,30 @@ export interface NodeReport {
 
 export interface Report {
   scenario: string;
+  /** Distinct ids the client wrote to. */
   attempted: number;
+  /** Operations, by outcome. */
   outcomes: Record<Outcome, number>;
+  byOp: Record<Op, Record<Outcome, number>>;
   mustConverge: number;
   converged: boolean;
   /** ms from the heal (or verify start when never marked) until every node converged. */
   convergenceMs: number | null;
   nodes: NodeReport[];
+  /** Ids whose state differs between nodes: node -> short state. */
+  diverged: Array<{ id: string; states: Record<string, string> }>;
   samples: number;
   sampleErrors: number;
+  /** The first few errors of failed samples and polls. */
+  sampleErrorMessages: string[];
+}
+
+/** The least a fault test demands of its run, so that a clean report is not vacuous. */
+export interface Minimums {
+  /** Operations acknowledged by the quorum (201/200). */
+  acked: number;
+  /** Checker samples of cursors and watermarks taken during the run. */
+  samples: number;
 }
 
 const pos = (txid: string, seq: string) => ({ txid: BigInt(txid), seq: BigInt(seq) });
@@ -112,17 +159,74 @@ function decodeWatermark(cursor: string | null): Pos | null {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A node's state of one id. `key` orders versions like LWW: (time µs, tombstone?, digest). */
+type State =
+  | { kind: 'live'; doc: Record<string, unknown>; docText: string; coreText: string; fromReceiver: boolean; key: LwwKey }
+  | { kind: 'tombstone'; deletedAt: string; key: LwwKey };
+interface LwwKey {
+  micros: bigint;
+  tomb: 0 | 1;
+  digest: string;
+}
+const cmpKey = (a: LwwKey, b: LwwKey) => (a.micros !== b.micros ? (a.micros < b.micros ? -1 : 1) : a.tomb !== b.tomb ? a.tomb - b.tomb : a.digest === b.digest ? 0 : a.digest < b.digest ? -1 : 1);
+
+/** Canonical JSON (sorted keys): equal documents render equal. */
+function canon(v: unknown): string {
+  if (Array.isArray(v)) return `[${v.map(canon).join(',')}]`;
+  if (v && typeof v === 'object') return `{${Object.keys(v as object).sort().map((k) => `${JSON.stringify(k)}:${canon((v as Record<string, unknown>)[k])}`).join(',')}}`;
+  return JSON.stringify(v);
+}
+
+function showState(s: State | undefined): string {
+  if (!s) return 'absent';
+  if (s.kind === 'tombstone') return `tombstone@${s.deletedAt}`;
+  return `live v${String(s.doc.version)} ${String(s.doc.content ?? '').slice(0, 40)}`;
+}
+
+/** Same state on two nodes: the same full document, or tombstones of the same time. */
+function sameState(a: State | undefined, b: State | undefined): boolean {
+  if (!a || !b) return a === b;
+  if (a.kind !== b.kind) return false;
+  if (a.kind === 'tombstone') return b.kind === 'tombstone' && (a.deletedAt === '' || b.deletedAt === '' || a.deletedAt === b.deletedAt);
+  if (b.kind !== 'live') return false;
+  // A receiver keeps the wire document: compare it on the fields it is sure to carry.
+  return a.fromReceiver || b.fromReceiver ? a.coreText === b.coreText : a.docText === b.docText;
+}
+
+function matches(s: State | undefined, e: Expected): boolean {
+  if (!s) return false;
+  if (e.deleted) return s.kind === 'tombstone';
+  if (s.kind !== 'live') return false;
+  if (e.doc && canon(s.doc) !== canon(e.doc)) return false;
+  for (const [k, v] of Object.entries(e.fields ?? {})) if (canon(s.doc[k]) !== canon(v)) return false;
+  return true;
+}
+
+const CERTAIN: ReadonlySet<Outcome> = new Set(['acked', 'committed']);
+/** Outcomes after which the operation may have made a version. */
+const MAY_HAVE_WRITTEN: ReadonlySet<Outcome> = new Set(['acked', 'committed', 'unknown']);
+
+/** The mixed workload: operation kinds in a repeating pattern (unavailable kinds fall back to a create). */
+const MIX: readonly Op[] = ['create', 'create', 'update', 'bulk', 'update', 'delete', 'create', 'update', 'recreate', 'delete'];
+const BULK_SIZE = 3;
+
 export class SetChecker {
-  readonly writes = new Map<string, WriteRecord>();
+  /** Every operation, in the order it was started. */
+  readonly writes: WriteRecord[] = [];
+  private readonly byId = new Map<string, WriteRecord[]>();
+  private readonly busy = new Set<string>();
   private readonly views = new Map<string, NodeView>();
   private readonly lastCursor = new Map<string, Pos>();
   private readonly lastWatermark = new Map<string, Pos>();
+  private readonly lastSince = new Map<string, { micros: number; text: string }>();
   private readonly violations = new Map<string, string[]>();
   private sampler: NodeJS.Timeout | null = null;
   private sampling = false;
   private samples = 0;
   private sampleErrors = 0;
+  private readonly errorMessages: string[] = [];
   private seq = 0;
+  private opCounter = 0;
   private readonly runId = randomBytes(3).toString('hex');
   private healedAt: number | null = null;
   faultAt: number | null = null;
@@ -151,48 +255,64 @@ export class SetChecker {
     this.healedAt = Date.now();
   }
 
-  /** Records a write the test made another way (e.g. a crash hook killed the API). */
-  record(rec: Omit<WriteRecord, 'attempts' | 'startedAt' | 'endedAt'> & Partial<WriteRecord>): void {
-    const now = Date.now();
-    this.writes.set(rec.id, { attempts: 1, startedAt: now, endedAt: now, ...rec });
+  /** The operations on one id, in order. */
+  history(id: string): WriteRecord[] {
+    return this.byId.get(id) ?? [];
   }
 
-  /** Upgrades an unknown write the test has proven committed (seen in the node's table). */
+  /** Distinct ids written to. */
+  ids(): string[] {
+    return [...this.byId.keys()];
+  }
+
+  private begin(id: string, op: Op, node: string, expect: Expected): WriteRecord {
+    const list = this.byId.get(id) ?? [];
+    const rec: WriteRecord = { id, op, seq: list.length, node, outcome: 'unknown', attempts: 0, startedAt: Date.now(), endedAt: 0, expect };
+    list.push(rec);
+    this.byId.set(id, list);
+    this.writes.push(rec);
+    return rec;
+  }
+
+  /** Records an operation the test made another way (e.g. planted rows, a crash hook). */
+  record(rec: { id: string; node: string; outcome: Outcome; op?: Op; expect?: Expected } & Partial<Omit<WriteRecord, 'id' | 'node' | 'outcome' | 'op' | 'expect'>>): WriteRecord {
+    const op = rec.op ?? 'create';
+    const r = this.begin(rec.id, op, rec.node, rec.expect ?? (op === 'delete' ? { deleted: true } : { deleted: false }));
+    const now = Date.now();
+    Object.assign(r, { attempts: 1, startedAt: now, endedAt: now }, rec, { op, seq: r.seq, expect: r.expect });
+    return r;
+  }
+
+  /** Upgrades the id's last operation, unknown so far, that the test has proven committed. */
   markCommitted(id: string): void {
-    const w = this.writes.get(id);
+    const w = this.history(id).at(-1);
     if (w && (w.outcome === 'unknown' || w.outcome === 'refused')) w.outcome = 'committed';
   }
 
   /**
-   * One create with a client-chosen id. `retries` re-sends an unknown outcome with the
-   * same id (idempotent: 409 means an earlier attempt committed).
+   * One HTTP operation with retries of an unknown outcome. `classify` maps a response
+   * to an outcome (null: use the defaults below) and may read the body.
    */
-  async write(target: Target, opts: { timeoutMs?: number; retries?: number; body?: Record<string, unknown>; id?: string } = {}): Promise<WriteRecord> {
-    const id = opts.id ?? this.nextId();
-    const rec: WriteRecord = { id, node: target.id, outcome: 'unknown', attempts: 0, startedAt: Date.now(), endedAt: 0 };
-    this.writes.set(id, rec);
+  private async send(rec: WriteRecord, target: Target, req: { method: string; path: string; body?: unknown }, opts: { timeoutMs?: number; retries?: number }, classify: (status: number, body: string, attempt: number) => Outcome | null): Promise<WriteRecord> {
     const retries = opts.retries ?? 0;
     for (let attempt = 0; attempt <= retries; attempt++) {
       rec.attempts++;
       try {
-        const res = await fetch(`${target.url}/api/v1/memories`, {
-          method: 'POST',
-          headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ id, title: `chaos ${this.scenario}`, content: `write ${id}`, tags: ['chaos'], ...opts.body }),
+        const res = await fetch(`${target.url}${req.path}`, {
+          method: req.method,
+          headers: req.body === undefined ? {} : { 'content-type': 'application/json' },
+          body: req.body === undefined ? undefined : JSON.stringify(req.body),
           signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
         });
         const text = await res.text();
         rec.status = res.status;
-        if (res.status === 201) rec.outcome = 'acked';
+        const c = classify(res.status, text, attempt);
+        if (c) rec.outcome = c;
         else if (res.status === 503 && text.includes('quorum_not_met')) rec.outcome = 'committed';
-        else if (res.status === 409 && attempt > 0) rec.outcome = 'committed';
-        else if (res.status >= 400 && res.status < 500) {
-          rec.outcome = 'refused';
-          rec.error = text.slice(0, 300);
-        } else {
-          rec.outcome = 'unknown';
-          rec.error = `HTTP ${res.status} ${text.slice(0, 200)}`;
-        }
+        else if (res.status >= 400 && res.status < 500) rec.outcome = 'refused';
+        else rec.outcome = 'unknown';
+        if (rec.outcome === 'refused' || rec.outcome === 'unknown') rec.error = `HTTP ${res.status} ${text.slice(0, 300)}`;
+        else delete rec.error;
       } catch (err) {
         const e = err as Error & { cause?: { code?: string; message?: string } };
         rec.outcome = 'unknown';
@@ -205,19 +325,154 @@ export class SetChecker {
     return rec;
   }
 
+  private newFields(id: string, extra?: Record<string, unknown>): Record<string, unknown> {
+    return { title: `chaos ${this.scenario}`, content: `write ${id} #${this.opCounter++}`, tags: ['chaos'], ...extra };
+  }
+
   /**
-   * `count` writes spread round-robin over `targets`, at most `concurrency` in flight,
-   * optionally `spacingMs` apart per lane; bounded by `maxMs` (writes not started by
-   * then are skipped).
+   * One create with a client-chosen id. `retries` re-sends an unknown outcome with the
+   * same id (idempotent: 409 means an earlier attempt committed).
    */
-  async burst(targets: Target[], count: number, opts: { concurrency?: number; spacingMs?: number; timeoutMs?: number; retries?: number; maxMs?: number } = {}): Promise<WriteRecord[]> {
+  async write(target: Target, opts: { timeoutMs?: number; retries?: number; body?: Record<string, unknown>; id?: string } = {}): Promise<WriteRecord> {
+    const id = opts.id ?? this.nextId();
+    const fields = this.newFields(id, opts.body);
+    const rec = this.begin(id, 'create', target.id, { deleted: false, fields });
+    return this.send(rec, target, { method: 'POST', path: '/api/v1/memories', body: { id, ...fields } }, opts, (s, _b, attempt) => (s === 201 ? 'acked' : s === 409 && attempt > 0 ? 'committed' : null));
+  }
+
+  /** A new version of an existing id: new content (and tags); the response's full document is what every node must end with. */
+  async update(target: Target, id: string, opts: { timeoutMs?: number; retries?: number } = {}): Promise<WriteRecord> {
+    const n = this.opCounter++;
+    const body = { content: `update ${id} #${n}`, tags: ['chaos', `u${n}`] };
+    const expect: Expected = { deleted: false, fields: body };
+    const rec = this.begin(id, 'update', target.id, expect);
+    return this.send(rec, target, { method: 'PUT', path: `/api/v1/memories/${encodeURIComponent(id)}`, body }, opts, (s, text) => {
+      if (s !== 200) return null;
+      try {
+        const doc = (JSON.parse(text) as { memory?: Record<string, unknown> }).memory;
+        if (doc) expect.doc = doc;
+      } catch {
+        /* the fields still identify the version */
+      }
+      return 'acked';
+    });
+  }
+
+  /** Deletes an id (404 on a retry: an earlier attempt committed). */
+  async remove(target: Target, id: string, opts: { timeoutMs?: number; retries?: number } = {}): Promise<WriteRecord> {
+    const rec = this.begin(id, 'delete', target.id, { deleted: true });
+    return this.send(rec, target, { method: 'DELETE', path: `/api/v1/memories/${encodeURIComponent(id)}` }, opts, (s, _b, attempt) => (s === 200 ? 'acked' : s === 404 && attempt > 0 ? 'committed' : null));
+  }
+
+  /** A create under a deleted id: memfed answers 409 (the tombstone holds) and the id must stay deleted everywhere. */
+  async recreate(target: Target, id: string, opts: { timeoutMs?: number } = {}): Promise<WriteRecord> {
+    const fields = this.newFields(id, { content: `recreate ${id} #${this.opCounter}` });
+    const rec = this.begin(id, 'recreate', target.id, { deleted: false, fields });
+    return this.send(rec, target, { method: 'POST', path: '/api/v1/memories', body: { id, ...fields } }, { ...opts, retries: 0 }, (s) => (s === 201 ? 'acked' : s === 409 ? 'conflict' : null));
+  }
+
+  /** A bulk create of `size` new ids (bulk does not wait for a quorum: success is `committed`). */
+  async bulk(target: Target, size = BULK_SIZE, opts: { timeoutMs?: number; retries?: number } = {}): Promise<WriteRecord[]> {
+    const items = Array.from({ length: size }, () => {
+      const id = this.nextId();
+      return { id, fields: this.newFields(id) };
+    });
+    const recs = items.map((it) => this.begin(it.id, 'bulk', target.id, { deleted: false, fields: it.fields }));
+    const retries = opts.retries ?? 0;
+    for (let attempt = 0; attempt <= retries; attempt++) {
+      for (const r of recs) r.attempts++;
+      try {
+        const res = await fetch(`${target.url}/api/v1/memories/bulk`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ memories: items.map((it) => ({ id: it.id, ...it.fields })) }),
+          signal: AbortSignal.timeout(opts.timeoutMs ?? 10_000),
+        });
+        const text = await res.text();
+        for (const r of recs) r.status = res.status;
+        if (res.status === 200) {
+          const body = JSON.parse(text) as { ids: string[]; errors: Array<{ index: number; code: string; error: string }> };
+          const ok = new Set(body.ids);
+          for (const [i, r] of recs.entries()) {
+            const err = body.errors.find((e) => e.index === i);
+            if (ok.has(r.id) || (attempt > 0 && err?.code === 'ID_CONFLICT')) r.outcome = 'committed';
+            else {
+              r.outcome = 'refused';
+              r.error = err ? `${err.code}: ${err.error}` : 'not in the bulk answer';
+            }
+          }
+        } else {
+          for (const r of recs) {
+            r.outcome = res.status >= 400 && res.status < 500 ? 'refused' : 'unknown';
+            r.error = `HTTP ${res.status} ${text.slice(0, 300)}`;
+          }
+        }
+      } catch (err) {
+        const e = err as Error & { cause?: { code?: string; message?: string } };
+        for (const r of recs) {
+          r.outcome = 'unknown';
+          r.error = `${e.name}: ${e.cause?.code ?? e.cause?.message ?? e.message}`;
+        }
+      }
+      if (!recs.some((r) => r.outcome === 'unknown')) break;
+      if (attempt < retries) await sleep(200 * (attempt + 1));
+    }
+    for (const r of recs) r.endedAt = Date.now();
+    return recs;
+  }
+
+  /** An id whose last operation is certain and (for kind `live`) live, or a delete; not in flight; last written on one of `nodes`. */
+  private pick(kind: 'live' | 'deleted', nodes: Set<string>): { id: string; node: string } | null {
+    // Oldest first: spreads updates over the ids instead of hammering the newest one.
+    for (const [id, list] of this.byId) {
+      if (this.busy.has(id)) continue;
+      const last = list.at(-1)!;
+      if (!CERTAIN.has(last.outcome) || !nodes.has(last.node)) continue;
+      const isDelete = last.op === 'delete';
+      if (kind === 'deleted' ? isDelete && !list.some((w) => w.op === 'recreate') : !isDelete) {
+        // Spread: skip ids already updated a few times.
+        if (kind === 'live' && list.filter((w) => w.op === 'update').length >= 3) continue;
+        return { id, node: last.node };
+      }
+    }
+    return null;
+  }
+
+  /**
+   * `count` operations spread round-robin over `targets`, at most `concurrency` in
+   * flight, optionally `spacingMs` apart per lane; bounded by `maxMs` (operations not
+   * started by then are skipped). The default workload is mixed (creates, updates,
+   * deletes, bulk creates, re-creates of deleted ids; an update or delete goes to the
+   * node that took the id's last write); `mix: 'creates'` sends creates only, an array
+   * of operation kinds repeats that pattern instead.
+   */
+  async burst(targets: Target[], count: number, opts: { concurrency?: number; spacingMs?: number; timeoutMs?: number; retries?: number; maxMs?: number; mix?: 'mixed' | 'creates' | readonly Op[] } = {}): Promise<WriteRecord[]> {
     const out: WriteRecord[] = [];
     let next = 0;
     const stopAt = Date.now() + (opts.maxMs ?? 120_000);
+    const byNode = new Map(targets.map((t) => [t.id, t]));
+    const nodes = new Set(byNode.keys());
+    const one = async (i: number): Promise<void> => {
+      const target = targets[i % targets.length]!;
+      const pattern = opts.mix === 'creates' ? ['create' as const] : opts.mix === undefined || opts.mix === 'mixed' ? MIX : opts.mix;
+      const kind = pattern[i % pattern.length]!;
+      const picked = kind === 'update' || kind === 'delete' ? this.pick('live', nodes) : kind === 'recreate' ? this.pick('deleted', nodes) : null;
+      if (picked) {
+        this.busy.add(picked.id);
+        try {
+          const t = byNode.get(picked.node)!;
+          if (kind === 'update') out.push(await this.update(t, picked.id, opts));
+          else if (kind === 'delete') out.push(await this.remove(t, picked.id, opts));
+          else out.push(await this.recreate(t, picked.id, opts));
+        } finally {
+          this.busy.delete(picked.id);
+        }
+      } else if (kind === 'bulk') out.push(...(await this.bulk(target, BULK_SIZE, opts)));
+      else out.push(await this.write(target, opts));
+    };
     const lane = async () => {
       while (next < count && Date.now() < stopAt) {
-        const i = next++;
-        out.push(await this.write(targets[i % targets.length]!, opts));
+        await one(next++);
         if (opts.spacingMs) await sleep(opts.spacingMs);
       }
     };
@@ -226,9 +481,15 @@ export class SetChecker {
   }
 
   counts(): Record<Outcome, number> {
-    const c: Record<Outcome, number> = { acked: 0, committed: 0, unknown: 0, refused: 0 };
-    for (const w of this.writes.values()) c[w.outcome]++;
+    const c: Record<Outcome, number> = { acked: 0, committed: 0, unknown: 0, refused: 0, conflict: 0 };
+    for (const w of this.writes) c[w.outcome]++;
     return c;
+  }
+
+  private countsByOp(): Record<Op, Record<Outcome, number>> {
+    const out = Object.fromEntries(OPS.map((o) => [o, { acked: 0, committed: 0, unknown: 0, refused: 0, conflict: 0 }])) as Record<Op, Record<Outcome, number>>;
+    for (const w of this.writes) out[w.op][w.outcome]++;
+    return out;
   }
 
   /** Samples cursors and watermarks every `intervalMs` to catch one going backwards. */
@@ -237,9 +498,7 @@ export class SetChecker {
     this.sampler = setInterval(() => {
       if (this.sampling) return;
       this.sampling = true;
-      this.sampleOnce()
-        .catch(() => this.sampleErrors++)
-        .finally(() => (this.sampling = false));
+      this.sample().finally(() => (this.sampling = false));
     }, intervalMs);
     // Never the thing that keeps a failed test's process alive.
     this.sampler.unref();
@@ -250,16 +509,24 @@ export class SetChecker {
     this.sampler = null;
   }
 
-  private async sampleOnce(): Promise<void> {
+  private failed(what: string, err: unknown): void {
+    this.sampleErrors++;
+    if (this.errorMessages.length < 5) this.errorMessages.push(`${what}: ${(err as Error)?.message ?? String(err)}`);
+  }
+
+  /** One sample of every memfed node's cursors and watermarks; failures are counted, never thrown. */
+  async sample(): Promise<void> {
+    let ok = true;
     for (const v of this.views.values()) {
       if (v.kind !== 'memfed') continue;
       try {
         await this.sampleNode(v);
-      } catch {
-        this.sampleErrors++;
+      } catch (err) {
+        ok = false;
+        this.failed(`sample of ${v.id}`, err);
       }
     }
-    this.samples++;
+    if (ok) this.samples++;
   }
 
   private async sampleNode(v: Extract<NodeView, { kind: 'memfed' }>): Promise<void> {
@@ -270,15 +537,26 @@ export class SetChecker {
       const prev = this.lastCursor.get(key);
       // Reported once per regression (the new, lower value becomes the reference).
       if (prev && cmp(p, prev) < 0) this.violate(v.id, `delivery cursor ${key} went back from ${show(prev)} to ${show(p)}`);
+      if (prev && cmp(p, prev) > 0) {
+        const peer = this.views.get(c.peer_id);
+        if (peer) {
+          const skipped = await this.skippedVersions(v, c.peer_id, peer, prev, p);
+          if (skipped.length > 0) this.violate(v.id, `delivery cursor ${key} passed ${skipped.length} change(s) ${c.peer_id} never received (seen while running): ${skipped.slice(0, 5).join(', ')}`);
+        }
+      }
       if (!prev || cmp(p, prev) !== 0) this.lastCursor.set(key, p);
     }
-    const wms = await v.sql<Array<{ peer_id: string; cursor: string | null }>>`SELECT peer_id, cursor FROM peer_watermarks`;
+    const wms = await v.sql<Array<{ peer_id: string; cursor: string | null; since: string | null }>>`SELECT peer_id, cursor, since FROM peer_watermarks`;
     for (const w of wms) {
       const key = `${v.id}<-${w.peer_id}`;
       const p = decodeWatermark(w.cursor);
       const prev = this.lastWatermark.get(key);
       if (prev && (!p || cmp(p, prev) < 0)) this.violate(v.id, `catch-up watermark ${key} went back from ${show(prev)} to ${p ? show(p) : String(w.cursor)}`);
       if (p && (!prev || cmp(p, prev) !== 0)) this.lastWatermark.set(key, p);
+      const sm = w.since === null ? null : parseTimestamp(w.since);
+      const prevSince = this.lastSince.get(key);
+      if (prevSince && (sm === null || sm < prevSince.micros)) this.violate(v.id, `catch-up since-watermark ${key} went back from ${prevSince.text} to ${String(w.since)}`);
+      if (sm !== null && (!prevSince || sm !== prevSince.micros)) this.lastSince.set(key, { micros: sm, text: w.since! });
     }
   }
 
@@ -287,11 +565,55 @@ export class SetChecker {
     if (!list.includes(what)) list.push(what);
   }
 
-  /** Live ids a node holds now. */
-  private async presentOn(v: NodeView): Promise<Set<string>> {
-    if (v.kind === 'receiver') return new Set(v.receiver.received.keys());
-    const rows = await v.sql<Array<{ id: string }>>`SELECT id FROM memories WHERE deleted_at IS NULL`;
-    return new Set(rows.map((r) => r.id));
+  /** Every id's state on a node (live rows and tombstones). */
+  private async statesOn(v: NodeView): Promise<Map<string, State>> {
+    const out = new Map<string, State>();
+    if (v.kind === 'receiver') {
+      for (const id of v.receiver.deleted) out.set(id, { kind: 'tombstone', deletedAt: '', key: { micros: 0n, tomb: 1, digest: '' } });
+      for (const [id, doc] of v.receiver.received) {
+        const micros = BigInt(parseTimestamp(doc.updated_at) ?? 0);
+        const core = canon(receiverFields(doc));
+        out.set(id, { kind: 'live', doc, docText: core, coreText: core, fromReceiver: true, key: { micros, tomb: 0, digest: '' } });
+      }
+      return out;
+    }
+    const rows = await v.sql<Array<{ id: string; doc: Record<string, unknown>; deleted: string | null; micros: string; digest: string }>>`
+      SELECT id, doc, deleted_at::text AS deleted, digest,
+             (extract(epoch FROM COALESCE(deleted_at, updated_at)) * 1000000)::bigint::text AS micros
+      FROM memories`;
+    for (const r of rows) {
+      if (r.deleted !== null) out.set(r.id, { kind: 'tombstone', deletedAt: r.deleted, key: { micros: BigInt(r.micros), tomb: 1, digest: '' } });
+      else out.set(r.id, { kind: 'live', doc: r.doc, docText: canon(r.doc), coreText: canon(receiverFields(r.doc)), fromReceiver: false, key: { micros: BigInt(r.micros), tomb: 0, digest: r.digest } });
+    }
+    return out;
+  }
+
+  /**
+   * Ids whose latest change on `v` lies in (after, upTo], is not from `peerId`, is not in
+   * v's DLQ for the peer, and whose state on the peer is older (or absent).
+   */
+  private async skippedVersions(v: Extract<NodeView, { kind: 'memfed' }>, peerId: string, peer: NodeView, after: Pos | null, upTo: Pos): Promise<string[]> {
+    const a = after ?? pos('0', '0');
+    const rows = await v.sql<Array<{ id: string; deleted: boolean; micros: string; digest: string }>>`
+      SELECT m.id, m.deleted_at IS NOT NULL AS deleted, m.digest,
+             (extract(epoch FROM COALESCE(m.deleted_at, m.updated_at)) * 1000000)::bigint::text AS micros
+      FROM (SELECT DISTINCT ON (memory_id) memory_id, txid, seq, origin_peer FROM change_feed ORDER BY memory_id, txid DESC, seq DESC) f
+      JOIN memories m ON m.id = f.memory_id
+      WHERE (f.txid, f.seq) > (${a.txid.toString()}::xid8, ${a.seq.toString()}::bigint)
+        AND (f.txid, f.seq) <= (${upTo.txid.toString()}::xid8, ${upTo.seq.toString()}::bigint)
+        AND f.origin_peer IS DISTINCT FROM ${peerId}
+        AND NOT EXISTS (SELECT 1 FROM federation_push_dlq d WHERE d.peer_id = ${peerId} AND d.memory_id = f.memory_id)`;
+    if (rows.length === 0) return [];
+    // Read after the cursor and the sender's rows: anything passed was acked before this.
+    const held = await this.statesOn(peer);
+    const skipped: string[] = [];
+    for (const r of rows) {
+      const s = held.get(r.id);
+      if (!s) skipped.push(r.id);
+      else if (peer.kind === 'memfed' && cmpKey(s.key, { micros: BigInt(r.micros), tomb: r.deleted ? 1 : 0, digest: r.deleted ? '' : r.digest }) < 0) skipped.push(r.id);
+      else if (peer.kind === 'receiver' && r.deleted && s.kind !== 'tombstone') skipped.push(r.id);
+    }
+    return skipped;
   }
 
   /** Peers whose delivery cursor is behind the node's visible feed head. */
@@ -307,34 +629,78 @@ export class SetChecker {
   }
 
   /**
+   * Whether the node has feed rows not yet below the server-wide horizon (a transaction
+   * anywhere on the server still open): they are invisible to its pushers and to
+   * behind(), so the node cannot be called caught up until they become visible.
+   */
+  private async aboveHorizon(v: NodeView): Promise<boolean> {
+    if (v.kind !== 'memfed') return false;
+    const [r] = await v.sql<Array<{ above: boolean }>>`SELECT EXISTS (SELECT 1 FROM change_feed WHERE txid >= pg_snapshot_xmin(pg_current_snapshot())) AS above`;
+    return r!.above;
+  }
+
+  /** The states an id may end in (null: the id may be absent). */
+  private candidates(id: string): { expects: Expected[]; certain: WriteRecord | null } {
+    const list = this.history(id);
+    let k = -1;
+    for (let i = list.length - 1; i >= 0; i--) {
+      if (CERTAIN.has(list[i]!.outcome)) {
+        k = i;
+        break;
+      }
+    }
+    const later = list.slice(k + 1).filter((w) => w.outcome === 'unknown');
+    const certain = k >= 0 ? list[k]! : null;
+    return { expects: [...(certain ? [certain.expect] : []), ...later.map((w) => w.expect)], certain };
+  }
+
+  /**
    * Polls until converged or `deadlineMs`, then reports. Never throws on a finding:
-   * assert with problems(report).
+   * assert with problems(report, minimums).
    */
   async verify(opts: { deadlineMs?: number; intervalMs?: number; requireCaughtUp?: boolean } = {}): Promise<Report> {
     const started = Date.now();
     const ref = this.healedAt ?? started;
     const deadline = started + (opts.deadlineMs ?? 60_000);
     const requireCaughtUp = opts.requireCaughtUp ?? true;
-    const attempted = new Set(this.writes.keys());
-    const required = new Set([...this.writes.values()].filter((w) => w.outcome === 'acked' || w.outcome === 'committed').map((w) => w.id));
+    const ids = this.ids();
+    const cands = new Map(ids.map((id) => [id, this.candidates(id)]));
     const convergedAt = new Map<string, number>();
     const heldAt = new Map<string, number>();
-    let present = new Map<string, Set<string>>();
-    let mustHave = new Set<string>();
+    let states = new Map<string, Map<string, State>>();
     let converged = false;
-    let pollErrors = 0;
+    let mustConverge = 0;
     for (let round = 0; round < 100_000; round++) {
       try {
-        present = new Map();
-        for (const v of this.views.values()) present.set(v.id, await this.presentOn(v));
-        mustHave = new Set(required);
-        for (const s of present.values()) for (const id of s) if (attempted.has(id)) mustHave.add(id);
+        states = new Map();
+        for (const v of this.views.values()) states.set(v.id, await this.statesOn(v));
+        // The state every node must hold per id: an expected one that some node holds
+        // (certain ids must be held; unknown-only ids only once some node holds them).
+        const target = new Map<string, State | undefined>();
+        for (const id of ids) {
+          const c = cands.get(id)!;
+          let t: State | undefined;
+          for (const s of states.values()) {
+            const st = s.get(id);
+            if (st && c.expects.some((e) => matches(st, e)) && (!t || cmpKey(st.key, t.key) > 0)) t = st;
+          }
+          if (t || c.certain) target.set(id, t);
+        }
+        mustConverge = target.size;
         let all = true;
         for (const v of this.views.values()) {
-          const s = present.get(v.id)!;
-          const holds = [...mustHave].every((id) => s.has(id));
+          const s = states.get(v.id)!;
+          let holds = true;
+          for (const [id, t] of target) {
+            if (!t || !sameState(s.get(id), t)) {
+              holds = false;
+              break;
+            }
+          }
+          // Every node agrees on ids nobody should hold, too (a refused write, a lost unknown one).
+          if (holds) for (const id of ids) if (!target.has(id) && s.has(id)) holds = false;
           if (holds && !heldAt.has(v.id)) heldAt.set(v.id, Date.now());
-          const ok = holds && (!requireCaughtUp || (await this.behind(v)).length === 0);
+          const ok = holds && (!requireCaughtUp || ((await this.behind(v)).length === 0 && !(await this.aboveHorizon(v))));
           if (ok && !convergedAt.has(v.id)) convergedAt.set(v.id, Date.now());
           if (!ok) {
             convergedAt.delete(v.id);
@@ -345,43 +711,62 @@ export class SetChecker {
           converged = true;
           break;
         }
-      } catch {
-        pollErrors++;
+      } catch (err) {
+        this.failed('verify poll', err);
       }
       if (Date.now() > deadline) break;
       await sleep(opts.intervalMs ?? 200);
     }
     const doneAt = converged ? Math.max(...convergedAt.values()) : null;
     // One last sample so the final positions are checked for regressions too.
-    await this.sampleOnce().catch(() => this.sampleErrors++);
+    await this.sample();
     this.stopSampling();
 
     const nodes: NodeReport[] = [];
-    for (const v of this.views.values()) nodes.push(await this.nodeReport(v, present.get(v.id) ?? new Set(), mustHave, attempted, heldAt.get(v.id), convergedAt.get(v.id), ref));
-    if (pollErrors > 0) this.sampleErrors += pollErrors;
+    for (const v of this.views.values()) {
+      try {
+        nodes.push(await this.nodeReport(v, states.get(v.id) ?? new Map(), states, cands, heldAt.get(v.id), convergedAt.get(v.id), ref));
+      } catch (err) {
+        this.failed(`report of ${v.id}`, err);
+      }
+    }
+    const diverged: Report['diverged'] = [];
+    for (const id of ids) {
+      const per = [...states.entries()].map(([node, s]) => [node, s.get(id)] as const);
+      if (per.some(([, s]) => !sameState(s, per[0]![1]))) diverged.push({ id, states: Object.fromEntries(per.map(([n, s]) => [n, showState(s)])) });
+    }
     return {
       scenario: this.scenario,
-      attempted: attempted.size,
+      attempted: ids.length,
       outcomes: this.counts(),
-      mustConverge: mustHave.size,
+      byOp: this.countsByOp(),
+      mustConverge,
       converged,
       convergenceMs: doneAt === null ? null : Math.max(0, doneAt - ref),
       nodes,
+      diverged,
       samples: this.samples,
       sampleErrors: this.sampleErrors,
+      sampleErrorMessages: [...this.errorMessages],
     };
   }
 
-  private async nodeReport(v: NodeView, present: Set<string>, mustHave: Set<string>, attempted: Set<string>, held: number | undefined, at: number | undefined, ref: number): Promise<NodeReport> {
-    const acked = [...this.writes.values()].filter((w) => w.outcome === 'acked').map((w) => w.id);
-    const committed = [...this.writes.values()].filter((w) => w.outcome === 'committed').map((w) => w.id);
-    const refused = new Set([...this.writes.values()].filter((w) => w.outcome === 'refused').map((w) => w.id));
+  private async nodeReport(
+    v: NodeView,
+    mine: Map<string, State>,
+    all: Map<string, Map<string, State>>,
+    cands: Map<string, { expects: Expected[]; certain: WriteRecord | null }>,
+    held: number | undefined,
+    at: number | undefined,
+    ref: number,
+  ): Promise<NodeReport> {
     const r: NodeReport = {
       node: v.id,
-      present: present.size,
-      lost: acked.filter((id) => !present.has(id)),
-      lostCommitted: committed.filter((id) => !present.has(id)),
-      partial: [...mustHave].filter((id) => !present.has(id) && !acked.includes(id) && !committed.includes(id)),
+      present: [...mine.values()].filter((s) => s.kind === 'live').length,
+      lost: [],
+      lostCommitted: [],
+      resurrected: [],
+      partial: [],
       unexpected: [],
       duplicateRows: [],
       duplicateApplies: [],
@@ -390,16 +775,32 @@ export class SetChecker {
       heldMs: held === undefined ? null : Math.max(0, held - ref),
       convergedMs: at === undefined ? null : Math.max(0, at - ref),
     };
+    for (const [id, c] of cands) {
+      const s = mine.get(id);
+      if (c.expects.some((e) => matches(s, e))) continue;
+      if (c.certain) {
+        const wantTomb = c.expects.every((e) => e.deleted);
+        if (wantTomb && s?.kind === 'live') r.resurrected.push(id);
+        else if (c.certain.outcome === 'acked') r.lost.push(id);
+        else r.lostCommitted.push(id);
+      } else if ([...all.values()].some((o) => o !== mine && c.expects.some((e) => matches(o.get(id), e)))) r.partial.push(id);
+    }
+    const everWritten = (id: string) => this.history(id).some((w) => MAY_HAVE_WRITTEN.has(w.outcome) || w.op === 'recreate');
+    r.unexpected = [...mine.keys()].filter((id) => !everWritten(id));
+    // Version budget per id: attempts of operations that may have written a version.
+    const versions = (id: string, pred: (w: WriteRecord) => boolean) => this.history(id).filter((w) => MAY_HAVE_WRITTEN.has(w.outcome) && w.op !== 'recreate' && pred(w)).reduce((n, w) => n + w.attempts, 0);
+
     if (v.kind === 'receiver') {
-      r.unexpected = [...v.receiver.received.keys()].filter((id) => !attempted.has(id) || refused.has(id));
-      for (const [id, n] of v.receiver.deliveries) if (n > 1) r.duplicateApplies.push({ id, applies: n, allowed: 1, byOrigin: { deliveries: n } });
+      for (const [id, n] of v.receiver.deliveries) {
+        const allowed = versions(id, () => true);
+        if (n > allowed) r.duplicateApplies.push({ id, applies: n, allowed, byOrigin: { deliveries: n } });
+      }
       return r;
     }
     const sql = v.sql;
-    const all = await sql<Array<{ id: string }>>`SELECT id FROM memories`;
-    r.unexpected = all.map((x) => x.id).filter((id) => !attempted.has(id) || refused.has(id));
     const dupDocs = await sql<Array<{ id: string; n: number }>>`SELECT doc->>'id' AS id, count(*)::int AS n FROM memories GROUP BY 1 HAVING count(*) > 1`;
     r.duplicateRows.push(...dupDocs.map((d) => ({ id: String(d.id), rows: d.n })));
+    // The id-drift query: a row stored under a key that is not its document's id.
     const drift = await sql<Array<{ id: string }>>`SELECT id FROM memories WHERE doc->>'id' IS DISTINCT FROM id`;
     r.duplicateRows.push(...drift.map((d) => ({ id: d.id, rows: -1 })));
 
@@ -416,9 +817,8 @@ export class SetChecker {
       perId.set(f.memory_id, e);
     }
     for (const [id, e] of perId) {
-      const writer = this.writes.get(id)?.node;
-      const allowedLocal = writer === v.id ? 1 : 0;
-      const allowedApplies = writer !== undefined && writer !== v.id ? 1 : 0;
+      const allowedLocal = versions(id, (w) => w.node === v.id);
+      const allowedApplies = versions(id, (w) => w.node !== v.id);
       if (e.applies > allowedApplies || e.local > allowedLocal) {
         r.duplicateApplies.push({ id, applies: e.applies + e.local, allowed: allowedApplies + allowedLocal, byOrigin: { ...e.byOrigin, ...(e.local ? { local: e.local } : {}) } });
       }
@@ -433,34 +833,34 @@ export class SetChecker {
       if (!head || cmp(p, head) > 0) r.watermarkViolations.push(`delivery cursor ${v.id}->${c.peer_id} ${show(p)} beyond feed head ${head ? show(head) : '(empty feed)'}`);
       const peerView = this.views.get(c.peer_id);
       if (peerView) {
-        // Cursor read first, the peer's table after: anything at or before it was acked.
-        const passed = await sql<Array<{ memory_id: string }>>`
-          SELECT DISTINCT f.memory_id FROM change_feed f
-          WHERE (f.txid, f.seq) <= (${c.t}::xid8, ${c.s}::bigint) AND f.origin_peer IS DISTINCT FROM ${c.peer_id}
-            AND NOT EXISTS (SELECT 1 FROM federation_push_dlq d WHERE d.peer_id = ${c.peer_id} AND d.memory_id = f.memory_id)`;
-        const peerHas = await this.allIdsOn(peerView);
-        const skipped = passed.map((x) => x.memory_id).filter((id) => !peerHas.has(id));
+        const skipped = await this.skippedVersions(v, c.peer_id, peerView, null, p);
         if (skipped.length > 0) r.watermarkViolations.push(`delivery cursor ${v.id}->${c.peer_id} passed ${skipped.length} change(s) ${c.peer_id} never received: ${skipped.slice(0, 5).join(', ')}`);
       }
     }
-    const wms = await sql<Array<{ peer_id: string; cursor: string | null }>>`SELECT peer_id, cursor FROM peer_watermarks`;
+    const wms = await sql<Array<{ peer_id: string; cursor: string | null; since: string | null }>>`SELECT peer_id, cursor, since FROM peer_watermarks`;
     for (const w of wms) {
-      const p = decodeWatermark(w.cursor);
       const peerView = this.views.get(w.peer_id);
-      if (!p || !peerView || peerView.kind !== 'memfed') continue;
-      const peerHead = await feedMax(peerView.sql);
-      if (p.txid === 0n && p.seq === 0n) continue;
-      if (!peerHead || cmp(p, peerHead) > 0) r.watermarkViolations.push(`catch-up watermark ${v.id}<-${w.peer_id} ${show(p)} beyond ${w.peer_id}'s feed head ${peerHead ? show(peerHead) : '(empty feed)'}`);
+      if (!peerView) continue;
+      const p = decodeWatermark(w.cursor);
+      if (p && peerView.kind === 'memfed' && !(p.txid === 0n && p.seq === 0n)) {
+        const peerHead = await feedMax(peerView.sql);
+        if (!peerHead || cmp(p, peerHead) > 0) r.watermarkViolations.push(`catch-up watermark ${v.id}<-${w.peer_id} ${show(p)} beyond ${w.peer_id}'s feed head ${peerHead ? show(peerHead) : '(empty feed)'}`);
+      }
+      const sm = w.since === null ? null : parseTimestamp(w.since);
+      if (sm !== null) {
+        const newest = await newestUpdate(peerView);
+        if (newest === null || sm > newest) r.watermarkViolations.push(`catch-up since-watermark ${v.id}<-${w.peer_id} ${w.since} beyond the newest updated_at ${w.peer_id} serves (${newest === null ? 'none' : new Date(newest / 1000).toISOString()})`);
+      }
     }
     r.stuckCursors = await this.behind(v);
     return r;
   }
+}
 
-  private async allIdsOn(v: NodeView): Promise<Set<string>> {
-    if (v.kind === 'receiver') return new Set([...v.receiver.received.keys(), ...v.receiver.deleted]);
-    const rows = await v.sql<Array<{ id: string }>>`SELECT id FROM memories`;
-    return new Set(rows.map((r) => r.id));
-  }
+/** The fields an ai-memory-style receiver is compared on (it keeps the wire document as sent). */
+function receiverFields(doc: Record<string, unknown>): Record<string, unknown> {
+  const { id, title, content, namespace, tier, tags, version, updated_at } = doc;
+  return { id, title, content, namespace, tier, tags, version, updated_at };
 }
 
 async function feedMax(sql: Sql): Promise<Pos | null> {
@@ -468,15 +868,29 @@ async function feedMax(sql: Sql): Promise<Pos | null> {
   return rows[0] ? pos(rows[0].t, rows[0].s) : null;
 }
 
-/** Every finding of a report as a readable line; `[]` means the history is clean. */
-export function problems(report: Report): string[] {
+/** The newest updated_at (µs) a peer can serve in the `since` form. */
+async function newestUpdate(v: NodeView): Promise<number | null> {
+  if (v.kind === 'receiver') {
+    const all = [...v.receiver.serve, ...v.receiver.received.values()].map((m) => parseTimestamp(m.updated_at)).filter((x): x is number => x !== null);
+    return all.length ? Math.max(...all) : null;
+  }
+  const rows = await v.sql<Array<{ m: string | null }>>`SELECT (extract(epoch FROM max(updated_at)) * 1000000)::bigint::text AS m FROM memories`;
+  return rows[0]?.m ? Number(rows[0].m) : null;
+}
+
+/** Every finding of a report as a readable line; `[]` means the history is clean and not vacuous. */
+export function problems(report: Report, min: Minimums): string[] {
   const out: string[] = [];
   if (!report.converged) out.push(`${report.scenario}: did not converge before the deadline (${report.mustConverge} ids required)`);
+  if (report.outcomes.acked < min.acked) out.push(`${report.scenario}: only ${report.outcomes.acked} acknowledged write(s), the test needs at least ${min.acked} (a vacuous run)`);
+  if (report.samples < min.samples) out.push(`${report.scenario}: only ${report.samples} checker sample(s), the test needs at least ${min.samples}`);
+  if (report.sampleErrors > 0) out.push(`${report.scenario}: ${report.sampleErrors} checker sample(s) or poll(s) failed: ${report.sampleErrorMessages.join(' | ')}`);
   if (report.outcomes.refused > 0) out.push(`${report.scenario}: ${report.outcomes.refused} write(s) refused with a 4xx`);
   const few = (ids: string[]) => `${ids.length} [${ids.slice(0, 5).join(', ')}${ids.length > 5 ? ', ...' : ''}]`;
   for (const n of report.nodes) {
     if (n.lost.length) out.push(`${n.node}: lost acked ${few(n.lost)}`);
     if (n.lostCommitted.length) out.push(`${n.node}: lost committed (503) ${few(n.lostCommitted)}`);
+    if (n.resurrected.length) out.push(`${n.node}: resurrected deleted ${few(n.resurrected)}`);
     if (n.partial.length) out.push(`${n.node}: missing ids other nodes hold ${few(n.partial)}`);
     if (n.unexpected.length) out.push(`${n.node}: unexpected ${few(n.unexpected)}`);
     if (n.duplicateRows.length) out.push(`${n.node}: duplicate rows ${JSON.stringify(n.duplicateRows.slice(0, 5))}`);
@@ -485,6 +899,7 @@ export function problems(report: Report): string[] {
     if (n.watermarkViolations.length > 20) out.push(`${n.node}: ... ${n.watermarkViolations.length - 20} more watermark violations`);
     if (n.stuckCursors.length) out.push(`${n.node}: delivery cursors behind the feed head for ${n.stuckCursors.join(', ')}`);
   }
+  if (report.diverged.length) out.push(`${report.scenario}: ${report.diverged.length} id(s) diverged between nodes: ${JSON.stringify(report.diverged.slice(0, 3))}`);
   return out;
 }
 
@@ -492,5 +907,6 @@ export function problems(report: Report): string[] {
 export function summarize(report: Report, extra: Record<string, unknown> = {}): string {
   const perNode = Object.fromEntries(report.nodes.map((n) => [n.node, n.convergedMs]));
   const held = Object.fromEntries(report.nodes.map((n) => [n.node, n.heldMs]));
-  return `[chaos] ${JSON.stringify({ scenario: report.scenario, converged: report.converged, convergenceMs: report.convergenceMs, perNodeMs: perNode, heldMs: held, attempted: report.attempted, outcomes: report.outcomes, samples: report.samples, sampleErrors: report.sampleErrors, ...extra })}`;
+  const ops = Object.fromEntries(OPS.map((o) => [o, Object.fromEntries(Object.entries(report.byOp[o]).filter(([, n]) => n > 0))]));
+  return `[chaos] ${JSON.stringify({ scenario: report.scenario, converged: report.converged, convergenceMs: report.convergenceMs, perNodeMs: perNode, heldMs: held, attempted: report.attempted, outcomes: report.outcomes, ops, samples: report.samples, sampleErrors: report.sampleErrors, ...extra })}`;
 }

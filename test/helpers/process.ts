@@ -19,7 +19,8 @@ export interface NodeProcess {
 export function spawnMemfed(args: string[], env: Record<string, string>): NodeProcess {
   const proc = spawn(process.execPath, [MEMFED_BIN, ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env },
+    // The broken-build proof (docs/testing.md) reaches spawned nodes too.
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...(process.env.MEMFED_TEST_FAULT ? { MEMFED_TEST_FAULT: process.env.MEMFED_TEST_FAULT, NODE_ENV: process.env.NODE_ENV ?? '' } : {}), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
