@@ -200,7 +200,8 @@ describe('sendIsolating', () => {
   });
 
   it('an upstream response with no skipped rows dead-letters nothing and sends once', async () => {
-    for (const res of [{ applied: 2, skipped: 0 }, { applied: 2 }, {}]) {
+    // A skipped count that is not a number is not a count.
+    for (const res of [{ applied: 2, skipped: 0 }, { applied: 2 }, {}, { skipped: '1' } as unknown as PushResponse]) {
       const p = fakePeer(() => res);
       expect(await sendIsolating(p.deps, PEER, [live('m1'), live('m2')])).toEqual([]);
       expect(p.sent).toHaveLength(1);

@@ -100,6 +100,17 @@ describe('parsePolicy', () => {
     expect(() => parsePolicy('{"max_metadata_bytes": 1.5}', 'x')).toThrow(/max_metadata_bytes: /);
   });
 
+  it('accepts globs up to 512 characters and lists up to 1000 globs, and refuses more', () => {
+    const long = 'a'.repeat(512);
+    const many = Array.from({ length: 1000 }, (_, i) => `ns${i}`);
+    expect(parsePolicy(JSON.stringify({ deny_namespaces: [long], peer_namespaces: { p: many } }), 'x').denyNamespaces).toHaveLength(1);
+    expect(parsePolicy(JSON.stringify({ deny_namespaces: many, peer_namespaces: { p: [long] } }), 'x').denyNamespaces).toHaveLength(1000);
+    expect(() => parsePolicy(JSON.stringify({ deny_namespaces: [`${long}a`] }), 'x')).toThrow(/deny_namespaces\.0: /);
+    expect(() => parsePolicy(JSON.stringify({ deny_namespaces: [...many, 'x'] }), 'x')).toThrow(/deny_namespaces: /);
+    expect(() => parsePolicy(JSON.stringify({ peer_namespaces: { p: [`${long}a`] } }), 'x')).toThrow(/peer_namespaces\.p\.0: /);
+    expect(() => parsePolicy(JSON.stringify({ peer_namespaces: { p: [...many, 'x'] } }), 'x')).toThrow(/peer_namespaces\.p: /);
+  });
+
   it('refuses empty globs, joining every issue with its path', () => {
     let message = '';
     try {
@@ -144,30 +155,32 @@ describe('loadPolicy', () => {
   });
 });
 
+// Policies are parsed inside each test, never at collection time: a mutant that breaks
+// parsing must fail tests, not the loading of the file.
 describe('checkNamespace', () => {
-  const policy = parsePolicy(JSON.stringify({ deny_namespaces: ['a/**', 'secret/**'], peer_namespaces: { 'peer-b': ['shared/**', 'global'] } }), 't');
+  const policy = parsePolicy.bind(null, JSON.stringify({ deny_namespaces: ['a/**', 'secret/**'], peer_namespaces: { 'peer-b': ['shared/**', 'global'] } }), 't');
 
   it('without a policy everything is allowed', () => {
     expect(checkNamespace(null, 'secret/x', 'peer-b')).toBeNull();
   });
 
   it('names the deny rule that matched, by index', () => {
-    expect(checkNamespace(policy, 'secret/x')).toEqual({
+    expect(checkNamespace(policy(), 'secret/x')).toEqual({
       code: 'GOVERNANCE_NAMESPACE_DENIED',
       rule: 'deny_namespaces[1]',
       reason: 'namespace secret/x is not writable here',
     });
-    expect(checkNamespace(policy, 'a/x')!.rule).toBe('deny_namespaces[0]');
+    expect(checkNamespace(policy(), 'a/x')!.rule).toBe('deny_namespaces[0]');
   });
 
   it('a denied namespace is denied to peers too, before their allow-list is consulted', () => {
-    expect(checkNamespace(policy, 'secret/x', 'peer-b')!.code).toBe('GOVERNANCE_NAMESPACE_DENIED');
+    expect(checkNamespace(policy(), 'secret/x', 'peer-b')!.code).toBe('GOVERNANCE_NAMESPACE_DENIED');
   });
 
   it('a peer with an allow-list may write only matching namespaces', () => {
-    expect(checkNamespace(policy, 'shared/x', 'peer-b')).toBeNull();
-    expect(checkNamespace(policy, 'global', 'peer-b')).toBeNull();
-    expect(checkNamespace(policy, 'private', 'peer-b')).toEqual({
+    expect(checkNamespace(policy(), 'shared/x', 'peer-b')).toBeNull();
+    expect(checkNamespace(policy(), 'global', 'peer-b')).toBeNull();
+    expect(checkNamespace(policy(), 'private', 'peer-b')).toEqual({
       code: 'GOVERNANCE_PEER_NAMESPACE',
       rule: 'peer_namespaces.peer-b',
       reason: 'peer peer-b may not write namespace private',
@@ -175,13 +188,14 @@ describe('checkNamespace', () => {
   });
 
   it('a peer without an allow-list, and a local write, are judged by the deny list alone', () => {
-    expect(checkNamespace(policy, 'private', 'peer-c')).toBeNull();
-    expect(checkNamespace(policy, 'private')).toBeNull();
+    expect(checkNamespace(policy(), 'private', 'peer-c')).toBeNull();
+    expect(checkNamespace(policy(), 'private')).toBeNull();
   });
 });
 
 describe('checkMemory', () => {
-  const policy = parsePolicy(
+  const policy = parsePolicy.bind(
+    null,
     JSON.stringify({ deny_namespaces: ['secret/**'], max_content_bytes: 4, max_metadata_bytes: 9, peer_namespaces: { 'peer-b': ['shared/**'] } }),
     't',
   );
@@ -191,8 +205,8 @@ describe('checkMemory', () => {
   });
 
   it('allows content of exactly max_content_bytes and refuses one byte more', () => {
-    expect(checkMemory(policy, memory({ content: 'abcd' }))).toBeNull();
-    expect(checkMemory(policy, memory({ content: 'abcde' }))).toEqual({
+    expect(checkMemory(policy(), memory({ content: 'abcd' }))).toBeNull();
+    expect(checkMemory(policy(), memory({ content: 'abcde' }))).toEqual({
       code: 'GOVERNANCE_CONTENT_TOO_LARGE',
       rule: 'max_content_bytes',
       reason: 'content exceeds 4 bytes',
@@ -201,14 +215,14 @@ describe('checkMemory', () => {
 
   it('counts content in UTF-8 bytes, not characters', () => {
     // Two characters, four bytes: at the limit. Three characters, six bytes: over.
-    expect(checkMemory(policy, memory({ content: 'éé' }))).toBeNull();
-    expect(checkMemory(policy, memory({ content: 'ééé' }))!.code).toBe('GOVERNANCE_CONTENT_TOO_LARGE');
+    expect(checkMemory(policy(), memory({ content: 'éé' }))).toBeNull();
+    expect(checkMemory(policy(), memory({ content: 'ééé' }))!.code).toBe('GOVERNANCE_CONTENT_TOO_LARGE');
   });
 
   it('measures metadata as its JSON serialisation, in bytes, allowing exactly the limit', () => {
     // {"a":"b"} is 9 bytes; {"a":"é"} is 10.
-    expect(checkMemory(policy, memory({ metadata: { a: 'b' } }))).toBeNull();
-    expect(checkMemory(policy, memory({ metadata: { a: 'é' } }))).toEqual({
+    expect(checkMemory(policy(), memory({ metadata: { a: 'b' } }))).toBeNull();
+    expect(checkMemory(policy(), memory({ metadata: { a: 'é' } }))).toEqual({
       code: 'GOVERNANCE_METADATA_TOO_LARGE',
       rule: 'max_metadata_bytes',
       reason: 'metadata exceeds 9 bytes',
@@ -217,15 +231,15 @@ describe('checkMemory', () => {
 
   it('judges the namespace first, then content, then metadata, then the peer allow-list', () => {
     const big = { content: 'abcdef', metadata: { long: 'value' } };
-    expect(checkMemory(policy, memory({ namespace: 'secret/x', ...big }), 'peer-b')!.code).toBe('GOVERNANCE_NAMESPACE_DENIED');
-    expect(checkMemory(policy, memory({ namespace: 'private', ...big }), 'peer-b')!.code).toBe('GOVERNANCE_CONTENT_TOO_LARGE');
-    expect(checkMemory(policy, memory({ namespace: 'private', metadata: big.metadata }), 'peer-b')!.code).toBe('GOVERNANCE_METADATA_TOO_LARGE');
-    expect(checkMemory(policy, memory({ namespace: 'private' }), 'peer-b')!.code).toBe('GOVERNANCE_PEER_NAMESPACE');
+    expect(checkMemory(policy(), memory({ namespace: 'secret/x', ...big }), 'peer-b')!.code).toBe('GOVERNANCE_NAMESPACE_DENIED');
+    expect(checkMemory(policy(), memory({ namespace: 'private', ...big }), 'peer-b')!.code).toBe('GOVERNANCE_CONTENT_TOO_LARGE');
+    expect(checkMemory(policy(), memory({ namespace: 'private', metadata: big.metadata }), 'peer-b')!.code).toBe('GOVERNANCE_METADATA_TOO_LARGE');
+    expect(checkMemory(policy(), memory({ namespace: 'private' }), 'peer-b')!.code).toBe('GOVERNANCE_PEER_NAMESPACE');
   });
 
   it('applies the peer allow-list only to replicated rows', () => {
-    expect(checkMemory(policy, memory({ namespace: 'private' }))).toBeNull();
-    expect(checkMemory(policy, memory({ namespace: 'shared/x' }), 'peer-b')).toBeNull();
+    expect(checkMemory(policy(), memory({ namespace: 'private' }))).toBeNull();
+    expect(checkMemory(policy(), memory({ namespace: 'shared/x' }), 'peer-b')).toBeNull();
   });
 
   it('a policy with only a metadata limit does not limit content, and the reverse', () => {
