@@ -259,6 +259,12 @@ describe('ChainVerifier edge cases', () => {
     expect(run(p, [es[0]!, es[1]!, es[2]!, es[0]!])).toMatchObject({ kind: 'duplicate', seq: 1, detail: 'seq 1 seen again where seq 4 was expected (with different content)' });
   });
 
+  it('an entry below seq 1 before any head is a duplicate with different content', () => {
+    const p = party();
+    const es = chain(p, 1);
+    expect(run(p, [{ ...es[0]!, seq: 0 }])).toMatchObject({ kind: 'duplicate', seq: 0, detail: 'seq 0 seen again where seq 1 was expected (with different content)' });
+  });
+
   it('names the previous seq in a broken link', () => {
     const p = party();
     const es = chain(p, 4);
