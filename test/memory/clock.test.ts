@@ -1,6 +1,13 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { normalizeTimestamp, nowMicros, parseTimestamp } from '../../src/memory/time.js';
 
+describe('timestamp input types', () => {
+  it('only a string is a timestamp, not an array or object that stringifies to one', () => {
+    expect(parseTimestamp(['2024-01-01T00:00:00Z'])).toBeNull();
+    expect(normalizeTimestamp({ toString: () => '2024-01-01T00:00:00Z' })).toBeNull();
+  });
+});
+
 describe('year range after the offset is applied', () => {
   it('a local time in year 0000 that is year 0001 in UTC is still refused', () => {
     expect(parseTimestamp('0000-12-31T23:00:00-02:00')).toBeNull();

@@ -76,6 +76,7 @@ describe('field refusals', () => {
 
   it('namespaces', () => {
     expect(says(() => validateNamespace(5))).toBe('namespace: must be a non-empty string');
+    expect(says(() => validateNamespace(''))).toBe('namespace: must be a non-empty string');
     expect(says(() => validateNamespace('a'.repeat(513)))).toBe('namespace: must be at most 512 characters');
     expect(says(() => validateNamespace('a b'))).toBe('namespace: must not contain whitespace, NUL, control characters or backslash');
     expect(says(() => validateNamespace('a/b/c/d/e/f/g/h/i'))).toBe('namespace: must be at most 8 levels deep');
