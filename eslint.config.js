@@ -2,7 +2,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', '.dependency-cruiser.cjs', 'src/db/migrations/**', 'data/**', '.ci/out/**'] },
+  { ignores: ['node_modules/**', 'dist/**', '.dependency-cruiser.cjs', 'src/db/migrations/**', 'data/**', '.ci/out/**', '.stryker/**', '.stryker-tmp/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -40,15 +40,26 @@ export interface FeedPage {
  * echoed to the peer it came from (`excludeOrigin`), and cut at an entry boundary before
  * `maxBytes` would be exceeded (a page always holds at least one row).
  */
-export async function readFeedPage(db: Db, after: FeedPosition, limit: number, opts: { excludeOrigin?: string; maxBytes: number }): Promise<FeedPage> {
+export async function readFeedPage(db: Db, after: FeedPosition, limit: number, opts: PageOptions): Promise<FeedPage> {
   const entries = await readFeed(db, after, limit);
-  const wanted = (e: FeedEntry) => opts.excludeOrigin === undefined || e.originPeer !== opts.excludeOrigin;
-  const stored = await loadStored(db, [...new Set(entries.filter(wanted).map((e) => e.memoryId))]);
+  const stored = await loadStored(db, [...new Set(entries.filter((e) => wanted(e, opts)).map((e) => e.memoryId))]);
+  return pageOf(entries, stored, opts);
+}
+
+export interface PageOptions {
+  excludeOrigin?: string;
+  maxBytes: number;
+}
+
+const wanted = (e: FeedEntry, opts: PageOptions) => opts.excludeOrigin === undefined || e.originPeer !== opts.excludeOrigin;
+
+/** The page `readFeedPage` returns, from entries read and the stored rows they name. */
+export function pageOf(entries: FeedEntry[], stored: Map<string, StoredMemory>, opts: PageOptions): FeedPage {
   const page: FeedPage = { items: [], delivered: [], last: entries.at(-1), cut: false, read: entries.length };
   const included = new Set<string>();
   let bytes = 0;
   for (const e of entries) {
-    const s = wanted(e) ? stored.get(e.memoryId) : undefined;
+    const s = wanted(e, opts) ? stored.get(e.memoryId) : undefined;
     if (s && !included.has(e.memoryId)) {
       const item = itemFromStored(s);
       if (page.items.length > 0 && bytes + item.bytes > opts.maxBytes) {
