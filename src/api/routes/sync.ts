@@ -1,8 +1,8 @@
 import { Hono, type Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
-import { precheckInbound, verifyInbound, type InboundResult } from '../../federation/inbound.js';
 import { z } from 'zod';
 import { badRequest } from '../../errors.js';
+import { precheckInbound, verifyInbound, type InboundResult } from '../../federation/inbound.js';
 import { pushIdentityProblem, receivePush } from '../../federation/receive.js';
 import { cursorPage, updatedSincePage } from '../../federation/since.js';
 import { getSigningBytes, postSigningBytes } from '../../federation/signing.js';
