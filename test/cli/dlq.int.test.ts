@@ -23,7 +23,7 @@ let env: Record<string, string>;
 async function memfed(...args: string[]): Promise<{ code: number | string; out: string }> {
   const p = spawnMemfed(['dlq', ...args], env);
   const code = await p.exited;
-  return { code, out: p.output() };
+  return { code, out: p.stdout() };
 }
 const statuses = async () => Object.fromEntries((await db.database.sql`SELECT memory_id, status FROM federation_push_dlq ORDER BY id`).map((r) => [r.memory_id, r.status]));
 

@@ -9,6 +9,8 @@ export const MEMFED_BIN = path.join(ROOT, 'workers/memfed.mjs');
 export interface NodeProcess {
   proc: ChildProcess;
   output(): string;
+  /** Standard output alone (a command's data, without warnings on stderr). */
+  stdout(): string;
   /** Resolves with the exit code (or signal name). */
   exited: Promise<number | string>;
   signal(sig: NodeJS.Signals): void;
@@ -24,12 +26,17 @@ export function spawnMemfed(args: string[], env: Record<string, string>): NodePr
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
-  proc.stdout!.on('data', (d) => (out += d));
+  let stdout = '';
+  proc.stdout!.on('data', (d) => {
+    out += d;
+    stdout += d;
+  });
   proc.stderr!.on('data', (d) => (out += d));
   const exited = new Promise<number | string>((resolve) => proc.once('exit', (code, sig) => resolve(code ?? sig ?? -1)));
   return {
     proc,
     output: () => out,
+    stdout: () => stdout,
     exited,
     signal: (sig) => {
       if (proc.exitCode === null) proc.kill(sig);
