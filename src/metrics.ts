@@ -94,6 +94,12 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
       labelNames: ['reason'] as const,
       registers: [registry],
     }),
+    unsignedSincePulls: new Counter({
+      name: 'memfed_unsigned_since_pulls_total',
+      help: 'Unsigned GET /sync/since pulls accepted from peers declared flavour=ai-memory-0.7 (their poller never signs)',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
     appliedRows: new Counter({
       name: 'memfed_applied_rows_total',
       help: 'Rows received from peers by apply status (applied, noop, skipped)',
