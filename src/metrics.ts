@@ -73,7 +73,7 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
     }),
     quorumOutcomes: new Counter({
       name: 'memfed_quorum_outcomes_total',
-      help: 'Quorum write outcomes (met, timeout, unreachable)',
+      help: 'Quorum write outcomes (met, timeout, unreachable, refused)',
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),
