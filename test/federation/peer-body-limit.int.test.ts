@@ -17,7 +17,7 @@ describe('per-flavour push body limits', () => {
     const keyDir = newKeyDir();
     upstream = await new UpstreamReceiver('ai-peer', keyDir).start();
     upstream.bodyLimit = AI_MEMORY_BODY_LIMIT;
-    n = await startTestNode({ id: 'limit-sender', keyDir, env: { FED_PEERS: `ai-peer=${upstream.url};flavour=ai-memory-0.7`, DLQ_REPLAY_INTERVAL_MS: '300' } });
+    n = await startTestNode({ id: 'limit-sender', keyDir, env: { FED_PEERS: `ai-peer=${upstream.url};flavour=ai-memory-0.7`, DLQ_REPLAY_INTERVAL_MS: '3600000', ADMIN_TOKEN: 'adm' } });
   });
   afterAll(async () => {
     await n?.destroy();
@@ -43,6 +43,8 @@ describe('per-flavour push body limits', () => {
     await waitFor(async () => (await n.db.database.sql`SELECT count(*)::int AS c FROM federation_push_dlq WHERE status = 'pending'`)[0]!.c === 60, { timeoutMs: 30_000, what: 'the refused rows dead-lettered' });
     const pushSizes = [...upstream.pushBodyBytes];
     upstream.refuse.clear();
+    // One replay of all 60 at once (the scheduler's tick is an hour away).
+    expect((await api(n.url, 'POST', '/api/v1/admin/dlq/replay', { peer: 'ai-peer' }, { authorization: 'Bearer adm' })).status).toBe(202);
     await waitFor(async () => ids.every((id) => upstream.received.has(id)), { timeoutMs: 60_000, what: 'the dead letters replayed' });
     const replaySizes = upstream.pushBodyBytes.slice(pushSizes.length);
     expect(replaySizes.length).toBeGreaterThan(0);
