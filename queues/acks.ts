@@ -32,16 +32,19 @@ export class AckTracker {
   private waiters = new Set<Waiter>();
   /** Positions each peer refused (dead-lettered): passing them is not an ack. Bounded. */
   private refused = new Map<string, Set<string>>();
+  private readonly peerIds: Set<string>;
 
   constructor(
     private readonly subscriber: Redis,
     private readonly config: Config,
     private readonly database: Database,
     private readonly logger: Logger,
-  ) {}
+  ) {
+    this.peerIds = new Set(config.federation.peers.map((p) => p.id));
+  }
 
   async start(): Promise<void> {
-    const peers = new Set(this.config.federation.peers.map((p) => p.id));
+    const peers = this.peerIds;
     this.subscriber.on('message', (_channel: string, message: string) => {
       try {
         const m = JSON.parse(message) as { peer: string; txid: string; seq: string; refused?: FeedPosition[] };
@@ -75,8 +78,24 @@ export class AckTracker {
       if (w.acked.size >= w.needed) {
         this.waiters.delete(w);
         w.resolve(w.acked.size);
+      } else if (this.hopeless(w.position, w.needed)) {
+        // Enough peers refused the row that the quorum can never be met: answer now.
+        this.waiters.delete(w);
+        w.resolve(-1);
       }
     }
+  }
+
+  /** Peers that dead-lettered the write at `write` (known to this process). */
+  private refusersOf(write: FeedPosition): Set<string> {
+    const out = new Set<string>();
+    for (const [peer, set] of this.refused) if (set.has(posKey(write))) out.add(peer);
+    return out;
+  }
+
+  /** The refusals alone leave fewer than `needed` peers that could still ack. */
+  private hopeless(write: FeedPosition, needed: number): boolean {
+    return this.refusersOf(write).size > this.peerIds.size - needed;
   }
 
   /** A peer acks a write when its cursor passed the write and it did not refuse it. */
@@ -84,11 +103,15 @@ export class AckTracker {
     return comparePositions(cursor, write) >= 0 && !this.refused.get(peer)?.has(posKey(write));
   }
 
-  /** Waits until `needed` peers hold `position` or the deadline passes; returns peer acks seen. */
-  async waitFor(position: FeedPosition, needed: number, timeoutMs: number): Promise<number> {
+  /**
+   * Waits until `needed` peers hold `position` or the deadline passes (or enough peers
+   * refused it that the quorum cannot be met); returns the peer acks seen and how many
+   * peers refused the row.
+   */
+  async waitFor(position: FeedPosition, needed: number, timeoutMs: number): Promise<{ acks: number; refused: number }> {
     const acked = new Set<string>();
     for (const [peer, pos] of this.latest) if (this.acks(peer, pos, position)) acked.add(peer);
-    if (acked.size >= needed) return acked.size;
+    if (acked.size >= needed) return { acks: acked.size, refused: 0 };
     const got = await new Promise<number>((resolve) => {
       const w: Waiter = { position, acked, needed, resolve };
       this.waiters.add(w);
@@ -96,13 +119,14 @@ export class AckTracker {
         if (this.waiters.delete(w)) resolve(-1);
       }, timeoutMs).unref();
     });
-    if (got >= 0) return got;
+    if (got >= 0) return { acks: got, refused: 0 };
     await this.refreshFromDatabase().catch((err) => this.logger.warn({ err }, 'cursor refresh failed'));
     // The cursor alone cannot tell a refusal from an ack: ask the DLQ too.
     const refusing = await peersRefusing(this.database.db, position).catch(() => new Set<string>());
+    for (const peer of this.refusersOf(position)) refusing.add(peer);
     let n = 0;
     for (const [peer, pos] of this.latest) if (this.acks(peer, pos, position) && !refusing.has(peer)) n++;
-    return n;
+    return { acks: n, refused: [...refusing].filter((p) => this.peerIds.has(p)).length };
   }
 
   async close(): Promise<void> {

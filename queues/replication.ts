@@ -37,13 +37,15 @@ export class QueueReplication implements Replication {
     );
     const needed = quorumW - 1;
     if (needed <= 0 || !this.acks) return { met: true, acks: 1 };
-    const peerAcks = await this.acks.waitFor(position, needed, ackTimeoutMs);
+    const { acks: peerAcks, refused } = await this.acks.waitFor(position, needed, ackTimeoutMs);
     if (peerAcks >= needed) {
       this.metrics.quorumOutcomes.inc({ outcome: 'met' });
       this.metrics.quorumAckSeconds.observe(Number(process.hrtime.bigint() - started) / 1e9);
       return { met: true, acks: 1 + peerAcks };
     }
-    const reason = peerAcks === 0 ? 'unreachable' : 'timeout';
+    // `refused`: peers refused the row (a permanent refusal, dead-lettered) and the rest
+    // cannot make up the quorum; otherwise no ack at all or too few in time.
+    const reason = refused > peers.length - needed ? 'refused' : peerAcks === 0 ? 'unreachable' : 'timeout';
     this.metrics.quorumOutcomes.inc({ outcome: reason });
     this.metrics.partialQuorum.inc();
     return { met: false, got: 1 + peerAcks, needed: quorumW, reason };

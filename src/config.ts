@@ -1,15 +1,23 @@
 import os from 'node:os';
 import { z } from 'zod';
+import { PEER_ID, parsePeerList, type PeerSpec } from './federation/peers.js';
 import { QUEUE_NAMES, isQueueName, type QueueName } from './queue-names.js';
 
-/** A configured federation peer: its agent id and base URL. */
-export interface PeerConfig {
-  id: string;
-  url: string;
-}
+/**
+ * A federation peer as the federation code takes it: id, base URL and flavour (absent =
+ * `memfed`, so a peer built by hand needs none). Config always fills it (PeerSpec).
+ */
+export type PeerConfig = Omit<PeerSpec, 'flavour'> & { flavour?: PeerSpec['flavour'] };
 
-// Node and peer ids also name key files (<id>.pub), so no '/' here.
-const AGENT_ID = /^[A-Za-z0-9_\-:@.]{1,128}$/;
+// Node and peer ids also name key files (<id>.pub), so no '/'.
+const AGENT_ID = PEER_ID;
+
+/**
+ * Agent ids upstream reserves for its internal principals (upstream src/validate.rs:
+ * RESERVED_AGENT_IDS, refused by validate_agent_id on every wire entry point, x-peer-id and
+ * sender_agent_id included), so an ai-memory peer refuses every request from a node so named.
+ */
+export const RESERVED_NODE_IDS: readonly string[] = ['daemon', 'system', 'federation-catchup', 'subscription-dispatch', 'ai:http-internal', 'ai:migrate', 'export-internal', 'governance-internal'];
 
 const bool = (fallback: boolean) =>
   z
@@ -66,39 +74,23 @@ const url = (fallback: string, protocols: string[]) =>
     }
   });
 
-/** `id=url,id=url` -> PeerConfig[]; a peer equal to NODE_ID is a config error. */
+/** `id=url[;flavour=...],...` -> PeerConfig[] (src/federation/peers.ts); a peer equal to NODE_ID is a config error. */
 const peers = z
   .string()
   .optional()
   .transform((v, ctx) => {
-    const out: PeerConfig[] = [];
-    if (!v || v.trim() === '') return out;
-    for (const part of v.split(',').map((p) => p.trim()).filter(Boolean)) {
-      const eq = part.indexOf('=');
-      const id = eq > 0 ? part.slice(0, eq).trim() : '';
-      const base = eq > 0 ? part.slice(eq + 1).trim().replace(/\/+$/, '') : '';
-      if (!AGENT_ID.test(id)) {
-        ctx.addIssue({ code: 'custom', message: `bad peer entry "${part}": expected id=url with id of [A-Za-z0-9_-:@.]` });
-        continue;
-      }
-      try {
-        const u = new URL(base);
-        if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error('protocol');
-      } catch {
-        ctx.addIssue({ code: 'custom', message: `bad peer URL in "${part}"` });
-        continue;
-      }
-      if (out.some((p) => p.id === id)) {
-        ctx.addIssue({ code: 'custom', message: `peer "${id}" listed twice` });
-        continue;
-      }
-      out.push({ id, url: base });
-    }
+    const { peers: out, problems } = parsePeerList(v);
+    for (const message of problems) ctx.addIssue({ code: 'custom', message });
     return out;
   });
 
 const schema = z.object({
-  NODE_ID: str(`host:${os.hostname()}`).refine((v) => AGENT_ID.test(v), 'expected 1-128 chars of [A-Za-z0-9_-:@.] (it names the key files)'),
+  NODE_ID: str(`host:${os.hostname()}`).superRefine((v, ctx) => {
+    if (!AGENT_ID.test(v)) ctx.addIssue({ code: 'custom', message: 'expected 1-128 chars of [A-Za-z0-9_-:@.] (it names the key files)' });
+    else if (RESERVED_NODE_IDS.includes(v)) ctx.addIssue({ code: 'custom', message: `"${v}" is an agent id ai-memory reserves for internal use (its peers refuse it); choose another NODE_ID` });
+    // upstream src/validate.rs: validate_agent_id_shape refuses '..' (path-traversal guard).
+    else if (v.includes('..')) ctx.addIssue({ code: 'custom', message: 'may not contain ".." (ai-memory peers refuse such agent ids)' });
+  }),
   HTTP_HOST: str('127.0.0.1'),
   HTTP_PORT: int(9077, 0, 65535),
   WORKER_HTTP_PORT: int(9177, 0, 65535),
@@ -159,7 +151,7 @@ export interface Config {
   redisUrl: string;
   queuePrefix: string;
   federation: {
-    peers: PeerConfig[];
+    peers: PeerSpec[];
     /** Acks needed including the local commit, clamped to [1, 1 + peers]. */
     quorumW: number;
     ackTimeoutMs: number;

@@ -73,7 +73,7 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
     }),
     quorumOutcomes: new Counter({
       name: 'memfed_quorum_outcomes_total',
-      help: 'Quorum write outcomes (met, timeout, unreachable)',
+      help: 'Quorum write outcomes (met, timeout, unreachable, refused)',
       labelNames: ['outcome'] as const,
       registers: [registry],
     }),
@@ -92,6 +92,12 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
       name: 'memfed_inbound_refusals_total',
       help: 'Federation requests refused, by reason tag',
       labelNames: ['reason'] as const,
+      registers: [registry],
+    }),
+    unsignedSincePulls: new Counter({
+      name: 'memfed_unsigned_since_pulls_total',
+      help: 'Unsigned GET /sync/since pulls accepted from peers declared flavour=ai-memory-0.7 (their poller never signs)',
+      labelNames: ['peer'] as const,
       registers: [registry],
     }),
     appliedRows: new Counter({

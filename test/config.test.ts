@@ -64,13 +64,39 @@ describe('loadConfig defaults', () => {
 describe('FED_PEERS', () => {
   it('parses id=url pairs and strips trailing slashes', () => {
     const c = loadConfig({ ...base, FED_PEERS: 'a=http://x:1,b=http://y:2/' });
-    expect(c.federation.peers).toEqual([{ id: 'a', url: 'http://x:1' }, { id: 'b', url: 'http://y:2' }]);
+    expect(c.federation.peers).toEqual([{ id: 'a', url: 'http://x:1', flavour: 'memfed' }, { id: 'b', url: 'http://y:2', flavour: 'memfed' }]);
     expect(federationEnabled(c)).toBe(true);
   });
 
   it('tolerates spaces, empty entries and several trailing slashes, keeps paths', () => {
     const c = loadConfig({ ...base, FED_PEERS: ' a = https://x.example/base// , , host:b@1=http://10.0.0.2:9077 ' });
-    expect(c.federation.peers).toEqual([{ id: 'a', url: 'https://x.example/base' }, { id: 'host:b@1', url: 'http://10.0.0.2:9077' }]);
+    expect(c.federation.peers).toEqual([{ id: 'a', url: 'https://x.example/base', flavour: 'memfed' }, { id: 'host:b@1', url: 'http://10.0.0.2:9077', flavour: 'memfed' }]);
+  });
+
+  it('reads ";"-separated options: the documented flavour form, exactly', () => {
+    const c = loadConfig({ ...base, FED_PEERS: 'host:a=http://127.0.0.1:9081;flavour=ai-memory-0.7,host:b=http://127.0.0.1:9082' });
+    expect(c.federation.peers).toEqual([
+      { id: 'host:a', url: 'http://127.0.0.1:9081', flavour: 'ai-memory-0.7' },
+      { id: 'host:b', url: 'http://127.0.0.1:9082', flavour: 'memfed' },
+    ]);
+    // explicit default, spaces, a trailing ';' and a trailing slash before the options
+    expect(loadConfig({ ...base, FED_PEERS: 'a=http://x:1/ ; flavour = memfed ;' }).federation.peers).toEqual([{ id: 'a', url: 'http://x:1', flavour: 'memfed' }]);
+  });
+
+  it('refuses unknown options, unknown flavours, empty and repeated options', () => {
+    const cases: Array<[string, RegExp]> = [
+      ['a=http://x:1;flavor=memfed', /unknown option "flavor" in peer entry "a=http:\/\/x:1;flavor=memfed" \(known: flavour\)/],
+      ['a=http://x:1;flavour=ai-memory-0.6', /unknown flavour "ai-memory-0.6" in "a=http:\/\/x:1;flavour=ai-memory-0.6" \(known: memfed, ai-memory-0.7\)/],
+      ['a=http://x:1;flavour=', /option "flavour" needs a value/],
+      ['a=http://x:1;flavour', /option "flavour" needs a value/],
+      ['a=http://x:1;flavour=memfed;flavour=ai-memory-0.7', /option "flavour" given twice/],
+    ];
+    for (const [peers, error] of cases) {
+      const err = configError({ ...base, FED_PEERS: peers });
+      expect(err.problems, peers).toHaveLength(1);
+      expect(err.problems[0], peers).toMatch(/^FED_PEERS: /);
+      expect(err.problems[0], peers).toMatch(error);
+    }
   });
 
   it('no peers: federation off', () => {
@@ -228,6 +254,18 @@ describe('one run lists every problem', () => {
     expect(err).toBeInstanceOf(ConfigError);
     const problems = (err as ConfigError).problems.join('\n');
     for (const v of ['HTTP_PORT', 'WORKER_QUEUES', 'FED_PEERS', 'FED_REQUEST_TIMEOUT_MS']) expect(problems).toContain(v);
+  });
+});
+
+describe('NODE_ID values ai-memory refuses', () => {
+  it('refuses every agent id upstream reserves, and ".."', () => {
+    for (const id of ['daemon', 'system', 'federation-catchup', 'subscription-dispatch', 'ai:http-internal', 'ai:migrate', 'export-internal', 'governance-internal']) {
+      const err = configError({ NODE_ID: id });
+      expect(err.problems, id).toEqual([`NODE_ID: "${id}" is an agent id ai-memory reserves for internal use (its peers refuse it); choose another NODE_ID`]);
+    }
+    expect(configError({ NODE_ID: 'a..b' }).problems).toEqual(['NODE_ID: may not contain ".." (ai-memory peers refuse such agent ids)']);
+    // exact names only, as upstream compares them
+    for (const id of ['Daemon', 'daemon-1', 'host:system', 'a.b']) expect(loadConfig({ NODE_ID: id }).nodeId).toBe(id);
   });
 });
 

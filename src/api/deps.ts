@@ -13,7 +13,7 @@ import type { FeedPosition } from '../store/feed.js';
 /** Outcome of waiting for a write quorum (docs/wire.md, Quorum writes). */
 export type QuorumOutcome =
   | { met: true; acks: number }
-  | { met: false; got: number; needed: number; reason: 'unreachable' | 'timeout' };
+  | { met: false; got: number; needed: number; reason: 'unreachable' | 'timeout' | 'refused' };
 
 
 /**

@@ -10,7 +10,7 @@ import { loadStored, type Tombstone } from '../store/replica.js';
 import type { Memory } from '../memory/model.js';
 import { PeerRequestError, type PeerClient } from './client.js';
 import { itemFromStored, itemId, memoryItem, tombstoneItem, type Item } from './feed-page.js';
-import { sendIsolating } from './pusher.js';
+import { rowBudgetFor, sendIsolating } from './pusher.js';
 
 export const REPLAY_FLOOR = 64;
 const LEASE_MS = 120_000;
@@ -21,6 +21,8 @@ export interface ReplayDeps {
   selfId: string;
   peers: Map<string, PeerConfig>;
   batchMax: number;
+  /** Body byte cap of one replay push (PUSH_BATCH_MAX_BYTES), capped per peer flavour like pushes. */
+  batchMaxBytes: number;
   maxAttempts: number;
   replayMaxBatch: number;
   logger: Logger;
@@ -55,6 +57,7 @@ export function replayDepsFrom(
     selfId: config.nodeId,
     peers: parts.peers ?? new Map(config.federation.peers.map((p) => [p.id, p])),
     batchMax: config.push.batchMax,
+    batchMaxBytes: config.push.batchMaxBytes,
     maxAttempts: config.dlq.maxReplayAttempts,
     replayMaxBatch: config.dlq.replayMaxBatch,
     onQuarantine: (rows) => {
@@ -91,13 +94,16 @@ export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = 
   for (const [peerId, peerRows] of byPeer) {
     const peer = deps.peers.get(peerId)!;
     const count = (outcome: string, n: number) => n > 0 && deps.metrics.dlqReplays.inc({ peer: peerId, outcome }, n);
-    // Batches for this peer stop at the first peer-level failure (the rest are released).
-    for (let i = 0; i < peerRows.length; i += deps.batchMax) {
+    // Batches of at most batchMax rows and the peer's body budget (a row over it goes alone);
+    // they stop at the first peer-level failure (the rest are released).
+    const itemOf = new Map(peerRows.map((r) => [r.id, toItem(r, stored)]));
+    const batches = chunkRows(peerRows, (r) => itemOf.get(r.id)!.bytes, deps.batchMax, rowBudgetFor(peer, deps.selfId, deps.batchMaxBytes));
+    for (let b = 0, i = 0; b < batches.length; i += batches[b]!.length, b++) {
       // Renew the lease first: a long round must not let another replayer take these rows.
-      const owned = await renewLease(deps.db, peerRows.slice(i, i + deps.batchMax).map((r) => r.id), owner, LEASE_MS);
-      const chunk = peerRows.slice(i, i + deps.batchMax).filter((r) => owned.has(r.id));
+      const owned = await renewLease(deps.db, batches[b]!.map((r) => r.id), owner, LEASE_MS);
+      const chunk = batches[b]!.filter((r) => owned.has(r.id));
       if (chunk.length === 0) continue;
-      const items = chunk.map((r) => toItem(r, stored));
+      const items = chunk.map((r) => itemOf.get(r.id)!);
       try {
         const refused = await sendIsolating(deps, peer, items);
         const refusedIds = new Map(refused.map((f) => [itemId(f.item), f]));
@@ -152,6 +158,25 @@ export async function replayWithinBudget(deps: ReplayDeps, opts: { peerId?: stri
       return total;
     }
   }
+}
+
+/** Consecutive runs of `rows` of at most `maxRows` rows and `maxBytes` bytes each (a row over `maxBytes` alone). */
+export function chunkRows<T>(rows: T[], bytesOf: (row: T) => number, maxRows: number, maxBytes: number): T[][] {
+  const out: T[][] = [];
+  let cur: T[] = [];
+  let bytes = 0;
+  for (const row of rows) {
+    const b = bytesOf(row);
+    if (cur.length > 0 && (cur.length >= maxRows || bytes + b > maxBytes)) {
+      out.push(cur);
+      cur = [];
+      bytes = 0;
+    }
+    cur.push(row);
+    bytes += b;
+  }
+  if (cur.length > 0) out.push(cur);
+  return out;
 }
 
 function toItem(row: DlqRow, stored: Map<string, StoredMemory>): Item {

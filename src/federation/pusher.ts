@@ -8,6 +8,7 @@ import { FEED_START, type FeedPosition } from '../store/feed.js';
 import { PeerRequestError, type PeerClient } from './client.js';
 import { testFault } from '../test-faults.js';
 import { itemId, readFeedPage, type Item } from './feed-page.js';
+import { pushBodyBudget } from './peers.js';
 import { buildPushBody, type PushResponse } from './wire.js';
 
 export interface PusherDeps {
@@ -27,6 +28,12 @@ export interface PusherDeps {
 
 /** The bytes of a push body with no rows: what `batchMaxBytes` must also cover. */
 const envelopeBytes = (sender: string, recipient: string) => Buffer.byteLength(JSON.stringify(buildPushBody({ sender, recipient, memories: [], tombstones: [] })));
+
+/**
+ * What the rows of one push body to `peer` may take: `batchMaxBytes`, capped for a peer
+ * flavour with a body limit of its own (ai-memory 0.7: 2 MiB), minus the envelope.
+ */
+export const rowBudgetFor = (peer: PeerConfig, selfId: string, batchMaxBytes: number) => pushBodyBudget(peer, batchMaxBytes) - envelopeBytes(selfId, peer.id);
 
 /** A row the peer refused, with why. */
 export interface Refusal {
@@ -57,7 +64,8 @@ export interface PushRunResult {
 
 /**
  * Sends the peer every change after its cursor, in order, in signed batches of up to
- * `batchMax` rows and at most `batchMaxBytes` of body (one row larger than that goes alone), advancing the cursor only on the peer's ack.
+ * `batchMax` rows and at most `batchMaxBytes` of body, less for a peer whose flavour has a
+ * smaller body limit (one row larger than that goes alone), advancing the cursor only on the peer's ack.
  * Rows the peer refuses go to the DLQ and the cursor moves past them; transient,
  * throttle and unenrolled failures throw PeerRequestError with the cursor untouched.
  */
@@ -65,7 +73,7 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
   const started = Date.now();
   const out: PushRunResult = { batches: 0, rows: 0, deadLettered: 0, caughtUp: false, recovered: false, cursor: FEED_START };
   let hadError: boolean | undefined;
-  const rowBudget = deps.batchMaxBytes - envelopeBytes(deps.selfId, peer.id);
+  const rowBudget = rowBudgetFor(peer, deps.selfId, deps.batchMaxBytes);
   for (;;) {
     const cursor = await getCursor(deps.db, peer.id);
     hadError ??= cursor.lastErrorClass !== null;

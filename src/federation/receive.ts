@@ -43,7 +43,8 @@ export async function applyFromPeer(
     deps.metrics.appliedRows.inc({ status: 'skipped', via }, refused.length);
     deps.audit.record({ kind: 'governance.refused', actor: peerId, details: { via, rows: refused.slice(0, 100).map((r) => ({ id: r.id, code: r.code, rule: r.rule, lane: r.lane })), count: refused.length } });
   }
-  if (opts.dryRun) return { applied: [], deleted: [], noop: [], refused, admitted };
+  // upstream src/handlers/federation_receive.rs: in a dry run every row that passes the checks counts as noop.
+  if (opts.dryRun) return { applied: [], deleted: [], noop: [...admitted.memories.map((m) => m.id), ...admitted.tombstones.map((t) => t.id)], refused, admitted };
   const out = await applyReplicated(deps.db, { memories: admitted.memories, tombstones: admitted.tombstones, originPeer: peerId }, opts.inTransaction);
   deps.metrics.appliedRows.inc({ status: 'applied', via }, out.applied.length + out.deleted.length);
   deps.metrics.appliedRows.inc({ status: 'noop', via }, out.noop.length);

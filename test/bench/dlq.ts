@@ -56,6 +56,7 @@ export async function dlqSection(ctx: BenchContext): Promise<void> {
     selfId: SRC,
     peers: new Map([[PEER, peer]]),
     batchMax: config.push.batchMax,
+    batchMaxBytes: config.push.batchMaxBytes,
     maxAttempts: config.dlq.maxReplayAttempts,
     replayMaxBatch: config.dlq.replayMaxBatch,
     logger: createLogger('silent'),

@@ -95,6 +95,7 @@ describe('push DLQ', () => {
         selfId: 'dlq-node',
         peers: new Map([['peer-twin', { id: 'peer-twin', url: other.url }]]),
         batchMax: 50,
+        batchMaxBytes: 8 * 1024 * 1024,
         maxAttempts: 3,
         replayMaxBatch: 256,
         logger: createLogger('silent'),

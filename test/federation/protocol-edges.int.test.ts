@@ -46,7 +46,8 @@ describe('a receiving node', () => {
     const body = { sender_agent_id: 'peer-dry', recipient: 'edge-receiver', dry_run: true, memories: [fresh, update, bad], tombstones: [{ id: kept.id, deleted_at: '2026-03-01T00:00:00.000000+00:00' }] };
     const r = await send(n.url, peer.push(body));
     expect(r.status).toBe(200);
-    expect(r.json).toMatchObject({ applied: 0, deleted: 0, noop: 0, skipped: 1, dry_run: true, receiver_agent_id: 'edge-receiver' });
+    // As upstream: each row that would be applied counts as noop (2 memories and the tombstone).
+    expect(r.json).toMatchObject({ applied: 0, deleted: 0, noop: 3, skipped: 1, dry_run: true, receiver_agent_id: 'edge-receiver' });
     const statuses = r.json.results.map((x: { id: string; status: string }) => `${x.id === kept.id ? 'kept' : x.id === fresh.id ? 'fresh' : 'bad'}:${x.status}`).sort();
     expect(statuses).toEqual(['bad:skipped', 'fresh:noop', 'kept:noop', 'kept:noop']);
     expect(await count(n)).toEqual(before);

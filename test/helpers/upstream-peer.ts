@@ -29,6 +29,13 @@ export class UpstreamReceiver {
    * these ids come back under another id: a peer whose results drift from what was sent.
    */
   driftIds = new Set<string>();
+  /**
+   * When set, a push body over this many bytes is answered 413 before anything else is
+   * looked at, as upstream's router does (upstream src/lib.rs: DefaultBodyLimit::max(2 MiB)).
+   */
+  bodyLimit: number | null = null;
+  /** Push requests answered 413 because of `bodyLimit`. */
+  tooLarge = 0;
   /** When set, every request answers this status (e.g. 503, 429). */
   failWith: { status: number; headers?: Record<string, string> } | null = null;
   private server!: Server;
@@ -60,6 +67,10 @@ export class UpstreamReceiver {
           return reply(200, { count: rows.length, limit, updated_since: since, earliest_updated_at: rows[0]?.updated_at ?? null, latest_updated_at: rows.at(-1)?.updated_at ?? null, memories: rows });
         }
         if (req.url !== '/api/v1/sync/push' || req.method !== 'POST') return reply(404, { error: 'not found' });
+        if (this.bodyLimit !== null && raw.byteLength > this.bodyLimit) {
+          this.tooLarge++;
+          return reply(413, { error: 'length limit exceeded' });
+        }
         const sender = String(req.headers['x-peer-id'] ?? '');
         const sig = parseSignatureHeader(String(req.headers['x-memory-sig'] ?? ''));
         let pub: Buffer;

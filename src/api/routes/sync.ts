@@ -3,6 +3,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
 import { badRequest } from '../../errors.js';
 import { precheckInbound, verifyInbound, type InboundResult } from '../../federation/inbound.js';
+import { flavourTraits } from '../../federation/peers.js';
 import { pushIdentityProblem, receivePush } from '../../federation/receive.js';
 import { cursorPage, updatedSincePage } from '../../federation/since.js';
 import { getSigningBytes, postSigningBytes } from '../../federation/signing.js';
@@ -64,6 +65,8 @@ export function syncRoutes(deps: AppDeps) {
   const { config, database, federation } = deps;
   const receiveDeps = { db: database.db, policy: deps.policy, metrics: deps.metrics, audit: deps.audit, clockSkewMs: config.federation.clockSkewMs, nodeId: config.nodeId };
   const app = new Hono();
+  /** Peers whose unsigned since pulls were already warned about (once per peer per process). */
+  const unsignedWarned = new Set<string>();
 
   app.post('/api/v1/sync/push', async (c) => {
     // Header checks first: a stranger's body is never read (it could be tens of MiB).
@@ -89,14 +92,24 @@ export function syncRoutes(deps: AppDeps) {
    * GET /api/v1/sync/since. Upstream form: `since` (exclusive on updated_at) + `limit`.
    * memfed form: `cursor` over the commit-ordered change feed, returning tombstones,
    * per-row `entries` (so a puller can stop exactly at a row it failed to apply) and
-   * `next_cursor`. Enrolled callers must sign; `to=` must name this node.
+   * `next_cursor`. Enrolled callers must sign, except a declared ai-memory 0.7 peer (its
+   * poller never signs); `to=` must name this node.
    */
   app.get('/api/v1/sync/since', async (c) => {
     const url = new URL(c.req.url);
     const rawQuery = url.search.replace(/^\?/, '');
     const caller = c.req.header('x-peer-id') ?? c.req.query('peer');
     const signed = c.req.header('x-memory-sig') !== undefined;
-    if (caller !== undefined && (signed || (await federation.keys.peerKey(caller)) !== null)) {
+    const declared = caller === undefined ? undefined : config.federation.peers.find((p) => p.id === caller);
+    if (declared && !signed && flavourTraits(declared.flavour).unsignedSincePulls) {
+      // An ai-memory 0.7 poller never signs this GET (docs/wire.md, Signature matrix): it is
+      // served as an unauthenticated caller would be (API_KEY still applies), never more.
+      deps.metrics.unsignedSincePulls.inc({ peer: declared.id });
+      if (!unsignedWarned.has(declared.id)) {
+        unsignedWarned.add(declared.id);
+        deps.logger.warn({ peer: declared.id, flavour: declared.flavour }, 'accepting unsigned GET /sync/since from an ai-memory 0.7 peer (its poller never signs; warned once per peer)');
+      }
+    } else if (caller !== undefined && (signed || (await federation.keys.peerKey(caller)) !== null)) {
       const auth = await authenticatePeer(c, deps, caller, (nonce) => getSigningBytes(url.pathname, rawQuery, nonce));
       if (auth instanceof Response) return auth;
       if (!auth.ok) return refusal(c, auth.status, auth.tag);
