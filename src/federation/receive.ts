@@ -36,7 +36,8 @@ export async function applyFromPeer(
   peerId: string,
   via: 'push' | 'catchup',
   rows: { memories: Memory[]; tombstones: Tombstone[] },
-  opts: { dryRun?: boolean; inTransaction?: (tx: Tx) => Promise<void> } = {},
+  /** `inTransaction` also gets admission's refusals (catch-up records them in the same commit). */
+  opts: { dryRun?: boolean; inTransaction?: (tx: Tx, refused: AdmissionRefusal[]) => Promise<void> } = {},
 ): Promise<PeerApply> {
   const { refused, ...admitted } = await admitReplicated(deps.db, deps.policy, peerId, rows, deps.clockSkewMs);
   if (refused.length > 0) {
@@ -44,7 +45,8 @@ export async function applyFromPeer(
     deps.audit.record({ kind: 'governance.refused', actor: peerId, details: { via, rows: refused.slice(0, 100).map((r) => ({ id: r.id, code: r.code, rule: r.rule, lane: r.lane })), count: refused.length } });
   }
   if (opts.dryRun) return { applied: [], deleted: [], noop: [], refused, admitted };
-  const out = await applyReplicated(deps.db, { memories: admitted.memories, tombstones: admitted.tombstones, originPeer: peerId }, opts.inTransaction);
+  const inTx = opts.inTransaction;
+  const out = await applyReplicated(deps.db, { memories: admitted.memories, tombstones: admitted.tombstones, originPeer: peerId }, inTx ? (tx) => inTx(tx, refused) : undefined);
   deps.metrics.appliedRows.inc({ status: 'applied', via }, out.applied.length + out.deleted.length);
   deps.metrics.appliedRows.inc({ status: 'noop', via }, out.noop.length);
   if (out.deleted.length > 0) deps.audit.record({ kind: 'memory.deleted', actor: peerId, details: { via, ids: out.deleted.slice(0, 100), count: out.deleted.length } });
