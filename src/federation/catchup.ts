@@ -104,7 +104,7 @@ export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs
       // A transient failure (connection, serialization, lock, anything the database threw):
       // the page's transaction rolled back, the watermark stays at the page's start.
       const first = Array.isArray(page.memories) && page.memories.length > 0 ? servedId(page.memories[0]) : 'page';
-      step = { applied: 0, caughtUp: false, failedRow: { id: first, reason: `page apply failed (transient; retried next tick): ${(err as Error).message.slice(0, 300)}` } };
+      step = { applied: 0, caughtUp: false, failedRow: { id: first, reason: `page apply failed (transient; retried next tick): ${rootCause(err)}` } };
       await recordPullError(deps.db, peer.id, haltMessage(step.failedRow!)).catch(() => {
         throw err;
       });
@@ -276,6 +276,14 @@ async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark
     return { applied: r.applied.length, caughtUp: true };
   }
   return { applied: r.applied.length, caughtUp };
+}
+
+/** The database's own words (the query builder wraps them in a message holding the whole query). */
+function rootCause(err: unknown): string {
+  let e = err as { message?: string; code?: unknown; cause?: unknown };
+  while (e.cause && typeof e.cause === 'object') e = e.cause as typeof e;
+  const code = typeof e.code === 'string' ? ` (${e.code})` : '';
+  return `${String(e.message ?? e).slice(0, 300)}${code}`;
 }
 
 const haltMessage = (f: { id: string; reason: string }) => `row ${f.id} failed to apply: ${f.reason}`;
