@@ -69,7 +69,7 @@ const ids = async (db: TestDatabase) => (await db.database.sql`SELECT id FROM me
 const refusals = async (db: TestDatabase) =>
   (await db.database.sql`SELECT memory_id, code, status, attempts, resolution, row FROM catchup_refusals ORDER BY id`) as unknown as Array<{ memory_id: string; code: string; status: string; attempts: number; resolution: string | null; row: string }>;
 const counter = async (deps: CatchupDeps, name: 'catchupRefusals' | 'catchupReapplies', labels: Record<string, string>) =>
-  (await deps.metrics[name].get()).values.find((v) => Object.entries(labels).every(([k, val]) => v.labels[k] === val))?.value ?? 0;
+  (await deps.metrics[name].get()).values.find((v) => Object.entries(labels).every(([k, val]) => (v.labels as Record<string, unknown>)[k] === val))?.value ?? 0;
 
 beforeAll(async () => {
   keyDir = newKeyDir();
