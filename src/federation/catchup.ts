@@ -218,6 +218,7 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
       await advanceWatermark(tx, peer.id, wm, { cursor, since: null, lagRows, lastRowAt, ...(failedRow ? { halted: haltMessage(failedRow) } : {}) });
     },
   });
+  if (invalid.length > 0) deps.metrics.appliedRows.inc({ status: 'skipped', via: 'catchup' }, invalid.length);
   reportRefusals(deps, peer, fresh);
   return { applied: r.applied.length + r.deleted.length, caughtUp, ...(failedRow ? { failedRow } : {}) };
 }
@@ -269,6 +270,7 @@ async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark
       await advanceWatermark(tx, peer.id, wm, { cursor: null, since, lagRows: caughtUp ? 0 : rows.length, lastRowAt });
     },
   });
+  if (invalid.length > 0) deps.metrics.appliedRows.inc({ status: 'skipped', via: 'catchup' }, invalid.length);
   reportRefusals(deps, peer, fresh);
   if (!caughtUp && since === wm.since) {
     // No progress possible (the page was all one timestamp we had already passed).

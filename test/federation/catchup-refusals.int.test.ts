@@ -9,6 +9,7 @@ import { parsePolicy } from '../../src/governance.js';
 import { createLogger } from '../../src/logger.js';
 import { validateMemory } from '../../src/memory/model.js';
 import { createMetrics } from '../../src/metrics.js';
+import { recordRefusals } from '../../src/store/catchup-refusals.js';
 import { applyReplicated } from '../../src/store/replica.js';
 import { getWatermark } from '../../src/store/watermarks.js';
 import { registerDatabaseCollectors } from '../../src/collectors.js';
@@ -258,5 +259,43 @@ describe('a governance refusal, re-applied once the rule changes', () => {
     // a pull after that changes nothing: resolved rows stay resolved
     expect(await pullFromPeer(depsFor(db), { id: 'up-gov', url: peer.url }, 30_000)).toMatchObject({ applied: 0 });
     expect((await refusals(db)).every((r) => r.status === 'resolved')).toBe(true);
+  });
+});
+
+describe('re-apply of a refused deletion, and of a row without a usable id', () => {
+  let db: TestDatabase;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+  });
+  afterAll(async () => {
+    await db?.drop();
+  });
+
+  it('a refused tombstone re-applied under a rule that allows it deletes the memory; a row with no valid id stays refused under a digest id', async () => {
+    const deps = depsFor(db);
+    await applyReplicated(db.database.db, { memories: [validateMemory(wireMemory({ id: 'to-delete', namespace: 'private/z' }))], tombstones: [], originPeer: null });
+    const served = { id: 'to-delete', deleted_at: '2026-10-05T00:00:00.000000+00:00' };
+    await recordRefusals(db.database.db, [{ peerId: 'up-t', memoryId: 'to-delete', lane: 'tombstones', row: served, code: 'GOVERNANCE_PEER_NAMESPACE', reason: 'not writable by up-t' }]);
+    // still refused under the policy
+    const strict = depsFor(db, { policy: parsePolicy(JSON.stringify({ peer_namespaces: { 'up-t': ['shared/**'] } }), 'test') });
+    expect(await reapplyRefusals(strict, { peerId: 'up-t' })).toMatchObject({ refused: 1 });
+    expect((await db.database.sql`SELECT deleted_at FROM memories WHERE id = 'to-delete'`)[0]!.deleted_at).toBeNull();
+    // the rule is gone: the deletion applies at the peer's time
+    expect(await reapplyRefusals(deps, { peerId: 'up-t' })).toEqual({ taken: 1, applied: 1, superseded: 0, refused: 0 });
+    const [row] = await db.database.sql`SELECT deleted_at FROM memories WHERE id = 'to-delete'`;
+    expect(new Date(row!.deleted_at as string).toISOString()).toBe('2026-10-05T00:00:00.000Z');
+    expect((await refusals(db))[0]).toMatchObject({ status: 'resolved', resolution: 'applied', attempts: 2 });
+
+    // a served row whose id is unusable: recorded under a digest of the row, never re-applicable as is
+    const peer = await sincePeer(() => [wireMemory({ id: 'no spaces allowed', updated_at: '2026-10-05T00:00:01.000000+00:00' })]);
+    try {
+      expect(await pullFromPeer(deps, { id: 'up-id', url: peer.url }, 30_000)).toMatchObject({ caughtUp: true, applied: 0 });
+    } finally {
+      await new Promise((r) => peer.server.close(r));
+    }
+    const [rec] = await db.database.sql`SELECT memory_id, code FROM catchup_refusals WHERE peer_id = 'up-id'`;
+    expect(rec!.memory_id).toMatch(/^sha256:[0-9a-f]{32}$/);
+    expect(rec!.code).toBe('VALIDATION');
+    expect(await reapplyRefusals(deps, { peerId: 'up-id' })).toMatchObject({ refused: 1 });
   });
 });
