@@ -2,6 +2,7 @@ import type { Db } from './db/client.js';
 import type { Metrics } from './metrics.js';
 import { auditFigures } from './store/audit.js';
 import { dlqStats } from './store/dlq.js';
+import { refusalStats } from './store/catchup-refusals.js';
 import { watermarkTimes } from './store/watermarks.js';
 import { peerLag } from './store/cursors.js';
 
@@ -28,6 +29,10 @@ export function registerDatabaseCollectors(metrics: Metrics, db: Db, peerIds: st
       // Behind = the age of the newest row we have from the peer; caught up = 0.
       metrics.catchupLagSeconds.set({ peer: id }, w && w.lagRows > 0 && w.lastRowEpoch ? Math.max(0, Date.now() / 1000 - w.lastRowEpoch) : 0);
     }
+  });
+  metrics.onScrape(async () => {
+    const pending = new Map((await refusalStats(db)).byPeer.map((p) => [p.peerId, p.pending]));
+    for (const id of peerIds) metrics.catchupRefusalsPending.set({ peer: id }, pending.get(id) ?? 0);
   });
   metrics.onScrape(async () => {
     for (const [peer, lag] of await peerLag(db, peerIds)) {

@@ -168,7 +168,25 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
     }),
     catchupPulls: new Counter({
       name: 'memfed_catchup_pulls_total',
-      help: 'Catch-up pulls by peer and outcome (ok, failed, apply_failed, boundary_skip)',
+      help: 'Catch-up pulls by peer and outcome (ok, failed, apply_failed = halted by a transient apply failure, boundary_skip)',
+      labelNames: ['peer', 'outcome'] as const,
+      registers: [registry],
+    }),
+    catchupRefusals: new Counter({
+      name: 'memfed_catchup_refusals_total',
+      help: 'Rows a catch-up pull refused for good and recorded (then passed), by peer and reason code',
+      labelNames: ['peer', 'reason'] as const,
+      registers: [registry],
+    }),
+    catchupRefusalsPending: new Gauge({
+      name: 'memfed_catchup_refusals_pending',
+      help: 'Recorded catch-up refusals still pending per peer (memfed catchup refusals list)',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    catchupReapplies: new Counter({
+      name: 'memfed_catchup_refusal_reapplies_total',
+      help: 'Re-applies of recorded catch-up refusals by outcome (applied, superseded, refused)',
       labelNames: ['peer', 'outcome'] as const,
       registers: [registry],
     }),

@@ -9,6 +9,8 @@ export type AuditKind =
   | 'governance.refused'
   | 'dlq.quarantined'
   | 'dlq.operator'
+  | 'catchup.refused'
+  | 'catchup.operator'
   | 'memory.deleted'
   | 'memory.committed'
   | 'key.changed';

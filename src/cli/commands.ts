@@ -3,6 +3,7 @@ import { loadConfig } from '../config.js';
 import { prepareDatabase } from '../db/migrate.js';
 import { generateKeyFiles } from '../federation/keys.js';
 import { AUDIT_USAGE, auditCommand } from './audit.js';
+import { CATCHUP_USAGE, catchupCommand } from './catchup.js';
 import { DLQ_USAGE, dlqCommand } from './dlq.js';
 
 export const USAGE = `usage: memfed <command> [options]
@@ -17,6 +18,7 @@ tools:
   keys generate --id <id> [--dir <dir>] [--force]
                             write raw 32-byte <id>.priv / <id>.pub (default dir FED_KEY_DIR)
   ${DLQ_USAGE.replace(/\n/g, '\n  ')}
+  ${CATCHUP_USAGE.replace(/\n/g, '\n  ')}
   ${AUDIT_USAGE}
 
 configuration comes from environment variables; see README.md.`;
@@ -48,6 +50,8 @@ export async function runToolCommand(command: string, args: string[], out: (s: s
     }
     case 'dlq':
       return dlqCommand(loadConfig(), args, out);
+    case 'catchup':
+      return catchupCommand(loadConfig(), args, out);
     case 'audit':
       return auditCommand(loadConfig(), args, out);
     default:

@@ -165,3 +165,36 @@ export const auditOutbox = pgTable(
   },
   (t) => [uniqueIndex('audit_outbox_event_id_uq').on(t.eventId), index('audit_outbox_pending_idx').on(t.id).where(sql`status = 'pending'`)],
 );
+
+/**
+ * Rows a catch-up pull refused for good (validation, governance, a future timestamp): kept
+ * as served so an operator can see and re-apply them; the watermark passes them in the same
+ * transaction that records them. One pending row per (peer, memory).
+ */
+export const catchupRefusals = pgTable(
+  'catchup_refusals',
+  {
+    id: bigserial('id', { mode: 'number' }).primaryKey(),
+    peerId: text('peer_id').notNull(),
+    memoryId: text('memory_id').notNull(),
+    /** memories (a memory object) or tombstones (a deletion). */
+    lane: text('lane').notNull().default('memories'),
+    /** The row exactly as the peer served it (JSON text: it may hold what jsonb refuses). */
+    row: text('row').notNull(),
+    /** Stable class: VALIDATION, FUTURE_TIMESTAMP or a GOVERNANCE_* code. */
+    code: text('code').notNull(),
+    reason: text('reason').notNull(),
+    status: text('status').notNull().default('pending'),
+    /** Times the row was refused (each pull that served it again, each failed re-apply). */
+    attempts: integer('attempts').notNull().default(1),
+    firstSeenAt: ts('first_seen_at').notNull().default(sql`now()`),
+    lastSeenAt: ts('last_seen_at').notNull().default(sql`now()`),
+    resolvedAt: ts('resolved_at'),
+    /** How it was resolved: applied, or superseded (a version already here won LWW). */
+    resolution: text('resolution'),
+  },
+  (t) => [
+    uniqueIndex('catchup_refusals_pending_uq').on(t.peerId, t.memoryId).where(sql`status = 'pending'`),
+    index('catchup_refusals_peer_status_idx').on(t.peerId, t.status),
+  ],
+);

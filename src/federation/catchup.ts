@@ -1,12 +1,16 @@
+import { createHash } from 'node:crypto';
 import type { PeerConfig } from '../config.js';
-import type { Db } from '../db/client.js';
+import type { Db, Tx } from '../db/client.js';
+import { ValidationError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { isValidId, validateMemory, type Memory } from '../memory/model.js';
-import { formatTimestamp, parseTimestamp } from '../memory/time.js';
+import { formatTimestamp, nowMicros, parseTimestamp } from '../memory/time.js';
 import type { Metrics } from '../metrics.js';
+import { recordRefusals, type CatchupRefusal } from '../store/catchup-refusals.js';
 import { FEED_START, encodeCursor } from '../store/feed.js';
 import type { Tombstone } from '../store/replica.js';
-import { advanceWatermark, getWatermark, recordPullSuccess, type Watermark } from '../store/watermarks.js';
+import { WatermarkMoved, advanceWatermark, getWatermark, recordPullError, recordPullSuccess, type Watermark } from '../store/watermarks.js';
+import type { AdmissionRefusal } from './admission.js';
 import type { AuditRecorder } from '../audit/events.js';
 import type { Policy } from '../governance.js';
 import { PeerRequestError, type PeerClient } from './client.js';
@@ -31,7 +35,7 @@ export interface PullResult {
   pages: number;
   applied: number;
   caughtUp: boolean;
-  /** The row the run stopped at because it could not be applied (retried next tick). */
+  /** Where the run stopped because a row or page could not be applied for now (retried next tick). */
   failedRow?: { id: string; reason: string };
 }
 
@@ -49,8 +53,13 @@ interface SincePage {
 
 /**
  * Pulls what the peer has after our watermark and applies it with the same LWW apply as
- * pushes, storing the new watermark in the same transaction. The watermark never passes
- * a row that failed to apply: the run stops there and the next tick starts at that row.
+ * pushes, storing the new watermark in the same transaction. Two kinds of failure:
+ * - a row refused for good (it does not validate; admission refuses it: a future
+ *   timestamp, governance) is recorded in catchup_refusals in that same transaction and
+ *   passed, so one bad row never wedges the peer's catch-up (re-apply: `memfed catchup
+ *   refusals reapply`);
+ * - anything else (the database down, a conflict, a row missing from a cursor page) halts
+ *   the watermark where it was: the run stops and the next tick starts there again.
  */
 export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs: number): Promise<PullResult> {
   const started = Date.now();
@@ -86,8 +95,20 @@ export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs
         deps.logger.warn({ peer: peer.id, updated_at: ts, rows: page.memories.length }, 'more rows share one updated_at than a since page holds; the rest can only arrive by push');
       }
     }
-    const step = typeof page.next_cursor === 'string' ? await applyCursorPage(deps, peer, wm, page) : await applySincePage(deps, peer, wm, page, limit);
     out.mode = typeof page.next_cursor === 'string' ? 'cursor' : 'since';
+    let step: PageStep;
+    try {
+      step = out.mode === 'cursor' ? await applyCursorPage(deps, peer, wm, page) : await applySincePage(deps, peer, wm, page, limit);
+    } catch (err) {
+      if (err instanceof WatermarkMoved) throw err;
+      // A transient failure (connection, serialization, lock, anything the database threw):
+      // the page's transaction rolled back, the watermark stays at the page's start.
+      const first = Array.isArray(page.memories) && page.memories.length > 0 ? servedId(page.memories[0]) : 'page';
+      step = { applied: 0, caughtUp: false, failedRow: { id: first, reason: `page apply failed (transient; retried next tick): ${rootCause(err)}` } };
+      await recordPullError(deps.db, peer.id, haltMessage(step.failedRow!)).catch(() => {
+        throw err;
+      });
+    }
     out.applied += step.applied;
     if (step.failedRow) {
       out.failedRow = step.failedRow;
@@ -113,18 +134,45 @@ interface PageStep {
   failedRow?: { id: string; reason: string };
 }
 
-/** The first row (in page order) that does not validate, and the valid rows before it. */
-function validPrefix(rows: unknown[]): { valid: Memory[]; failed?: { index: number; id: string; reason: string } } {
-  const valid: Memory[] = [];
-  for (const [index, raw] of rows.entries()) {
-    try {
-      valid.push(validateMemory(raw));
-    } catch (err) {
-      const id = typeof (raw as { id?: unknown })?.id === 'string' ? String((raw as { id: string }).id).slice(0, 128) : `#${index}`;
-      return { valid, failed: { index, id, reason: (err as Error).message.slice(0, 300) } };
-    }
+/** An id for a served row: its own when it has a valid one, else a digest of the row as served. */
+function servedId(raw: unknown): string {
+  const id = (raw as { id?: unknown } | null)?.id;
+  if (isValidId(id)) return id;
+  return `sha256:${createHash('sha256').update(JSON.stringify(raw) ?? 'null').digest('hex').slice(0, 32)}`;
+}
+
+/** Validates a served row; a row that does not validate is a permanent refusal (never retried by itself). */
+function judge(peerId: string, raw: unknown): { memory: Memory } | { refusal: CatchupRefusal } {
+  try {
+    return { memory: validateMemory(raw) };
+  } catch (err) {
+    const code = err instanceof ValidationError ? 'VALIDATION' : 'UNPARSEABLE';
+    return { refusal: { peerId, memoryId: servedId(raw), lane: 'memories', row: raw, code, reason: (err as Error).message.slice(0, 300) } };
   }
-  return { valid };
+}
+
+/**
+ * Records, in the applying transaction, what the page refused (validation, and admission:
+ * future timestamps, governance) and then moves the watermark past it: a crash can never
+ * leave the watermark past a row that is not recorded.
+ */
+async function recordInTransaction(
+  peer: PeerConfig,
+  tx: Tx,
+  invalid: CatchupRefusal[],
+  admission: AdmissionRefusal[],
+  served: (id: string, lane: 'memories' | 'tombstones') => unknown,
+): Promise<CatchupRefusal[]> {
+  const all = [...invalid, ...admission.map((r): CatchupRefusal => ({ peerId: peer.id, memoryId: r.id, lane: r.lane, row: served(r.id, r.lane), code: r.code, reason: r.reason }))];
+  return recordRefusals(tx, all);
+}
+
+/** After commit: the metric, a log line and one audit event for the refusals recorded for the first time. */
+function reportRefusals(deps: CatchupDeps, peer: PeerConfig, fresh: CatchupRefusal[]): void {
+  if (fresh.length === 0) return;
+  for (const r of fresh) deps.metrics.catchupRefusals.inc({ peer: peer.id, reason: r.code });
+  deps.logger.warn({ peer: peer.id, rows: fresh.slice(0, 20).map((r) => ({ id: r.memoryId, code: r.code, reason: r.reason })), count: fresh.length }, 'catch-up refused rows for good: recorded (memfed catchup refusals list) and passed');
+  deps.audit.record({ kind: 'catchup.refused', actor: peer.id, details: { peer: peer.id, rows: fresh.slice(0, 100).map((r) => ({ id: r.memoryId, lane: r.lane, code: r.code, reason: r.reason })), count: fresh.length } });
 }
 
 async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark, page: SincePage): Promise<PageStep> {
@@ -132,15 +180,18 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
   const byId = new Map<string, unknown>();
   for (const m of Array.isArray(page.memories) ? page.memories : []) if (m && typeof (m as { id?: unknown }).id === 'string') byId.set((m as { id: string }).id, m);
   const tombs = new Map((Array.isArray(page.tombstones) ? page.tombstones : []).map((t) => [t.id, t]));
-  // Walk entries in feed order; stop at the first whose row does not validate.
+  // Walk entries in feed order. A row that does not validate is refused for good (recorded,
+  // passed); a malformed entry or a row missing from the page halts the watermark there.
   const memories: Memory[] = [];
   const tombstones: Tombstone[] = [];
+  const invalid: CatchupRefusal[] = [];
   let cursor = page.next_cursor!;
   let failedRow: PageStep['failedRow'];
   for (const [i, e] of entries.entries()) {
+    const before = () => (i === 0 ? (wm.cursor ?? encodeCursor(FEED_START)) : entries[i - 1]!.cursor);
     if (!e || typeof e.id !== 'string' || typeof e.cursor !== 'string' || !isValidId(e.id)) {
       failedRow = { id: typeof e?.id === 'string' ? e.id.slice(0, 128) : `#${i}`, reason: 'malformed entry in the page' };
-      cursor = i === 0 ? (wm.cursor ?? encodeCursor(FEED_START)) : entries[i - 1]!.cursor;
+      cursor = before();
       break;
     }
     const t = tombs.get(e.id);
@@ -148,51 +199,93 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
       tombstones.push({ id: t.id, deleted_at: formatTimestamp(parseTimestamp(t.deleted_at)!) });
       continue;
     }
-    const { valid, failed } = validPrefix([byId.get(e.id)]);
-    if (failed) {
-      failedRow = { id: e.id, reason: byId.has(e.id) ? failed.reason : 'row missing from the page' };
-      cursor = i === 0 ? (wm.cursor ?? encodeCursor(FEED_START)) : entries[i - 1]!.cursor;
+    if (!byId.has(e.id)) {
+      failedRow = { id: e.id, reason: 'row missing from the page' };
+      cursor = before();
       break;
     }
-    memories.push(...valid);
+    const j = judge(peer.id, byId.get(e.id));
+    if ('memory' in j) memories.push(j.memory);
+    else invalid.push({ ...j.refusal, memoryId: e.id });
   }
   const lastRowAt = memories.reduce<string | null>((acc, m) => (acc === null || m.updated_at > acc ? m.updated_at : acc), null);
   const caughtUp = !failedRow && page.has_more !== true;
   const lagRows = caughtUp ? 0 : typeof page.remaining === 'number' ? page.remaining : entries.length;
-  // Governance refusals are on purpose, not failures: they do not hold the watermark.
+  let fresh: CatchupRefusal[] = [];
   const r = await applyFromPeer(deps, peer.id, 'catchup', { memories, tombstones }, {
-    inTransaction: (tx) => advanceWatermark(tx, peer.id, wm, { cursor, since: null, lagRows, lastRowAt, ...(failedRow ? { halted: haltMessage(failedRow) } : {}) }),
+    inTransaction: async (tx, refused) => {
+      fresh = await recordInTransaction(peer, tx, invalid, refused, (id, lane) => (lane === 'tombstones' ? tombs.get(id) : byId.get(id)));
+      await advanceWatermark(tx, peer.id, wm, { cursor, since: null, lagRows, lastRowAt, ...(failedRow ? { halted: haltMessage(failedRow) } : {}) });
+    },
   });
+  if (invalid.length > 0) deps.metrics.appliedRows.inc({ status: 'skipped', via: 'catchup' }, invalid.length);
+  reportRefusals(deps, peer, fresh);
   return { applied: r.applied.length + r.deleted.length, caughtUp, ...(failedRow ? { failedRow } : {}) };
 }
 
+/** A served `updated_at` the since watermark may take: an RFC 3339 string not beyond the horizon. */
+const watermarkable = (v: unknown, horizon: number): v is string => typeof v === 'string' && (parseTimestamp(v) ?? Infinity) <= horizon;
+
 async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark, page: SincePage, limit: number): Promise<PageStep> {
   const rows = Array.isArray(page.memories) ? page.memories : [];
-  const { valid, failed } = validPrefix(rows);
+  const valid: Memory[] = [];
+  const invalid: CatchupRefusal[] = [];
+  const served = new Map<string, unknown>();
+  for (const raw of rows) {
+    const j = judge(peer.id, raw);
+    if ('memory' in j) {
+      valid.push(j.memory);
+      served.set(j.memory.id, raw);
+    } else invalid.push(j.refusal);
+  }
   const full = rows.length >= limit;
+  // The watermark is the peer's own `updated_at` string, exactly as served, and the maximum
+  // is taken as upstream takes it: by string comparison (upstream federation catch-up
+  // poller: `advance_catchup_watermark`, `row_ts > cur`; its sqlite store answers
+  // `updated_at > since` on the stored text). A normalised copy (microseconds) would sort
+  // below a nanosecond original, so that row would be served again on every tick.
+  // Refused rows count too (they are recorded), except a timestamp from the future:
+  // the watermark never jumps ahead of the clock (the refused row is served, and
+  // counted as seen again, until it is no longer in the future or is fixed).
+  const horizon = nowMicros() + deps.clockSkewMs * 1000;
+  const stamps = rows.map((m) => (m as { updated_at?: unknown } | null)?.updated_at).filter((v): v is string => watermarkable(v, horizon));
+  const max = stamps.reduce<string | null>((acc, v) => (acc === null || v > acc ? v : acc), null);
   let since = wm.since;
-  const last = valid.at(-1);
-  if (last) {
+  if (max !== null) {
     // Upstream's `since` is exclusive: rows sharing the boundary timestamp beyond a full
     // page would be skipped for ever. Re-ask from just before the boundary (re-applying
     // those rows is a no-op), unless the whole page shares one timestamp (then only
     // moving on makes progress: the upstream server's own limit).
-    // After a failing row, always re-ask from before the boundary: the failing row may share it.
-    const boundary = parseTimestamp(last.updated_at)!;
-    const allSame = valid.every((m) => m.updated_at === last.updated_at);
-    since = failed || (full && !allSame) ? formatTimestamp(boundary - 1) : last.updated_at;
+    const allSame = stamps.length === rows.length && stamps.every((v) => v === max);
+    since = full && !allSame ? formatTimestamp(parseTimestamp(max)! - 1) : max;
+    // Never backwards (a re-ask point below a watermark already taken gains nothing).
+    if (wm.since !== null && !(since > wm.since)) since = wm.since;
   }
-  const caughtUp = !failed && !full;
-  const halted = failed ? haltMessage(failed) : undefined;
+  const caughtUp = !full;
+  const lastRowAt = valid.reduce<string | null>((acc, m) => (acc === null || m.updated_at > acc ? m.updated_at : acc), null);
+  let fresh: CatchupRefusal[] = [];
   const r = await applyFromPeer(deps, peer.id, 'catchup', { memories: valid, tombstones: [] }, {
-    inTransaction: (tx) => advanceWatermark(tx, peer.id, wm, { cursor: null, since, lagRows: caughtUp ? 0 : rows.length, lastRowAt: last?.updated_at ?? null, ...(halted ? { halted } : {}) }),
+    inTransaction: async (tx, refused) => {
+      fresh = await recordInTransaction(peer, tx, invalid, refused, (id) => served.get(id));
+      await advanceWatermark(tx, peer.id, wm, { cursor: null, since, lagRows: caughtUp ? 0 : rows.length, lastRowAt });
+    },
   });
-  if (!failed && !caughtUp && since === wm.since) {
+  if (invalid.length > 0) deps.metrics.appliedRows.inc({ status: 'skipped', via: 'catchup' }, invalid.length);
+  reportRefusals(deps, peer, fresh);
+  if (!caughtUp && since === wm.since) {
     // No progress possible (the page was all one timestamp we had already passed).
     await recordPullSuccess(deps.db, peer.id, 0);
     return { applied: r.applied.length, caughtUp: true };
   }
-  return { applied: r.applied.length, caughtUp, ...(failed ? { failedRow: { id: failed.id, reason: failed.reason } } : {}) };
+  return { applied: r.applied.length, caughtUp };
+}
+
+/** The database's own words (the query builder wraps them in a message holding the whole query). */
+function rootCause(err: unknown): string {
+  let e = err as { message?: string; code?: unknown; cause?: unknown };
+  while (e.cause && typeof e.cause === 'object') e = e.cause as typeof e;
+  const code = typeof e.code === 'string' ? ` (${e.code})` : '';
+  return `${String(e.message ?? e).slice(0, 300)}${code}`;
 }
 
 const haltMessage = (f: { id: string; reason: string }) => `row ${f.id} failed to apply: ${f.reason}`;

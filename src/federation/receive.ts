@@ -36,7 +36,8 @@ export async function applyFromPeer(
   peerId: string,
   via: 'push' | 'catchup',
   rows: { memories: Memory[]; tombstones: Tombstone[] },
-  opts: { dryRun?: boolean; inTransaction?: (tx: Tx) => Promise<void> } = {},
+  /** `inTransaction` also gets admission's refusals (catch-up records them in the same commit). */
+  opts: { dryRun?: boolean; inTransaction?: (tx: Tx, refused: AdmissionRefusal[]) => Promise<void> } = {},
 ): Promise<PeerApply> {
   const { refused, ...admitted } = await admitReplicated(deps.db, deps.policy, peerId, rows, deps.clockSkewMs);
   if (refused.length > 0) {
@@ -45,7 +46,8 @@ export async function applyFromPeer(
   }
   // upstream src/handlers/federation_receive.rs: in a dry run every row that passes the checks counts as noop.
   if (opts.dryRun) return { applied: [], deleted: [], noop: [...admitted.memories.map((m) => m.id), ...admitted.tombstones.map((t) => t.id)], refused, admitted };
-  const out = await applyReplicated(deps.db, { memories: admitted.memories, tombstones: admitted.tombstones, originPeer: peerId }, opts.inTransaction);
+  const inTx = opts.inTransaction;
+  const out = await applyReplicated(deps.db, { memories: admitted.memories, tombstones: admitted.tombstones, originPeer: peerId }, inTx ? (tx) => inTx(tx, refused) : undefined);
   deps.metrics.appliedRows.inc({ status: 'applied', via }, out.applied.length + out.deleted.length);
   deps.metrics.appliedRows.inc({ status: 'noop', via }, out.noop.length);
   if (out.deleted.length > 0) deps.audit.record({ kind: 'memory.deleted', actor: peerId, details: { via, ids: out.deleted.slice(0, 100), count: out.deleted.length } });

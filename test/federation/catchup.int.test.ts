@@ -3,6 +3,7 @@ import { ensureOwnKey } from '../../src/federation/keys.js';
 import { newNonce } from '../../src/federation/signing.js';
 import { applyReplicated } from '../../src/store/replica.js';
 import { validateMemory } from '../../src/memory/model.js';
+import { createTestDatabase } from '../helpers/db.js';
 import { waitFor } from '../helpers/env.js';
 import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
 import { FakePeer, wireMemory } from '../helpers/peer.js';
@@ -72,8 +73,46 @@ describe('catch-up between memfed nodes', () => {
     await waitFor(async () => (await count(puller)) === 1200, { timeoutMs: 30_000, what: '1000 missed rows' });
   });
 
-  it('a row that fails to apply halts the watermark there; it is retried, never skipped', async () => {
-    const { source, start } = await pair('halt');
+  it('a row that fails to apply for a transient reason halts the watermark there; it is retried, never skipped', async () => {
+    const { source } = await pair('halt');
+    await api(source.url, 'POST', '/api/v1/memories', { id: 'before-bad', title: 'ok', content: 'x' });
+    await api(source.url, 'POST', '/api/v1/memories', { id: 'bad-row', title: 'will conflict', content: 'x' });
+    await api(source.url, 'POST', '/api/v1/memories', { id: 'after-bad', title: 'ok', content: 'x' });
+    // The puller's database answers a serialization failure (SQLSTATE 40001, retryable) for
+    // one row, in place before the puller's first pull.
+    const db = await createTestDatabase();
+    await db.database.sql.unsafe(`
+      CREATE FUNCTION induce_conflict() RETURNS trigger LANGUAGE plpgsql AS $$
+      BEGIN
+        IF NEW.id = 'bad-row' THEN RAISE EXCEPTION 'induced serialization failure on %', NEW.id USING ERRCODE = '40001'; END IF;
+        RETURN NEW;
+      END $$;
+      CREATE TRIGGER induce_conflict BEFORE INSERT OR UPDATE ON memories FOR EACH ROW EXECUTE FUNCTION induce_conflict();`);
+    const fresh = await startTestNode({ id: 'halt-puller', keyDir, db, peers: [{ id: source.id, url: source.url }], env: { CATCHUP_INTERVAL_MS: '1000' } });
+    nodes.push(fresh);
+    const watermark = async () => (await fresh.db.database.sql`SELECT cursor, last_error, last_success_at::text AS s FROM peer_watermarks WHERE peer_id = ${source.id}`)[0] as { cursor: string | null; last_error: string | null; s: string | null } | undefined;
+    await waitFor(async () => (await watermark())?.last_error?.includes('bad-row'), { timeoutMs: 15_000, what: 'halt recorded' });
+    expect((await watermark())!.last_error).toContain('transient');
+    const ids = async () => (await fresh.db.database.sql`SELECT id FROM memories WHERE id IN ('before-bad', 'bad-row', 'after-bad')`).map((r) => r.id).sort();
+    // The page's transaction rolled back whole: the watermark stays before the row.
+    expect(await ids()).toEqual([]);
+    const s1 = await watermark();
+    expect(s1!.cursor).toBeNull();
+    // Two more runs halt at the same place (counted, not slept for)...
+    const halts = await pulls(fresh, source.id, 'apply_failed');
+    expect(halts).toBeGreaterThanOrEqual(1);
+    await waitFor(async () => (await pulls(fresh, source.id, 'apply_failed')) >= halts + 2, { timeoutMs: 15_000, what: 'two more halted runs' });
+    // ...with no success recorded (the stale-catch-up alert sees it), nothing applied, nothing recorded as refused.
+    expect((await watermark())!.s).toBe(s1!.s);
+    expect(await ids()).toEqual([]);
+    expect(await fresh.db.database.sql`SELECT 1 FROM catchup_refusals`).toHaveLength(0);
+    await fresh.db.database.sql`DROP TRIGGER induce_conflict ON memories`;
+    await waitFor(async () => (await ids()).length === 3, { timeoutMs: 15_000, what: 'resumes once the conflict is gone' });
+    expect((await watermark())!.last_error).toBeNull();
+  });
+
+  it('a row the puller refuses for good is recorded and passed: every row after it arrives', async () => {
+    const { source, start } = await pair('pass', { ADMIN_TOKEN: 'pass-admin-token' });
     await api(source.url, 'POST', '/api/v1/memories', { id: 'before-bad', title: 'ok', content: 'x' });
     await api(source.url, 'POST', '/api/v1/memories', { id: 'bad-row', title: 'will break', content: 'x' });
     // Corrupt the stored doc on the source so the puller cannot validate it (before the
@@ -82,24 +121,26 @@ describe('catch-up between memfed nodes', () => {
     await api(source.url, 'POST', '/api/v1/memories', { id: 'after-bad', title: 'ok', content: 'x' });
     const fresh = await start();
     nodes.push(fresh);
-    const before = 0;
-    await waitFor(async () => (await fresh.db.database.sql`SELECT last_error FROM peer_watermarks WHERE peer_id = ${source.id}`)[0]?.last_error?.includes('bad-row'), { timeoutMs: 15_000, what: 'halt recorded' });
     const ids = async () => (await fresh.db.database.sql`SELECT id FROM memories WHERE id IN ('before-bad', 'bad-row', 'after-bad')`).map((r) => r.id).sort();
-    expect(await ids()).toEqual(['before-bad']);
-    // a halt is no success: the stale-catch-up alert must see it
-    const lastSuccess = async () => ((await fresh.db.database.sql`SELECT last_success_at::text AS s FROM peer_watermarks WHERE peer_id = ${source.id}`)[0] as { s: string | null }).s;
-    const s1 = await lastSuccess();
-    // Two more runs halt at the same row (counted, not slept for)...
-    const halts = await pulls(fresh, source.id, 'apply_failed');
-    expect(halts).toBeGreaterThanOrEqual(1);
-    await waitFor(async () => (await pulls(fresh, source.id, 'apply_failed')) >= halts + 2, { timeoutMs: 15_000, what: 'two more halted runs' });
-    // ...with no success recorded and nothing behind the bad row applied.
-    expect(await lastSuccess()).toBe(s1);
-    expect(await ids()).toEqual(['before-bad']);
-    await source.db.database.sql`UPDATE memories SET doc = jsonb_set(doc, '{priority}', '7') WHERE id = 'bad-row'`;
-    await waitFor(async () => (await ids()).length === 3, { timeoutMs: 15_000, what: 'resumes after the fix' });
-    expect(await count(fresh)).toBe(before + 3);
-    expect((await fresh.db.database.sql`SELECT last_error FROM peer_watermarks WHERE peer_id = ${source.id}`)[0]!.last_error).toBeNull();
+    await waitFor(async () => (await ids()).length === 2, { timeoutMs: 15_000, what: 'the rows around the bad one' });
+    expect(await ids()).toEqual(['after-bad', 'before-bad']);
+    const [rec] = await fresh.db.database.sql`SELECT memory_id, code, status, row FROM catchup_refusals WHERE peer_id = ${source.id}`;
+    expect(rec).toMatchObject({ memory_id: 'bad-row', code: 'VALIDATION', status: 'pending' });
+    expect(JSON.parse(rec!.row as string).priority).toBe(99);
+    const [wm] = await fresh.db.database.sql`SELECT last_error FROM peer_watermarks WHERE peer_id = ${source.id}`;
+    expect(wm!.last_error).toBeNull();
+    const metrics = (await api(fresh.url, 'GET', '/metrics')).text;
+    expect(metrics).toMatch(/memfed_catchup_refusals_total\{peer="pass-source",reason="VALIDATION"[^}]*\} 1/);
+    expect(metrics).toMatch(/memfed_catchup_refusals_pending\{peer="pass-source"[^}]*\} 1/);
+    // audited: the event reaches the chain through the audit queue
+    await waitFor(async () => (await fresh.db.database.sql`SELECT 1 FROM audit_log WHERE kind = 'catchup.refused'`).length === 1, { what: 'catchup.refused in the audit chain' });
+    // an operator sees it over the admin API too
+    const listed = await api(fresh.url, 'GET', '/api/v1/admin/catchup/refusals?status=pending', undefined, { authorization: 'Bearer pass-admin-token' });
+    expect(listed.status).toBe(200);
+    expect(listed.json.rows.map((r: { memoryId: string }) => r.memoryId)).toEqual(['bad-row']);
+    // re-apply under the same rules: still refused, still pending
+    const again = await api(fresh.url, 'POST', '/api/v1/admin/catchup/refusals/reapply', { peer: source.id }, { authorization: 'Bearer pass-admin-token' });
+    expect(again.json).toEqual({ taken: 1, applied: 0, superseded: 0, refused: 1 });
   });
 });
 
@@ -127,7 +168,7 @@ describe('catch-up from an ai-memory-style peer (since form)', () => {
   });
 });
 
-describe('since form: a failing row that shares its timestamp with the rows before it', () => {
+describe('since form: a refused row that shares its timestamp with the rows before it', () => {
   let upstream: UpstreamReceiver;
   let n: TestNode;
   afterAll(async () => {
@@ -135,19 +176,17 @@ describe('since form: a failing row that shares its timestamp with the rows befo
     await upstream?.stop();
   });
 
-  it('is retried, never skipped, and applied once it is fixed', async () => {
+  it('is recorded and passed; the rows around it arrive; the watermark is past it', async () => {
     const keyDir = newKeyDir();
     upstream = await new UpstreamReceiver('ai-bad', keyDir).start();
     const ts = '2026-07-01T00:00:00.000000+00:00';
     upstream.serve = [wireMemory({ id: 'a-1', updated_at: ts }), wireMemory({ id: 'a-2', updated_at: ts }), wireMemory({ id: 'a-3', updated_at: ts, priority: 99 }), wireMemory({ id: 'a-4', updated_at: '2026-07-02T00:00:00.000000+00:00' })];
     n = await startTestNode({ id: 'puller-2', keyDir, peers: [{ id: 'ai-bad', url: upstream.url }], env: { CATCHUP_INTERVAL_MS: '300' } });
-    await waitFor(async () => (await count(n)) === 2, { what: 'rows before the bad one' });
-    // Two more runs halt at the bad row (counted, not slept for); still only the two before it.
-    const halts = await pulls(n, 'ai-bad', 'apply_failed');
-    await waitFor(async () => (await pulls(n, 'ai-bad', 'apply_failed')) >= halts + 2, { timeoutMs: 15_000, what: 'two more halted runs' });
-    expect(await count(n)).toBe(2);
-    upstream.serve[2] = wireMemory({ id: 'a-3', updated_at: ts });
-    await waitFor(async () => (await count(n)) === 4, { timeoutMs: 15_000, what: 'the fixed row and the one after it' });
+    await waitFor(async () => (await count(n)) === 3, { what: 'every row but the refused one' });
+    const [rec] = await n.db.database.sql`SELECT memory_id, code, status FROM catchup_refusals WHERE peer_id = 'ai-bad'`;
+    expect(rec).toMatchObject({ memory_id: 'a-3', code: 'VALIDATION', status: 'pending' });
+    await waitFor(async () => (await n.db.database.sql`SELECT since FROM peer_watermarks WHERE peer_id = 'ai-bad'`)[0]?.since === '2026-07-02T00:00:00.000000+00:00', { what: 'watermark past it' });
+    expect(await pulls(n, 'ai-bad', 'apply_failed')).toBe(0);
   });
 });
 

@@ -161,6 +161,13 @@ describe('governance on pulled (catch-up) rows', () => {
     expect(refused.find((r) => r.id === 'pull-moved')).toMatchObject({ code: 'GOVERNANCE_PEER_NAMESPACE', lane: 'memories' });
     expect(refused.find((r) => r.id === 'pull-deleted')).toMatchObject({ code: 'GOVERNANCE_PEER_NAMESPACE', lane: 'tombstones' });
     expect(refused.some((r) => r.id === 'pull-ok')).toBe(false);
+    // ...and recorded where the operator re-applies them from, the deletion in its own lane
+    const recorded = await govDb.database.sql`SELECT memory_id, lane, code, status FROM catchup_refusals WHERE peer_id = 'src-p' ORDER BY memory_id`;
+    expect(recorded.map((r) => [r.memory_id, r.lane, r.code, r.status])).toEqual([
+      ['pull-deleted', 'tombstones', 'GOVERNANCE_PEER_NAMESPACE', 'pending'],
+      ['pull-foreign', 'memories', 'GOVERNANCE_PEER_NAMESPACE', 'pending'],
+      ['pull-moved', 'memories', 'GOVERNANCE_PEER_NAMESPACE', 'pending'],
+    ]);
   });
 });
 

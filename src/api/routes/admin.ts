@@ -1,5 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { badRequest } from '../../errors.js';
+import { reapplyRefusals } from '../../federation/catchup-reapply.js';
+import { listRefusals, refusalStats } from '../../store/catchup-refusals.js';
 import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../../store/dlq.js';
 import { readJson } from '../body.js';
 import { enumParam, intParam, parseQuery, patternParam } from '../query.js';
@@ -10,6 +12,13 @@ export const ADMIN_PREFIX = '/api/v1/admin';
 
 const dlqListQuery = {
   status: enumParam(['pending', 'quarantined', 'replayed', 'purged', 'superseded'] as const),
+  limit: intParam({ fallback: 100, min: 1, max: 1000, digits: 7, clamp: 'both' }),
+  offset: intParam({ fallback: 0, min: 0, max: 1_000_000, digits: 7, clamp: 'both' }),
+  peer: patternParam(/^[A-Za-z0-9_\-:@.]{1,128}$/, 'a peer id'),
+};
+
+const refusalListQuery = {
+  status: enumParam(['pending', 'resolved'] as const),
   limit: intParam({ fallback: 100, min: 1, max: 1000, digits: 7, clamp: 'both' }),
   offset: intParam({ fallback: 0, min: 0, max: 1_000_000, digits: 7, clamp: 'both' }),
   peer: patternParam(/^[A-Za-z0-9_\-:@.]{1,128}$/, 'a peer id'),
@@ -37,7 +46,7 @@ const actorOf = (c: Context) => c.req.header('x-agent-id')?.slice(0, 128) ?? 'ad
 
 /** Operator tools behind ADMIN_TOKEN; every action is an audit event. */
 export function adminRoutes(deps: AppDeps) {
-  const { database, config, audit, operations } = deps;
+  const { database, config, audit, operations, policy, metrics, logger } = deps;
   const db = database.db;
   const app = new Hono();
   app.use(`${ADMIN_PREFIX}/*`, adminAuth(config.adminToken));
@@ -76,6 +85,23 @@ export function adminRoutes(deps: AppDeps) {
     const r = await purgeDlq(db, sel, dryRun);
     if (!dryRun) audit.record({ kind: 'dlq.operator', actor: actorOf(c), details: { action: 'purge', selector: sel, ...r } });
     return c.json({ ...r, dry_run: dryRun });
+  });
+
+  // Catch-up refusals: rows a pull refused for good, recorded and passed (docs/operations.md).
+  app.get(`${ADMIN_PREFIX}/catchup/refusals`, async (c) => {
+    const { status, limit, offset, peer } = parseQuery(c, refusalListQuery);
+    const rows = await listRefusals(db, { ...(peer ? { peerId: peer } : {}), ...(status ? { status } : {}), limit, offset });
+    return c.json({ rows, count: rows.length });
+  });
+
+  app.get(`${ADMIN_PREFIX}/catchup/refusals/stats`, async (c) => c.json(await refusalStats(db)));
+
+  app.post(`${ADMIN_PREFIX}/catchup/refusals/reapply`, async (c) => {
+    const body = (await readJson(c, config.limits.maxBodyBytes).catch(() => ({}))) as Record<string, unknown>;
+    const sel = body.peer === undefined && body.ids === undefined ? {} : selector(body, false);
+    const r = await reapplyRefusals({ db, policy, metrics, audit, logger, clockSkewMs: config.federation.clockSkewMs }, { ...(sel.peerId ? { peerId: sel.peerId } : {}), ...(sel.ids ? { ids: sel.ids } : {}) });
+    audit.record({ kind: 'catchup.operator', actor: actorOf(c), details: { action: 'reapply', selector: sel, ...r } });
+    return c.json(r);
   });
 
   return app;

@@ -1,0 +1,71 @@
+import { parseArgs } from 'node:util';
+import { tableRecorder } from '../audit/events.js';
+import type { Config } from '../config.js';
+import { createDatabase } from '../db/client.js';
+import { reapplyRefusals } from '../federation/catchup-reapply.js';
+import { loadPolicy } from '../governance.js';
+import { createLogger } from '../logger.js';
+import { createMetrics } from '../metrics.js';
+import { insertOutbox } from '../store/audit.js';
+import { listRefusals, refusalStats } from '../store/catchup-refusals.js';
+
+export const CATCHUP_USAGE = `memfed catchup refusals <command>
+  list    [--peer P] [--status pending|resolved] [--limit N] [--json]   rows a pull refused for good
+  stats   [--json]                                pending per peer, counts per reason code
+  reapply [--peer P] [--id N ...]                 re-apply pending rows under today's rules`;
+
+/** `memfed catchup refusals ...`: operator tools straight on the database (no queue needed). */
+export async function catchupCommand(config: Config, args: string[], out: (s: string) => void): Promise<number> {
+  const [group, sub, ...rest] = args;
+  if (group !== 'refusals') {
+    out(CATCHUP_USAGE);
+    return 2;
+  }
+  const { values } = parseArgs({
+    args: rest,
+    options: { peer: { type: 'string' }, status: { type: 'string' }, limit: { type: 'string' }, id: { type: 'string', multiple: true }, json: { type: 'boolean' } },
+  });
+  const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, { node: config.nodeId, role: 'cli' });
+  // Re-apply judges rows under the policy this node runs with now (an invalid one stops here).
+  const policy = sub === 'reapply' ? await loadPolicy(config.governance) : null;
+  const database = createDatabase(config.databaseUrl, { max: 2 });
+  const db = database.db;
+  // No queue here: events go to the audit outbox, which the audit worker's drainer appends.
+  const audit = tableRecorder((eventId, event) => insertOutbox(db, [{ eventId, event, reason: 'recorded by cli' }]).then(() => undefined), logger);
+  const sel = {
+    ...(values.peer ? { peerId: values.peer } : {}),
+    ...(values.id ? { ids: values.id.map(Number).filter((n) => Number.isSafeInteger(n)) } : {}),
+  };
+  try {
+    switch (sub) {
+      case 'list': {
+        const rows = await listRefusals(db, { ...sel, ...(values.status ? { status: values.status } : {}), limit: Number(values.limit ?? 50), offset: 0 });
+        if (values.json) out(JSON.stringify(rows, null, 2));
+        else for (const r of rows) out(`${r.id}\t${r.status}\t${r.peerId}\t${r.memoryId}\tattempts=${r.attempts}\t${r.code}\tfirst=${r.firstSeenAt}\tlast=${r.lastSeenAt}\t${r.reason.slice(0, 120)}`);
+        return 0;
+      }
+      case 'stats': {
+        const s = await refusalStats(db);
+        if (values.json) out(JSON.stringify(s, null, 2));
+        else {
+          for (const p of s.byPeer) out(`${p.peerId}: pending ${p.pending}`);
+          for (const c of s.byCode) out(`  ${c.code} (${c.status}): ${c.count}`);
+        }
+        return 0;
+      }
+      case 'reapply': {
+        const metrics = createMetrics({ nodeId: config.nodeId, role: 'cli', defaultMetrics: false });
+        const r = await reapplyRefusals({ db, policy, metrics, audit, logger, clockSkewMs: config.federation.clockSkewMs }, sel);
+        audit.record({ kind: 'catchup.operator', actor: 'cli', details: { action: 'reapply', selector: sel, ...r } });
+        out(`re-applied ${r.taken}: applied ${r.applied}, superseded ${r.superseded}, still refused ${r.refused}`);
+        return r.refused > 0 ? 1 : 0;
+      }
+      default:
+        out(CATCHUP_USAGE);
+        return 2;
+    }
+  } finally {
+    await audit.flush();
+    await database.close();
+  }
+}
