@@ -121,6 +121,16 @@ describe('what upstream accepts is stored and served as sent (point 5: validate 
   });
 });
 
+describe('memfed keys memories on id, not on (title, namespace)', () => {
+  it('two creates with the same title and namespace are two memories (upstream: 409 CONFLICT or an upsert)', async () => {
+    const one = await api(n.url, 'POST', '/api/v1/memories', { title: 'same title', namespace: 'dup', content: 'first' });
+    const two = await api(n.url, 'POST', '/api/v1/memories', { title: 'same title', namespace: 'dup', content: 'second' });
+    expect([one.status, two.status]).toEqual([201, 201]);
+    expect(one.json.id).not.toBe(two.json.id);
+    expect((await api(n.url, 'GET', '/api/v1/memories?namespace=dup')).json.count).toBe(2);
+  });
+});
+
 describe('receive side: pushed rows upstream would refuse are skipped with a reason, not applied', () => {
   it('reports each refused row skipped with its reason and applies the rest', async () => {
     const good = wireMemory({ title: '  kept as sent  ', namespace: 'fed\ttab' });

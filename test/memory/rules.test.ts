@@ -250,3 +250,15 @@ describe('string primitives', () => {
     expect(isCleanString('\u200b\u2028\ufeff😀')).toBe(true);
   });
 });
+
+describe('deliberate differences from upstream (docs/api.md, Validation rules)', () => {
+  it('memfed: an integer-valued float (5.0) is an integer, since JSON.parse cannot tell them apart; served as 5', () => {
+    const m = validateMemory(JSON.parse('{"id":"f1","tier":"mid","namespace":"g","title":"t","content":"c","tags":[],"priority":5.0,"confidence":1,"source":"api","access_count":0.0,"created_at":"2026-01-01T00:00:00Z","updated_at":"2026-01-01T00:00:00Z","reflection_depth":2.0}'));
+    expect(JSON.stringify([m.priority, m.access_count, m.reflection_depth])).toBe('[5,0,2]');
+  });
+
+  it('memfed: integers above 2^53-1 are refused where upstream takes any i64/usize', () => {
+    expect(refusal(() => validateMemory(wire({ access_count: 2 ** 53 })))).toEqual({ code: 'INVALID_ACCESS_COUNT', field: 'access_count' });
+    expect(refusal(() => validateMemory(wire({ source_span: { start: 0, end: 2 ** 53 } })))).toEqual({ code: 'INVALID_SOURCE_SPAN', field: 'source_span.end' });
+  });
+});
