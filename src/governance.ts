@@ -1,6 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import type { Memory } from './memory/model.js';
+import { rustTrim } from './memory/rules.js';
 
 /**
  * Governance policy (docs/invariants.md, point 10), from GOVERNANCE_FILE or GOVERNANCE_POLICY:
@@ -40,7 +41,8 @@ export function globToRegExp(glob: string): RegExp {
     .split('**')
     .map((part) => part.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*'))
     .join('.*');
-  return new RegExp(`^${re}$`);
+  // dotAll: a namespace may contain \n (upstream allows it), and `**` must match across it.
+  return new RegExp(`^${re}$`, 's');
 }
 
 export function parsePolicy(json: string, origin: string): Policy {
@@ -68,14 +70,20 @@ export async function loadPolicy(source: { file: string; inline: string }): Prom
   return null;
 }
 
-/** The namespace rules alone (what a deletion is judged by). */
+/**
+ * The namespace rules alone (what a deletion is judged by). A namespace is validated
+ * trimmed and stored as sent (upstream src/validate.rs: validate_namespace), so it is
+ * judged both as stored and trimmed: padding cannot slip a write past a deny glob.
+ */
 export function checkNamespace(policy: Policy | null, namespace: string, peerId?: string): Refusal | null {
   if (!policy) return null;
-  const denied = policy.denyNamespaces.findIndex((re) => re.test(namespace));
+  const trimmed = rustTrim(namespace);
+  const matches = (re: RegExp) => re.test(namespace) || re.test(trimmed);
+  const denied = policy.denyNamespaces.findIndex(matches);
   if (denied >= 0) return { code: 'GOVERNANCE_NAMESPACE_DENIED', rule: `deny_namespaces[${denied}]`, reason: `namespace ${namespace} is not writable here` };
   if (peerId !== undefined) {
     const allowed = policy.peerNamespaces.get(peerId);
-    if (allowed && !allowed.some((re) => re.test(namespace))) {
+    if (allowed && !allowed.some(matches)) {
       return { code: 'GOVERNANCE_PEER_NAMESPACE', rule: `peer_namespaces.${peerId}`, reason: `peer ${peerId} may not write namespace ${namespace}` };
     }
   }

@@ -1,10 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { ValidationError } from '../errors.js';
+import { CODES, validateScope, validateTtlSecs } from './rules.js';
 import {
   SERVER_FIELDS,
   assertSafeJson,
   defaultExpiry,
-  orderKeys,
   validateAgentId,
   validateConfidence,
   validateContent,
@@ -17,10 +17,11 @@ import {
   validateTier,
   validateTimestampField,
   validateTitle,
+  validateMemory,
   type Memory,
   type Tier,
 } from './model.js';
-import { formatTimestamp } from './time.js';
+import { formatTimestamp, parseTimestamp } from './time.js';
 
 function asObject(input: unknown, what: string): Record<string, unknown> {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) throw new ValidationError(what, 'must be a JSON object', 'INVALID_BODY');
@@ -37,7 +38,8 @@ function refuseServerFields(body: Record<string, unknown>): void {
 const CREATE_ONLY = new Set(['agent_id', 'ttl_secs', 'scope']);
 
 /**
- * A new memory from a create request: docs/wire.md defaults (tier mid, namespace global,
+ * A new memory from a create request (upstream src/validate.rs: validate_create, plus
+ * validate_memory on the built row): docs/wire.md defaults (tier mid, namespace global,
  * priority 5, confidence 1.0, source api), caller identity into metadata.agent_id,
  * expires_at from ttl_secs or the tier TTL. Unknown keys are kept.
  */
@@ -50,18 +52,16 @@ export function buildNewMemory(input: unknown, ctx: { agentId: string | undefine
   const metadata = body.metadata === undefined || body.metadata === null ? {} : { ...validateMetadata(body.metadata) };
   const agentId = ctx.agentId ?? (body.agent_id !== undefined ? validateAgentId(body.agent_id) : undefined) ?? (typeof metadata.agent_id === 'string' ? validateAgentId(metadata.agent_id, 'metadata.agent_id') : 'anonymous');
   metadata.agent_id = agentId;
-  if (body.scope !== undefined) {
-    if (typeof body.scope !== 'string' || body.scope.length > 64) throw new ValidationError('scope', 'must be a string of at most 64 characters');
-    metadata.scope = body.scope;
-  }
+  // upstream src/validate.rs: validate_scope.
+  if (body.scope !== undefined && body.scope !== null) metadata.scope = validateScope(body.scope);
   let expiresAt: string | undefined;
-  if (body.expires_at !== undefined && body.expires_at !== null) expiresAt = validateTimestampField('expires_at', body.expires_at);
-  else if (body.ttl_secs !== undefined && body.ttl_secs !== null) {
-    if (typeof body.ttl_secs !== 'number' || !Number.isInteger(body.ttl_secs) || body.ttl_secs < 1 || body.ttl_secs > 100 * 365 * 86400) {
-      throw new ValidationError('ttl_secs', 'must be a positive integer number of seconds');
-    }
-    expiresAt = formatTimestamp(ctx.nowMicros + body.ttl_secs * 1e6);
-  } else expiresAt = defaultExpiry(tier, now);
+  // upstream src/validate.rs: validate_ttl_secs; validate_expires_at (on create, not in the past).
+  if (body.ttl_secs !== undefined && body.ttl_secs !== null) validateTtlSecs(body.ttl_secs);
+  if (body.expires_at !== undefined && body.expires_at !== null) {
+    expiresAt = validateTimestampField('expires_at', body.expires_at, CODES.expiresAt);
+    if (parseTimestamp(expiresAt)! < ctx.nowMicros) throw new ValidationError('expires_at', 'must not be in the past', CODES.expiresAt);
+  } else if (body.ttl_secs !== undefined && body.ttl_secs !== null) expiresAt = formatTimestamp(ctx.nowMicros + (body.ttl_secs as number) * 1e6);
+  else expiresAt = defaultExpiry(tier, now);
 
   const memory: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(body)) if (!CREATE_ONLY.has(k) && v !== null && v !== undefined) memory[k] = v;
@@ -83,7 +83,9 @@ export function buildNewMemory(input: unknown, ctx: { agentId: string | undefine
   });
   if (expiresAt !== undefined) memory.expires_at = expiresAt;
   else delete memory.expires_at;
-  return orderKeys(memory as Memory);
+  // The whole row through the receive-side rules too (typed optional keys such as
+  // memory_kind or citations included): memfed commits only rows upstream accepts.
+  return validateMemory(memory);
 }
 
 /**
@@ -110,7 +112,8 @@ export function applyUpdate(existing: Memory, input: unknown, ctx: { nowMicros: 
       case 'confidence': next.confidence = validateConfidence(v); break;
       case 'source': next.source = validateSource(v); break;
       case 'metadata': next.metadata = validateMetadata(v === null ? {} : v); break;
-      case 'expires_at': if (v === null) delete next.expires_at; else next.expires_at = validateTimestampField('expires_at', v); break;
+      // upstream src/validate.rs: validate_update checks expires_at's format only (a past date is allowed).
+      case 'expires_at': if (v === null) delete next.expires_at; else next.expires_at = validateTimestampField('expires_at', v, CODES.expiresAt); break;
       case 'agent_id': case 'ttl_secs': case 'scope':
         throw new ValidationError(k, 'cannot be changed by an update', 'READ_ONLY_FIELD');
       default:
@@ -124,5 +127,5 @@ export function applyUpdate(existing: Memory, input: unknown, ctx: { nowMicros: 
   }
   next.version = existing.version + 1;
   next.updated_at = formatTimestamp(ctx.nowMicros);
-  return orderKeys(next as Memory);
+  return validateMemory(next);
 }

@@ -17,7 +17,7 @@ describe('memory routes', () => {
   it('creates with upstream defaults and reads back the wire shape', async () => {
     const r = await api(n.url, 'POST', '/api/v1/memories', { title: '  Hello  ', content: 'world' }, { 'x-agent-id': 'agent-7' });
     expect(r.status).toBe(201);
-    expect(r.json).toEqual({ id: expect.any(String), tier: 'mid', namespace: 'global', title: 'Hello', agent_id: 'agent-7' });
+    expect(r.json).toEqual({ id: expect.any(String), tier: 'mid', namespace: 'global', title: '  Hello  ', agent_id: 'agent-7' });
     const g = await api(n.url, 'GET', `/api/v1/memories/${r.json.id}`);
     expect(g.status).toBe(200);
     expect(g.json.links).toEqual([]);
@@ -123,11 +123,11 @@ describe('memory routes', () => {
     expect(r.status).toBe(200);
     expect(r.json.created).toBe(2);
     expect(r.json.errors.map((e: { index: number }) => e.index).sort()).toEqual([1, 2]);
-    expect(r.json.errors[0]).toMatchObject({ code: 'VALIDATION_FAILED' });
+    expect(r.json.errors[0]).toMatchObject({ code: 'INVALID_TITLE' });
     expect((await api(n.url, 'GET', '/api/v1/memories?namespace=bulk')).json.count).toBe(2);
     // an id that already exists is reported at its index in the request
     const clash = await api(n.url, 'POST', '/api/v1/memories/bulk', [{ title: 'bad', content: '' }, { title: 'new', content: 'x', namespace: 'bulk' }, { id: created_id(r), title: 'dup', content: 'x' }]);
-    expect(clash.json.errors.map((e: { index: number; code: string }) => [e.index, e.code])).toEqual([[0, 'VALIDATION_FAILED'], [2, 'ID_CONFLICT']]);
+    expect(clash.json.errors.map((e: { index: number; code: string }) => [e.index, e.code])).toEqual([[0, 'INVALID_CONTENT'], [2, 'ID_CONFLICT']]);
     const tooMany = await api(n.url, 'POST', '/api/v1/memories/bulk', Array.from({ length: 1001 }, () => ({ title: 't', content: 'c' })));
     expect(tooMany.status).toBe(400);
     expect(tooMany.json.code).toBe('BULK_TOO_LARGE');

@@ -249,3 +249,23 @@ describe('checkMemory', () => {
     expect(checkMemory(contentOnly, memory({ metadata: { k: 'x'.repeat(1000) } }))).toBeNull();
   });
 });
+
+describe('namespaces upstream allows (validated trimmed, stored as sent; upstream src/validate.rs: validate_namespace)', () => {
+  const policy = parsePolicy(JSON.stringify({ deny_namespaces: ['secret/**', 'private'], peer_namespaces: { 'peer-b': ['shared/**'] } }), 'test');
+
+  it('** matches across a newline inside a namespace', () => {
+    expect(globToRegExp('secret/**').test('secret/a\nb')).toBe(true);
+    expect(checkNamespace(policy, 'secret/a\nb')?.code).toBe('GOVERNANCE_NAMESPACE_DENIED');
+  });
+
+  it('surrounding whitespace does not slip a write past a deny glob', () => {
+    for (const ns of [' secret/x', 'secret/x\t', '\u00a0private ', '\u0085private']) {
+      expect(checkNamespace(policy, ns)?.code, JSON.stringify(ns)).toBe('GOVERNANCE_NAMESPACE_DENIED');
+    }
+  });
+
+  it('a peer allowlist judges the trimmed namespace too', () => {
+    expect(checkNamespace(policy, ' shared/x ', 'peer-b')).toBeNull();
+    expect(checkNamespace(policy, ' other/x', 'peer-b')?.code).toBe('GOVERNANCE_PEER_NAMESPACE');
+  });
+});

@@ -71,14 +71,18 @@ describe('field refusals', () => {
   it('content', () => {
     expect(says(() => validateContent(''))).toBe('content: must be a non-empty string');
     expect(says(() => validateContent('a'.repeat(65_537)))).toBe('content: must be at most 65536 bytes');
-    expect(refusal(() => validateContent('a\u0000'))).toMatchObject({ field: 'content', message: 'content: must not contain NUL' });
+    expect(refusal(() => validateContent('a\u0000'))).toMatchObject({ field: 'content', code: 'INVALID_CONTENT', message: 'content: must not contain control characters other than \\n and \\t' });
+    expect(says(() => validateContent(' \n\t\u0085 '))).toBe('content: must not be only whitespace');
   });
 
   it('namespaces', () => {
     expect(says(() => validateNamespace(5))).toBe('namespace: must be a non-empty string');
     expect(says(() => validateNamespace(''))).toBe('namespace: must be a non-empty string');
     expect(says(() => validateNamespace('a'.repeat(513)))).toBe('namespace: must be at most 512 characters');
-    expect(says(() => validateNamespace('a b'))).toBe('namespace: must not contain whitespace, NUL, control characters or backslash');
+    expect(says(() => validateNamespace('a b'))).toBe('namespace: must not contain spaces');
+    expect(says(() => validateNamespace('a\\b'))).toBe('namespace: must not contain backslash or NUL');
+    expect(says(() => validateNamespace('a\rb'))).toBe('namespace: must not contain control characters other than \\n and \\t');
+    expect(says(() => validateNamespace(' \t '))).toBe('namespace: must not be only whitespace');
     expect(says(() => validateNamespace('a/b/c/d/e/f/g/h/i'))).toBe('namespace: must be at most 8 levels deep');
     expect(says(() => validateNamespace('a//b'))).toBe('namespace: must not have empty, "." or ".." segments');
   });
@@ -179,9 +183,9 @@ describe('create refusals and defaults', () => {
     expect(create({ metadata: null }, 'alice').metadata).toEqual({ agent_id: 'alice' });
   });
 
-  it('scope: up to 64 characters', () => {
-    expect(create({ scope: 's'.repeat(64) }).metadata.scope).toBe('s'.repeat(64));
-    expect(says(() => create({ scope: 's'.repeat(65) }))).toBe('scope: must be a string of at most 64 characters');
+  it('scope: one of upstream VALID_SCOPES (upstream src/validate.rs: validate_scope)', () => {
+    expect(create({ scope: 'team' }).metadata.scope).toBe('team');
+    expect(refusal(() => create({ scope: 's' }))).toEqual({ field: 'scope', code: 'INVALID_SCOPE', message: 'scope: must be one of private, team, unit, org, collective' });
   });
 
   it('expires_at null falls back to ttl_secs, ttl_secs null to the tier default', () => {
@@ -190,21 +194,21 @@ describe('create refusals and defaults', () => {
     expect(create({ expires_at: null, ttl_secs: null, tier: 'long' }).expires_at).toBeUndefined();
   });
 
-  it('ttl_secs: a whole number of seconds up to 100 years', () => {
-    const max = 100 * 365 * 86400;
+  it('ttl_secs: a whole number of seconds up to one year (upstream src/validate.rs: validate_ttl_secs)', () => {
+    const max = 365 * 86400;
     expect(parseTimestamp(create({ ttl_secs: max }).expires_at)).toBe(NOW + max * 1e6);
-    expect(refusal(() => create({ ttl_secs: max + 1 }))).toMatchObject({ field: 'ttl_secs', message: 'ttl_secs: must be a positive integer number of seconds' });
+    expect(refusal(() => create({ ttl_secs: max + 1 }))).toEqual({ field: 'ttl_secs', code: 'INVALID_TTL_SECS', message: `ttl_secs: must be an integer in [1, ${max}]` });
     expect(refusal(() => create({ ttl_secs: 1.5 })).field).toBe('ttl_secs');
   });
 
   it('create-only inputs and null unknown keys do not become memory fields', () => {
-    const m = create({ agent_id: 'bob', ttl_secs: 60, scope: 's', extra: null, kept: 'x' });
+    const m = create({ agent_id: 'bob', ttl_secs: 60, scope: 'org', extra: null, kept: 'x' });
     expect(Object.keys(m)).not.toContain('agent_id');
     expect(Object.keys(m)).not.toContain('ttl_secs');
     expect(Object.keys(m)).not.toContain('scope');
     expect(Object.keys(m)).not.toContain('extra');
     expect(m.kept).toBe('x');
-    expect(m.metadata).toEqual({ agent_id: 'bob', scope: 's' });
+    expect(m.metadata).toEqual({ agent_id: 'bob', scope: 'org' });
   });
 });
 
