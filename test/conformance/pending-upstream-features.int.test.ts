@@ -25,7 +25,7 @@ beforeAll(async () => {
     id: MEMFED,
     keyDir,
     peers: [],
-    env: { FED_PEERS: `${UP}=${up.url};flavour=ai-memory-0.7`, FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '5000', CATCHUP_INTERVAL_MS: '500' },
+    env: { FED_PEERS: HAS_FLAVOUR ? `${UP}=${up.url};flavour=ai-memory-0.7` : `${UP}=${up.url}`, FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '5000', CATCHUP_INTERVAL_MS: '500' },
   });
 });
 afterAll(async () => {

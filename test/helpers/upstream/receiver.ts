@@ -349,9 +349,7 @@ export class UpstreamPeerServer {
   /** src/handlers/federation_sync_since.rs sync_since. */
   private since(req: IncomingMessage, res: ServerResponse, pathname: string, rawQuery: string): void {
     this.sinceQueries.push(rawQuery);
-    const peer = this.peerId(req);
-    const gate = this.signatureGate(req, peer, (nonce) => getBytes(pathname, rawQuery, nonce));
-    if (gate) return this.reply(res, gate.status, gate.answer);
+    // Query<SyncSinceQuery> is an extractor: its rejections come before the handler's signature gate.
     // Query<SyncSinceQuery> (serde_urlencoded): `+` is a space, a duplicate field and a non-usize limit are 400 (plain text).
     const q: Record<string, string> = {};
     for (const part of rawQuery === '' ? [] : rawQuery.split('&')) {
@@ -376,6 +374,9 @@ export class UpstreamPeerServer {
       res.writeHead(400, { 'content-type': 'text/plain; charset=utf-8' });
       return void res.end('Failed to deserialize query string: limit: invalid digit found in string');
     }
+    const peer = this.peerId(req);
+    const gate = this.signatureGate(req, peer, (nonce) => getBytes(pathname, rawQuery, nonce));
+    if (gate) return this.reply(res, gate.status, gate.answer);
     const since = q.since;
     if (since !== undefined && since !== '' && !isValidRfc3339(since)) return this.reply(res, 400, { error: 'invalid `since` parameter — expected RFC 3339 timestamp' });
     const limit = Math.min(q.limit === undefined ? 500 : Number(q.limit), 10_000);
