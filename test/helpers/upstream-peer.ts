@@ -4,7 +4,14 @@ import path from 'node:path';
 import { parseSignatureHeader, postSigningBytes, publicKeyObject, verifySignature } from '../../src/federation/signing.js';
 
 /**
- * Behaves like an upstream ai-memory 0.7 receiver: verifies the signature against the
+ * The upstream conformance peer (test/helpers/upstream/): UpstreamPeer follows ai-memory
+ * 0.7's own receive, validate, since and catch-up code. UpstreamReceiver below is the older,
+ * lenient fake with fault knobs (refuse, failWith, driftIds); see docs/testing.md.
+ */
+export * from './upstream/index.js';
+
+/**
+ * A lenient stand-in for an upstream receiver (not the conformance peer): verifies the signature against the
  * sender's enrolled .pub, applies memories, answers counters only (no `results`), and
  * counts refused rows in `skipped`. `refuse` makes chosen ids poison.
  */
