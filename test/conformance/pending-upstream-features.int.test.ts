@@ -7,9 +7,9 @@ import { UpstreamPeer } from '../helpers/upstream-peer.js';
 // Behaviours of issue 12 that other branches add to memfed, written against the upstream
 // conformance peer. Each block is skipped until its feature is merged: flip its flag to
 // `true` when merging (the reason lands in the test name via skipNote).
-const HAS_FLAVOUR = false; // i12-a: FED_PEERS `<id>=<url>;flavour=ai-memory-0.7`, unsigned since for that peer
+const HAS_FLAVOUR = true; // i12-a: FED_PEERS `<id>=<url>;flavour=ai-memory-0.7`, unsigned since for that peer
 const HAS_LANES = false; // i12-d: archives / restores / links lanes applied on receive
-const HAS_PARITY = false; // i12-b: the client API refuses rows upstream refuses
+const HAS_PARITY = true; // i12-b: the client API refuses rows upstream refuses
 
 const MEMFED = 'memfed-p1';
 const UP = 'ai-memory-p1';
