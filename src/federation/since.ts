@@ -1,7 +1,7 @@
 import type { Db } from '../db/client.js';
 import type { Memory } from '../memory/model.js';
 import { countAfter, encodeCursor, type FeedPosition } from '../store/feed.js';
-import { memoriesUpdatedSince } from '../store/memories.js';
+import { memoriesAtUpdatedAfterId, memoriesUpdatedSince } from '../store/memories.js';
 import type { Tombstone } from '../store/replica.js';
 import { readFeedPage } from './feed-page.js';
 
@@ -42,18 +42,37 @@ export async function cursorPage(db: Db, after: FeedPosition, limit: number, cal
   };
 }
 
+/** At most this many rows extend a since page to finish its last timestamp. */
+const SAME_TIME_MAX = 10_000;
+
 /**
  * Upstream's form: live memories with `updated_at` after `since` (exclusive), oldest
- * first. The byte budget may end a page early; the caller re-asks from latest_updated_at.
+ * first. A page never ends inside a run of rows sharing one `updated_at` (the caller
+ * re-asks from latest_updated_at, exclusive, as upstream's poller does, so it would never
+ * see the rest of the run): a full page is extended to the end of its last timestamp, and
+ * the byte budget ends a page before the run it would split, unless that run starts the page.
  */
 export async function updatedSincePage(db: Db, since: string | null, limit: number) {
   const page = await memoriesUpdatedSince(db, since, limit);
-  const memories: Memory[] = [];
+  const last = page.at(-1);
+  if (last && page.length === limit) page.push(...(await memoriesAtUpdatedAfterId(db, last.updated_at, last.id, SAME_TIME_MAX)));
+  let end = page.length;
   let bytes = 0;
-  for (const m of page) {
-    bytes += Buffer.byteLength(JSON.stringify(m));
-    if (memories.length > 0 && bytes > SINCE_PAGE_MAX_BYTES) break;
-    memories.push(m);
+  for (let i = 0; i < page.length; i++) {
+    bytes += Buffer.byteLength(JSON.stringify(page[i]));
+    if (i === 0 || bytes <= SINCE_PAGE_MAX_BYTES) continue;
+    const ts = page[i - 1]!.updated_at;
+    if (page[i]!.updated_at !== ts) {
+      end = i;
+      break;
+    }
+    let start = i - 1;
+    while (start > 0 && page[start - 1]!.updated_at === ts) start--;
+    if (start > 0) {
+      end = start;
+      break;
+    }
+    // The run starts the page: keep it whole.
   }
-  return sinceEnvelope(memories, limit, since);
+  return sinceEnvelope(page.slice(0, end), limit, since);
 }

@@ -149,6 +149,17 @@ export async function countLive(db: Exec): Promise<number> {
 
 export { toRow as memoryRow, fromRow as storedFromRow };
 
+/** Live memories with exactly this `updated_at` and an id after `afterId`, by id (the rest of a page's last timestamp). */
+export async function memoriesAtUpdatedAfterId(db: Exec, updatedAt: string, afterId: string, limit: number): Promise<Memory[]> {
+  const rows = await db
+    .select({ doc: memories.doc })
+    .from(memories)
+    .where(and(isNull(memories.deletedAt), eq(memories.updatedAt, updatedAt), gt(memories.id, afterId)))
+    .orderBy(asc(memories.id))
+    .limit(limit);
+  return rows.map((r) => orderKeys(r.doc as Memory));
+}
+
 /** Upstream `since` form: live memories with updated_at > since, oldest first. */
 export async function memoriesUpdatedSince(db: Exec, since: string | null, limit: number): Promise<Memory[]> {
   const conds = [isNull(memories.deletedAt)];

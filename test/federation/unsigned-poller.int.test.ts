@@ -108,6 +108,22 @@ describe('an ai-memory 0.7 poller against a memfed node (API_KEY set)', () => {
     expect(counted).toBe(pages + 1);
   });
 
+  it('loses no row of a run sharing one updated_at across the page limit (the poller re-asks with since exclusive)', async () => {
+    // 700 rows with one timestamp (as a peer may send them), more than a page of 500.
+    const at = '2025-06-01T00:00:00.000000+00:00';
+    const same = Array.from({ length: 700 }, (_, i) => wireMemory({ id: `same-${String(i).padStart(3, '0')}`, updated_at: at, created_at: at }));
+    const req = poller.push({ sender_agent_id: POLLER, memories: same }, { bareNonce: true });
+    req.headers['x-api-key'] = KEY;
+    expect((await send(n.url, req)).json).toMatchObject({ applied: 700, skipped: 0 });
+    const first = await poll(n.url, POLLER, null, KEY);
+    expect(first.json.memories).toHaveLength(700);
+    expect(first.json.latest_updated_at).toBe(at);
+    const { rows } = await pollUntilEmpty(n.url, POLLER, KEY);
+    const live = (await n.db.database.sql`SELECT id FROM memories WHERE deleted_at IS NULL`).map((r) => String(r.id));
+    expect(live).toHaveLength(1900);
+    expect([...rows.keys()].sort()).toEqual([...live].sort());
+  });
+
   it('still requires the API key of an unsigned 0.7 poller', async () => {
     const r = await poll(n.url, POLLER, null);
     expect(r).toMatchObject({ status: 401, json: { code: 'API_KEY_MISSING' } });
