@@ -55,7 +55,8 @@ describe('push DLQ', () => {
     expect(offeredAtQuarantine).toBeGreaterThanOrEqual(3);
     const canary = `canary-${randomUUID()}`;
     await deadLetter(n.db.database.db, [{ peerId: 'peer-d', memoryId: canary, op: 'upsert', payload: wireMemory({ id: canary }), failureClass: 'skipped', error: 'x' }]);
-    await waitFor(async () => peer.received.has(canary), { what: 'a replay round after the quarantine' });
+    // Received by the peer is not yet resolved here: wait until the round marked it replayed.
+    await waitFor(async () => peer.received.has(canary) && (await dlqRows(`memory_id = '${canary}'`))[0]?.status === 'replayed', { what: 'a replay round after the quarantine' });
     expect(peer.offered.get('poison-1')).toBe(offeredAtQuarantine);
     expect((await dlqRows(`memory_id = 'poison-1'`))[0]).toMatchObject({ status: 'quarantined', attempts: 3 });
 
