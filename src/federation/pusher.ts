@@ -8,7 +8,7 @@ import { FEED_START, type FeedPosition } from '../store/feed.js';
 import { PeerRequestError, type PeerClient } from './client.js';
 import { testFault } from '../test-faults.js';
 import { itemId, readFeedPage, type Item } from './feed-page.js';
-import { buildPushBody, type PushResponse } from './wire.js';
+import { buildPushBody, pushBodyOf, type PushResponse } from './wire.js';
 
 export interface PusherDeps {
   db: Db;
@@ -25,8 +25,11 @@ export interface PusherDeps {
   publishAck(peerId: string, position: FeedPosition, refused: FeedPosition[]): Promise<void>;
 }
 
+/** The keys of the optional lanes (present only when a batch carries archives or links). */
+const OPTIONAL_LANE_KEYS = Buffer.byteLength(',"archives":[],"restores":[],"archive_events":[],"links":[],"link_removals":[]');
+
 /** The bytes of a push body with no rows: what `batchMaxBytes` must also cover. */
-const envelopeBytes = (sender: string, recipient: string) => Buffer.byteLength(JSON.stringify(buildPushBody({ sender, recipient, memories: [], tombstones: [] })));
+const envelopeBytes = (sender: string, recipient: string) => Buffer.byteLength(JSON.stringify(buildPushBody({ sender, recipient, memories: [], tombstones: [] }))) + OPTIONAL_LANE_KEYS;
 
 /** A row the peer refused, with why. */
 export interface Refusal {
@@ -110,15 +113,7 @@ export async function sendIsolating(deps: Pick<PusherDeps, 'client' | 'selfId' |
   const letter = (item: Item, failureClass: Refusal['failureClass'], error: string): Refusal => ({ item, failureClass, error });
   let res: PushResponse;
   try {
-    res = await deps.client.push(
-      peer,
-      buildPushBody({
-        sender: deps.selfId,
-        recipient: peer.id,
-        memories: items.flatMap((i) => (i.kind === 'memory' ? [i.memory] : [])),
-        tombstones: items.flatMap((i) => (i.kind === 'tombstone' ? [i.tombstone] : [])),
-      }),
-    );
+    res = await deps.client.push(peer, pushBodyOf(deps.selfId, peer.id, items));
     deps.metrics.pushOutcomes.inc({ peer: peer.id, class: 'ok' });
   } catch (err) {
     if (!(err instanceof PeerRequestError)) throw err;
@@ -138,8 +133,11 @@ export async function sendIsolating(deps: Pick<PusherDeps, 'client' | 'selfId' |
     return dead;
   }
   // Upstream receivers report only counters: a skipped row must be found by splitting.
-  if (typeof res.skipped === 'number' && res.skipped > 0) {
-    if (items.length === 1) return [letter(items[0]!, 'skipped', 'peer reported skipped')];
+  // Lane elements the peer does not apply (`unsupported_on_postgres`, e.g. archives on an
+  // ai-memory postgres receiver) are no ack either: found and dead-lettered the same way.
+  const notApplied = (typeof res.skipped === 'number' ? res.skipped : 0) + (typeof res.unsupported_on_postgres === 'number' ? res.unsupported_on_postgres : 0);
+  if (notApplied > 0) {
+    if (items.length === 1) return [letter(items[0]!, 'skipped', res.skipped ? 'peer reported skipped' : 'peer reported unsupported_on_postgres')];
     return splitAndSend(deps, peer, items);
   }
   return [];
