@@ -148,7 +148,7 @@ function parseArchiveLanes(b: Record<string, unknown>, nowIso: string, skipped: 
         skipped.push({ id: typeof id === 'string' ? id.slice(0, 128) : '', status: 'skipped', reason: `invalid id in ${lane}` });
         continue;
       }
-      if (!timed.has(id)) out.push({ id, archived, at: nowIso });
+      if (!timed.has(id)) out.push({ id, archived, at: nowIso, untimed: true });
     }
   }
   return out;

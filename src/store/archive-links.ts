@@ -5,7 +5,7 @@ import { orderKeys, type Memory } from '../memory/model.js';
 import type { LinkRelation, LinkRemoval, MemoryLink } from '../memory/link.js';
 import { formatTimestamp, parseTimestamp } from '../memory/time.js';
 import { appendChanges, type FeedPosition } from './feed.js';
-import { ARCHIVED, isArchived, normalizeDbTime, type ArchiveState, type StoredLink } from './memories.js';
+import { ARCHIVED, NOT_ARCHIVED, isArchived, normalizeDbTime, type ArchiveState, type StoredLink } from './memories.js';
 
 export { isArchived, type ArchiveState, type StoredLink };
 
@@ -26,6 +26,12 @@ export interface ArchiveEvent {
   id: string;
   archived: boolean;
   at: string;
+  /**
+   * Set for upstream's bare `archives` / `restores` ids (time = receipt): applied only when
+   * they change the memory's state, as upstream no-ops an archive of an archived row and a
+   * restore of a live one; so a replayed bare id never moves the register.
+   */
+  untimed?: true;
 }
 
 export const micros = (t: string) => parseTimestamp(t) ?? 0;
@@ -58,6 +64,7 @@ export async function applyArchiveEvents(tx: Tx, events: ArchiveEvent[]): Promis
         and(
           eq(memories.id, e.id),
           isNull(memories.deletedAt),
+          ...(e.untimed ? [e.archived ? NOT_ARCHIVED : ARCHIVED] : []),
           sql`(${memories.archiveChangedAt} IS NULL OR (${e.at}::timestamptz, ${e.archived}::boolean) > (${memories.archiveChangedAt}, ${memories.archivedAt} IS NOT NULL))`,
         ),
       )

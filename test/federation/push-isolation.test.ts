@@ -201,6 +201,20 @@ describe('sendIsolating', () => {
     expect(p.batches()).toEqual([['m1', 'm2', 'm3'], ['m1', 'm2'], ['m1'], ['m2'], ['m3']]);
   });
 
+  it('an upstream postgres peer answering unsupported_on_postgres for an archive is no ack: the archived row is dead-lettered', async () => {
+    const archivedItem = itemFromStored({ memory: memory('m2'), deletedAt: null, digest: 'd', archive: { archivedAt: '2024-03-01T00:00:00.000000+00:00', changedAt: '2024-03-01T00:00:00.000000+00:00' } });
+    const p = fakePeer(() => ({ applied: 0, skipped: 0 }));
+    // The peer counts each element of `archives` it cannot apply.
+    p.deps.client.push = ((_peer: PeerConfig, body: unknown) => {
+      const b = body as SentBody & { archives?: string[] };
+      p.sent.push(b);
+      return Promise.resolve({ applied: b.memories.length, skipped: 0, unsupported_on_postgres: (b.archives ?? []).length });
+    }) as PeerClient['push'];
+    const items = [live('m1'), archivedItem, live('m3')];
+    expect(await sendIsolating(p.deps, PEER, items)).toEqual([{ item: archivedItem, failureClass: 'skipped', error: 'peer reported unsupported_on_postgres' }]);
+    expect((p.sent[0] as unknown as { archives: string[] }).archives).toEqual(['m2']);
+  });
+
   it('an upstream response with no skipped rows dead-letters nothing and sends once', async () => {
     // A skipped count that is not a number is not a count.
     for (const res of [{ applied: 2, skipped: 0 }, { applied: 2 }, {}, { skipped: '1' } as unknown as PushResponse]) {

@@ -177,9 +177,9 @@ describe('parsePushBody: archive and link lanes', () => {
   it('reads upstream archives and restores as events at receipt time', () => {
     const p = parsePushBody({ sender_agent_id: 's', memories: [], archives: ['a', 'b'], restores: ['c'] }, NOW);
     expect(p.archives).toEqual([
-      { id: 'a', archived: true, at: NOW },
-      { id: 'b', archived: true, at: NOW },
-      { id: 'c', archived: false, at: NOW },
+      { id: 'a', archived: true, at: NOW, untimed: true },
+      { id: 'b', archived: true, at: NOW, untimed: true },
+      { id: 'c', archived: false, at: NOW, untimed: true },
     ]);
     expect(p.skipped).toEqual([]);
   });
