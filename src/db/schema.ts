@@ -33,6 +33,8 @@ export const memories = pgTable(
     archivedAt: ts('archived_at'),
     /** Time of the latest archive or restore event applied (null: never archived). */
     archiveChangedAt: ts('archive_changed_at'),
+    /** Why it was archived (upstream `archived_memories.archive_reason`); set with the register. */
+    archiveReason: text('archive_reason'),
     /** SHA-256 of the canonical doc: the deterministic LWW tie-break. */
     digest: text('digest').notNull(),
     doc: jsonb('doc').notNull(),

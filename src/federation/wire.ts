@@ -133,13 +133,14 @@ function parseArchiveLanes(b: Record<string, unknown>, nowIso: string, skipped: 
   const out: ArchiveEvent[] = [];
   const timed = new Set<string>();
   for (const raw of (b.archive_events as unknown[] | undefined) ?? []) {
-    const e = raw as { id?: unknown; archived?: unknown; at?: unknown } | null;
+    const e = raw as { id?: unknown; archived?: unknown; at?: unknown; reason?: unknown } | null;
     const at = normalizeTimestamp(e?.at);
-    if (!isValidId(e?.id) || typeof e?.archived !== 'boolean' || at === null) {
-      skipped.push({ id: laneElementId(raw), status: 'skipped', reason: 'archive event needs a valid id, archived (boolean) and at' });
+    const reasonOk = e?.reason === undefined || e.reason === null || (typeof e.reason === 'string' && e.reason.length <= 512);
+    if (!isValidId(e?.id) || typeof e?.archived !== 'boolean' || at === null || !reasonOk) {
+      skipped.push({ id: laneElementId(raw), status: 'skipped', reason: 'archive event needs a valid id, archived (boolean), at and an optional reason string' });
       continue;
     }
-    out.push({ id: e.id, archived: e.archived, at });
+    out.push({ id: e.id, archived: e.archived, at, ...(typeof e.reason === 'string' ? { reason: e.reason } : {}) });
     timed.add(e.id);
   }
   for (const [lane, archived] of [['archives', true], ['restores', false]] as const) {

@@ -32,12 +32,14 @@ export interface ArchiveEvent {
    * restore of a live one; so a replayed bare id never moves the register.
    */
   untimed?: true;
+  /** Why (archives only); upstream's receiver records "sync_push" for a replicated archive. */
+  reason?: string;
 }
 
 export const micros = (t: string) => parseTimestamp(t) ?? 0;
 
 /** The replicated form of a register: what a peer needs to reach the same state. */
-export const archiveEventOf = (id: string, s: ArchiveState): ArchiveEvent => ({ id, archived: s.archivedAt !== null, at: s.changedAt });
+export const archiveEventOf = (id: string, s: ArchiveState): ArchiveEvent => ({ id, archived: s.archivedAt !== null, at: s.changedAt, ...(s.archivedAt !== null && s.reason ? { reason: s.reason } : {}) });
 
 function dedupeEvents(events: ArchiveEvent[]): ArchiveEvent[] {
   const best = new Map<string, ArchiveEvent>();
@@ -59,7 +61,7 @@ export async function applyArchiveEvents(tx: Tx, events: ArchiveEvent[]): Promis
   for (const e of dedupeEvents(events)) {
     const res = await tx
       .update(memories)
-      .set({ archivedAt: e.archived ? e.at : null, archiveChangedAt: e.at })
+      .set({ archivedAt: e.archived ? e.at : null, archiveChangedAt: e.at, archiveReason: e.archived ? (e.reason ?? 'sync_push') : null })
       .where(
         and(
           eq(memories.id, e.id),
@@ -94,7 +96,7 @@ const eventTime = (nowMicros: number, ...after: Array<string | null | undefined>
  * Local archive (upstream POST /api/v1/archive): each live, not yet archived id is
  * archived now (never before its updated_at or last archive event); others are `missing`.
  */
-export async function archiveMemories(db: Db, ids: string[], nowMicros: number): Promise<{ archived: string[]; missing: string[]; position: FeedPosition | null }> {
+export async function archiveMemories(db: Db, ids: string[], nowMicros: number, reason = 'archive'): Promise<{ archived: string[]; missing: string[]; position: FeedPosition | null }> {
   return db.transaction(async (tx) => {
     const archived: string[] = [];
     const missing: string[] = [];
@@ -105,7 +107,7 @@ export async function archiveMemories(db: Db, ids: string[], nowMicros: number):
         continue;
       }
       const at = eventTime(nowMicros, cur.memory.updated_at, cur.state?.changedAt);
-      await tx.update(memories).set({ archivedAt: at, archiveChangedAt: at }).where(eq(memories.id, id));
+      await tx.update(memories).set({ archivedAt: at, archiveChangedAt: at, archiveReason: reason }).where(eq(memories.id, id));
       archived.push(id);
     }
     const position = await appendChanges(tx, archived.map((id) => ({ memoryId: id, op: 'archive' as const })));
@@ -119,7 +121,7 @@ export async function restoreMemory(db: Db, id: string, nowMicros: number): Prom
     const cur = await lockLive(tx, id);
     if (!cur || !cur.archived) return { restored: false, position: null };
     const at = eventTime(nowMicros, cur.state?.changedAt);
-    await tx.update(memories).set({ archivedAt: null, archiveChangedAt: at }).where(eq(memories.id, id));
+    await tx.update(memories).set({ archivedAt: null, archiveChangedAt: at, archiveReason: null }).where(eq(memories.id, id));
     const position = await appendChanges(tx, [{ memoryId: id, op: 'restore' }]);
     return { restored: true, position };
   });
@@ -130,13 +132,13 @@ export async function listArchived(db: Exec, f: { namespace?: string; limit: num
   const conds = [isNull(memories.deletedAt), ARCHIVED];
   if (f.namespace !== undefined) conds.push(eq(memories.namespace, f.namespace));
   const rows = await db
-    .select({ doc: memories.doc, archivedAt: memories.archivedAt })
+    .select({ doc: memories.doc, archivedAt: memories.archivedAt, reason: memories.archiveReason })
     .from(memories)
     .where(and(...conds))
     .orderBy(desc(memories.archivedAt), asc(memories.id))
     .limit(f.limit)
     .offset(f.offset);
-  return rows.map((r) => ({ ...orderKeys(r.doc as Memory), archived_at: normalizeDbTime(r.archivedAt!) }));
+  return rows.map((r) => ({ ...orderKeys(r.doc as Memory), archived_at: normalizeDbTime(r.archivedAt!), archive_reason: r.reason }));
 }
 
 // ---- links -----------------------------------------------------------------
@@ -160,6 +162,9 @@ export function wireLink(l: StoredLink): MemoryLink {
   return link;
 }
 
+/** Both ends are stored, not deleted memories: a deleted memory's links are not served (the rows stay, for LWW). */
+const BOTH_ENDS_STORED = sql`NOT EXISTS (SELECT 1 FROM ${memories} m WHERE m.id IN (${memoryLinks.sourceId}, ${memoryLinks.targetId}) AND m.deleted_at IS NOT NULL)`;
+
 const LIVE_LINK = sql`(${memoryLinks.removedAt} IS NULL OR ${memoryLinks.createdAt} > ${memoryLinks.removedAt})`;
 
 /** Every stored link (live or removed) whose source is one of `ids`, grouped by source. */
@@ -179,7 +184,7 @@ export async function linksOf(db: Exec, id: string): Promise<StoredLink[]> {
   const rows = await db
     .select()
     .from(memoryLinks)
-    .where(and(or(eq(memoryLinks.sourceId, id), eq(memoryLinks.targetId, id)), LIVE_LINK))
+    .where(and(or(eq(memoryLinks.sourceId, id), eq(memoryLinks.targetId, id)), LIVE_LINK, BOTH_ENDS_STORED))
     .orderBy(asc(memoryLinks.sourceId), asc(memoryLinks.targetId), asc(memoryLinks.relation));
   return rows.map(linkFromRow);
 }

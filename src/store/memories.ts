@@ -13,6 +13,7 @@ type Exec = Db | Tx;
 export interface ArchiveState {
   archivedAt: string | null;
   changedAt: string;
+  reason?: string | null;
 }
 
 /** Archived (effectively): the last event was an archive no older than the content version. */
@@ -59,16 +60,16 @@ function toRow(m: Memory, deletedAt: string | null = null) {
   };
 }
 
-const fromRow = (r: { doc: unknown; deletedAt: string | null; digest: string; archivedAt?: string | null; archiveChangedAt?: string | null }): StoredMemory => ({
+const fromRow = (r: { doc: unknown; deletedAt: string | null; digest: string; archivedAt?: string | null; archiveChangedAt?: string | null; archiveReason?: string | null }): StoredMemory => ({
   // jsonb stores keys in its own order; serve them in wire order.
   memory: orderKeys(r.doc as Memory),
   deletedAt: r.deletedAt === null ? null : normalizeDbTime(r.deletedAt),
   digest: r.digest,
-  archive: r.archiveChangedAt ? { archivedAt: r.archivedAt ? normalizeDbTime(r.archivedAt) : null, changedAt: normalizeDbTime(r.archiveChangedAt) } : null,
+  archive: r.archiveChangedAt ? { archivedAt: r.archivedAt ? normalizeDbTime(r.archivedAt) : null, changedAt: normalizeDbTime(r.archiveChangedAt), reason: r.archiveReason ?? null } : null,
 });
 
 /** The columns fromRow reads. */
-export const storedColumns = { doc: memories.doc, deletedAt: memories.deletedAt, digest: memories.digest, archivedAt: memories.archivedAt, archiveChangedAt: memories.archiveChangedAt };
+export const storedColumns = { doc: memories.doc, deletedAt: memories.deletedAt, digest: memories.digest, archivedAt: memories.archivedAt, archiveChangedAt: memories.archiveChangedAt, archiveReason: memories.archiveReason };
 
 /** Postgres renders `2026-01-02 03:04:05.123456+00`; bring it to the wire form. */
 export function normalizeDbTime(v: string): string {

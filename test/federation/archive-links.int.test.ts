@@ -41,6 +41,8 @@ describe('archive, restore and links between memfed nodes', () => {
     expect(ar.json).toMatchObject({ archived: [x], missing: ['no-such-id'], count: 1, reason: 'archive' });
     expect(await status(b!, x)).toBe(404);
     expect(await archivedOn(b!)).toContain(x);
+    // The reason travels with the register (upstream's list shows archive_reason).
+    expect((await api(b!.url, 'GET', '/api/v1/archive')).json.archived).toEqual([expect.objectContaining({ id: x, archive_reason: 'archive' })]);
 
     const rs = await api(b!.url, 'POST', `/api/v1/archive/${x}/restore`);
     expect(rs.json).toMatchObject({ restored: true, id: x });
@@ -52,7 +54,7 @@ describe('archive, restore and links between memfed nodes', () => {
     expect(await linksOn(a!, x)).toEqual([]);
     // Both nodes end with the same registers and link rows.
     const rows = async (n: TestNode) => ({
-      mem: await n.db.database.sql`SELECT id, archived_at::text, archive_changed_at::text FROM memories WHERE id IN (${x}, ${y}) ORDER BY id`,
+      mem: await n.db.database.sql`SELECT id, archived_at::text, archive_changed_at::text, archive_reason FROM memories WHERE id IN (${x}, ${y}) ORDER BY id`,
       links: await n.db.database.sql`SELECT source_id, target_id, relation, created_at::text, removed_at::text FROM memory_links`,
     });
     expect(await rows(b!)).toEqual(await rows(a!));
@@ -110,6 +112,8 @@ describe('a 0.7-shaped push with archives, restores and links', () => {
     // broadcast_archive_quorum: `archives: [id]`.
     expect(await push({ archives: [m1.id] })).toMatchObject({ archived: 1, skipped: 0, unsupported_on_postgres: 0 });
     expect(await status(n, m1.id as string)).toBe(404);
+    // Recorded as upstream's receiver records it.
+    expect((await api(n.url, 'GET', '/api/v1/archive')).json.archived).toEqual([expect.objectContaining({ id: m1.id, archive_reason: 'sync_push' })]);
     // A replay of the bare id is a no-op (upstream: the row is no longer in `memories`); no feed row.
     const feed = async () => Number((await n.db.database.sql`SELECT count(*)::int AS c FROM change_feed WHERE memory_id = ${m1.id as string}`)[0]!.c);
     const before = await feed();
@@ -219,6 +223,15 @@ describe('client API: archive, restore, links', () => {
     expect(await linksOn(n, x)).toEqual([]);
   });
 
+  it("links: a deleted memory's links are no longer served", async () => {
+    const d = await create(n, 'to delete');
+    expect((await api(n.url, 'POST', '/api/v1/links', { source_id: d, target_id: y })).status).toBe(201);
+    expect((await linksOn(n, y)).map((l) => l.source_id)).toContain(d);
+    expect((await api(n.url, 'DELETE', `/api/v1/memories/${d}`)).status).toBe(200);
+    expect((await linksOn(n, y)).map((l) => l.source_id)).not.toContain(d);
+    await n.db.database.sql`DELETE FROM memory_links WHERE source_id = ${d}`;
+  });
+
   it('links: bad input is a 400 with a stable code; unknown memories are 404', async () => {
     const cases: Array<[unknown, number, string]> = [
       [{ source_id: x, target_id: y, weight: 3 }, 400, 'UNKNOWN_FIELD'],
@@ -247,7 +260,7 @@ describe('client API: archive, restore, links', () => {
     expect((await api(n.url, 'POST', '/api/v1/archive', { ids: [z] })).json).toMatchObject({ archived: [], missing: [z] });
     const list = await api(n.url, 'GET', '/api/v1/archive?namespace=links/test');
     expect(list.json.count).toBe(1);
-    expect(list.json.archived[0]).toMatchObject({ id: z, archived_at: expect.any(String) });
+    expect(list.json.archived[0]).toMatchObject({ id: z, archived_at: expect.any(String), archive_reason: 'stale' });
     expect((await api(n.url, 'PUT', `/api/v1/memories/${z}`, { content: 'edit' })).status).toBe(404);
     expect((await api(n.url, 'GET', '/api/v1/memories')).json.memories.map((m: { id: string }) => m.id)).not.toContain(z);
     expect((await api(n.url, 'POST', `/api/v1/archive/${z}/restore`)).json).toEqual({ restored: true, id: z });

@@ -185,16 +185,17 @@ describe('parsePushBody: archive and link lanes', () => {
   });
 
   it('takes the time of a memfed archive event over the bare id', () => {
-    const p = parsePushBody({ sender_agent_id: 's', memories: [], archives: ['a'], archive_events: [{ id: 'a', archived: true, at: '2024-05-01T00:00:00Z' }] }, NOW);
-    expect(p.archives).toEqual([{ id: 'a', archived: true, at: '2024-05-01T00:00:00.000000+00:00' }]);
+    const p = parsePushBody({ sender_agent_id: 's', memories: [], archives: ['a'], archive_events: [{ id: 'a', archived: true, at: '2024-05-01T00:00:00Z', reason: 'stale' }] }, NOW);
+    expect(p.archives).toEqual([{ id: 'a', archived: true, at: '2024-05-01T00:00:00.000000+00:00', reason: 'stale' }]);
+    expect(parsePushBody({ sender_agent_id: 's', memories: [], archive_events: [{ id: 'a', archived: true, at: NOW, reason: 5 }] }, NOW).skipped).toHaveLength(1);
   });
 
   it('skips invalid archive ids and malformed archive events', () => {
     const p = parsePushBody({ sender_agent_id: 's', memories: [], archives: ['a..b', 7], restores: [''], archive_events: [{ id: 'x', archived: 'yes', at: NOW }, { id: 'y', archived: true, at: 'soon' }] }, NOW);
     expect(p.archives).toEqual([]);
     expect(p.skipped.map((r) => r.reason)).toEqual([
-      'archive event needs a valid id, archived (boolean) and at',
-      'archive event needs a valid id, archived (boolean) and at',
+      'archive event needs a valid id, archived (boolean), at and an optional reason string',
+      'archive event needs a valid id, archived (boolean), at and an optional reason string',
       'invalid id in archives',
       'invalid id in archives',
       'invalid id in restores',

@@ -102,7 +102,7 @@ export function archiveLinkRoutes(deps: AppDeps) {
     const bad = r.data.ids.find((id) => !isValidId(id));
     if (bad !== undefined) throw badRequest('INVALID_ID', `invalid id ${JSON.stringify(String(bad).slice(0, 130))}: ${INVALID_ID_MESSAGE}`);
     const reason = r.data.reason ?? 'archive';
-    const out = await archiveMemories(db, r.data.ids, nowMicros());
+    const out = await archiveMemories(db, r.data.ids, nowMicros(), reason);
     committed(c, 'archive', out.archived, { reason });
     const q = await replicate(c, out.position, out.archived[0] ?? '');
     if (q.failure) return q.failure;

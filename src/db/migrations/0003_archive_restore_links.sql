@@ -14,4 +14,5 @@ CREATE TABLE "memory_links" (
 --> statement-breakpoint
 ALTER TABLE "memories" ADD COLUMN "archived_at" timestamp(6) with time zone;--> statement-breakpoint
 ALTER TABLE "memories" ADD COLUMN "archive_changed_at" timestamp(6) with time zone;--> statement-breakpoint
+ALTER TABLE "memories" ADD COLUMN "archive_reason" text;--> statement-breakpoint
 CREATE INDEX "memory_links_target_idx" ON "memory_links" USING btree ("target_id");
