@@ -168,7 +168,6 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
   const r = await applyFromPeer(deps, peer.id, 'catchup', { memories, tombstones, ...lanes }, {
     inTransaction: (tx) => advanceWatermark(tx, peer.id, wm, { cursor, since: null, lagRows, lastRowAt, ...(failedRow ? { halted: haltMessage(failedRow) } : {}) }),
   });
-  if (r.links.unapplied.length > 0) deps.logger.warn({ peer: peer.id, links: r.links.unapplied.slice(0, 20) }, 'catch-up: links naming a memory not stored here were not applied');
   return { applied: r.applied.length + r.deleted.length, caughtUp, ...(failedRow ? { failedRow } : {}) };
 }
 

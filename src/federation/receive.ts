@@ -82,13 +82,12 @@ export async function applyFromPeer(
     deps.audit.record({ kind: 'governance.refused', actor: peerId, details: { via, rows: refused.slice(0, 100).map((r) => ({ id: r.id, code: r.code, rule: r.rule, lane: r.lane })), count: refused.length } });
   }
   if (refusedEvents.length > 0) deps.metrics.appliedRows.inc({ status: 'skipped', via }, refusedEvents.length);
-  const none = { applied: [], deleted: [], noop: [], archived: [], restored: [], archiveNoop: [], links: { applied: [], noop: [], unapplied: [], removed: [] } };
+  const none = { applied: [], deleted: [], noop: [], archived: [], restored: [], archiveNoop: [], links: { applied: [], noop: [], removed: [] } };
   if (opts.dryRun) return { ...none, refused, refusedEvents, admitted };
   const out = await applyReplicated(deps.db, { ...admitted, originPeer: peerId }, opts.inTransaction);
   const changedEvents = out.archived.length + out.restored.length + out.links.applied.length + out.links.removed.length;
   deps.metrics.appliedRows.inc({ status: 'applied', via }, out.applied.length + out.deleted.length + changedEvents);
   deps.metrics.appliedRows.inc({ status: 'noop', via }, out.noop.length + out.archiveNoop.length + out.links.noop.length);
-  if (out.links.unapplied.length > 0) deps.metrics.appliedRows.inc({ status: 'skipped', via }, out.links.unapplied.length);
   if (out.deleted.length > 0) deps.audit.record({ kind: 'memory.deleted', actor: peerId, details: { via, ids: out.deleted.slice(0, 100), count: out.deleted.length } });
   return { applied: out.applied, deleted: out.deleted, noop: out.noop, archived: out.archived, restored: out.restored, archiveNoop: out.archiveNoop, links: out.links, refused, refusedEvents, admitted };
 }
@@ -106,8 +105,7 @@ export function pushIdentityProblem(push: ParsedPush, peerId: string, nodeId: st
  */
 export async function receivePush(deps: ReceiveDeps & { nodeId: string }, peerId: string, push: ParsedPush) {
   const out = await applyFromPeer(deps, peerId, 'push', push, { dryRun: push.dryRun });
-  const unappliedLinks = out.links.unapplied.map((l): RowResult => ({ id: l.source_id, status: 'skipped', reason: `LINK_UNAPPLIED: ${linkKey(l)}: source or target memory is not stored here` }));
-  const skipped: RowResult[] = [...push.skipped, ...out.refused.map((r): RowResult => ({ id: r.id, status: 'skipped', reason: `${r.code}: ${r.reason}` })), ...out.refusedEvents, ...unappliedLinks];
+  const skipped: RowResult[] = [...push.skipped, ...out.refused.map((r): RowResult => ({ id: r.id, status: 'skipped', reason: `${r.code}: ${r.reason}` })), ...out.refusedEvents];
   deps.metrics.appliedRows.inc({ status: 'skipped', via: 'push' }, push.skipped.length);
   const applied = new Set(out.applied);
   const deleted = new Set(out.deleted);
@@ -123,7 +121,7 @@ export async function receivePush(deps: ReceiveDeps & { nodeId: string }, peerId
   const archChanged = new Set([...out.archived, ...out.restored]);
   for (const e of out.admitted.archives) put({ id: e.id, status: archChanged.has(e.id) ? 'applied' : 'noop' });
   const linkChanged = new Set([...out.links.applied, ...out.links.removed].map(linkKey));
-  for (const l of [...out.admitted.links, ...out.admitted.linkRemovals]) if (!out.links.unapplied.includes(l as MemoryLink)) put({ id: l.source_id, status: linkChanged.has(linkKey(l)) ? 'applied' : 'noop' });
+  for (const l of [...out.admitted.links, ...out.admitted.linkRemovals]) put({ id: l.source_id, status: linkChanged.has(linkKey(l)) ? 'applied' : 'noop' });
   for (const r of skipped) put(r);
   const dry = push.dryRun;
   const unsupported = Object.values(push.unsupported).reduce((a, b) => a + b, 0);

@@ -162,8 +162,11 @@ export function wireLink(l: StoredLink): MemoryLink {
   return link;
 }
 
-/** Both ends are stored, not deleted memories: a deleted memory's links are not served (the rows stay, for LWW). */
-const BOTH_ENDS_STORED = sql`NOT EXISTS (SELECT 1 FROM ${memories} m WHERE m.id IN (${memoryLinks.sourceId}, ${memoryLinks.targetId}) AND m.deleted_at IS NOT NULL)`;
+/**
+ * Both ends are stored, not deleted memories: a link whose memory has not arrived yet, or
+ * was deleted, is not served (the row stays, for LWW and for when the memory arrives).
+ */
+const BOTH_ENDS_STORED = sql`(SELECT count(*) FROM ${memories} m WHERE m.id IN (${memoryLinks.sourceId}, ${memoryLinks.targetId}) AND m.deleted_at IS NULL) = 2`;
 
 const LIVE_LINK = sql`(${memoryLinks.removedAt} IS NULL OR ${memoryLinks.createdAt} > ${memoryLinks.removedAt})`;
 
@@ -200,18 +203,13 @@ async function knownIds(tx: Exec, ids: string[]): Promise<Set<string>> {
  * Applies link creations (LWW element set: created_at only moves forward) and removals
  * (removed_at only moves forward; a removal of an unknown link is stored so an older
  * creation arriving later stays removed). A creation whose source or target memory is
- * not stored here (unknown or deleted) is not applied: it comes back in `unapplied`.
+ * not stored (yet) is stored all the same and served once both ends are: upstream pushes a
+ * link in its own request, which may overtake the memories' own pushes.
  */
-export async function applyLinkChanges(tx: Tx, links: MemoryLink[], removals: LinkRemoval[], attestLevel = 'unsigned'): Promise<{ applied: MemoryLink[]; noop: MemoryLink[]; unapplied: MemoryLink[]; removed: LinkRemoval[]; changedSources: string[] }> {
-  const known = await knownIds(tx, links.flatMap((l) => [l.source_id, l.target_id]));
+export async function applyLinkChanges(tx: Tx, links: MemoryLink[], removals: LinkRemoval[], attestLevel = 'unsigned'): Promise<{ applied: MemoryLink[]; noop: MemoryLink[]; removed: LinkRemoval[]; changedSources: string[] }> {
   const applied: MemoryLink[] = [];
   const noop: MemoryLink[] = [];
-  const unapplied: MemoryLink[] = [];
   for (const l of links) {
-    if (!known.has(l.source_id) || !known.has(l.target_id)) {
-      unapplied.push(l);
-      continue;
-    }
     const res = await tx
       .insert(memoryLinks)
       .values({ sourceId: l.source_id, targetId: l.target_id, relation: l.relation, createdAt: l.created_at, signature: l.signature ?? null, observedBy: l.observed_by ?? null, validFrom: l.valid_from ?? null, validUntil: l.valid_until ?? null, attestLevel })
@@ -237,7 +235,7 @@ export async function applyLinkChanges(tx: Tx, links: MemoryLink[], removals: Li
     if (res.length > 0) removed.push(r);
   }
   const changedSources = [...new Set([...applied.map((l) => l.source_id), ...removed.map((r) => r.source_id)])];
-  return { applied, noop, unapplied, removed, changedSources };
+  return { applied, noop, removed, changedSources };
 }
 
 export type LinkResult = { kind: 'ok'; created: boolean; position: FeedPosition | null } | { kind: 'not_found'; which: 'source' | 'target' };

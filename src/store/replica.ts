@@ -29,12 +29,10 @@ export interface ApplyOutcome {
 export interface LinkOutcome {
   applied: MemoryLink[];
   noop: MemoryLink[];
-  /** Links whose source or target memory is not stored here: not applied, not acked. */
-  unapplied: MemoryLink[];
   removed: LinkRemoval[];
 }
 
-const NO_LINKS: LinkOutcome = { applied: [], noop: [], unapplied: [], removed: [] };
+const NO_LINKS: LinkOutcome = { applied: [], noop: [], removed: [] };
 
 /** Keeps, per id, the version that wins LWW (a batch may name one id twice). */
 function dedupeMemories(rows: Memory[]): Memory[] {

@@ -160,18 +160,22 @@ describe('a 0.7-shaped push with archives, restores and links', () => {
     expect(await linksOn(n, s.id as string)).toHaveLength(1);
   });
 
-  it('counts what it cannot apply instead of acking it: a link to an unknown memory, lanes memfed does not hold', async () => {
+  it('counts what it cannot apply instead of acking it: lanes memfed does not hold', async () => {
     const m = wireMemory();
-    await push({ memories: [m] });
-    const r = await push({
-      links: [{ source_id: m.id, target_id: 'never-seen-here', relation: 'related_to', created_at: '2026-01-01T00:00:00Z' }],
-      pendings: [{ id: 'p1' }],
-      namespace_meta: [{ namespace: 'x', standard_id: 'y' }],
-    });
-    expect(r).toMatchObject({ links_applied: 0, skipped: 1, unsupported_on_postgres: 2, unsupported_lanes: { pendings: 1, namespace_meta: 1 } });
-    expect(r.results).toEqual([{ id: m.id, status: 'skipped', reason: expect.stringMatching(/^LINK_UNAPPLIED/) }]);
+    const r = await push({ memories: [m], pendings: [{ id: 'p1' }, { id: 'p2' }], namespace_meta: [{ namespace: 'x', standard_id: 'y' }], namespace_meta_clears: [] });
+    expect(r).toMatchObject({ applied: 1, skipped: 0, unsupported_on_postgres: 3, unsupported_lanes: { pendings: 2, namespace_meta: 1 } });
     expect(r).not.toHaveProperty('ignored');
-    expect(await n.db.database.sql`SELECT 1 FROM memory_links WHERE target_id = 'never-seen-here'`).toHaveLength(0);
+    expect((await push({ memories: [m] })).unsupported_on_postgres).toBe(0);
+  });
+
+  it('a link that overtakes its memories (upstream pushes it in its own request) is kept and served once they arrive', async () => {
+    const [s, t] = [wireMemory(), wireMemory()];
+    const link = { source_id: s.id, target_id: t.id, relation: 'related_to', created_at: '2026-01-01T00:00:00Z' };
+    expect(await push({ links: [link] })).toMatchObject({ links_applied: 1, skipped: 0 });
+    await push({ memories: [t] });
+    expect(await linksOn(n, t.id as string)).toEqual([]);
+    await push({ memories: [s] });
+    expect(await linksOn(n, t.id as string)).toEqual([expect.objectContaining({ source_id: s.id, target_id: t.id })]);
   });
 
   it('refuses archive events and links stamped in the future', async () => {
