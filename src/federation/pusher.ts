@@ -123,7 +123,10 @@ export async function sendIsolating(deps: Pick<PusherDeps, 'client' | 'selfId' |
     return splitAndSend(deps, peer, items);
   }
   if (Array.isArray(res.results)) {
-    const byId = new Map(res.results.filter((r) => r && typeof r.id === 'string').map((r) => [r.id, r]));
+    // A skipped result for an id wins over any other for it (a lane element naming the
+    // memory, e.g. its archive event or a link, may be refused while its row applied).
+    const byId = new Map<string, (typeof res.results)[number]>();
+    for (const r of res.results) if (r && typeof r.id === 'string' && (!byId.has(r.id) || r.status === 'skipped')) byId.set(r.id, r);
     const dead: Refusal[] = [];
     for (const i of items) {
       const r = byId.get(itemId(i));

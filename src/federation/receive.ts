@@ -109,20 +109,24 @@ export async function receivePush(deps: ReceiveDeps & { nodeId: string }, peerId
   deps.metrics.appliedRows.inc({ status: 'skipped', via: 'push' }, push.skipped.length);
   const applied = new Set(out.applied);
   const deleted = new Set(out.deleted);
-  // One result per memory id: a row is acked only if every lane element naming it was
-  // applied (or was a no-op); any skipped element makes the id skipped (a non-ack).
-  const results = new Map<string, RowResult>();
-  const put = (r: RowResult) => {
-    const cur = results.get(r.id);
-    if (!cur || r.status === 'skipped' || (cur.status === 'noop' && r.status === 'applied')) results.set(r.id, cur?.status === 'skipped' ? cur : r);
+  const results: RowResult[] = [...skipped];
+  for (const m of out.admitted.memories) results.push({ id: m.id, status: applied.has(m.id) ? 'applied' : 'noop' });
+  for (const t of out.admitted.tombstones) results.push({ id: t.id, status: deleted.has(t.id) ? 'applied' : 'noop' });
+  // Archive and link elements answer under their memory id, once per id not answered by a
+  // row already (a skipped element is among the skipped results: a memfed sender reads a
+  // skipped result for an id as a non-ack even when another result for it says applied).
+  const answered = new Set(results.map((r) => r.id));
+  const laneResult = (id: string, changed: boolean) => {
+    if (answered.has(id)) return;
+    answered.add(id);
+    results.push({ id, status: changed ? 'applied' : 'noop' });
   };
-  for (const m of out.admitted.memories) put({ id: m.id, status: applied.has(m.id) ? 'applied' : 'noop' });
-  for (const t of out.admitted.tombstones) put({ id: t.id, status: deleted.has(t.id) ? 'applied' : 'noop' });
   const archChanged = new Set([...out.archived, ...out.restored]);
-  for (const e of out.admitted.archives) put({ id: e.id, status: archChanged.has(e.id) ? 'applied' : 'noop' });
+  for (const e of out.admitted.archives) laneResult(e.id, archChanged.has(e.id));
   const linkChanged = new Set([...out.links.applied, ...out.links.removed].map(linkKey));
-  for (const l of [...out.admitted.links, ...out.admitted.linkRemovals]) put({ id: l.source_id, status: linkChanged.has(linkKey(l)) ? 'applied' : 'noop' });
-  for (const r of skipped) put(r);
+  const linkSources = new Map<string, boolean>();
+  for (const l of [...out.admitted.links, ...out.admitted.linkRemovals]) linkSources.set(l.source_id, (linkSources.get(l.source_id) ?? false) || linkChanged.has(linkKey(l)));
+  for (const [id, changed] of linkSources) laneResult(id, changed);
   const dry = push.dryRun;
   const unsupported = Object.values(push.unsupported).reduce((a, b) => a + b, 0);
   return {
@@ -133,7 +137,7 @@ export async function receivePush(deps: ReceiveDeps & { nodeId: string }, peerId
     links_applied: out.links.applied.length,
     // memfed extra: link removals applied (upstream has no removal lane).
     links_removed: out.links.removed.length,
-    noop: dry ? out.admitted.memories.length + out.admitted.tombstones.length + out.admitted.archives.length + out.admitted.links.length + out.admitted.linkRemovals.length : out.noop.length + out.archiveNoop.length + out.links.noop.length,
+    noop: out.noop.length + out.archiveNoop.length + out.links.noop.length,
     skipped: skipped.length,
     // Upstream's name for lane elements a receiver does not apply (federation_signing_check.rs):
     // never acked as applied; a memfed sender treats a non-zero count as a non-ack.
@@ -141,6 +145,6 @@ export async function receivePush(deps: ReceiveDeps & { nodeId: string }, peerId
     ...(unsupported > 0 ? { unsupported_lanes: push.unsupported } : {}),
     dry_run: dry,
     receiver_agent_id: deps.nodeId,
-    results: [...results.values()],
+    results,
   };
 }

@@ -181,17 +181,26 @@ describe('a 0.7-shaped push with archives, restores and links', () => {
   it('refuses archive events and links stamped in the future', async () => {
     const [s, t] = [wireMemory(), wireMemory()];
     await push({ memories: [s, t] });
-    const r = await push({ archive_events: [{ id: s.id, archived: true, at: '2999-01-01T00:00:00Z' }], links: [{ source_id: s.id, target_id: t.id, relation: 'related_to', created_at: '2999-01-01T00:00:00Z' }] });
-    expect(r).toMatchObject({ archived: 0, links_applied: 0, skipped: 2 });
+    const r = await push({ memories: [{ ...s, content: 'newer', updated_at: '2026-01-02T00:00:00.000000+00:00' }], archive_events: [{ id: s.id, archived: true, at: '2999-01-01T00:00:00Z' }], links: [{ source_id: s.id, target_id: t.id, relation: 'related_to', created_at: '2999-01-01T00:00:00Z' }] });
+    expect(r).toMatchObject({ applied: 1, archived: 0, links_applied: 0, skipped: 2 });
+    // The row applied, but the skipped elements naming it come first: a memfed sender dead-letters the item.
+    expect(r.results.map((x: { status: string; reason?: string }) => [x.status, x.reason?.split(':')[0]])).toEqual([
+      ['skipped', 'FUTURE_TIMESTAMP'],
+      ['skipped', 'FUTURE_TIMESTAMP'],
+      ['applied', undefined],
+    ]);
     expect(await status(n, s.id as string)).toBe(200);
   });
 
-  it('a dry run applies nothing and counts every lane element as noop', async () => {
+  it('a dry run applies no lane', async () => {
     const m = wireMemory();
     await push({ memories: [m] });
     const r = await push({ dry_run: true, archives: [m.id], links: [{ source_id: m.id, target_id: m.id + 'x', relation: 'related_to', created_at: '2026-01-01T00:00:00Z' }] });
-    expect(r).toMatchObject({ archived: 0, links_applied: 0, noop: 2, dry_run: true });
+    expect(r).toMatchObject({ archived: 0, links_applied: 0, dry_run: true });
+    expect(r.results).toEqual([{ id: m.id, status: 'noop' }]);
     expect(await status(n, m.id as string)).toBe(200);
+    expect(await linksOn(n, m.id as string)).toEqual([]);
+    expect(await n.db.database.sql`SELECT 1 FROM memory_links WHERE source_id = ${m.id as string}`).toHaveLength(0);
   });
 
   it('the upstream since form leaves archived memories out (upstream: they leave `memories`)', async () => {

@@ -217,6 +217,12 @@ describe('sendIsolating', () => {
     expect(p.batches()).toEqual([['m1', 'm2', 'm3'], ['m1', 'm2'], ['m1'], ['m2'], ['m3']]);
   });
 
+  it('a skipped result for an id is a non-ack even when another result for it says applied', async () => {
+    const p = fakePeer((ids) => ({ results: [{ id: 'm1', status: 'skipped', reason: 'FUTURE_TIMESTAMP: link' }, ...ids.map((id) => ({ id, status: 'applied' as const }))] }));
+    const items = [live('m1'), live('m2')];
+    expect(await sendIsolating(p.deps, PEER, items)).toEqual([{ item: items[0], failureClass: 'skipped', error: 'FUTURE_TIMESTAMP: link' }]);
+  });
+
   it('an upstream postgres peer answering unsupported_on_postgres for an archive is no ack: the archived row is dead-lettered', async () => {
     const archivedItem = itemFromStored({ memory: memory('m2'), deletedAt: null, digest: 'd', archive: { archivedAt: '2024-03-01T00:00:00.000000+00:00', changedAt: '2024-03-01T00:00:00.000000+00:00' } });
     const p = fakePeer(() => ({ applied: 0, skipped: 0 }));
