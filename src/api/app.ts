@@ -4,6 +4,7 @@ import { adminAuth, apiKeyAuth } from './middleware/auth.js';
 import { errorHandler, notFoundHandler } from './middleware/errors.js';
 import { httpMetrics } from './middleware/http-metrics.js';
 import { healthRoutes } from './routes/health.js';
+import { archiveLinkRoutes } from './routes/archive-links.js';
 import { memoryRoutes } from './routes/memories.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { syncRoutes } from './routes/sync.js';
@@ -23,6 +24,7 @@ export function createApp(deps: AppDeps): Hono {
   app.route('/', healthRoutes(deps));
   app.route('/', metricsRoutes(deps.metrics));
   app.route('/', memoryRoutes(deps));
+  app.route('/', archiveLinkRoutes(deps));
   app.route('/', syncRoutes(deps));
   app.route('/', auditRoutes(deps));
   // Unset ADMIN_TOKEN = no admin surface at all (not merely refused).

@@ -1,5 +1,5 @@
 import { sql } from 'drizzle-orm';
-import { bigint, bigserial, customType, index, integer, jsonb, pgTable, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
+import { bigint, bigserial, customType, index, integer, jsonb, pgTable, primaryKey, text, timestamp, uniqueIndex } from 'drizzle-orm/pg-core';
 
 /** Postgres xid8 (64-bit transaction id), carried as a decimal string. */
 const xid8 = customType<{ data: string; driverData: string }>({ dataType: () => 'xid8' });
@@ -25,6 +25,16 @@ export const memories = pgTable(
     /** Set when the memory is a tombstone; LWW time of a tombstone. */
     deletedAt: ts('deleted_at'),
     version: integer('version').notNull(),
+    /**
+     * Archive register (LWW by `archive_changed_at`): `archived_at` is set while the last
+     * archive/restore event was an archive. The memory is archived while
+     * archived_at >= updated_at (a newer content update wins over an older archive).
+     */
+    archivedAt: ts('archived_at'),
+    /** Time of the latest archive or restore event applied (null: never archived). */
+    archiveChangedAt: ts('archive_changed_at'),
+    /** Why it was archived (upstream `archived_memories.archive_reason`); set with the register. */
+    archiveReason: text('archive_reason'),
     /** SHA-256 of the canonical doc: the deterministic LWW tie-break. */
     digest: text('digest').notNull(),
     doc: jsonb('doc').notNull(),
@@ -54,6 +64,30 @@ export const changeFeed = pgTable(
     committedAt: ts('committed_at').notNull().default(sql`now()`),
   },
   (t) => [index('change_feed_pos_idx').on(t.txid, t.seq)],
+);
+
+/**
+ * Memory links, one row per (source, target, relation), an LWW element set: `created_at`
+ * is the latest creation seen, `removed_at` the latest removal; the link is live while
+ * removed_at is null or created_at > removed_at. Link changes enter the change feed under
+ * the source memory's id.
+ */
+export const memoryLinks = pgTable(
+  'memory_links',
+  {
+    sourceId: text('source_id').notNull(),
+    targetId: text('target_id').notNull(),
+    relation: text('relation').notNull(),
+    createdAt: ts('created_at').notNull(),
+    removedAt: ts('removed_at'),
+    /** Upstream's optional H3 fields, kept as sent. */
+    signature: jsonb('signature'),
+    observedBy: text('observed_by'),
+    validFrom: text('valid_from'),
+    validUntil: text('valid_until'),
+    attestLevel: text('attest_level').notNull().default('unsigned'),
+  },
+  (t) => [primaryKey({ columns: [t.sourceId, t.targetId, t.relation] }), index('memory_links_target_idx').on(t.targetId)],
 );
 
 /** Per-peer delivery cursor into the change feed: the durable intent to deliver. */

@@ -15,6 +15,7 @@ import type { AuditRecorder } from '../audit/events.js';
 import type { Policy } from '../governance.js';
 import { PeerRequestError, type PeerClient } from './client.js';
 import { applyFromPeer } from './receive.js';
+import { parsePushBody } from './wire.js';
 
 /** The largest `limit` the since form allows (docs/wire.md). */
 const SINCE_LIMIT_MAX = 10_000;
@@ -45,6 +46,9 @@ interface SincePage {
   latest_updated_at?: string | null;
   // memfed extras
   tombstones?: Tombstone[];
+  archive_events?: unknown[];
+  links?: unknown[];
+  link_removals?: unknown[];
   entries?: Array<{ id: string; cursor: string }>;
   next_cursor?: string;
   has_more?: boolean;
@@ -208,11 +212,12 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
     if ('memory' in j) memories.push(j.memory);
     else invalid.push({ ...j.refusal, memoryId: e.id });
   }
+  const lanes = pageLanes(page, new Set([...memories.map((m) => m.id), ...tombstones.map((t) => t.id)]));
   const lastRowAt = memories.reduce<string | null>((acc, m) => (acc === null || m.updated_at > acc ? m.updated_at : acc), null);
   const caughtUp = !failedRow && page.has_more !== true;
   const lagRows = caughtUp ? 0 : typeof page.remaining === 'number' ? page.remaining : entries.length;
   let fresh: CatchupRefusal[] = [];
-  const r = await applyFromPeer(deps, peer.id, 'catchup', { memories, tombstones }, {
+  const r = await applyFromPeer(deps, peer.id, 'catchup', { memories, tombstones, ...lanes }, {
     inTransaction: async (tx, refused) => {
       fresh = await recordInTransaction(peer, tx, invalid, refused, (id, lane) => (lane === 'tombstones' ? tombs.get(id) : byId.get(id)));
       await advanceWatermark(tx, peer.id, wm, { cursor, since: null, lagRows, lastRowAt, ...(failedRow ? { halted: haltMessage(failedRow) } : {}) });
@@ -286,6 +291,20 @@ function rootCause(err: unknown): string {
   while (e.cause && typeof e.cause === 'object') e = e.cause as typeof e;
   const code = typeof e.code === 'string' ? ` (${e.code})` : '';
   return `${String(e.message ?? e).slice(0, 300)}${code}`;
+}
+
+/**
+ * The archive events and links of a cursor page that belong to the entries taken (a page
+ * carries each memory's archive register and outgoing links next to it), parsed as a push
+ * body's lanes are.
+ */
+function pageLanes(page: SincePage, taken: Set<string>) {
+  const parsed = parsePushBody({ sender_agent_id: 'page', memories: [], archive_events: page.archive_events ?? [], links: page.links ?? [], link_removals: page.link_removals ?? [] }, formatTimestamp(Date.now() * 1000));
+  return {
+    archives: parsed.archives.filter((e) => taken.has(e.id)),
+    links: parsed.links.filter((l) => taken.has(l.source_id)),
+    linkRemovals: parsed.linkRemovals.filter((l) => taken.has(l.source_id)),
+  };
 }
 
 const haltMessage = (f: { id: string; reason: string }) => `row ${f.id} failed to apply: ${f.reason}`;

@@ -1,11 +1,15 @@
 import type { Db } from '../db/client.js';
 import type { Memory } from '../memory/model.js';
 import { readFeed, type FeedEntry, type FeedPosition } from '../store/feed.js';
-import type { StoredMemory } from '../store/memories.js';
+import { archiveEventOf, type ArchiveEvent } from '../store/archive-links.js';
+import type { StoredLink, StoredMemory } from '../store/memories.js';
 import { loadStored, type Tombstone } from '../store/replica.js';
 
-/** One row to deliver: a memory's current state, or its tombstone. */
-export type Item = { kind: 'memory'; memory: Memory; bytes: number } | { kind: 'tombstone'; tombstone: Tombstone; bytes: number };
+/**
+ * One row to deliver: a memory's current state (content, archive register, outgoing
+ * links), or its tombstone.
+ */
+export type Item = { kind: 'memory'; memory: Memory; archive?: ArchiveEvent; links?: StoredLink[]; bytes: number } | { kind: 'tombstone'; tombstone: Tombstone; bytes: number };
 
 export const itemId = (i: Item) => (i.kind === 'memory' ? i.memory.id : i.tombstone.id);
 
@@ -14,11 +18,19 @@ export const itemId = (i: Item) => (i.kind === 'memory' ? i.memory.id : i.tombst
  * sent in: a memory once in `memories`; a tombstone's id in `deletions` plus the
  * tombstone itself in `tombstones`; each with its comma.
  */
-export const memoryItem = (memory: Memory): Item => ({ kind: 'memory', memory, bytes: Buffer.byteLength(JSON.stringify(memory)) + 1 });
+export const memoryItem = (memory: Memory, extra: { archive?: ArchiveEvent; links?: StoredLink[] } = {}): Item => {
+  let bytes = Buffer.byteLength(JSON.stringify(memory)) + 1;
+  // An archive event: the id in `archives`/`restores` plus the event in `archive_events`.
+  if (extra.archive) bytes += Buffer.byteLength(JSON.stringify(extra.archive.id)) + Buffer.byteLength(JSON.stringify(extra.archive)) + 2;
+  // A link in `links` (live) or `link_removals` (removed), never both.
+  for (const l of extra.links ?? []) bytes += Buffer.byteLength(JSON.stringify(l)) + 1;
+  return { kind: 'memory', memory, ...(extra.archive ? { archive: extra.archive } : {}), ...(extra.links && extra.links.length > 0 ? { links: extra.links } : {}), bytes };
+};
 export const tombstoneItem = (tombstone: Tombstone): Item => ({ kind: 'tombstone', tombstone, bytes: Buffer.byteLength(JSON.stringify(tombstone.id)) + Buffer.byteLength(JSON.stringify(tombstone)) + 2 });
 
 export function itemFromStored(s: StoredMemory): Item {
-  return s.deletedAt === null ? memoryItem(s.memory) : tombstoneItem({ id: s.memory.id, deleted_at: s.deletedAt });
+  if (s.deletedAt !== null) return tombstoneItem({ id: s.memory.id, deleted_at: s.deletedAt });
+  return memoryItem(s.memory, { ...(s.archive ? { archive: archiveEventOf(s.memory.id, s.archive) } : {}), ...(s.links ? { links: s.links } : {}) });
 }
 
 export interface FeedPage {

@@ -9,7 +9,7 @@ import { PeerRequestError, type PeerClient } from './client.js';
 import { testFault } from '../test-faults.js';
 import { itemId, readFeedPage, type Item } from './feed-page.js';
 import { pushBodyBudget } from './peers.js';
-import { buildPushBody, type PushResponse } from './wire.js';
+import { buildPushBody, pushBodyOf, type PushResponse } from './wire.js';
 
 export interface PusherDeps {
   db: Db;
@@ -26,8 +26,11 @@ export interface PusherDeps {
   publishAck(peerId: string, position: FeedPosition, refused: FeedPosition[]): Promise<void>;
 }
 
+/** The keys of the optional lanes (present only when a batch carries archives or links). */
+const OPTIONAL_LANE_KEYS = Buffer.byteLength(',"archives":[],"restores":[],"archive_events":[],"links":[],"link_removals":[]');
+
 /** The bytes of a push body with no rows: what `batchMaxBytes` must also cover. */
-const envelopeBytes = (sender: string, recipient: string) => Buffer.byteLength(JSON.stringify(buildPushBody({ sender, recipient, memories: [], tombstones: [] })));
+const envelopeBytes = (sender: string, recipient: string) => Buffer.byteLength(JSON.stringify(buildPushBody({ sender, recipient, memories: [], tombstones: [] }))) + OPTIONAL_LANE_KEYS;
 
 /**
  * What the rows of one push body to `peer` may take: `batchMaxBytes`, capped for a peer
@@ -118,15 +121,7 @@ export async function sendIsolating(deps: Pick<PusherDeps, 'client' | 'selfId' |
   const letter = (item: Item, failureClass: Refusal['failureClass'], error: string): Refusal => ({ item, failureClass, error });
   let res: PushResponse;
   try {
-    res = await deps.client.push(
-      peer,
-      buildPushBody({
-        sender: deps.selfId,
-        recipient: peer.id,
-        memories: items.flatMap((i) => (i.kind === 'memory' ? [i.memory] : [])),
-        tombstones: items.flatMap((i) => (i.kind === 'tombstone' ? [i.tombstone] : [])),
-      }),
-    );
+    res = await deps.client.push(peer, pushBodyOf(deps.selfId, peer.id, items));
     deps.metrics.pushOutcomes.inc({ peer: peer.id, class: 'ok' });
   } catch (err) {
     if (!(err instanceof PeerRequestError)) throw err;
@@ -136,7 +131,10 @@ export async function sendIsolating(deps: Pick<PusherDeps, 'client' | 'selfId' |
     return splitAndSend(deps, peer, items);
   }
   if (Array.isArray(res.results)) {
-    const byId = new Map(res.results.filter((r) => r && typeof r.id === 'string').map((r) => [r.id, r]));
+    // A skipped result for an id wins over any other for it (a lane element naming the
+    // memory, e.g. its archive event or a link, may be refused while its row applied).
+    const byId = new Map<string, (typeof res.results)[number]>();
+    for (const r of res.results) if (r && typeof r.id === 'string' && (!byId.has(r.id) || r.status === 'skipped')) byId.set(r.id, r);
     const dead: Refusal[] = [];
     for (const i of items) {
       const r = byId.get(itemId(i));
@@ -146,8 +144,11 @@ export async function sendIsolating(deps: Pick<PusherDeps, 'client' | 'selfId' |
     return dead;
   }
   // Upstream receivers report only counters: a skipped row must be found by splitting.
-  if (typeof res.skipped === 'number' && res.skipped > 0) {
-    if (items.length === 1) return [letter(items[0]!, 'skipped', 'peer reported skipped')];
+  // Lane elements the peer does not apply (`unsupported_on_postgres`, e.g. archives on an
+  // ai-memory postgres receiver) are no ack either: found and dead-lettered the same way.
+  const notApplied = (typeof res.skipped === 'number' ? res.skipped : 0) + (typeof res.unsupported_on_postgres === 'number' ? res.unsupported_on_postgres : 0);
+  if (notApplied > 0) {
+    if (items.length === 1) return [letter(items[0]!, 'skipped', res.skipped ? 'peer reported skipped' : 'peer reported unsupported_on_postgres')];
     return splitAndSend(deps, peer, items);
   }
   return [];

@@ -3,7 +3,10 @@ import type { Db, Tx } from '../db/client.js';
 import type { Policy } from '../governance.js';
 import type { Memory } from '../memory/model.js';
 import type { Metrics } from '../metrics.js';
-import { applyReplicated, type Tombstone } from '../store/replica.js';
+import { linkKey, type LinkRemoval, type MemoryLink } from '../memory/link.js';
+import { nowMicros, parseTimestamp } from '../memory/time.js';
+import type { ArchiveEvent } from '../store/archive-links.js';
+import { applyReplicated, type LinkOutcome, type Tombstone } from '../store/replica.js';
 import { admitReplicated, type AdmissionRefusal } from './admission.js';
 import type { ParsedPush, RowResult } from './wire.js';
 
@@ -16,13 +19,46 @@ export interface ReceiveDeps {
   clockSkewMs: number;
 }
 
+/** Rows from a peer: every lane memfed applies. */
+export interface PeerRows {
+  memories: Memory[];
+  tombstones: Tombstone[];
+  archives?: ArchiveEvent[];
+  links?: MemoryLink[];
+  linkRemovals?: LinkRemoval[];
+}
+
 export interface PeerApply {
   applied: string[];
   deleted: string[];
   noop: string[];
+  archived: string[];
+  restored: string[];
+  archiveNoop: string[];
+  links: LinkOutcome;
   refused: AdmissionRefusal[];
+  /** Archive events and links refused for a time in the future (LWW would pin them). */
+  refusedEvents: RowResult[];
   /** The rows admission let through (what was applied, or in a dry run would be). */
-  admitted: { memories: Memory[]; tombstones: Tombstone[] };
+  admitted: Required<PeerRows>;
+}
+
+/** Archive events and links stamped beyond the allowed clock skew: refused, as memories are. */
+function admitEvents(rows: PeerRows, clockSkewMs: number): { archives: ArchiveEvent[]; links: MemoryLink[]; linkRemovals: LinkRemoval[]; refused: RowResult[] } {
+  const horizon = nowMicros() + clockSkewMs * 1000;
+  const refused: RowResult[] = [];
+  const timely = <T>(rows: T[], at: (r: T) => string, id: (r: T) => string) =>
+    rows.filter((r) => {
+      if ((parseTimestamp(at(r)) ?? 0) <= horizon) return true;
+      refused.push({ id: id(r), status: 'skipped', reason: `FUTURE_TIMESTAMP: ${at(r)} is in the future` });
+      return false;
+    });
+  return {
+    archives: timely(rows.archives ?? [], (e) => e.at, (e) => e.id),
+    links: timely(rows.links ?? [], (l) => l.created_at, (l) => l.source_id),
+    linkRemovals: timely(rows.linkRemovals ?? [], (l) => l.removed_at, (l) => l.source_id),
+    refused,
+  };
 }
 
 /**
@@ -35,23 +71,31 @@ export async function applyFromPeer(
   deps: ReceiveDeps,
   peerId: string,
   via: 'push' | 'catchup',
-  rows: { memories: Memory[]; tombstones: Tombstone[] },
+  rows: PeerRows,
   /** `inTransaction` also gets admission's refusals (catch-up records them in the same commit). */
   opts: { dryRun?: boolean; inTransaction?: (tx: Tx, refused: AdmissionRefusal[]) => Promise<void> } = {},
 ): Promise<PeerApply> {
-  const { refused, ...admitted } = await admitReplicated(deps.db, deps.policy, peerId, rows, deps.clockSkewMs);
+  const { refused, ...admittedRows } = await admitReplicated(deps.db, deps.policy, peerId, rows, deps.clockSkewMs);
+  const { refused: refusedEvents, ...events } = admitEvents(rows, deps.clockSkewMs);
+  const admitted = { ...admittedRows, ...events };
   if (refused.length > 0) {
     deps.metrics.appliedRows.inc({ status: 'skipped', via }, refused.length);
     deps.audit.record({ kind: 'governance.refused', actor: peerId, details: { via, rows: refused.slice(0, 100).map((r) => ({ id: r.id, code: r.code, rule: r.rule, lane: r.lane })), count: refused.length } });
   }
+  if (refusedEvents.length > 0) deps.metrics.appliedRows.inc({ status: 'skipped', via }, refusedEvents.length);
+  const none = { applied: [], deleted: [], noop: [], archived: [], restored: [], archiveNoop: [], links: { applied: [], noop: [], removed: [] } };
   // upstream src/handlers/federation_receive.rs: in a dry run every row that passes the checks counts as noop.
-  if (opts.dryRun) return { applied: [], deleted: [], noop: [...admitted.memories.map((m) => m.id), ...admitted.tombstones.map((t) => t.id)], refused, admitted };
+  if (opts.dryRun) {
+    const noop = [...admitted.memories.map((m) => m.id), ...admitted.tombstones.map((t) => t.id), ...admitted.archives.map((e) => e.id), ...admitted.links.map((l) => l.source_id), ...admitted.linkRemovals.map((l) => l.source_id)];
+    return { ...none, noop, refused, refusedEvents, admitted };
+  }
   const inTx = opts.inTransaction;
-  const out = await applyReplicated(deps.db, { memories: admitted.memories, tombstones: admitted.tombstones, originPeer: peerId }, inTx ? (tx) => inTx(tx, refused) : undefined);
-  deps.metrics.appliedRows.inc({ status: 'applied', via }, out.applied.length + out.deleted.length);
-  deps.metrics.appliedRows.inc({ status: 'noop', via }, out.noop.length);
+  const out = await applyReplicated(deps.db, { ...admitted, originPeer: peerId }, inTx ? (tx) => inTx(tx, refused) : undefined);
+  const changedEvents = out.archived.length + out.restored.length + out.links.applied.length + out.links.removed.length;
+  deps.metrics.appliedRows.inc({ status: 'applied', via }, out.applied.length + out.deleted.length + changedEvents);
+  deps.metrics.appliedRows.inc({ status: 'noop', via }, out.noop.length + out.archiveNoop.length + out.links.noop.length);
   if (out.deleted.length > 0) deps.audit.record({ kind: 'memory.deleted', actor: peerId, details: { via, ids: out.deleted.slice(0, 100), count: out.deleted.length } });
-  return { applied: out.applied, deleted: out.deleted, noop: out.noop, refused, admitted };
+  return { applied: out.applied, deleted: out.deleted, noop: out.noop, archived: out.archived, restored: out.restored, archiveNoop: out.archiveNoop, links: out.links, refused, refusedEvents, admitted };
 }
 
 /** A push's identity claims against the authenticated peer and this node; a refusal tag or null. */
@@ -67,21 +111,46 @@ export function pushIdentityProblem(push: ParsedPush, peerId: string, nodeId: st
  */
 export async function receivePush(deps: ReceiveDeps & { nodeId: string }, peerId: string, push: ParsedPush) {
   const out = await applyFromPeer(deps, peerId, 'push', push, { dryRun: push.dryRun });
-  const skipped: RowResult[] = [...push.skipped, ...out.refused.map((r): RowResult => ({ id: r.id, status: 'skipped', reason: `${r.code}: ${r.reason}` }))];
+  const skipped: RowResult[] = [...push.skipped, ...out.refused.map((r): RowResult => ({ id: r.id, status: 'skipped', reason: `${r.code}: ${r.reason}` })), ...out.refusedEvents];
   deps.metrics.appliedRows.inc({ status: 'skipped', via: 'push' }, push.skipped.length);
   const applied = new Set(out.applied);
   const deleted = new Set(out.deleted);
   const results: RowResult[] = [...skipped];
   for (const m of out.admitted.memories) results.push({ id: m.id, status: applied.has(m.id) ? 'applied' : 'noop' });
   for (const t of out.admitted.tombstones) results.push({ id: t.id, status: deleted.has(t.id) ? 'applied' : 'noop' });
+  // Archive and link elements answer under their memory id, once per id not answered by a
+  // row already (a skipped element is among the skipped results: a memfed sender reads a
+  // skipped result for an id as a non-ack even when another result for it says applied).
+  const answered = new Set(results.map((r) => r.id));
+  const laneResult = (id: string, changed: boolean) => {
+    if (answered.has(id)) return;
+    answered.add(id);
+    results.push({ id, status: changed ? 'applied' : 'noop' });
+  };
+  const archChanged = new Set([...out.archived, ...out.restored]);
+  for (const e of out.admitted.archives) laneResult(e.id, archChanged.has(e.id));
+  const linkChanged = new Set([...out.links.applied, ...out.links.removed].map(linkKey));
+  const linkSources = new Map<string, boolean>();
+  for (const l of [...out.admitted.links, ...out.admitted.linkRemovals]) linkSources.set(l.source_id, (linkSources.get(l.source_id) ?? false) || linkChanged.has(linkKey(l)));
+  for (const [id, changed] of linkSources) laneResult(id, changed);
+  const dry = push.dryRun;
+  const unsupported = Object.values(push.unsupported).reduce((a, b) => a + b, 0);
   return {
     applied: out.applied.length,
     deleted: out.deleted.length,
-    noop: out.noop.length,
+    archived: out.archived.length,
+    restored: out.restored.length,
+    links_applied: out.links.applied.length,
+    // memfed extra: link removals applied (upstream has no removal lane).
+    links_removed: out.links.removed.length,
+    noop: out.noop.length + out.archiveNoop.length + out.links.noop.length,
     skipped: skipped.length,
-    dry_run: push.dryRun,
+    // Upstream's name for lane elements a receiver does not apply (federation_signing_check.rs):
+    // never acked as applied; a memfed sender treats a non-zero count as a non-ack.
+    unsupported_on_postgres: unsupported,
+    ...(unsupported > 0 ? { unsupported_lanes: push.unsupported } : {}),
+    dry_run: dry,
     receiver_agent_id: deps.nodeId,
     results,
-    ...(Object.keys(push.ignoredLanes).length > 0 ? { ignored: push.ignoredLanes } : {}),
   };
 }

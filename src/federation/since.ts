@@ -4,6 +4,7 @@ import { countAfter, encodeCursor, type FeedPosition } from '../store/feed.js';
 import { memoriesAtUpdatedAfterId, memoriesUpdatedSince } from '../store/memories.js';
 import type { Tombstone } from '../store/replica.js';
 import { readFeedPage } from './feed-page.js';
+import { pushBodyOf } from './wire.js';
 
 /** Page byte budget for GET /sync/since, well below what a memfed puller accepts (8 MiB). */
 export const SINCE_PAGE_MAX_BYTES = 4 * 1024 * 1024;
@@ -30,10 +31,15 @@ export async function cursorPage(db: Db, after: FeedPosition, limit: number, cal
   const page = await readFeedPage(db, after, limit, { ...(caller !== undefined ? { excludeOrigin: caller } : {}), maxBytes: SINCE_PAGE_MAX_BYTES });
   const memories = page.items.flatMap((i) => (i.kind === 'memory' ? [i.memory] : []));
   const tombstones: Tombstone[] = page.items.flatMap((i) => (i.kind === 'tombstone' ? [i.tombstone] : []));
+  // The archive registers and outgoing links of the memories in the page, as pushed.
+  const lanes = pushBodyOf('', '', page.items);
   const hasMore = page.cut || page.read === limit;
   return {
     ...sinceEnvelope(memories, limit, null),
     tombstones,
+    archive_events: lanes.archive_events ?? [],
+    links: lanes.links ?? [],
+    link_removals: lanes.link_removals ?? [],
     entries: page.delivered.map((e) => ({ id: e.memoryId, cursor: encodeCursor(e) })),
     next_cursor: encodeCursor(page.last ?? after),
     has_more: hasMore,

@@ -2,7 +2,8 @@ import { sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
 import { changeFeed } from '../db/schema.js';
 
-export type ChangeOp = 'upsert' | 'delete';
+/** A change to a memory id: its content, its tombstone, its archive register, its outgoing links. */
+export type ChangeOp = 'upsert' | 'delete' | 'archive' | 'restore' | 'link';
 
 /** A position in the change feed: (txid, seq), compared as a pair. */
 export interface FeedPosition {

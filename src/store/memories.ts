@@ -2,17 +2,43 @@ import { and, arrayContains, asc, desc, eq, gt, isNull, lte, sql } from 'drizzle
 import type { Db, Tx } from '../db/client.js';
 import { memories } from '../db/schema.js';
 import { memoryDigest, orderKeys, type Memory } from '../memory/model.js';
+import type { MemoryLink } from '../memory/link.js';
 import { formatTimestamp, parseTimestamp } from '../memory/time.js';
 import { appendChanges, type FeedPosition } from './feed.js';
 
 type Exec = Db | Tx;
 
 
-/** A stored row: the memory plus its tombstone time, if deleted. */
+/** A memory's archive register (null when never archived); see store/archive-links.ts for the LWW rule. */
+export interface ArchiveState {
+  archivedAt: string | null;
+  changedAt: string;
+  reason?: string | null;
+}
+
+/** Archived (effectively): the last event was an archive no older than the content version. */
+export function isArchived(state: ArchiveState | null | undefined, updatedAt: string): boolean {
+  return !!state && state.archivedAt !== null && (parseTimestamp(state.archivedAt) ?? 0) >= (parseTimestamp(updatedAt) ?? 0);
+}
+
+/** The same rule in SQL, on the memories row. */
+export const ARCHIVED = sql`(${memories.archivedAt} IS NOT NULL AND ${memories.archivedAt} >= ${memories.updatedAt})`;
+export const NOT_ARCHIVED = sql`NOT ${ARCHIVED}`;
+
+/** A link as stored: the wire link, its removal time (null: never removed) and attest level. */
+export interface StoredLink extends MemoryLink {
+  removed_at: string | null;
+  attest_level: string;
+}
+
+/** A stored row: the memory plus its tombstone time, if deleted, its archive register and outgoing links. */
 export interface StoredMemory {
   memory: Memory;
   deletedAt: string | null;
   digest: string;
+  archive?: ArchiveState | null;
+  /** Every stored link from this memory, live and removed (set by loadStored). */
+  links?: StoredLink[];
 }
 
 function toRow(m: Memory, deletedAt: string | null = null) {
@@ -34,12 +60,16 @@ function toRow(m: Memory, deletedAt: string | null = null) {
   };
 }
 
-const fromRow = (r: { doc: unknown; deletedAt: string | null; digest: string }): StoredMemory => ({
+const fromRow = (r: { doc: unknown; deletedAt: string | null; digest: string; archivedAt?: string | null; archiveChangedAt?: string | null; archiveReason?: string | null }): StoredMemory => ({
   // jsonb stores keys in its own order; serve them in wire order.
   memory: orderKeys(r.doc as Memory),
   deletedAt: r.deletedAt === null ? null : normalizeDbTime(r.deletedAt),
   digest: r.digest,
+  archive: r.archiveChangedAt ? { archivedAt: r.archivedAt ? normalizeDbTime(r.archivedAt) : null, changedAt: normalizeDbTime(r.archiveChangedAt), reason: r.archiveReason ?? null } : null,
 });
+
+/** The columns fromRow reads. */
+export const storedColumns = { doc: memories.doc, deletedAt: memories.deletedAt, digest: memories.digest, archivedAt: memories.archivedAt, archiveChangedAt: memories.archiveChangedAt, archiveReason: memories.archiveReason };
 
 /** Postgres renders `2026-01-02 03:04:05.123456+00`; bring it to the wire form. */
 export function normalizeDbTime(v: string): string {
@@ -67,15 +97,15 @@ export async function insertMemories(db: Db, docs: Memory[]): Promise<{ created:
 }
 
 export async function getStored(db: Exec, id: string, opts: { forUpdate?: boolean } = {}): Promise<StoredMemory | null> {
-  const q = db.select({ doc: memories.doc, deletedAt: memories.deletedAt, digest: memories.digest }).from(memories).where(eq(memories.id, id));
+  const q = db.select(storedColumns).from(memories).where(eq(memories.id, id));
   const rows = opts.forUpdate ? await q.for('update') : await q;
   return rows[0] ? fromRow(rows[0]) : null;
 }
 
-/** A live memory, or null for unknown and tombstoned ids. */
+/** A live memory, or null for unknown, tombstoned and archived ids (upstream: archived rows leave `memories`). */
 export async function getMemory(db: Exec, id: string): Promise<Memory | null> {
   const row = await getStored(db, id);
-  return row && row.deletedAt === null ? row.memory : null;
+  return row && row.deletedAt === null && !isArchived(row.archive, row.memory.updated_at) ? row.memory : null;
 }
 
 export interface ListFilters {
@@ -88,9 +118,9 @@ export interface ListFilters {
   offset: number;
 }
 
-/** Live memories, newest change first; `since`/`until` bound `updated_at` (since exclusive). */
+/** Live, not archived memories, newest change first; `since`/`until` bound `updated_at` (since exclusive). */
 export async function listMemories(db: Exec, f: ListFilters): Promise<Memory[]> {
-  const conds = [isNull(memories.deletedAt)];
+  const conds = [isNull(memories.deletedAt), NOT_ARCHIVED];
   if (f.namespace !== undefined) conds.push(eq(memories.namespace, f.namespace));
   if (f.tier !== undefined) conds.push(eq(memories.tier, f.tier));
   if (f.tags && f.tags.length > 0) conds.push(arrayContains(memories.tags, f.tags));
@@ -117,7 +147,8 @@ export async function updateMemory(
 ): Promise<MutationResult> {
   return db.transaction(async (tx) => {
     const cur = await getStored(tx, id, { forUpdate: true });
-    if (!cur || cur.deletedAt !== null) return { kind: 'not_found' } as const;
+    // An archived memory is not updatable until restored (upstream: it is not in `memories`).
+    if (!cur || cur.deletedAt !== null || isArchived(cur.archive, cur.memory.updated_at)) return { kind: 'not_found' } as const;
     if (expectedVersion !== undefined && expectedVersion !== cur.memory.version) return { kind: 'version_conflict', current: cur.memory.version } as const;
     // Never move updated_at backwards, even under clock skew: the new version must win LWW.
     const floor = (parseTimestamp(cur.memory.updated_at) ?? 0) + 1;
@@ -149,20 +180,20 @@ export async function countLive(db: Exec): Promise<number> {
 
 export { toRow as memoryRow, fromRow as storedFromRow };
 
-/** Live memories with exactly this `updated_at` and an id after `afterId`, by id (the rest of a page's last timestamp). */
+/** Live, not archived memories with exactly this `updated_at` and an id after `afterId`, by id (the rest of a page's last timestamp). */
 export async function memoriesAtUpdatedAfterId(db: Exec, updatedAt: string, afterId: string, limit: number): Promise<Memory[]> {
   const rows = await db
     .select({ doc: memories.doc })
     .from(memories)
-    .where(and(isNull(memories.deletedAt), eq(memories.updatedAt, updatedAt), gt(memories.id, afterId)))
+    .where(and(isNull(memories.deletedAt), NOT_ARCHIVED, eq(memories.updatedAt, updatedAt), gt(memories.id, afterId)))
     .orderBy(asc(memories.id))
     .limit(limit);
   return rows.map((r) => orderKeys(r.doc as Memory));
 }
 
-/** Upstream `since` form: live memories with updated_at > since, oldest first. */
+/** Upstream `since` form: live, not archived memories with updated_at > since, oldest first. */
 export async function memoriesUpdatedSince(db: Exec, since: string | null, limit: number): Promise<Memory[]> {
-  const conds = [isNull(memories.deletedAt)];
+  const conds = [isNull(memories.deletedAt), NOT_ARCHIVED];
   if (since !== null) conds.push(gt(memories.updatedAt, since));
   const rows = await db.select({ doc: memories.doc }).from(memories).where(and(...conds)).orderBy(asc(memories.updatedAt), asc(memories.id)).limit(limit);
   return rows.map((r) => orderKeys(r.doc as Memory));

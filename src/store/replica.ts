@@ -4,7 +4,9 @@ import { memories } from '../db/schema.js';
 import { compareVersions, type Memory } from '../memory/model.js';
 import { dropEveryTenthUpdate } from '../test-faults.js';
 import { appendChanges, type FeedPosition } from './feed.js';
-import { memoryRow, storedFromRow, type StoredMemory } from './memories.js';
+import type { LinkRemoval, MemoryLink } from '../memory/link.js';
+import { applyArchiveEvents, applyLinkChanges, linksBySource, type ArchiveEvent } from './archive-links.js';
+import { memoryRow, storedColumns, storedFromRow, type StoredMemory } from './memories.js';
 
 /** A deletion as replicated: the id and the tombstone's LWW time. */
 export interface Tombstone {
@@ -16,8 +18,21 @@ export interface ApplyOutcome {
   applied: string[];
   deleted: string[];
   noop: string[];
+  /** Archive events that changed a register, by kind; the rest of `archives` were no-ops. */
+  archived: string[];
+  restored: string[];
+  archiveNoop: string[];
+  links: LinkOutcome;
   position: FeedPosition | null;
 }
+
+export interface LinkOutcome {
+  applied: MemoryLink[];
+  noop: MemoryLink[];
+  removed: LinkRemoval[];
+}
+
+const NO_LINKS: LinkOutcome = { applied: [], noop: [], removed: [] };
 
 /** Keeps, per id, the version that wins LWW (a batch may name one id twice). */
 function dedupeMemories(rows: Memory[]): Memory[] {
@@ -63,13 +78,18 @@ function chunks<T>(rows: T[], size: number): T[][] {
  */
 export async function applyReplicated(
   db: Db,
-  input: { memories: Memory[]; tombstones: Tombstone[]; originPeer: string | null },
+  input: { memories: Memory[]; tombstones: Tombstone[]; archives?: ArchiveEvent[]; links?: MemoryLink[]; linkRemovals?: LinkRemoval[]; originPeer: string | null },
   /** Runs inside the applying transaction (catch-up stores its watermark here). */
   inTransaction?: (tx: Tx) => Promise<void>,
 ): Promise<ApplyOutcome> {
   const mems = dropEveryTenthUpdate(dedupeMemories(input.memories));
   const tombs = dedupeTombstones(input.tombstones);
-  if (mems.length === 0 && tombs.length === 0 && !inTransaction) return { applied: [], deleted: [], noop: [], position: null };
+  const archives = input.archives ?? [];
+  const links = input.links ?? [];
+  const linkRemovals = input.linkRemovals ?? [];
+  if (mems.length === 0 && tombs.length === 0 && archives.length === 0 && links.length === 0 && linkRemovals.length === 0 && !inTransaction) {
+    return { applied: [], deleted: [], noop: [], archived: [], restored: [], archiveNoop: [], links: NO_LINKS, position: null };
+  }
   return db.transaction(async (tx) => {
     const applied: string[] = [];
     const deleted: string[] = [];
@@ -131,21 +151,32 @@ export async function applyReplicated(
     }
     const changed = new Set([...applied, ...deleted]);
     const noop = [...mems.map((m) => m.id), ...tombs.map((t) => t.id)].filter((id) => !changed.has(id));
+    // After the memories: an archive or link in the same body may name a memory just applied.
+    const arch = archives.length > 0 ? await applyArchiveEvents(tx, archives) : { archived: [], restored: [] };
+    const archChanged = new Set([...arch.archived, ...arch.restored]);
+    const archiveNoop = [...new Set(archives.map((e) => e.id))].filter((id) => !archChanged.has(id));
+    const linkOut = links.length > 0 || linkRemovals.length > 0 ? await applyLinkChanges(tx, links, linkRemovals) : { ...NO_LINKS, changedSources: [] };
+    const origin = input.originPeer;
     const position = await appendChanges(tx, [
-      ...applied.map((id) => ({ memoryId: id, op: 'upsert' as const, originPeer: input.originPeer })),
-      ...deleted.map((id) => ({ memoryId: id, op: 'delete' as const, originPeer: input.originPeer })),
+      ...applied.map((id) => ({ memoryId: id, op: 'upsert' as const, originPeer: origin })),
+      ...deleted.map((id) => ({ memoryId: id, op: 'delete' as const, originPeer: origin })),
+      ...arch.archived.map((id) => ({ memoryId: id, op: 'archive' as const, originPeer: origin })),
+      ...arch.restored.map((id) => ({ memoryId: id, op: 'restore' as const, originPeer: origin })),
+      ...linkOut.changedSources.map((id) => ({ memoryId: id, op: 'link' as const, originPeer: origin })),
     ]);
     if (inTransaction) await inTransaction(tx);
-    return { applied, deleted, noop, position };
+    const { changedSources: _c, ...linkOutcome } = linkOut;
+    return { applied, deleted, noop, archived: arch.archived, restored: arch.restored, archiveNoop, links: linkOutcome, position };
   });
 }
 
-/** Current stored rows (live or tombstone) for ids, to build outbound batches. */
+/** Current stored rows (live or tombstone, with archive register and outgoing links) for ids, to build outbound batches. */
 export async function loadStored(db: Db | Tx, ids: string[]): Promise<Map<string, StoredMemory>> {
   if (ids.length === 0) return new Map();
   const rows = await db
-    .select({ id: memories.id, doc: memories.doc, deletedAt: memories.deletedAt, digest: memories.digest })
+    .select({ id: memories.id, ...storedColumns })
     .from(memories)
     .where(inArray(memories.id, ids));
-  return new Map(rows.map((r) => [r.id, storedFromRow(r)]));
+  const links = await linksBySource(db, rows.filter((r) => r.deletedAt === null).map((r) => r.id));
+  return new Map(rows.map((r) => [r.id, { ...storedFromRow(r), links: links.get(r.id) ?? [] }]));
 }

@@ -3,7 +3,7 @@ import type { PeerConfig } from '../../src/config.js';
 import { PeerRequestError, type PeerClient } from '../../src/federation/client.js';
 import { itemFromStored, itemId, type Item } from '../../src/federation/feed-page.js';
 import { refusalToDeadLetter, sendIsolating, type PusherDeps } from '../../src/federation/pusher.js';
-import type { PushResponse } from '../../src/federation/wire.js';
+import { buildPushBody, pushBodyOf, type PushResponse } from '../../src/federation/wire.js';
 import type { Memory } from '../../src/memory/model.js';
 
 const PEER: PeerConfig = { id: 'peer-b', url: 'http://peer-b.invalid' };
@@ -81,6 +81,22 @@ describe('items to push', () => {
     expect(dead('m2')).toEqual({ kind: 'tombstone', tombstone: t, bytes: JSON.stringify('m2').length + JSON.stringify(t).length + 2 });
     expect(itemId(live('m1'))).toBe('m1');
     expect(itemId(dead('m2'))).toBe('m2');
+  });
+
+  it('a memory with an archive register and links: its item carries them, sized to cover what they add to the body', () => {
+    const link = (relation: 'related_to' | 'supersedes', removed_at: string | null) => ({ source_id: 'm1', target_id: 'm9', relation, created_at: '2024-03-01T00:00:00.000000+00:00', removed_at, attest_level: 'unsigned' });
+    const links = [link('related_to', null), link('supersedes', '2024-03-02T00:00:00.000000+00:00')];
+    const archive = { archivedAt: '2024-04-01T00:00:00.000000+00:00', changedAt: '2024-04-01T00:00:00.000000+00:00', reason: 'stale' };
+    const item = itemFromStored({ memory: memory('m1'), deletedAt: null, digest: 'd', archive, links });
+    expect(item).toMatchObject({ kind: 'memory', archive: { id: 'm1', archived: true, at: archive.archivedAt, reason: 'stale' }, links });
+    // A tombstone carries neither.
+    expect(itemFromStored({ memory: memory('m2'), deletedAt: '2024-05-01T00:00:00Z', digest: 'd', archive, links })).not.toHaveProperty('links');
+    const items = [item, live('m2'), dead('m3')];
+    const body = pushBodyOf('node-a', 'peer-b', items);
+    expect(body).toMatchObject({ archives: ['m1'], restores: [], links: [{ source_id: 'm1', relation: 'related_to' }], link_removals: [{ source_id: 'm1', relation: 'supersedes' }] });
+    const empty = Buffer.byteLength(JSON.stringify(buildPushBody({ sender: 'node-a', recipient: 'peer-b', memories: [], tombstones: [] })));
+    const lanes = Buffer.byteLength(',"archives":[],"restores":[],"archive_events":[],"links":[],"link_removals":[]');
+    expect(Buffer.byteLength(JSON.stringify(body))).toBeLessThanOrEqual(empty + lanes + items.reduce((a, i) => a + i.bytes, 0));
   });
 
   it('a refused row becomes a dead letter: upsert with the memory, delete with the tombstone', () => {
@@ -199,6 +215,26 @@ describe('sendIsolating', () => {
     const items = [live('m1'), live('m2'), live('m3')];
     expect(await sendIsolating(p.deps, PEER, items)).toEqual([{ item: items[1], failureClass: 'skipped', error: 'peer reported skipped' }]);
     expect(p.batches()).toEqual([['m1', 'm2', 'm3'], ['m1', 'm2'], ['m1'], ['m2'], ['m3']]);
+  });
+
+  it('a skipped result for an id is a non-ack even when another result for it says applied', async () => {
+    const p = fakePeer((ids) => ({ results: [{ id: 'm1', status: 'skipped', reason: 'FUTURE_TIMESTAMP: link' }, ...ids.map((id) => ({ id, status: 'applied' as const }))] }));
+    const items = [live('m1'), live('m2')];
+    expect(await sendIsolating(p.deps, PEER, items)).toEqual([{ item: items[0], failureClass: 'skipped', error: 'FUTURE_TIMESTAMP: link' }]);
+  });
+
+  it('an upstream postgres peer answering unsupported_on_postgres for an archive is no ack: the archived row is dead-lettered', async () => {
+    const archivedItem = itemFromStored({ memory: memory('m2'), deletedAt: null, digest: 'd', archive: { archivedAt: '2024-03-01T00:00:00.000000+00:00', changedAt: '2024-03-01T00:00:00.000000+00:00' } });
+    const p = fakePeer(() => ({ applied: 0, skipped: 0 }));
+    // The peer counts each element of `archives` it cannot apply.
+    p.deps.client.push = ((_peer: PeerConfig, body: unknown) => {
+      const b = body as SentBody & { archives?: string[] };
+      p.sent.push(b);
+      return Promise.resolve({ applied: b.memories.length, skipped: 0, unsupported_on_postgres: (b.archives ?? []).length });
+    }) as PeerClient['push'];
+    const items = [live('m1'), archivedItem, live('m3')];
+    expect(await sendIsolating(p.deps, PEER, items)).toEqual([{ item: archivedItem, failureClass: 'skipped', error: 'peer reported unsupported_on_postgres' }]);
+    expect((p.sent[0] as unknown as { archives: string[] }).archives).toEqual(['m2']);
   });
 
   it('an upstream response with no skipped rows dead-letters nothing and sends once', async () => {

@@ -58,8 +58,11 @@ describe('parsePushBody: envelope', () => {
       dryRun: false,
       memories: [],
       tombstones: [],
+      archives: [],
+      links: [],
+      linkRemovals: [],
       skipped: [],
-      ignoredLanes: {},
+      unsupported: {},
     });
   });
 
@@ -74,7 +77,7 @@ describe('parsePushBody: envelope', () => {
     const p = parsePushBody({ sender_agent_id: 's', memories: [], future_lane: [1, 2, 3], another: { x: 1 }, huge_future: new Array(5000).fill(0) }, NOW);
     expect(p.memories).toEqual([]);
     expect(p.skipped).toEqual([]);
-    expect(p.ignoredLanes).toEqual({});
+    expect(p.unsupported).toEqual({});
   });
 
   it('refuses a known lane that is not an array', () => {
@@ -168,15 +171,79 @@ describe('parsePushBody: deletions and tombstones', () => {
   });
 });
 
-describe('parsePushBody: ignored lanes', () => {
-  it('counts archives, restores and links it does not apply', () => {
-    const p = parsePushBody({ sender_agent_id: 's', memories: [], archives: ['a', 'b'], restores: ['c'], links: [{ from: 'a', to: 'b' }, {}, {}] }, NOW);
-    expect(p.ignoredLanes).toEqual({ archives: 2, restores: 1, links: 3 });
-    expect(p.tombstones).toEqual([]);
+describe('parsePushBody: archive and link lanes', () => {
+  const link = { source_id: 'a', target_id: 'b', relation: 'supersedes', created_at: '2024-05-01T00:00:00Z' };
+
+  it('reads upstream archives and restores as events at receipt time', () => {
+    const p = parsePushBody({ sender_agent_id: 's', memories: [], archives: ['a', 'b'], restores: ['c'] }, NOW);
+    expect(p.archives).toEqual([
+      { id: 'a', archived: true, at: NOW, untimed: true },
+      { id: 'b', archived: true, at: NOW, untimed: true },
+      { id: 'c', archived: false, at: NOW, untimed: true },
+    ]);
+    expect(p.skipped).toEqual([]);
   });
 
-  it('leaves empty lanes out', () => {
-    expect(parsePushBody({ sender_agent_id: 's', memories: [], archives: [], links: [] }, NOW).ignoredLanes).toEqual({});
+  it('takes the time of a memfed archive event over the bare id', () => {
+    const p = parsePushBody({ sender_agent_id: 's', memories: [], archives: ['a'], archive_events: [{ id: 'a', archived: true, at: '2024-05-01T00:00:00Z', reason: 'stale' }] }, NOW);
+    expect(p.archives).toEqual([{ id: 'a', archived: true, at: '2024-05-01T00:00:00.000000+00:00', reason: 'stale' }]);
+    expect(parsePushBody({ sender_agent_id: 's', memories: [], archive_events: [{ id: 'a', archived: true, at: NOW, reason: 5 }] }, NOW).skipped).toHaveLength(1);
+  });
+
+  it('skips invalid archive ids and malformed archive events', () => {
+    const p = parsePushBody({ sender_agent_id: 's', memories: [], archives: ['a..b', 7], restores: [''], archive_events: [{ id: 'x', archived: 'yes', at: NOW }, { id: 'y', archived: true, at: 'soon' }] }, NOW);
+    expect(p.archives).toEqual([]);
+    expect(p.skipped.map((r) => r.reason)).toEqual([
+      'archive event needs a valid id, archived (boolean), at and an optional reason string',
+      'archive event needs a valid id, archived (boolean), at and an optional reason string',
+      'invalid id in archives',
+      'invalid id in archives',
+      'invalid id in restores',
+    ]);
+  });
+
+  it('reads links in upstream MemoryLink shape, optional H3 fields kept', () => {
+    const p = parsePushBody({ sender_agent_id: 's', memories: [], links: [{ ...link, observed_by: 'peer-x', signature: [1, 2, 3], attest_level: 'peer_attested' }] }, NOW);
+    expect(p.links).toEqual([{ source_id: 'a', target_id: 'b', relation: 'supersedes', created_at: '2024-05-01T00:00:00.000000+00:00', observed_by: 'peer-x', signature: [1, 2, 3] }]);
+  });
+
+  it('skips links upstream refuses: bad ids, unknown relation, self-link, missing created_at', () => {
+    const p = parsePushBody(
+      { sender_agent_id: 's', memories: [], links: [{ ...link, source_id: 'a..b' }, { ...link, relation: 'likes' }, { ...link, target_id: 'a' }, { ...link, created_at: undefined }, 'x'] },
+      NOW,
+    );
+    expect(p.links).toEqual([]);
+    expect(p.skipped.map((r) => r.reason)).toEqual([
+      'link: invalid source_id',
+      expect.stringMatching(/^link: invalid relation/),
+      'link: cannot link a memory to itself',
+      'link: link created_at must be an RFC 3339 timestamp',
+      'link: link must be an object',
+    ]);
+    expect(p.skipped.map((r) => r.id)).toEqual(['a..b', 'a', 'a', 'a', '']);
+  });
+
+  it('accepts all six upstream relations', () => {
+    const relations = ['related_to', 'supersedes', 'contradicts', 'derived_from', 'reflects_on', 'derives_from'];
+    const p = parsePushBody({ sender_agent_id: 's', memories: [], links: relations.map((relation) => ({ ...link, relation })) }, NOW);
+    expect(p.links.map((l) => l.relation)).toEqual(relations);
+  });
+
+  it('reads memfed link removals', () => {
+    const p = parsePushBody({ sender_agent_id: 's', memories: [], link_removals: [{ source_id: 'a', target_id: 'b', relation: 'related_to', removed_at: '2024-05-02T00:00:00Z' }, { source_id: 'a' }] }, NOW);
+    expect(p.linkRemovals).toEqual([{ source_id: 'a', target_id: 'b', relation: 'related_to', removed_at: '2024-05-02T00:00:00.000000+00:00' }]);
+    expect(p.skipped).toHaveLength(1);
+  });
+
+  it('counts the lanes memfed does not apply, leaving empty lanes out', () => {
+    const p = parsePushBody({ sender_agent_id: 's', memories: [], pendings: [{}, {}], namespace_meta: [{}], namespace_meta_clears: [], pending_decisions: [{}] }, NOW);
+    expect(p.unsupported).toEqual({ pendings: 2, namespace_meta: 1, pending_decisions: 1 });
+  });
+
+  it('caps the new lanes as upstream caps every subcollection', () => {
+    for (const lane of ['archive_events', 'link_removals', 'pendings', 'namespace_meta']) {
+      expect(refusal(() => parsePushBody({ sender_agent_id: 's', memories: [], [lane]: new Array(LANE_MAX + 1).fill('x') }, NOW)).code).toBe('LANE_TOO_LARGE');
+    }
   });
 });
 
@@ -198,5 +265,46 @@ describe('buildPushBody', () => {
     expect(p.memories).toEqual(memories);
     expect(p.tombstones).toEqual(tombstones); // the timed tombstone wins over the untimed deletion
     expect(p.skipped).toEqual([]);
+  });
+
+  it('sends archive state in upstream lanes by effective state and memfed events with times', () => {
+    const m = memories[0]!; // updated_at 2024-01-02
+    const body = buildPushBody({
+      sender: 'a',
+      recipient: 'b',
+      memories: [m],
+      tombstones: [],
+      archives: [
+        { event: { id: 'm1', archived: true, at: '2024-03-01T00:00:00.000000+00:00' }, updatedAt: m.updated_at },
+        // archived before its latest update: effectively live, so upstream gets a restore
+        { event: { id: 'm2', archived: true, at: '2023-12-01T00:00:00.000000+00:00' }, updatedAt: m.updated_at },
+        { event: { id: 'm3', archived: false, at: '2024-03-01T00:00:00.000000+00:00' }, updatedAt: m.updated_at },
+      ],
+    });
+    expect(body.archives).toEqual(['m1']);
+    expect(body.restores).toEqual(['m2', 'm3']);
+    expect(body.archive_events).toHaveLength(3);
+  });
+
+  it('sends live links in `links` and removed ones in `link_removals`', () => {
+    const base = { source_id: 'm1', target_id: 'm2', relation: 'related_to' as const, attest_level: 'unsigned' };
+    const body = buildPushBody({
+      sender: 'a',
+      recipient: 'b',
+      memories,
+      tombstones: [],
+      links: [
+        { ...base, created_at: '2024-03-01T00:00:00.000000+00:00', removed_at: null },
+        { ...base, relation: 'supersedes', created_at: '2024-03-01T00:00:00.000000+00:00', removed_at: '2024-03-02T00:00:00.000000+00:00' },
+        // re-created after a removal: live again
+        { ...base, relation: 'contradicts', created_at: '2024-03-03T00:00:00.000000+00:00', removed_at: '2024-03-02T00:00:00.000000+00:00' },
+      ],
+    });
+    expect(body.links).toEqual([
+      { source_id: 'm1', target_id: 'm2', relation: 'related_to', created_at: '2024-03-01T00:00:00.000000+00:00' },
+      { source_id: 'm1', target_id: 'm2', relation: 'contradicts', created_at: '2024-03-03T00:00:00.000000+00:00' },
+    ]);
+    expect(body.link_removals).toEqual([{ source_id: 'm1', target_id: 'm2', relation: 'supersedes', removed_at: '2024-03-02T00:00:00.000000+00:00' }]);
+    expect(body).not.toHaveProperty('archives');
   });
 });

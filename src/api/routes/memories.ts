@@ -6,6 +6,7 @@ import { isValidId, validateAgentId, validateNamespace, validateTier, type Memor
 import { nowMicros } from '../../memory/time.js';
 import type { FeedPosition } from '../../store/feed.js';
 import { deleteMemory, getMemory, insertMemories, listMemories, updateMemory } from '../../store/memories.js';
+import { linksOf, wireLink } from '../../store/archive-links.js';
 import { readJson } from '../body.js';
 import { intParam, parseQuery, timestampParam } from '../query.js';
 import type { AppDeps, QuorumOutcome } from '../deps.js';
@@ -148,7 +149,8 @@ export function memoryRoutes(deps: AppDeps) {
   app.get('/api/v1/memories/:id', async (c) => {
     const memory = await getMemory(db, pathId(c));
     if (!memory) throw notFound('memory not found');
-    return c.json({ memory, links: [] });
+    const links = await linksOf(db, memory.id);
+    return c.json({ memory, links: links.map((l) => ({ ...wireLink(l), attest_level: l.attest_level })) });
   });
 
   app.put('/api/v1/memories/:id', async (c) => {

@@ -1,0 +1,149 @@
+import { Hono, type Context } from 'hono';
+import { z } from 'zod';
+import { ApiError, badRequest, notFound } from '../../errors.js';
+import { LINK_RELATIONS, linkTripleProblem, type LinkRelation } from '../../memory/link.js';
+import { isValidId, validateNamespace } from '../../memory/model.js';
+import { nowMicros } from '../../memory/time.js';
+import { archiveMemories, createLink, linksOf, listArchived, removeLink, restoreMemory, wireLink } from '../../store/archive-links.js';
+import { getStored } from '../../store/memories.js';
+import type { FeedPosition } from '../../store/feed.js';
+import { readJson } from '../body.js';
+import { intParam, parseQuery } from '../query.js';
+import type { AppDeps } from '../deps.js';
+
+/** upstream src/handlers/archive.rs: at most MAX_BULK_SIZE ids per archive request. */
+const ARCHIVE_IDS_MAX = 1000;
+
+const INVALID_ID_MESSAGE = 'memory id must be 1-128 bytes of [A-Za-z0-9_:.@-] without ".."';
+
+function pathId(c: Context): string {
+  const id = c.req.param('id') ?? '';
+  if (!isValidId(id)) throw badRequest('INVALID_ID', INVALID_ID_MESSAGE);
+  return id;
+}
+
+const archiveBody = z.object({ ids: z.array(z.string()).max(ARCHIVE_IDS_MAX), reason: z.string().max(512).optional() }).strict();
+
+/**
+ * upstream src/models/link.rs `LinkBody`: canonical names with the S82 aliases
+ * (from / to / rel_type); relation defaults to related_to. Unknown fields are refused
+ * (upstream src/handlers/links.rs `unknown_link_body_fields`).
+ */
+const linkBody = z
+  .object({
+    source_id: z.string().optional(),
+    from: z.string().optional(),
+    target_id: z.string().optional(),
+    to: z.string().optional(),
+    relation: z.string().optional(),
+    rel_type: z.string().optional(),
+  })
+  .strict();
+
+function parseLinkBody(raw: unknown): { source_id: string; target_id: string; relation: LinkRelation } {
+  if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
+    const unknown = Object.keys(raw).filter((k) => !Object.hasOwn(linkBody.shape, k)).sort();
+    if (unknown.length > 0) throw badRequest('UNKNOWN_FIELD', `unknown field(s): ${unknown.join(', ')}`, { fields: unknown });
+  }
+  const r = linkBody.safeParse(raw);
+  if (!r.success) throw badRequest('INVALID_BODY', `link body: ${r.error.issues[0]?.path.join('.') || 'body'} ${r.error.issues[0]?.message ?? 'is invalid'}`);
+  const source = r.data.source_id ?? r.data.from ?? '';
+  const target = r.data.target_id ?? r.data.to ?? '';
+  const relation = r.data.relation ?? r.data.rel_type ?? 'related_to';
+  const problem = linkTripleProblem(source, target, relation);
+  if (problem?.startsWith('invalid relation')) throw badRequest('INVALID_RELATION', problem, { got: relation, allowed: LINK_RELATIONS });
+  if (problem) throw badRequest(problem === 'cannot link a memory to itself' ? 'SELF_LINK' : 'INVALID_ID', problem);
+  return { source_id: source, target_id: target, relation: relation as LinkRelation };
+}
+
+/** Archive, restore and links, as upstream routes them (src/lib.rs, src/handlers/archive.rs, links.rs). */
+export function archiveLinkRoutes(deps: AppDeps) {
+  const { database, config, replication, audit } = deps;
+  const db = database.db;
+  const app = new Hono();
+  const withPeers = config.federation.peers.length > 0;
+
+  /** Commit stands; a missed quorum is the same 503 as every write (docs/wire.md). */
+  const replicate = async (c: Context, position: FeedPosition | null, id: string) => {
+    const q = await replication.afterCommit(position);
+    if (q.met) return { acks: q.acks };
+    c.header('Retry-After', '2');
+    return { failure: c.json({ error: 'quorum_not_met', code: 'QUORUM_NOT_MET', got: q.got, needed: q.needed, reason: q.reason, id }, 503) };
+  };
+  const committed = (c: Context, op: string, ids: string[], extra: Record<string, unknown> = {}) => {
+    if (config.audit.level === 'all' && ids.length > 0) audit.record({ kind: 'memory.committed', actor: c.req.header('x-agent-id')?.trim() || 'anonymous', details: { op, ids: ids.slice(0, 100), count: ids.length, ...extra } });
+  };
+
+  app.get('/api/v1/archive', async (c) => {
+    const q = parseQuery(c, {
+      limit: intParam({ fallback: 50, min: 1, max: 1000, digits: 10, clamp: 'above' }),
+      offset: intParam({ fallback: 0, min: 0, max: 1_000_000, digits: 10, clamp: 'none' }),
+    });
+    const ns = c.req.query('namespace');
+    let namespace: string | undefined;
+    if (ns) {
+      try {
+        namespace = validateNamespace(ns);
+      } catch (err) {
+        throw badRequest('INVALID_QUERY', (err as Error).message, { field: 'namespace' });
+      }
+    }
+    const archived = await listArchived(db, { ...(namespace !== undefined ? { namespace } : {}), limit: q.limit, offset: q.offset });
+    return c.json({ archived, count: archived.length });
+  });
+
+  app.post('/api/v1/archive', async (c) => {
+    const raw = await readJson(c, config.limits.maxBodyBytes);
+    if (raw && typeof raw === 'object' && Array.isArray((raw as { ids?: unknown }).ids) && (raw as { ids: unknown[] }).ids.length > ARCHIVE_IDS_MAX) {
+      throw badRequest('BULK_TOO_LARGE', `archive limited to ${ARCHIVE_IDS_MAX} ids per request`, { limit: ARCHIVE_IDS_MAX });
+    }
+    const r = archiveBody.safeParse(raw);
+    if (!r.success) throw badRequest('INVALID_BODY', `archive body: ${r.error.issues[0]?.path.join('.') || 'body'} ${r.error.issues[0]?.message ?? 'is invalid'}`);
+    const bad = r.data.ids.find((id) => !isValidId(id));
+    if (bad !== undefined) throw badRequest('INVALID_ID', `invalid id ${JSON.stringify(String(bad).slice(0, 130))}: ${INVALID_ID_MESSAGE}`);
+    const reason = r.data.reason ?? 'archive';
+    const out = await archiveMemories(db, r.data.ids, nowMicros(), reason);
+    committed(c, 'archive', out.archived, { reason });
+    const q = await replicate(c, out.position, out.archived[0] ?? '');
+    if (q.failure) return q.failure;
+    return c.json({ archived: out.archived, missing: out.missing, count: out.archived.length, reason, ...(withPeers ? { quorum_acks: q.acks } : {}) });
+  });
+
+  app.post('/api/v1/archive/:id/restore', async (c) => {
+    const id = pathId(c);
+    const out = await restoreMemory(db, id, nowMicros());
+    if (!out.restored) throw new ApiError(404, 'NOT_FOUND', 'not found in archive');
+    committed(c, 'restore', [id]);
+    const q = await replicate(c, out.position, id);
+    if (q.failure) return q.failure;
+    return c.json({ restored: true, id, ...(withPeers ? { quorum_acks: q.acks } : {}) });
+  });
+
+  app.post('/api/v1/links', async (c) => {
+    const key = parseLinkBody(await readJson(c, config.limits.maxBodyBytes));
+    const out = await createLink(db, key, nowMicros());
+    if (out.kind === 'not_found') throw new ApiError(404, 'NOT_FOUND', `${out.which} memory not found`, { [`${out.which}_id`]: out.which === 'source' ? key.source_id : key.target_id });
+    if (out.created) committed(c, 'link', [key.source_id], { target_id: key.target_id, relation: key.relation });
+    const q = await replicate(c, out.position, key.source_id);
+    if (q.failure) return q.failure;
+    return c.json({ linked: true, ...key, attest_level: 'unsigned', ...(withPeers ? { quorum_acks: q.acks } : {}) }, 201);
+  });
+
+  app.delete('/api/v1/links', async (c) => {
+    const key = parseLinkBody(await readJson(c, config.limits.maxBodyBytes));
+    const out = await removeLink(db, key, nowMicros());
+    const q = await replicate(c, out.position, key.source_id);
+    if (q.failure) return q.failure;
+    return c.json({ deleted: out.removed, ...(withPeers && out.removed ? { quorum_acks: q.acks } : {}) });
+  });
+
+  app.get('/api/v1/links/:id', async (c) => {
+    const id = pathId(c);
+    const stored = await getStored(db, id);
+    if (!stored || stored.deletedAt !== null) throw notFound('memory not found');
+    const links = await linksOf(db, id);
+    return c.json({ links: links.map((l) => ({ ...wireLink(l), attest_level: l.attest_level })) });
+  });
+
+  return app;
+}
