@@ -3,6 +3,7 @@ import { ensureOwnKey } from '../../src/federation/keys.js';
 import { freePort, waitFor } from '../helpers/env.js';
 import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
 import { UpstreamPeer } from '../helpers/upstream-peer.js';
+import { chronoNow } from '../helpers/upstream/store.js';
 
 // A mixed mesh: two memfed nodes and two upstream ai-memory 0.7 conformance peers, all
 // enrolled with each other. Every node writes, updates, deletes, archives, restores and
@@ -123,7 +124,9 @@ describe('a mesh of two memfed nodes and two ai-memory 0.7 peers', () => {
     // upstream writes, pushed the 0.7 way to every other node.
     const u1a = u1.newMemory({ title: 'mesh u1a', namespace: 'mesh/u1', content: 'v1' });
     await u1.write(u1a, toAllFrom(u1));
-    await u1.write({ ...u1a, content: 'v2', updated_at: new Date(Date.parse(u1a.updated_at) + 1000).toISOString() }, toAllFrom(u1));
+    // An update stamped as upstream stamps it (chrono RFC 3339, `+00:00`), a moment later.
+    await new Promise((r) => setTimeout(r, 5));
+    await u1.write({ ...u1a, content: 'v2', updated_at: chronoNow() }, toAllFrom(u1));
     const u1b = u1.newMemory({ title: 'mesh u1b', namespace: 'mesh/u1' });
     await u1.write(u1b, toAllFrom(u1));
     await u1.remove(u1b.id, toAllFrom(u1));
