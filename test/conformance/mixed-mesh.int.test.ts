@@ -118,6 +118,8 @@ describe('a mesh of two memfed nodes and two ai-memory 0.7 peers', () => {
     const m2a = await create(m2, { title: 'mesh m2a', namespace: 'mesh/m2' });
     expect((await api(m2.url, 'POST', '/api/v1/archive', { ids: [m2a] })).status).toBe(200);
     expect((await api(m2.url, 'POST', `/api/v1/archive/${m2a}/restore`)).status).toBe(200);
+    const m2d = await create(m2, { title: 'mesh m2d', namespace: 'mesh/m2' });
+    expect((await api(m2.url, 'DELETE', `/api/v1/memories/${m2d}`)).status).toBe(200);
     const m2b = await create(m2, { title: 'mesh m2b', namespace: 'mesh/m2', tags: ['x'] });
     expect((await api(m2.url, 'PUT', `/api/v1/memories/${m2b}`, { tags: ['x', 'y'] })).status).toBe(200);
 
@@ -137,6 +139,13 @@ describe('a mesh of two memfed nodes and two ai-memory 0.7 peers', () => {
     await u2.write(u2a, toAllFrom(u2));
     await u2.archiveLocal(u2a.id, toAllFrom(u2));
     await u2.restoreLocal(u2a.id, toAllFrom(u2));
+    const u2d = u2.newMemory({ title: 'mesh u2d', namespace: 'mesh/u2' });
+    await u2.write(u2d, toAllFrom(u2));
+    await u2.remove(u2d.id, toAllFrom(u2));
+    const u1r = u1.newMemory({ title: 'mesh u1r', namespace: 'mesh/u1' });
+    await u1.write(u1r, toAllFrom(u1));
+    await u1.archiveLocal(u1r.id, toAllFrom(u1));
+    await u1.restoreLocal(u1r.id, toAllFrom(u1));
     const u2b = u2.newMemory({ title: 'mesh u2b', namespace: 'mesh/u2' });
     await u2.write(u2b, toAllFrom(u2));
     await u2.archiveLocal(u2b.id, toAllFrom(u2));
@@ -151,6 +160,9 @@ describe('a mesh of two memfed nodes and two ai-memory 0.7 peers', () => {
       [u1b.id]: 'absent',
       [u2a.id]: { title: 'mesh u2a', content: u2a.content, namespace: 'mesh/u2', tags: [...u2a.tags].sort() },
       [u2b.id]: 'archived',
+      [m2d]: 'absent',
+      [u2d.id]: 'absent',
+      [u1r.id]: { title: 'mesh u1r', content: u1r.content, namespace: 'mesh/u1', tags: [...u1r.tags].sort() },
     };
     const everywhere = async () => {
       const seen: Record<string, Record<string, State>> = {};
