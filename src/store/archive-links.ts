@@ -240,18 +240,23 @@ export async function applyLinkChanges(tx: Tx, links: MemoryLink[], removals: Li
 
 export type LinkResult = { kind: 'ok'; created: boolean; position: FeedPosition | null } | { kind: 'not_found'; which: 'source' | 'target' };
 
+/** The stored link under this key, locked for the rest of the transaction (null when never seen). */
+async function lockLink(tx: Tx, key: { source_id: string; target_id: string; relation: LinkRelation }) {
+  const [cur] = await tx
+    .select()
+    .from(memoryLinks)
+    .where(and(eq(memoryLinks.sourceId, key.source_id), eq(memoryLinks.targetId, key.target_id), eq(memoryLinks.relation, key.relation)))
+    .for('update');
+  return cur ? linkFromRow(cur) : null;
+}
+
 /** Local link creation (upstream POST /api/v1/links): a duplicate of a live link is a no-op. */
 export async function createLink(db: Db, key: { source_id: string; target_id: string; relation: LinkRelation }, nowMicros: number): Promise<LinkResult> {
   return db.transaction(async (tx) => {
     const known = await knownIds(tx, [key.source_id, key.target_id]);
     if (!known.has(key.source_id)) return { kind: 'not_found', which: 'source' } as const;
     if (!known.has(key.target_id)) return { kind: 'not_found', which: 'target' } as const;
-    const [cur] = await tx
-      .select()
-      .from(memoryLinks)
-      .where(and(eq(memoryLinks.sourceId, key.source_id), eq(memoryLinks.targetId, key.target_id), eq(memoryLinks.relation, key.relation)))
-      .for('update');
-    const stored = cur ? linkFromRow(cur) : null;
+    const stored = await lockLink(tx, key);
     if (stored && isLinkLive(stored)) return { kind: 'ok', created: false, position: null } as const;
     const at = eventTime(nowMicros, stored?.removed_at, stored?.created_at);
     await applyLinkChanges(tx, [{ ...key, created_at: at }], [], 'unsigned');
@@ -263,12 +268,7 @@ export async function createLink(db: Db, key: { source_id: string; target_id: st
 /** Local link removal (upstream DELETE /api/v1/links): false when no live link. */
 export async function removeLink(db: Db, key: { source_id: string; target_id: string; relation: LinkRelation }, nowMicros: number): Promise<{ removed: boolean; position: FeedPosition | null }> {
   return db.transaction(async (tx) => {
-    const [cur] = await tx
-      .select()
-      .from(memoryLinks)
-      .where(and(eq(memoryLinks.sourceId, key.source_id), eq(memoryLinks.targetId, key.target_id), eq(memoryLinks.relation, key.relation)))
-      .for('update');
-    const stored = cur ? linkFromRow(cur) : null;
+    const stored = await lockLink(tx, key);
     if (!stored || !isLinkLive(stored)) return { removed: false, position: null };
     const at = eventTime(nowMicros, stored.created_at);
     await tx
