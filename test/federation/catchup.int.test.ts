@@ -97,7 +97,9 @@ describe('catch-up between memfed nodes', () => {
     // The page's transaction rolled back whole: the watermark stays before the row.
     expect(await ids()).toEqual([]);
     const s1 = await watermark();
-    expect(s1!.cursor).toBeNull();
+    // Never past the row: no cursor yet, or the feed start (a first pull may have found the
+    // source's feed empty while another transaction on the server held the horizon back).
+    expect([null, 'v1.0.0']).toContain(s1!.cursor);
     // Two more runs halt at the same place (counted, not slept for)...
     const halts = await pulls(fresh, source.id, 'apply_failed');
     expect(halts).toBeGreaterThanOrEqual(1);
