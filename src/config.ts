@@ -256,7 +256,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     database: redactUrl(config.databaseUrl),
     redis: redactUrl(config.redisUrl),
     queuePrefix: config.queuePrefix,
-    peers: config.federation.peers.map((p) => p.id),
+    peers: config.federation.peers.map((p) => ({ id: p.id, flavour: p.flavour })),
     quorumW: config.federation.quorumW,
     concurrency: config.concurrency,
     push: config.push,

@@ -231,15 +231,18 @@ describe('ConfigError', () => {
 });
 
 describe('describeConfig', () => {
-  it('masks secrets', () => {
-    const c = loadConfig({ ...base, DATABASE_URL: 'postgres://u:hunter2@db/x', REDIS_URL: 'redis://:s3cret@r:6379', API_KEY: 'k', FED_PEERS: 'p=http://x:1' });
+  it('masks secrets and lists each peer with its flavour', () => {
+    const c = loadConfig({ ...base, DATABASE_URL: 'postgres://u:hunter2@db/x', REDIS_URL: 'redis://:s3cret@r:6379', API_KEY: 'k', FED_PEERS: 'p=http://x:1,host:q=http://x:2;flavour=ai-memory-0.7' });
     const d = describeConfig(c);
     const text = JSON.stringify(d);
     expect(text).not.toContain('hunter2');
     expect(text).not.toContain('s3cret');
     expect(d.apiKey).toBe('set');
     expect(d.adminToken).toBe('unset');
-    expect(d.peers).toEqual(['p']);
+    expect(d.peers).toEqual([
+      { id: 'p', flavour: 'memfed' },
+      { id: 'host:q', flavour: 'ai-memory-0.7' },
+    ]);
   });
 });
 
