@@ -10,7 +10,10 @@ export function createRedis(url: string, use: 'worker' | 'producer' | 'subscribe
   const opts: RedisOptions =
     use === 'producer'
       ? // commandTimeout: a Redis that accepts but never answers (stalled) must not hang a request either.
-        { ...common, maxRetriesPerRequest: 1, enableOfflineQueue: false, connectTimeout: 2000, commandTimeout: 2000, retryStrategy: (n) => Math.min(n * 200, 2000) }
+        // autoResendUnfulfilledCommands off: a command whose caller already failed (timed out
+        // while the connection died) must not run after a reconnect, e.g. a nonce claimed
+        // for a request that was answered 503 would refuse its retry as a replay.
+        { ...common, maxRetriesPerRequest: 1, enableOfflineQueue: false, autoResendUnfulfilledCommands: false, connectTimeout: 2000, commandTimeout: 2000, retryStrategy: (n) => Math.min(n * 200, 2000) }
       : { ...common, maxRetriesPerRequest: null, retryStrategy: (n) => Math.min(n * 200, 2000) };
   const redis = new Redis(url, opts);
   // Errors surface through the commands that fail; an unhandled 'error' event would crash.

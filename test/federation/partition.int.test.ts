@@ -9,7 +9,8 @@ let a: MeshProcess, b: MeshProcess, c: MeshProcess;
 beforeAll(async () => {
   // A generous ack timeout: no test here measures it, and on a loaded machine a push round
   // trip can take seconds; a short one turns load into 503s (a timed pass/fail).
-  mesh = await startProcessMesh(3, { FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '15000' });
+  // Private clusters: a frozen node would otherwise hold the shared cluster's feed horizon.
+  mesh = await startProcessMesh(3, { FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '15000' }, { privateClusters: true });
   [a, b, c] = mesh.nodes as [MeshProcess, MeshProcess, MeshProcess];
 }, 90_000);
 afterAll(async () => {
@@ -34,7 +35,9 @@ describe('partitions between real node processes', () => {
       }
       // Both senders have tried c and failed (timed out): these writes really were missed.
       for (const n of [a, b]) {
-        await waitFor(async () => (await n.db.database.sql`SELECT last_error_class FROM peer_cursors WHERE peer_id = ${c.id}`)[0]?.last_error_class === 'transient', { timeoutMs: 30_000, what: `${n.id} saw c fail` });
+        await waitFor(async () => (await n.db.database.sql`SELECT last_error_class FROM peer_cursors WHERE peer_id = ${c.id}`)[0]?.last_error_class === 'transient', { timeoutMs: 30_000, what: `${n.id} saw c fail` }).catch(async (err) => {
+          throw new Error(`${(err as Error).message}; cursor: ${JSON.stringify(await n.db.database.sql`SELECT * FROM peer_cursors WHERE peer_id = ${c.id}`)}; log: ${n.proc.output().slice(-3000)}`);
+        });
       }
     } finally {
       c.proc.signal('SIGCONT');

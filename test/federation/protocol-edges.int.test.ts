@@ -158,7 +158,7 @@ describe('the nonce store (Redis) down', () => {
     });
     // The same request, retried once Redis is back, is applied: its nonce was never claimed.
     const retried = await fetch(`${n.url}/api/v1/sync/push`, { method: 'POST', headers: req.headers, body: req.body });
-    expect(retried.status).toBe(200);
+    expect({ status: retried.status, body: retried.status === 200 ? null : await retried.text() }).toEqual({ status: 200, body: null });
     expect((await api(n.url, 'GET', `/api/v1/memories/${m.id}`)).json.memory.title).toBe('redis down');
   });
 });

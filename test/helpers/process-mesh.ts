@@ -1,5 +1,7 @@
 import { ensureOwnKey } from '../../src/federation/keys.js';
+import { createDatabase } from '../../src/db/client.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
+import { PrivatePostgres } from './private-postgres.js';
 import { REDIS_URL, freePort } from './env.js';
 import { newKeyDir } from './node.js';
 import { spawnMemfed, waitHealthy, type NodeProcess } from './process.js';
@@ -21,14 +23,36 @@ export interface MeshProcess {
   restart(): Promise<void>;
 }
 
-/** N real `memfed all` processes peered with each other (one shared key dir). */
-export async function startProcessMesh(n: number, env: Record<string, string> = {}): Promise<{ nodes: MeshProcess[]; destroy(): Promise<void> }> {
+/** A migrated database on a Postgres cluster of its own, dropped with the cluster. */
+async function privateClusterDatabase(): Promise<TestDatabase> {
+  const pg = await new PrivatePostgres().start();
+  const url = await pg.createMigratedDatabase('memfed');
+  const database = createDatabase(url, { max: 5 });
+  return {
+    name: 'memfed',
+    url,
+    database,
+    async drop() {
+      await database.close();
+      await pg.stop();
+    },
+  };
+}
+
+/**
+ * N real `memfed all` processes peered with each other (one shared key dir). With
+ * `privateClusters`, each node's database is on a Postgres cluster of its own: a node
+ * frozen (SIGSTOP) inside a transaction pins the snapshot xmin of its whole cluster, the
+ * change-feed horizon of every database on it, so on a shared cluster it would stall the
+ * other nodes' feeds (and every other test file's) until it resumes.
+ */
+export async function startProcessMesh(n: number, env: Record<string, string> = {}, opts: { privateClusters?: boolean } = {}): Promise<{ nodes: MeshProcess[]; destroy(): Promise<void> }> {
   const keyDir = newKeyDir();
   const specs = await Promise.all(Array.from({ length: n }, async (_, i) => ({ id: `proc-${String.fromCharCode(97 + i)}`, front: await new StableFront().start() })));
   for (const s of specs) await ensureOwnKey(keyDir, s.id);
   const nodes: MeshProcess[] = [];
   for (const s of specs) {
-    const db = await createTestDatabase();
+    const db = opts.privateClusters ? await privateClusterDatabase() : await createTestDatabase();
     const prefix = uniquePrefix();
     const listen = await freePort();
     const nodeEnv: Record<string, string> = {
