@@ -1,6 +1,7 @@
 import type { Context } from 'hono';
 import { z } from 'zod';
 import { badRequest } from '../errors.js';
+import { isValidId } from '../memory/model.js';
 import { normalizeTimestamp } from '../memory/time.js';
 
 /*
@@ -86,4 +87,13 @@ export function parseQuery<S extends z.ZodRawShape>(c: Context, shape: S): z.out
   const issue = r.error.issues[0]!;
   const field = String(issue.path[0] ?? '');
   throw badRequest('INVALID_QUERY', `${field} ${issue.message}`, { field });
+}
+
+export const INVALID_ID_MESSAGE = 'memory id must be 1-128 bytes of [A-Za-z0-9_:.@-] without ".."';
+
+/** The `:id` path parameter of a memory route, or 400 INVALID_ID. */
+export function pathId(c: Context): string {
+  const id = c.req.param('id') ?? '';
+  if (!isValidId(id)) throw badRequest('INVALID_ID', INVALID_ID_MESSAGE);
+  return id;
 }

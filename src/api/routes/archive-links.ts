@@ -8,19 +8,13 @@ import { archiveMemories, createLink, linksOf, listArchived, removeLink, restore
 import { getStored } from '../../store/memories.js';
 import type { FeedPosition } from '../../store/feed.js';
 import { readJson } from '../body.js';
-import { intParam, parseQuery } from '../query.js';
+import { INVALID_ID_MESSAGE, intParam, parseQuery, pathId } from '../query.js';
 import type { AppDeps } from '../deps.js';
+import { quorumFailure } from '../quorum-failure.js';
 
 /** upstream src/handlers/archive.rs: at most MAX_BULK_SIZE ids per archive request. */
 const ARCHIVE_IDS_MAX = 1000;
 
-const INVALID_ID_MESSAGE = 'memory id must be 1-128 bytes of [A-Za-z0-9_:.@-] without ".."';
-
-function pathId(c: Context): string {
-  const id = c.req.param('id') ?? '';
-  if (!isValidId(id)) throw badRequest('INVALID_ID', INVALID_ID_MESSAGE);
-  return id;
-}
 
 const archiveBody = z.object({ ids: z.array(z.string()).max(ARCHIVE_IDS_MAX), reason: z.string().max(512).optional() }).strict();
 
@@ -66,9 +60,7 @@ export function archiveLinkRoutes(deps: AppDeps) {
   /** Commit stands; a missed quorum is the same 503 as every write (docs/wire.md). */
   const replicate = async (c: Context, position: FeedPosition | null, id: string) => {
     const q = await replication.afterCommit(position);
-    if (q.met) return { acks: q.acks };
-    c.header('Retry-After', '2');
-    return { failure: c.json({ error: 'quorum_not_met', code: 'QUORUM_NOT_MET', got: q.got, needed: q.needed, reason: q.reason, id }, 503) };
+    return q.met ? { acks: q.acks } : { failure: quorumFailure(c, q, id) };
   };
   const committed = (c: Context, op: string, ids: string[], extra: Record<string, unknown> = {}) => {
     if (config.audit.level === 'all' && ids.length > 0) audit.record({ kind: 'memory.committed', actor: c.req.header('x-agent-id')?.trim() || 'anonymous', details: { op, ids: ids.slice(0, 100), count: ids.length, ...extra } });

@@ -2,14 +2,15 @@ import { Hono, type Context } from 'hono';
 import { ApiError, ValidationError, badRequest, notFound } from '../../errors.js';
 import { checkUpdate } from '../../governance.js';
 import { applyUpdate, buildNewMemory } from '../../memory/input.js';
-import { isValidId, validateAgentId, validateNamespace, validateTier, type Memory } from '../../memory/model.js';
+import { validateAgentId, validateNamespace, validateTier, type Memory } from '../../memory/model.js';
 import { nowMicros } from '../../memory/time.js';
 import type { FeedPosition } from '../../store/feed.js';
 import { deleteMemory, getMemory, insertMemories, listMemories, updateMemory } from '../../store/memories.js';
 import { linksOf, wireLink } from '../../store/archive-links.js';
 import { readJson } from '../body.js';
-import { intParam, parseQuery, timestampParam } from '../query.js';
-import type { AppDeps, QuorumOutcome } from '../deps.js';
+import { intParam, parseQuery, pathId, timestampParam } from '../query.js';
+import type { AppDeps } from '../deps.js';
+import { quorumFailure } from '../quorum-failure.js';
 
 const BULK_MAX = 1000;
 const LIST_DEFAULT = 20;
@@ -19,12 +20,6 @@ const OFFSET_MAX = 1_000_000;
 function callerAgentId(c: Context): string | undefined {
   const h = c.req.header('x-agent-id');
   return h === undefined ? undefined : validateAgentId(h.trim(), 'X-Agent-Id');
-}
-
-function pathId(c: Context): string {
-  const id = c.req.param('id') ?? '';
-  if (!isValidId(id)) throw badRequest('INVALID_ID', 'memory id must be 1-128 bytes of [A-Za-z0-9_:.@-] without ".."');
-  return id;
 }
 
 const listQuery = {
@@ -42,13 +37,6 @@ function ifMatchVersion(c: Context): number | undefined {
   const m = /^\s*(?:W\/)?"?(\d{1,15})"?\s*$/.exec(raw);
   if (!m) throw badRequest('INVALID_IF_MATCH', 'If-Match must be a memory version number');
   return Number(m[1]);
-}
-
-/** 503 quorum_not_met exactly as docs/wire.md fixes it (the commit stands). */
-function quorumFailure(c: Context, q: Extract<QuorumOutcome, { met: false }>, id: string) {
-  c.header('Retry-After', '2');
-  // `id` (memfed extra) lets a client retry idempotently: the write is committed.
-  return c.json({ error: 'quorum_not_met', code: 'QUORUM_NOT_MET', got: q.got, needed: q.needed, reason: q.reason, id }, 503);
 }
 
 export function memoryRoutes(deps: AppDeps) {
