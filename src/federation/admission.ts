@@ -13,6 +13,16 @@ export interface AdmissionRefusal {
 }
 
 /**
+ * Whether a timestamp lies beyond now + the allowed skew. A version stamped in the future
+ * would win every LWW comparison until then (and past year 2255 microsecond arithmetic
+ * loses precision): rows and events beyond it are refused.
+ */
+export function beyondSkew(clockSkewMs: number): (ts: string) => boolean {
+  const horizon = nowMicros() + clockSkewMs * 1000;
+  return (ts) => (parseTimestamp(ts) ?? 0) > horizon;
+}
+
+/**
  * Admission of rows from a peer (push or pull): no timestamps from the future, then
  * governance: a memory is judged by its own content and, when it replaces a memory
  * stored here in another namespace, by that stored namespace too (a peer cannot move a
@@ -28,10 +38,7 @@ export async function admitReplicated(
   clockSkewMs: number,
 ): Promise<{ memories: Memory[]; tombstones: Tombstone[]; refused: AdmissionRefusal[] }> {
   const refused: AdmissionRefusal[] = [];
-  // A version stamped in the future would win every LWW comparison until then (and past
-  // year 2255 microsecond arithmetic loses precision): refuse beyond the allowed skew.
-  const horizon = nowMicros() + clockSkewMs * 1000;
-  const future = (ts: string) => (parseTimestamp(ts) ?? 0) > horizon;
+  const future = beyondSkew(clockSkewMs);
   const timely = {
     memories: rows.memories.filter((m) => {
       if (!future(m.updated_at)) return true;

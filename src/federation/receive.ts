@@ -4,10 +4,9 @@ import type { Policy } from '../governance.js';
 import type { Memory } from '../memory/model.js';
 import type { Metrics } from '../metrics.js';
 import { linkKey, type LinkRemoval, type MemoryLink } from '../memory/link.js';
-import { nowMicros, parseTimestamp } from '../memory/time.js';
 import type { ArchiveEvent } from '../store/archive-links.js';
 import { applyReplicated, type LinkOutcome, type Tombstone } from '../store/replica.js';
-import { admitReplicated, type AdmissionRefusal } from './admission.js';
+import { admitReplicated, beyondSkew, type AdmissionRefusal } from './admission.js';
 import type { ParsedPush, RowResult } from './wire.js';
 
 /** What applying rows from a peer needs (push receive and catch-up alike). */
@@ -45,11 +44,11 @@ export interface PeerApply {
 
 /** Archive events and links stamped beyond the allowed clock skew: refused, as memories are. */
 function admitEvents(rows: PeerRows, clockSkewMs: number): { archives: ArchiveEvent[]; links: MemoryLink[]; linkRemovals: LinkRemoval[]; refused: RowResult[] } {
-  const horizon = nowMicros() + clockSkewMs * 1000;
+  const future = beyondSkew(clockSkewMs);
   const refused: RowResult[] = [];
   const timely = <T>(rows: T[], at: (r: T) => string, id: (r: T) => string) =>
     rows.filter((r) => {
-      if ((parseTimestamp(at(r)) ?? 0) <= horizon) return true;
+      if (!future(at(r))) return true;
       refused.push({ id: id(r), status: 'skipped', reason: `FUTURE_TIMESTAMP: ${at(r)} is in the future` });
       return false;
     });
