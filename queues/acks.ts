@@ -3,13 +3,17 @@ import type { Config } from '../src/config.js';
 import type { Database } from '../src/db/client.js';
 import type { Logger } from '../src/logger.js';
 import { listCursors } from '../src/store/cursors.js';
-import { peersRefusing } from '../src/store/dlq.js';
-import { comparePositions, type FeedPosition } from '../src/store/feed.js';
+import { peersRefusing, refusedBetween } from '../src/store/dlq.js';
+import { FEED_START, comparePositions, type FeedPosition } from '../src/store/feed.js';
 
 export const ackChannel = (prefix: string) => `${prefix}:memfed:acks`;
 
-export async function publishAck(redis: Redis, prefix: string, peerId: string, position: FeedPosition, refused: FeedPosition[] = []): Promise<void> {
-  await redis.publish(ackChannel(prefix), JSON.stringify({ peer: peerId, txid: position.txid, seq: position.seq, refused }));
+/**
+ * Published by a push run after it advanced a peer's cursor from `from` to the position:
+ * `refused` lists every position in between that the peer refused (dead-lettered).
+ */
+export async function publishAck(redis: Redis, prefix: string, peerId: string, position: FeedPosition, refused: FeedPosition[], from: FeedPosition): Promise<void> {
+  await redis.publish(ackChannel(prefix), JSON.stringify({ peer: peerId, txid: position.txid, seq: position.seq, refused, from }));
 }
 
 const posKey = (p: FeedPosition) => `${p.txid}.${p.seq}`;
@@ -17,22 +21,41 @@ const REFUSED_KEPT = 10_000;
 
 interface Waiter {
   position: FeedPosition;
-  acked: Set<string>;
   needed: number;
   resolve: (acks: number) => void;
 }
 
+interface AckMessage {
+  peer: string;
+  txid: string;
+  seq: string;
+  refused?: FeedPosition[];
+  from?: FeedPosition;
+}
+
+const isPosition = (p: unknown): p is FeedPosition => typeof (p as FeedPosition | null)?.txid === 'string' && typeof (p as FeedPosition).seq === 'string';
+
 /**
  * One Redis subscriber per API process tracks how far each peer has acknowledged the
  * change feed (published by push workers after every advanced cursor). Quorum waiters
- * resolve as soon as enough peers are past their write's position.
+ * resolve as soon as enough peers are past their write's position without refusing it.
+ *
+ * A cursor alone cannot tell an ack from a refusal, so a peer's known position only
+ * moves once its refusals up to there are known: carried by a message that continues
+ * where the last one ended, or else (a lost or reordered message, a position read from
+ * the database) read from the DLQ first. Every path that resolves a waiter goes through
+ * that one rule.
  */
 export class AckTracker {
+  /** Per peer: the position up to which its acks and refusals are both known. */
   private latest = new Map<string, FeedPosition>();
   private waiters = new Set<Waiter>();
   /** Positions each peer refused (dead-lettered): passing them is not an ack. Bounded. */
   private refused = new Map<string, Set<string>>();
+  /** Per peer, advances applied one at a time in arrival order. */
+  private chains = new Map<string, Promise<void>>();
   private readonly peerIds: Set<string>;
+  private started = false;
 
   constructor(
     private readonly subscriber: Redis,
@@ -44,46 +67,83 @@ export class AckTracker {
   }
 
   async start(): Promise<void> {
-    const peers = this.peerIds;
     this.subscriber.on('message', (_channel: string, message: string) => {
+      let m: AckMessage;
       try {
-        const m = JSON.parse(message) as { peer: string; txid: string; seq: string; refused?: FeedPosition[] };
-        if (!peers.has(m.peer)) return;
-        if (Array.isArray(m.refused) && m.refused.length > 0) {
-          const set = this.refused.get(m.peer) ?? new Set<string>();
-          for (const p of m.refused) set.add(posKey(p));
-          while (set.size > REFUSED_KEPT) set.delete(set.values().next().value as string);
-          this.refused.set(m.peer, set);
-        }
-        this.observe(m.peer, { txid: String(m.txid), seq: String(m.seq) });
+        m = JSON.parse(message) as AckMessage;
       } catch {
-        /* ignore foreign messages */
+        return; // a foreign message
       }
+      if (!this.peerIds.has(m?.peer)) return;
+      const at = { txid: String(m.txid), seq: String(m.seq) };
+      const carried = Array.isArray(m.refused) ? m.refused.filter(isPosition) : [];
+      void this.inOrder(m.peer, () => this.advance(m.peer, at, carried, isPosition(m.from) ? m.from : null));
     });
     await this.subscriber.subscribe(ackChannel(this.config.queuePrefix));
     await this.refreshFromDatabase();
+    this.started = true;
   }
 
-  /** Cursors are the truth: used at start and before declaring a timeout (a message may be missed). */
+  /** Cursors are the truth: read at start and before declaring a timeout (a message may be missed). */
   async refreshFromDatabase(): Promise<void> {
-    const peers = new Set(this.config.federation.peers.map((p) => p.id));
-    for (const c of await listCursors(this.database.db)) if (peers.has(c.peerId)) this.observe(c.peerId, c);
+    const cursors = (await listCursors(this.database.db)).filter((c) => this.peerIds.has(c.peerId));
+    await Promise.all(cursors.map((c) => this.inOrder(c.peerId, () => this.advance(c.peerId, { txid: c.txid, seq: c.seq }, [], null))));
   }
 
-  private observe(peer: string, pos: FeedPosition): void {
+  private inOrder(peer: string, step: () => Promise<void>): Promise<void> {
+    const next = (this.chains.get(peer) ?? Promise.resolve()).then(step).catch((err) => this.logger.warn({ err, peer }, 'ack tracking step failed; the next cursor read retries'));
+    this.chains.set(peer, next);
+    return next;
+  }
+
+  /**
+   * Moves the peer's known position to `to` once its refusals up to there are known:
+   * `carried` covers (from, to]; if `from` is not where the known position stands (or
+   * there is no message), the DLQ is read for what lies between.
+   */
+  private async advance(peer: string, to: FeedPosition, carried: FeedPosition[], from: FeedPosition | null): Promise<void> {
     const cur = this.latest.get(peer);
-    if (!cur || comparePositions(pos, cur) > 0) this.latest.set(peer, pos);
+    const learned = [...carried];
+    if (cur === undefined && !this.started) {
+      // The start-up baseline: every write a waiter will wait for comes after it.
+    } else if (cur !== undefined && comparePositions(to, cur) <= 0) {
+      // Old news (a reordered message): its refusals may still be new.
+    } else if (from === null || cur === undefined || comparePositions(from, cur) > 0) {
+      learned.push(...(await refusedBetween(this.database.db, peer, cur ?? FEED_START, to)));
+    }
+    this.learnRefusals(peer, learned);
+    const now = this.latest.get(peer);
+    if (!now || comparePositions(to, now) > 0) this.latest.set(peer, to);
+    this.settle();
+  }
+
+  private learnRefusals(peer: string, positions: FeedPosition[]): void {
+    if (positions.length === 0) return;
+    const set = this.refused.get(peer) ?? new Set<string>();
+    for (const p of positions) set.add(posKey(p));
+    while (set.size > REFUSED_KEPT) set.delete(set.values().next().value as string);
+    this.refused.set(peer, set);
+  }
+
+  /** Resolves every waiter whose quorum is met, or can no longer be met. */
+  private settle(): void {
     for (const w of this.waiters) {
-      if (this.acks(peer, pos, w.position)) w.acked.add(peer);
-      if (w.acked.size >= w.needed) {
+      const acks = this.countAcks(w.position);
+      if (acks >= w.needed) {
         this.waiters.delete(w);
-        w.resolve(w.acked.size);
+        w.resolve(acks);
       } else if (this.hopeless(w.position, w.needed)) {
         // Enough peers refused the row that the quorum can never be met: answer now.
         this.waiters.delete(w);
         w.resolve(-1);
       }
     }
+  }
+
+  private countAcks(write: FeedPosition, exclude: Set<string> = new Set()): number {
+    let n = 0;
+    for (const [peer, pos] of this.latest) if (!exclude.has(peer) && this.acks(peer, pos, write)) n++;
+    return n;
   }
 
   /** Peers that dead-lettered the write at `write` (known to this process). */
@@ -109,11 +169,10 @@ export class AckTracker {
    * peers refused the row.
    */
   async waitFor(position: FeedPosition, needed: number, timeoutMs: number): Promise<{ acks: number; refused: number }> {
-    const acked = new Set<string>();
-    for (const [peer, pos] of this.latest) if (this.acks(peer, pos, position)) acked.add(peer);
-    if (acked.size >= needed) return { acks: acked.size, refused: 0 };
+    const early = this.countAcks(position);
+    if (early >= needed) return { acks: early, refused: 0 };
     const got = await new Promise<number>((resolve) => {
-      const w: Waiter = { position, acked, needed, resolve };
+      const w: Waiter = { position, needed, resolve };
       this.waiters.add(w);
       setTimeout(() => {
         if (this.waiters.delete(w)) resolve(-1);
@@ -121,16 +180,14 @@ export class AckTracker {
     });
     if (got >= 0) return { acks: got, refused: 0 };
     await this.refreshFromDatabase().catch((err) => this.logger.warn({ err }, 'cursor refresh failed'));
-    // The cursor alone cannot tell a refusal from an ack: ask the DLQ too.
+    // The DLQ is asked directly too: a refusal this process never learned of is still one.
     const refusing = await peersRefusing(this.database.db, position).catch(() => new Set<string>());
     for (const peer of this.refusersOf(position)) refusing.add(peer);
-    let n = 0;
-    for (const [peer, pos] of this.latest) if (this.acks(peer, pos, position) && !refusing.has(peer)) n++;
-    return { acks: n, refused: [...refusing].filter((p) => this.peerIds.has(p)).length };
+    return { acks: this.countAcks(position, refusing), refused: [...refusing].filter((p) => this.peerIds.has(p)).length };
   }
 
   async close(): Promise<void> {
-    for (const w of this.waiters) w.resolve(w.acked.size);
+    for (const w of this.waiters) w.resolve(this.countAcks(w.position));
     this.waiters.clear();
     await this.subscriber.quit().catch(() => this.subscriber.disconnect());
   }

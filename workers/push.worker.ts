@@ -38,7 +38,7 @@ export function pushProcessor(ctx: WorkerContext) {
           batchMaxBytes: ctx.config.push.batchMaxBytes,
           logger: ctx.logger,
           metrics: ctx.metrics,
-          publishAck: (peerId, pos, refused) => publishAck(ctx.redis, ctx.config.queuePrefix, peerId, pos, refused),
+          publishAck: (peerId, pos, refused, from) => publishAck(ctx.redis, ctx.config.queuePrefix, peerId, pos, refused, from),
         },
         peer,
         RUN_BUDGET_MS,

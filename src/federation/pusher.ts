@@ -20,10 +20,10 @@ export interface PusherDeps {
   logger: Logger;
   metrics: Metrics;
   /**
-   * Tells quorum waiters that the peer has answered for everything up to `position`,
+   * Tells quorum waiters that the peer has answered for everything in (`from`, `position`],
    * except the `refused` positions (rows it dead-lettered): those are not acks.
    */
-  publishAck(peerId: string, position: FeedPosition, refused: FeedPosition[]): Promise<void>;
+  publishAck(peerId: string, position: FeedPosition, refused: FeedPosition[], from: FeedPosition): Promise<void>;
 }
 
 /** The keys of the optional lanes (present only when a batch carries archives or links). */
@@ -103,7 +103,7 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     await advanceCursor(deps.db, peer.id, last);
     out.cursor = { txid: last.txid, seq: last.seq };
     const refused = page.delivered.filter((e) => refusedIds.has(e.memoryId)).map((e) => ({ txid: e.txid, seq: e.seq }));
-    await deps.publishAck(peer.id, last, refused).catch((err) => deps.logger.warn({ err, peer: peer.id }, 'ack publish failed'));
+    await deps.publishAck(peer.id, last, refused, { txid: cursor.txid, seq: cursor.seq }).catch((err) => deps.logger.warn({ err, peer: peer.id }, 'ack publish failed'));
     if (page.read < deps.batchMax && !page.cut) {
       out.caughtUp = true;
       return out;

@@ -257,6 +257,18 @@ export async function peersRefusing(db: Db, position: { txid: string; seq: strin
   return new Set(rows.map((r) => r.peer_id));
 }
 
+/**
+ * Feed positions in (after, upTo] whose memory the peer dead-lettered (pending or
+ * quarantined): where its cursor passed without an ack. The range scan bounds the work.
+ */
+export async function refusedBetween(db: Db, peerId: string, after: { txid: string; seq: string }, upTo: { txid: string; seq: string }): Promise<{ txid: string; seq: string }[]> {
+  const rows = await db.execute<{ txid: string; seq: string }>(sql`
+    SELECT f.txid::text AS txid, f.seq::text AS seq FROM change_feed f
+    WHERE (f.txid, f.seq) > (${after.txid}::xid8, ${after.seq}::bigint) AND (f.txid, f.seq) <= (${upTo.txid}::xid8, ${upTo.seq}::bigint)
+      AND EXISTS (SELECT 1 FROM ${pushDlq} d WHERE d.peer_id = ${peerId} AND d.memory_id = f.memory_id AND d.status IN ('pending', 'quarantined'))`);
+  return rows.map((r) => ({ txid: r.txid, seq: r.seq }));
+}
+
 /** Extends a lease before each chunk is sent; returns the ids still owned. */
 export async function renewLease(db: Db, ids: number[], owner: string, leaseMs: number): Promise<Set<number>> {
   if (ids.length === 0) return new Set();

@@ -130,6 +130,9 @@ describe('push DLQ', () => {
     const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
     const q = new Queue('dlq', { connection: conn, prefix: d.prefix });
     try {
+      // A job scheduler with `every` runs its first tick at once: let it finish on an empty
+      // DLQ, so every row below is replayed by the operator run and its follow-ups alone.
+      await waitFor(async () => (await q.getJobs(['completed'], 0, -1)).some((j) => j.data.reason === 'tick'), { what: 'the first replay tick done' });
       const ids = Array.from({ length: 640 }, (_, i) => `drain-${i}-${randomUUID().slice(0, 8)}`);
       await deadLetter(d.db.database.db, ids.map((id) => ({ peerId: 'peer-drain', memoryId: id, op: 'upsert' as const, payload: wireMemory({ id }), failureClass: 'transient', error: 'peer was down' })));
       const replay = await api(d.url, 'POST', '/api/v1/admin/dlq/replay', { peer: 'peer-drain' }, ADMIN);
