@@ -33,8 +33,9 @@ describe('partitions between real node processes', () => {
         expect(r.status).toBe(201);
         ids.push(r.json.id);
       }
-      // Both senders have tried c and failed (timed out): these writes really were missed.
-      for (const n of [a, b]) {
+      // The writer has tried c and failed (timed out): these writes really were missed.
+      // (b relays them too, but when its push job for c runs is not this test's business.)
+      for (const n of [a]) {
         await waitFor(async () => (await n.db.database.sql`SELECT last_error_class FROM peer_cursors WHERE peer_id = ${c.id}`)[0]?.last_error_class === 'transient', { timeoutMs: 30_000, what: `${n.id} saw c fail` }).catch(async (err) => {
           throw new Error(`${(err as Error).message}; cursor: ${JSON.stringify(await n.db.database.sql`SELECT * FROM peer_cursors WHERE peer_id = ${c.id}`)}; log: ${n.proc.output().slice(-3000)}`);
         });
