@@ -145,7 +145,7 @@ const KEY_ORDER = ['id', 'tier', 'namespace', 'title', 'content', 'tags', 'prior
 export function orderKeys(m: Memory): Memory {
   const out: Record<string, unknown> = {};
   for (const k of KEY_ORDER) if (m[k] !== undefined) out[k] = m[k];
-  for (const [k, v] of Object.entries(m)) if (!(k in out) && v !== undefined) out[k] = v;
+  for (const [k, v] of Object.entries(m)) if (!Object.hasOwn(out, k) && v !== undefined) out[k] = v;
   return out as Memory;
 }
 

@@ -343,6 +343,13 @@ describe('orderKeys', () => {
     expect(Object.keys(orderKeys(m))).toEqual(['id', 'tier', 'title', 'created_at', 'updated_at', 'last_accessed_at', 'metadata', 'version', 'zz', 'aa']);
   });
 
+  it('keeps unknown keys named like Object.prototype members (own-property check, not `in`)', () => {
+    const inherited = { constructor: 'c', toString: 't', valueOf: 1, hasOwnProperty: [1], isPrototypeOf: { a: 1 } };
+    const m = validateMemory(rawMemory(inherited));
+    for (const [k, v] of Object.entries(inherited)) expect(Object.getOwnPropertyDescriptor(m, k)?.value, k).toEqual(v);
+    expect(Object.keys(orderKeys({ id: 'x', constructor: 1, toString: 2 } as unknown as Memory))).toEqual(['id', 'constructor', 'toString']);
+  });
+
   it('drops undefined values', () => {
     const m = { id: 'x', expires_at: undefined, extra: undefined } as unknown as Memory;
     expect(orderKeys(m)).toEqual({ id: 'x' });
