@@ -125,6 +125,18 @@ describe('POST /api/v1/sync/push: receive', () => {
     expect((await api(n.url, 'GET', `/api/v1/memories/${id}`)).status).toBe(200);
   });
 
+  it('refuses a signed push whose body is not declared JSON (415), and accepts the type upstream sends', async () => {
+    const before = await state();
+    const plain = peer.push({ sender_agent_id: 'peer-p', memories: [wireMemory()] });
+    plain.headers['content-type'] = 'text/plain';
+    const r = await send(n.url, plain);
+    expect(r.status).toBe(415);
+    expect(r.json.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+    expect(await state()).toEqual(before);
+    // upstream ai-memory 0.7 sends exactly `content-type: application/json`.
+    expect((await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [wireMemory()] }))).status).toBe(200);
+  });
+
   it('refuses lanes over 1000 entries with the upstream message', async () => {
     const r = await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [], deletions: Array.from({ length: 1001 }, (_, i) => `d${i}`) }));
     expect(r.status).toBe(400);
