@@ -137,6 +137,17 @@ describe('POST /api/v1/sync/push: receive', () => {
     expect((await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [wireMemory()] }))).status).toBe(200);
   });
 
+  it('skips a pushed memory over MEMORY_MAX_BYTES with a reason (the sender dead-letters it) and applies the rest', async () => {
+    const huge = wireMemory({ future_blob: 'x'.repeat(300 * 1024) });
+    const ok = wireMemory();
+    const r = await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [huge, ok] }));
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({ applied: 1, skipped: 1 });
+    const res = r.json.results.find((x: { id: string }) => x.id === huge.id);
+    expect(res).toMatchObject({ status: 'skipped', reason: expect.stringMatching(/^MEMORY_TOO_LARGE: .*at most 262144/) });
+    expect((await api(n.url, 'GET', `/api/v1/memories/${huge.id}`)).status).toBe(404);
+  });
+
   it('refuses lanes over 1000 entries with the upstream message', async () => {
     const r = await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [], deletions: Array.from({ length: 1001 }, (_, i) => `d${i}`) }));
     expect(r.status).toBe(400);

@@ -317,6 +317,24 @@ describe('validateMemory', () => {
     }
   });
 
+  it('caps the serialized memory at maxBytes (default 256 KiB) with MEMORY_TOO_LARGE', () => {
+    const base = Buffer.byteLength(JSON.stringify(validateMemory(rawMemory({ blob: '' }))));
+    // exactly at the cap passes, one byte over is refused; measured on the stored JSON
+    expect(() => validateMemory(rawMemory({ blob: 'x'.repeat(20_000 - base) }), { maxBytes: 20_000 })).not.toThrow();
+    const err = (() => {
+      try {
+        validateMemory(rawMemory({ blob: 'x'.repeat(20_001 - base) }), { maxBytes: 20_000 });
+      } catch (e) {
+        return e as { status: number; code: string; details: Record<string, unknown> };
+      }
+      return null;
+    })();
+    expect(err).toMatchObject({ status: 422, code: 'MEMORY_TOO_LARGE', details: { bytes: 20_001, limit: 20_000 } });
+    // escapes count: 4,000 control characters serialize to 24,000 bytes
+    expect(() => validateMemory(rawMemory({ blob: '\u0001'.repeat(4_000) }), { maxBytes: 20_000 })).toThrow(/MEMORY_TOO_LARGE/);
+    expect(() => validateMemory(rawMemory({ blob: 'x'.repeat(256 * 1024) }))).toThrow(/at most 262144/);
+  });
+
   it('refuses non-objects', () => {
     for (const v of [null, [], 'x', 1]) expect(() => validateMemory(v)).toThrow(ValidationError);
   });

@@ -105,7 +105,7 @@ export function adminRoutes(deps: AppDeps) {
   app.post(`${ADMIN_PREFIX}/catchup/refusals/reapply`, async (c) => {
     const body = objectBody(await readOptionalJson(c, config.limits.maxBodyBytes));
     const sel = body.peer === undefined && body.ids === undefined ? {} : selector(body, false);
-    const r = await reapplyRefusals({ db, policy, metrics, audit, logger, clockSkewMs: config.federation.clockSkewMs }, { ...(sel.peerId ? { peerId: sel.peerId } : {}), ...(sel.ids ? { ids: sel.ids } : {}) });
+    const r = await reapplyRefusals({ db, policy, metrics, audit, logger, clockSkewMs: config.federation.clockSkewMs, memoryMaxBytes: config.limits.memoryMaxBytes }, { ...(sel.peerId ? { peerId: sel.peerId } : {}), ...(sel.ids ? { ids: sel.ids } : {}) });
     audit.record({ kind: 'catchup.operator', actor: actorOf(c), details: { action: 'reapply', selector: sel, ...r } });
     return c.json(r);
   });

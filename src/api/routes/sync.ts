@@ -82,7 +82,7 @@ export function syncRoutes(deps: AppDeps) {
     if (auth instanceof Response) return auth;
     if (!auth.ok) return refusal(c, auth.status, auth.tag);
     // Per-row checks (NUL, keys, numbers) happen in validateMemory: one bad row is skipped, not the batch.
-    const push = parsePushBody(parseJsonBytes(raw, { deepChecks: false }), formatTimestamp(nowMicros()));
+    const push = parsePushBody(parseJsonBytes(raw, { deepChecks: false }), formatTimestamp(nowMicros()), { memoryMaxBytes: config.limits.memoryMaxBytes });
     const identity = pushIdentityProblem(push, auth.peerId, config.nodeId);
     if (identity) return refuseAudited(c, deps, auth.peerId, identity);
     federation.onPeerContact(auth.peerId);
