@@ -148,6 +148,19 @@ describe('POST /api/v1/sync/push: receive', () => {
     expect((await api(n.url, 'GET', `/api/v1/memories/${huge.id}`)).status).toBe(404);
   });
 
+  it('applies and serves pushed unknown and metadata keys named like Object.prototype members', async () => {
+    const inherited = { constructor: 'c', toString: 't', valueOf: 1, hasOwnProperty: [1] };
+    const m = wireMemory({ ...inherited, metadata: inherited });
+    expect((await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [m] }))).json).toMatchObject({ applied: 1 });
+    const got = JSON.parse((await api(n.url, 'GET', `/api/v1/memories/${m.id}`)).text).memory;
+    for (const [k, v] of Object.entries(inherited)) {
+      expect(Object.hasOwn(got, k) && got[k], k).toEqual(v);
+      expect(Object.hasOwn(got.metadata, k) && got.metadata[k], `metadata.${k}`).toEqual(v);
+    }
+    // and the same row pushed again is a no-op: the stored copy hashes as the sent one
+    expect((await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [m] }))).json).toMatchObject({ applied: 0, noop: 1 });
+  });
+
   it('refuses lanes over 1000 entries with the upstream message', async () => {
     const r = await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [], deletions: Array.from({ length: 1001 }, (_, i) => `d${i}`) }));
     expect(r.status).toBe(400);
