@@ -1,6 +1,7 @@
 import os from 'node:os';
 import { z } from 'zod';
 import { PEER_ID, parsePeerList, type PeerSpec } from './federation/peers.js';
+import { MEMORY_MAX_BYTES_DEFAULT } from './memory/size.js';
 import { QUEUE_NAMES, isQueueName, type QueueName } from './queue-names.js';
 
 /**
@@ -127,6 +128,9 @@ const schema = z.object({
   SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
   MAX_BODY_BYTES: int(512 * 1024, 16 * 1024, 64 * 1024 * 1024),
   MAX_BATCH_BODY_BYTES: int(48 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
+  // One memory's serialized JSON (docs/security.md). At most 1 MiB: one memory must fit an
+  // ai-memory push body (2 MiB) and a since page (4 MiB) with room to spare.
+  MEMORY_MAX_BYTES: int(MEMORY_MAX_BYTES_DEFAULT, 16 * 1024, 1024 * 1024),
   AUDIT_LEVEL: oneOf('security', ['security', 'all'] as const),
   AUDIT_CHECKPOINT_EVERY: int(1000, 1, 10_000_000),
   AUDIT_CHECKPOINT_INTERVAL_MS: int(60_000, 100, 86_400_000),
@@ -170,7 +174,7 @@ export interface Config {
   shutdownGraceMs: number;
   /** BullMQ lock duration; a dead worker's jobs are re-run after about twice this. */
   jobLockMs: number;
-  limits: { maxBodyBytes: number; maxBatchBodyBytes: number };
+  limits: { maxBodyBytes: number; maxBatchBodyBytes: number; memoryMaxBytes: number };
   audit: { level: 'security' | 'all'; checkpointEvery: number; checkpointIntervalMs: number };
   /** Governance policy source: a JSON file path or inline JSON (both empty = no policy). */
   governance: { file: string; inline: string };
@@ -227,7 +231,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerQueues,
     shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
     jobLockMs: r.JOB_LOCK_MS,
-    limits: { maxBodyBytes: r.MAX_BODY_BYTES, maxBatchBodyBytes: r.MAX_BATCH_BODY_BYTES },
+    limits: { maxBodyBytes: r.MAX_BODY_BYTES, maxBatchBodyBytes: r.MAX_BATCH_BODY_BYTES, memoryMaxBytes: r.MEMORY_MAX_BYTES },
     audit: { level: r.AUDIT_LEVEL, checkpointEvery: r.AUDIT_CHECKPOINT_EVERY, checkpointIntervalMs: r.AUDIT_CHECKPOINT_INTERVAL_MS },
     governance: { file: r.GOVERNANCE_FILE, inline: r.GOVERNANCE_POLICY },
     faults: { crashAfterCommit: r.MEMFED_FAULT_CRASH_AFTER_COMMIT },

@@ -1,13 +1,15 @@
 import { readFile } from 'node:fs/promises';
 import { z } from 'zod';
 import type { Memory } from './memory/model.js';
+import { compileGlob, type NamespaceGlob } from './glob.js';
 import { rustTrim } from './memory/rules.js';
 
 /**
  * Governance policy (docs/invariants.md, point 10), from GOVERNANCE_FILE or GOVERNANCE_POLICY:
  *   { "deny_namespaces": ["secret/**"], "max_content_bytes": 20000,
  *     "peer_namespaces": { "peer-b": ["shared/**", "global"] } }
- * Namespace globs: `*` matches within one segment, `**` across segments.
+ * Namespace globs (src/glob.ts, matched in linear time): `*` matches within one segment,
+ * `**` across segments (newlines included).
  * A version that replaces a stored memory is judged by both namespaces (see checkUpdate).
  * A refusal is never silent: 403 with a stable code for clients, a skipped row for
  * peers, and an audit event either way.
@@ -22,10 +24,10 @@ const policySchema = z
   .strict();
 
 export interface Policy {
-  denyNamespaces: RegExp[];
+  denyNamespaces: NamespaceGlob[];
   maxContentBytes?: number;
   maxMetadataBytes?: number;
-  peerNamespaces: Map<string, RegExp[]>;
+  peerNamespaces: Map<string, NamespaceGlob[]>;
   /** The policy as written, for logs and the admin API. */
   source: z.infer<typeof policySchema>;
 }
@@ -34,15 +36,6 @@ export interface Refusal {
   code: 'GOVERNANCE_NAMESPACE_DENIED' | 'GOVERNANCE_CONTENT_TOO_LARGE' | 'GOVERNANCE_METADATA_TOO_LARGE' | 'GOVERNANCE_PEER_NAMESPACE';
   rule: string;
   reason: string;
-}
-
-export function globToRegExp(glob: string): RegExp {
-  const re = glob
-    .split('**')
-    .map((part) => part.split('*').map((s) => s.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*'))
-    .join('.*');
-  // dotAll: a namespace may contain \n (upstream allows it), and `**` must match across it.
-  return new RegExp(`^${re}$`, 's');
 }
 
 export function parsePolicy(json: string, origin: string): Policy {
@@ -56,10 +49,10 @@ export function parsePolicy(json: string, origin: string): Policy {
   if (!r.success) throw new Error(`governance policy (${origin}) is invalid: ${r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ')}`);
   const p = r.data;
   return {
-    denyNamespaces: p.deny_namespaces.map(globToRegExp),
+    denyNamespaces: p.deny_namespaces.map(compileGlob),
     ...(p.max_content_bytes !== undefined ? { maxContentBytes: p.max_content_bytes } : {}),
     ...(p.max_metadata_bytes !== undefined ? { maxMetadataBytes: p.max_metadata_bytes } : {}),
-    peerNamespaces: new Map(Object.entries(p.peer_namespaces).map(([peer, globs]) => [peer, globs.map(globToRegExp)])),
+    peerNamespaces: new Map(Object.entries(p.peer_namespaces).map(([peer, globs]) => [peer, globs.map(compileGlob)])),
     source: p,
   };
 }
@@ -78,7 +71,7 @@ export async function loadPolicy(source: { file: string; inline: string }): Prom
 export function checkNamespace(policy: Policy | null, namespace: string, peerId?: string): Refusal | null {
   if (!policy) return null;
   const trimmed = rustTrim(namespace);
-  const matches = (re: RegExp) => re.test(namespace) || re.test(trimmed);
+  const matches = (re: NamespaceGlob) => re.test(namespace) || re.test(trimmed);
   const denied = policy.denyNamespaces.findIndex(matches);
   if (denied >= 0) return { code: 'GOVERNANCE_NAMESPACE_DENIED', rule: `deny_namespaces[${denied}]`, reason: `namespace ${namespace} is not writable here` };
   if (peerId !== undefined) {

@@ -327,6 +327,7 @@ const SPEC: Record<string, Spec> = {
   WORKER_QUEUES: { read: (c) => c.workerQueues, default: ['push', 'dlq', 'catchup', 'audit'], bad: 'push,bogus', error: /unknown queue "bogus" \(known: push, dlq, catchup, audit\)/ },
   SHUTDOWN_GRACE_MS: { read: (c) => c.shutdownGraceMs, default: 10_000, bad: '600001', error: /expected an integer in \[0, 600000\], got "600001"/ },
   MAX_BODY_BYTES: { read: (c) => c.limits.maxBodyBytes, default: 512 * 1024, bad: '1024', error: /expected an integer in \[16384, 67108864\], got "1024"/ },
+  MEMORY_MAX_BYTES: { read: (c) => c.limits.memoryMaxBytes, default: 256 * 1024, bad: '2000000', error: /expected an integer in \[16384, 1048576\], got "2000000"/ },
   MAX_BATCH_BODY_BYTES: { read: (c) => c.limits.maxBatchBodyBytes, default: 48 * 1024 * 1024, bad: '1', error: /expected an integer in \[65536, 268435456\], got "1"/ },
   AUDIT_LEVEL: { read: (c) => c.audit.level, default: 'security', bad: 'everything', error: /expected one of security, all, got "everything"/ },
   AUDIT_CHECKPOINT_EVERY: { read: (c) => c.audit.checkpointEvery, default: 1000, bad: '0', error: /expected an integer in \[1, 10000000\], got "0"/ },

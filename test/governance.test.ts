@@ -2,7 +2,8 @@ import { writeFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { checkMemory, checkNamespace, checkUpdate, globToRegExp, loadPolicy, parsePolicy } from '../src/governance.js';
+import { compileGlob } from '../src/glob.js';
+import { checkMemory, checkNamespace, checkUpdate, loadPolicy, parsePolicy } from '../src/governance.js';
 import { validateMemory, type Memory } from '../src/memory/model.js';
 
 const mem = (over: Record<string, unknown> = {}): Memory =>
@@ -23,8 +24,8 @@ const mem = (over: Record<string, unknown> = {}): Memory =>
     ...over,
   });
 
-describe('globToRegExp', () => {
-  const matches = (glob: string, ns: string) => globToRegExp(glob).test(ns);
+describe('compileGlob', () => {
+  const matches = (glob: string, ns: string) => compileGlob(glob).test(ns);
 
   it('`*` matches within one segment only', () => {
     expect(matches('tmp/*', 'tmp/a')).toBe(true);
@@ -61,6 +62,15 @@ describe('globToRegExp', () => {
     expect(matches('a?', 'ab')).toBe(false);
     expect(matches('[ab]', 'a')).toBe(false);
     expect(matches('$^', '$^')).toBe(true);
+  });
+});
+
+describe('hostile deny globs', () => {
+  it('judge a 512-character namespace against backtracking-hostile globs without stalling', () => {
+    // A backtracking RegExp takes ~n^k steps on these (k stars); the matcher is linear.
+    const p = parsePolicy(JSON.stringify({ deny_namespaces: ['*a*a*a*a*a*a*a*a*b', '**a**a**a**a**a**a**b', `${'*a'.repeat(30)}*b`] }), 'hostile');
+    expect(checkNamespace(p, 'a'.repeat(512))).toBeNull();
+    expect(checkNamespace(p, `${'a'.repeat(511)}b`)?.code).toBe('GOVERNANCE_NAMESPACE_DENIED');
   });
 });
 

@@ -48,8 +48,39 @@ export function parseJsonBytes(raw: Uint8Array, opts: { deepChecks?: boolean } =
   return value;
 }
 
+/**
+ * `application/json` in any case, with or without parameters (`; charset=utf-8`); the body
+ * is decoded as UTF-8 whatever a charset says. Not `text/plain`, a form type or a missing
+ * header: those are what a web page can send cross-origin without a CORS preflight, so
+ * accepting them would let any page write to a node on localhost. `application/*+json`
+ * is refused too: no client of this API sends it.
+ */
+export function isJsonMediaType(header: string | undefined): boolean {
+  if (header === undefined) return false;
+  const semi = header.indexOf(';');
+  return (semi < 0 ? header : header.slice(0, semi)).trim().toLowerCase() === 'application/json';
+}
+
+/** 415 unless the request says its body is JSON; checked before the body is read. */
+export function requireJsonBody(c: Context): void {
+  if (isJsonMediaType(c.req.header('content-type'))) return;
+  throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', 'request body must be sent as Content-Type: application/json', { expected: 'application/json' });
+}
+
 export async function readJson(c: Context, maxBytes: number): Promise<unknown> {
+  requireJsonBody(c);
   return parseJsonBytes(await readRawBody(c, maxBytes));
+}
+
+/**
+ * For routes whose body is optional: no body (or an empty one) reads as `{}`; a body that
+ * is there is held to the same rules as readJson's (JSON type, valid JSON).
+ */
+export async function readOptionalJson(c: Context, maxBytes: number): Promise<unknown> {
+  const raw = await readRawBody(c, maxBytes);
+  if (raw.byteLength === 0) return {};
+  requireJsonBody(c);
+  return parseJsonBytes(raw);
 }
 
 /** Bracket depth outside string literals; a linear scan with no recursion. */

@@ -1,6 +1,7 @@
 import { sql } from 'drizzle-orm';
 import type { Tx } from '../db/client.js';
-import { ValidationError } from '../errors.js';
+import { ApiError, ValidationError } from '../errors.js';
+import { MEMORY_TOO_LARGE } from '../memory/size.js';
 import type { Logger } from '../logger.js';
 import { memoryDigest, validateId, type Memory } from '../memory/model.js';
 import { formatTimestamp, parseTimestamp } from '../memory/time.js';
@@ -19,7 +20,7 @@ export interface ReapplyResult {
 }
 
 /** A stored refusal's row back in apply form, or the reason it is still refused. */
-function parseStored(r: RefusalRow): { memories: Memory[]; tombstones: Tombstone[] } | { code: string; reason: string } {
+function parseStored(r: RefusalRow, maxBytes: number | undefined): { memories: Memory[]; tombstones: Tombstone[] } | { code: string; reason: string } {
   let raw: unknown;
   try {
     raw = JSON.parse(r.row);
@@ -33,9 +34,9 @@ function parseStored(r: RefusalRow): { memories: Memory[]; tombstones: Tombstone
       if (at === null) throw new ValidationError('deleted_at', 'must be an RFC 3339 timestamp');
       return { memories: [], tombstones: [{ id: validateId(t?.id), deleted_at: formatTimestamp(at) }] };
     }
-    return { memories: [validateMemory(raw)], tombstones: [] };
+    return { memories: [validateMemory(raw, { ...(maxBytes !== undefined ? { maxBytes } : {}) })], tombstones: [] };
   } catch (err) {
-    return { code: err instanceof ValidationError ? 'VALIDATION' : 'UNPARSEABLE', reason: (err as Error).message.slice(0, 300) };
+    return { code: err instanceof ApiError && err.code === MEMORY_TOO_LARGE ? MEMORY_TOO_LARGE : err instanceof ValidationError ? 'VALIDATION' : 'UNPARSEABLE', reason: (err as Error).message.slice(0, 300) };
   }
 }
 
@@ -46,11 +47,11 @@ function parseStored(r: RefusalRow): { memories: Memory[]; tombstones: Tombstone
  * applying transaction (`applied`, or `superseded` when the stored version is another);
  * a row still refused stays pending with attempts+1 and the new reason.
  */
-export async function reapplyRefusals(deps: ReceiveDeps & { logger: Logger }, sel: RefusalSelector, limit = 1000): Promise<ReapplyResult> {
+export async function reapplyRefusals(deps: ReceiveDeps & { logger: Logger; memoryMaxBytes?: number }, sel: RefusalSelector, limit = 1000): Promise<ReapplyResult> {
   const rows = await listRefusals(deps.db, { ...sel, status: 'pending', limit, offset: 0 });
   const out: ReapplyResult = { taken: rows.length, applied: 0, superseded: 0, refused: 0 };
   for (const r of rows) {
-    const parsed = parseStored(r);
+    const parsed = parseStored(r, deps.memoryMaxBytes);
     if ('code' in parsed) {
       await refuseAgain(deps.db, r.id, parsed.code, parsed.reason);
       out.refused++;

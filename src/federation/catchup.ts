@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { PeerConfig } from '../config.js';
 import type { Db, Tx } from '../db/client.js';
-import { ValidationError } from '../errors.js';
+import { ApiError, ValidationError } from '../errors.js';
+import { MEMORY_TOO_LARGE } from '../memory/size.js';
 import type { Logger } from '../logger.js';
 import { isValidId, validateMemory, type Memory } from '../memory/model.js';
 import { formatTimestamp, nowMicros, parseTimestamp } from '../memory/time.js';
@@ -29,6 +30,8 @@ export interface CatchupDeps {
   policy: Policy | null;
   audit: AuditRecorder;
   clockSkewMs: number;
+  /** MEMORY_MAX_BYTES: a served row over it is refused for good (recorded and passed). */
+  memoryMaxBytes?: number;
 }
 
 export interface PullResult {
@@ -146,11 +149,11 @@ function servedId(raw: unknown): string {
 }
 
 /** Validates a served row; a row that does not validate is a permanent refusal (never retried by itself). */
-function judge(peerId: string, raw: unknown): { memory: Memory } | { refusal: CatchupRefusal } {
+function judge(peerId: string, raw: unknown, maxBytes: number | undefined): { memory: Memory } | { refusal: CatchupRefusal } {
   try {
-    return { memory: validateMemory(raw) };
+    return { memory: validateMemory(raw, { ...(maxBytes !== undefined ? { maxBytes } : {}) }) };
   } catch (err) {
-    const code = err instanceof ValidationError ? 'VALIDATION' : 'UNPARSEABLE';
+    const code = err instanceof ApiError && err.code === MEMORY_TOO_LARGE ? MEMORY_TOO_LARGE : err instanceof ValidationError ? 'VALIDATION' : 'UNPARSEABLE';
     return { refusal: { peerId, memoryId: servedId(raw), lane: 'memories', row: raw, code, reason: (err as Error).message.slice(0, 300) } };
   }
 }
@@ -208,7 +211,7 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
       cursor = before();
       break;
     }
-    const j = judge(peer.id, byId.get(e.id));
+    const j = judge(peer.id, byId.get(e.id), deps.memoryMaxBytes);
     if ('memory' in j) memories.push(j.memory);
     else invalid.push({ ...j.refusal, memoryId: e.id });
   }
@@ -237,7 +240,7 @@ async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark
   const invalid: CatchupRefusal[] = [];
   const served = new Map<string, unknown>();
   for (const raw of rows) {
-    const j = judge(peer.id, raw);
+    const j = judge(peer.id, raw, deps.memoryMaxBytes);
     if ('memory' in j) {
       valid.push(j.memory);
       served.set(j.memory.id, raw);

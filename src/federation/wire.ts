@@ -45,7 +45,7 @@ function refuse(message: string, code = 'INVALID_PUSH'): ApiError {
 }
 
 /** Parses `POST /api/v1/sync/push`; lane caps as upstream, unknown lanes ignored. */
-export function parsePushBody(body: unknown, nowIso: string): ParsedPush {
+export function parsePushBody(body: unknown, nowIso: string, opts: { memoryMaxBytes?: number } = {}): ParsedPush {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) throw refuse('sync_push body must be a JSON object');
   const b = body as Record<string, unknown>;
   if (typeof b.sender_agent_id !== 'string' || b.sender_agent_id.length === 0) throw refuse('sender_agent_id is required');
@@ -59,7 +59,7 @@ export function parsePushBody(body: unknown, nowIso: string): ParsedPush {
   const memories: Memory[] = [];
   for (const raw of b.memories as unknown[]) {
     try {
-      memories.push(validateMemory(raw));
+      memories.push(validateMemory(raw, { ...(opts.memoryMaxBytes !== undefined ? { maxBytes: opts.memoryMaxBytes } : {}) }));
     } catch (err) {
       const id = typeof (raw as { id?: unknown })?.id === 'string' ? String((raw as { id: string }).id).slice(0, 128) : '';
       skipped.push({ id, status: 'skipped', reason: err instanceof Error ? err.message.slice(0, 300) : 'invalid' });

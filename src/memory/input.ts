@@ -43,7 +43,7 @@ const CREATE_ONLY = new Set(['agent_id', 'ttl_secs', 'scope']);
  * priority 5, confidence 1.0, source api), caller identity into metadata.agent_id,
  * expires_at from ttl_secs or the tier TTL. Unknown keys are kept.
  */
-export function buildNewMemory(input: unknown, ctx: { agentId: string | undefined; nowMicros: number }): Memory {
+export function buildNewMemory(input: unknown, ctx: { agentId: string | undefined; nowMicros: number; maxBytes?: number }): Memory {
   const body = asObject(input, 'body');
   assertSafeJson(body);
   refuseServerFields(body);
@@ -85,14 +85,14 @@ export function buildNewMemory(input: unknown, ctx: { agentId: string | undefine
   else delete memory.expires_at;
   // The whole row through the receive-side rules too (typed optional keys such as
   // memory_kind or citations included): memfed commits only rows upstream accepts.
-  return validateMemory(memory);
+  return validateMemory(memory, { ...(ctx.maxBytes !== undefined ? { maxBytes: ctx.maxBytes } : {}) });
 }
 
 /**
  * Applies a PUT body to an existing memory: present keys replace, `null` clears an
  * optional key, version and updated_at advance. Unknown keys are kept like on create.
  */
-export function applyUpdate(existing: Memory, input: unknown, ctx: { nowMicros: number }): Memory {
+export function applyUpdate(existing: Memory, input: unknown, ctx: { nowMicros: number; maxBytes?: number }): Memory {
   const body = asObject(input, 'body');
   assertSafeJson(body);
   refuseServerFields(body);
@@ -127,5 +127,5 @@ export function applyUpdate(existing: Memory, input: unknown, ctx: { nowMicros: 
   }
   next.version = existing.version + 1;
   next.updated_at = formatTimestamp(ctx.nowMicros);
-  return validateMemory(next);
+  return validateMemory(next, { ...(ctx.maxBytes !== undefined ? { maxBytes: ctx.maxBytes } : {}) });
 }

@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ValidationError } from '../errors.js';
 import { checkTimestamp, checkTypedOptionalFields, validateAccessCount, validateConfidence, validateContent, validateId, validateMetadata, validateNamespace, validatePriority, validateSource, validateTags, validateTier, validateTitle, validateVersion, type Tier } from './rules.js';
+import { MEMORY_MAX_BYTES_DEFAULT, checkMemorySize } from './size.js';
 import { formatTimestamp, normalizeTimestamp, parseTimestamp } from './time.js';
 
 // The field rules live in rules.ts (ported from upstream src/validate.rs); re-exported for callers of this module.
@@ -108,9 +109,9 @@ const optionalTimestampKeys = ['last_accessed_at', 'expires_at', 'confidence_dec
  * Validates a full memory object (from a peer, or a client write once built) and returns
  * it with timestamps normalised; unknown keys are preserved; optional nulls are dropped.
  * Strings (title, namespace, tags) are kept as sent: upstream checks them trimmed and
- * stores them untrimmed.
+ * stores them untrimmed. The whole row is capped at `maxBytes` serialized (size.ts).
  */
-export function validateMemory(input: unknown): Memory {
+export function validateMemory(input: unknown, opts: { maxBytes?: number } = {}): Memory {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) throw new ValidationError('memory', 'must be an object');
   const src = input as Record<string, unknown>;
   // First, before any copy: assigning an own "__proto__" key would set the prototype.
@@ -136,7 +137,9 @@ export function validateMemory(input: unknown): Memory {
   for (const k of optionalTimestampKeys) if (out[k] !== undefined) out[k] = validateTimestampField(k, out[k]);
   checkTypedOptionalFields(out);
   assertSafeJson(out);
-  return orderKeys(out as Memory);
+  const ordered = orderKeys(out as Memory);
+  checkMemorySize(ordered, opts.maxBytes ?? MEMORY_MAX_BYTES_DEFAULT);
+  return ordered;
 }
 
 const KEY_ORDER = ['id', 'tier', 'namespace', 'title', 'content', 'tags', 'priority', 'confidence', 'source', 'access_count', 'created_at', 'updated_at', 'last_accessed_at', 'expires_at', 'metadata', 'version'];
@@ -145,7 +148,7 @@ const KEY_ORDER = ['id', 'tier', 'namespace', 'title', 'content', 'tags', 'prior
 export function orderKeys(m: Memory): Memory {
   const out: Record<string, unknown> = {};
   for (const k of KEY_ORDER) if (m[k] !== undefined) out[k] = m[k];
-  for (const [k, v] of Object.entries(m)) if (!(k in out) && v !== undefined) out[k] = v;
+  for (const [k, v] of Object.entries(m)) if (!Object.hasOwn(out, k) && v !== undefined) out[k] = v;
   return out as Memory;
 }
 

@@ -57,7 +57,7 @@ describe('hostile input never yields a 500 and changes nothing', () => {
     ['non-finite number', () => api(n.url, 'POST', '/api/v1/memories', '{"title":"t","content":"c","metadata":{"n":1e400}}'), 400, 'INVALID_NUMBER'],
     ['NUL in a tags filter', () => api(n.url, 'GET', '/api/v1/memories?tags=%00'), 400, 'INVALID_QUERY'],
     ['oversize body with Content-Length', () => api(n.url, 'POST', '/api/v1/memories', JSON.stringify({ title: 't', content: 'x'.repeat(140 * 1024) })), 413, 'PAYLOAD_TOO_LARGE'],
-    ['oversize chunked body', () => raw('POST', '/api/v1/memories', Buffer.from(JSON.stringify({ title: 't', content: 'x'.repeat(140 * 1024) })), { 'transfer-encoding': 'chunked' }), 413, 'PAYLOAD_TOO_LARGE'],
+    ['oversize chunked body', () => raw('POST', '/api/v1/memories', Buffer.from(JSON.stringify({ title: 't', content: 'x'.repeat(140 * 1024) })), { 'transfer-encoding': 'chunked', 'content-type': 'application/json' }), 413, 'PAYLOAD_TOO_LARGE'],
     ['content over 65,536 bytes', () => api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'é'.repeat(32769) }), 400, 'INVALID_CONTENT'],
     ['bad tier', () => api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'c', tier: 'forever' }), 400, 'INVALID_TIER'],
     ['wrong types', () => api(n.url, 'POST', '/api/v1/memories', { title: 5, content: ['c'] }), 400, 'INVALID_TITLE'],
@@ -75,8 +75,20 @@ describe('hostile input never yields a 500 and changes nothing', () => {
     ['bad If-Match', () => api(n.url, 'PUT', '/api/v1/memories/abc', { title: 't' }, { 'if-match': 'banana' }), 400, 'INVALID_IF_MATCH'],
     ['empty update', () => api(n.url, 'PUT', '/api/v1/memories/abc', {}), 400, 'EMPTY_UPDATE'],
     ['bulk not an array', () => api(n.url, 'POST', '/api/v1/memories/bulk', { nope: 1 }), 400, 'INVALID_BODY'],
-    ['lying Content-Length', () => raw('POST', '/api/v1/memories', null, { 'content-length': '99999999999' }), 413, 'PAYLOAD_TOO_LARGE'],
+    ['lying Content-Length', () => raw('POST', '/api/v1/memories', null, { 'content-length': '99999999999', 'content-type': 'application/json' }), 413, 'PAYLOAD_TOO_LARGE'],
     ['unknown route', () => api(n.url, 'GET', '/api/v1/nope'), 404, 'ROUTE_NOT_FOUND'],
+    // A page on any origin can send these without a CORS preflight: never a write.
+    ['JSON sent as text/plain', () => api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'c' }, { 'content-type': 'text/plain' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['JSON sent as a form', () => api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'c' }, { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['JSON sent as multipart', () => api(n.url, 'POST', '/api/v1/memories/bulk', [{ title: 't', content: 'c' }], { 'content-type': 'multipart/form-data; boundary=x' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    // fetch sends a byte body with no Content-Type at all.
+    ['body without a Content-Type', () => fetch(`${n.url}/api/v1/memories`, { method: 'POST', body: new TextEncoder().encode('{"title":"t","content":"c"}') }).then(async (r) => ({ status: r.status, json: await r.json() })), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['update sent as text/plain', () => api(n.url, 'PUT', '/api/v1/memories/abc', { title: 'changed' }, { 'content-type': 'text/plain;charset=UTF-8' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['link sent as text/plain', () => api(n.url, 'POST', '/api/v1/links', { source_id: 'abc', target_id: 'abc', relation: 'related_to' }, { 'content-type': 'text/plain' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['link removal sent as text/plain', () => api(n.url, 'DELETE', '/api/v1/links', { source_id: 'abc', target_id: 'abc', relation: 'related_to' }, { 'content-type': 'text/plain' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['archive sent as text/plain', () => api(n.url, 'POST', '/api/v1/archive', { ids: ['abc'] }, { 'content-type': 'text/plain' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['a +json suffix type', () => api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'c' }, { 'content-type': 'application/merge-patch+json' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
+    ['a type that only starts like JSON', () => api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'c' }, { 'content-type': 'application/jsonx' }), 415, 'UNSUPPORTED_MEDIA_TYPE'],
     ['sync push without peer id', () => api(n.url, 'POST', '/api/v1/sync/push', { sender_agent_id: 'x', memories: [] }), 403, 'PEER_ID_HEADER_MISSING'],
   ];
 
@@ -98,6 +110,13 @@ describe('hostile input never yields a 500 and changes nothing', () => {
     const ok = await api(n.url, 'GET', '/api/v1/health');
     expect(ok.status).toBe(200);
     sock.destroy();
+  });
+
+  it('accepts application/json in any case, with parameters', async () => {
+    for (const type of ['application/json', 'Application/JSON; Charset=UTF-8', 'application/json;charset=utf-8', ' application/json ; foo=bar']) {
+      const r = await api(n.url, 'POST', '/api/v1/memories', { title: type, content: 'c' }, { 'content-type': type });
+      expect(r.status, type).toBe(201);
+    }
   });
 
   it('the node still serves after all of that', async () => {

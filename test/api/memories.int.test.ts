@@ -30,6 +30,44 @@ describe('memory routes', () => {
     expect(Date.parse(m.expires_at) - Date.parse(m.created_at)).toBe(7 * 86400e3);
   });
 
+  it('refuses a memory over MEMORY_MAX_BYTES (256 KiB serialized) on create, update and per row in bulk', async () => {
+    const blob = 'x'.repeat(256 * 1024);
+    const create = await api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'c', future_blob: blob });
+    expect(create.status).toBe(422);
+    expect(create.json).toMatchObject({ code: 'MEMORY_TOO_LARGE', limit: 262144 });
+    // just under the cap is fine
+    const fits = await api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'c', future_blob: 'x'.repeat(250 * 1024) });
+    expect(fits.status).toBe(201);
+    // PUTs cannot grow a memory past it
+    const small = await api(n.url, 'POST', '/api/v1/memories', { title: 'grow', content: 'c' });
+    const grow = await api(n.url, 'PUT', `/api/v1/memories/${small.json.id}`, { future_blob: blob });
+    expect(grow.status).toBe(422);
+    expect(grow.json.code).toBe('MEMORY_TOO_LARGE');
+    expect((await api(n.url, 'GET', `/api/v1/memories/${small.json.id}`)).json.memory.version).toBe(1);
+    const bulk = await api(n.url, 'POST', '/api/v1/memories/bulk', [{ title: 'ok', content: 'c' }, { title: 'big', content: 'c', future_blob: blob }]);
+    expect(bulk.status).toBe(200);
+    expect(bulk.json.created).toBe(1);
+    expect(bulk.json.errors).toEqual([expect.objectContaining({ index: 1, code: 'MEMORY_TOO_LARGE' })]);
+  });
+
+  it('round-trips unknown keys and metadata keys named like Object.prototype members', async () => {
+    const inherited = { constructor: 'c', toString: 't', valueOf: 1, hasOwnProperty: [1] };
+    const r = await api(n.url, 'POST', '/api/v1/memories', JSON.stringify({ title: 't', content: 'c', ...inherited, metadata: inherited }));
+    expect(r.status).toBe(201);
+    const g = await api(n.url, 'GET', `/api/v1/memories/${r.json.id}`);
+    // read from the raw text: own keys, not the prototype's members
+    const m = JSON.parse(g.text).memory;
+    for (const [k, v] of Object.entries(inherited)) {
+      expect(Object.hasOwn(m, k) && m[k], k).toEqual(v);
+      expect(Object.hasOwn(m.metadata, k) && m.metadata[k], `metadata.${k}`).toEqual(v);
+    }
+    // an update through PUT keeps them and can change one
+    const u = await api(n.url, 'PUT', `/api/v1/memories/${r.json.id}`, JSON.stringify({ valueOf: 2 }));
+    expect(u.status).toBe(200);
+    const after = JSON.parse((await api(n.url, 'GET', `/api/v1/memories/${r.json.id}`)).text).memory;
+    expect([after.constructor, after.valueOf, after.toString]).toEqual(['c', 2, 't']);
+  });
+
   it('round-trips unknown fields and normalises input timestamps', async () => {
     const r = await api(n.url, 'POST', '/api/v1/memories', { title: 't', content: 'c', tier: 'long', future_field: { nested: [1, 2] }, expires_at: '2030-01-02T03:04:05Z' });
     expect(r.status).toBe(201);

@@ -98,6 +98,20 @@ describe('routes without a server', () => {
     expect((await json(await app.request('/api/v1/admin/dlq?limit=0', { headers: auth }))).status).toBe(200);
   });
 
+  it('admin writes read an optional body as JSON only; no body is still a request for everything', async () => {
+    const auth = { authorization: 'Bearer adm' };
+    expect((await app.request('/api/v1/admin/dlq/replay', { method: 'POST', headers: auth })).status).toBe(202);
+    const plain = await json(await app.request('/api/v1/admin/dlq/replay', { method: 'POST', body: '{}', headers: { ...auth, 'content-type': 'text/plain' } }));
+    expect(plain).toMatchObject({ status: 415, body: { code: 'UNSUPPORTED_MEDIA_TYPE' } });
+    const purge = await json(await app.request('/api/v1/admin/dlq/purge', { method: 'POST', body: '{"all":true}', headers: { ...auth, 'content-type': 'text/plain' } }));
+    expect(purge).toMatchObject({ status: 415, body: { code: 'UNSUPPORTED_MEDIA_TYPE' } });
+    // A body that is there is read, not silently taken for "every peer".
+    const broken = await json(await app.request('/api/v1/admin/dlq/replay', { method: 'POST', body: '{"peer":', headers: { ...auth, 'content-type': 'application/json' } }));
+    expect(broken).toMatchObject({ status: 400, body: { code: 'INVALID_JSON' } });
+    const notObject = await json(await app.request('/api/v1/admin/catchup/refusals/reapply', { method: 'POST', body: 'null', headers: { ...auth, 'content-type': 'application/json' } }));
+    expect(notObject).toMatchObject({ status: 400, body: { code: 'INVALID_BODY' } });
+  });
+
   it("refuses a stranger's push from its headers, audits it, and tells nobody it made contact", async () => {
     const r = await json(await app.request('/api/v1/sync/push', { method: 'POST', body: '{"sender_agent_id":"nobody","memories":[]}', headers: { 'x-peer-id': 'nobody', 'content-type': 'application/json' } }));
     expect(r.status).toBe(401);

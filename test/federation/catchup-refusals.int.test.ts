@@ -299,3 +299,36 @@ describe('re-apply of a refused deletion, and of a row without a usable id', () 
     expect(await reapplyRefusals(deps, { peerId: 'up-id' })).toMatchObject({ refused: 1 });
   });
 });
+
+describe('a since peer serving a row over MEMORY_MAX_BYTES', () => {
+  let db: TestDatabase;
+  let peer: Awaited<ReturnType<typeof sincePeer>>;
+  const rows = [
+    wireMemory({ id: 'small-1', updated_at: '2026-10-02T00:00:01.000000+00:00' }),
+    // valid by every field rule; only the unknown key makes it large
+    wireMemory({ id: 'huge', future_blob: 'x'.repeat(40 * 1024), updated_at: '2026-10-02T00:00:02.000000+00:00' }),
+    wireMemory({ id: 'small-2', updated_at: '2026-10-02T00:00:03.000000+00:00' }),
+  ];
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    peer = await sincePeer(() => rows);
+  });
+  afterAll(async () => {
+    await new Promise((r) => peer?.server.close(r));
+    await db?.drop();
+  });
+
+  it('records it in catchup_refusals as MEMORY_TOO_LARGE and passes it, never halting the page', async () => {
+    const deps = depsFor(db, { memoryMaxBytes: 32 * 1024 });
+    const r = await pullFromPeer(deps, { id: 'up-huge', url: peer.url }, 30_000);
+    expect(r).toMatchObject({ mode: 'since', caughtUp: true, applied: 2 });
+    expect(r.failedRow).toBeUndefined();
+    expect(await ids(db)).toEqual(['small-1', 'small-2']);
+    const [rec] = await refusals(db);
+    expect(rec).toMatchObject({ memory_id: 'huge', code: 'MEMORY_TOO_LARGE', status: 'pending' });
+    expect((await db.database.sql`SELECT reason FROM catchup_refusals WHERE memory_id = 'huge'`)[0]!.reason).toMatch(/at most 32768/);
+    expect((await getWatermark(db.database.db, 'up-huge')).since).toBe('2026-10-02T00:00:03.000000+00:00');
+    // a re-apply judges it by the same cap: still refused
+    expect(await reapplyRefusals(deps, { peerId: 'up-huge' })).toMatchObject({ taken: 1, applied: 0, refused: 1 });
+  });
+});

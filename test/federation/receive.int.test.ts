@@ -125,6 +125,42 @@ describe('POST /api/v1/sync/push: receive', () => {
     expect((await api(n.url, 'GET', `/api/v1/memories/${id}`)).status).toBe(200);
   });
 
+  it('refuses a signed push whose body is not declared JSON (415), and accepts the type upstream sends', async () => {
+    const before = await state();
+    const plain = peer.push({ sender_agent_id: 'peer-p', memories: [wireMemory()] });
+    plain.headers['content-type'] = 'text/plain';
+    const r = await send(n.url, plain);
+    expect(r.status).toBe(415);
+    expect(r.json.code).toBe('UNSUPPORTED_MEDIA_TYPE');
+    expect(await state()).toEqual(before);
+    // upstream ai-memory 0.7 sends exactly `content-type: application/json`.
+    expect((await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [wireMemory()] }))).status).toBe(200);
+  });
+
+  it('skips a pushed memory over MEMORY_MAX_BYTES with a reason (the sender dead-letters it) and applies the rest', async () => {
+    const huge = wireMemory({ future_blob: 'x'.repeat(300 * 1024) });
+    const ok = wireMemory();
+    const r = await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [huge, ok] }));
+    expect(r.status).toBe(200);
+    expect(r.json).toMatchObject({ applied: 1, skipped: 1 });
+    const res = r.json.results.find((x: { id: string }) => x.id === huge.id);
+    expect(res).toMatchObject({ status: 'skipped', reason: expect.stringMatching(/^MEMORY_TOO_LARGE: .*at most 262144/) });
+    expect((await api(n.url, 'GET', `/api/v1/memories/${huge.id}`)).status).toBe(404);
+  });
+
+  it('applies and serves pushed unknown and metadata keys named like Object.prototype members', async () => {
+    const inherited = { constructor: 'c', toString: 't', valueOf: 1, hasOwnProperty: [1] };
+    const m = wireMemory({ ...inherited, metadata: inherited });
+    expect((await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [m] }))).json).toMatchObject({ applied: 1 });
+    const got = JSON.parse((await api(n.url, 'GET', `/api/v1/memories/${m.id}`)).text).memory;
+    for (const [k, v] of Object.entries(inherited)) {
+      expect(Object.hasOwn(got, k) && got[k], k).toEqual(v);
+      expect(Object.hasOwn(got.metadata, k) && got.metadata[k], `metadata.${k}`).toEqual(v);
+    }
+    // and the same row pushed again is a no-op: the stored copy hashes as the sent one
+    expect((await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [m] }))).json).toMatchObject({ applied: 0, noop: 1 });
+  });
+
   it('refuses lanes over 1000 entries with the upstream message', async () => {
     const r = await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [], deletions: Array.from({ length: 1001 }, (_, i) => `d${i}`) }));
     expect(r.status).toBe(400);

@@ -2,7 +2,8 @@ import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkMemory, checkNamespace, globToRegExp, loadPolicy, parsePolicy } from '../../src/governance.js';
+import { compileGlob } from '../../src/glob.js';
+import { checkMemory, checkNamespace, loadPolicy, parsePolicy } from '../../src/governance.js';
 import type { Memory } from '../../src/memory/model.js';
 
 function memory(over: Partial<Memory> = {}): Memory {
@@ -27,7 +28,7 @@ function memory(over: Partial<Memory> = {}): Memory {
 
 describe('namespace globs', () => {
   it('a single * matches within one segment only', () => {
-    const re = globToRegExp('team/*');
+    const re = compileGlob('team/*');
     expect(re.test('team/a')).toBe(true);
     expect(re.test('team/')).toBe(true);
     expect(re.test('team/a/b')).toBe(false);
@@ -35,7 +36,7 @@ describe('namespace globs', () => {
   });
 
   it('** matches across segments', () => {
-    const re = globToRegExp('secret/**');
+    const re = compileGlob('secret/**');
     expect(re.test('secret/a')).toBe(true);
     expect(re.test('secret/a/b/c')).toBe(true);
     expect(re.test('secret')).toBe(false);
@@ -43,22 +44,22 @@ describe('namespace globs', () => {
   });
 
   it('a glob is anchored at both ends', () => {
-    const re = globToRegExp('global');
+    const re = compileGlob('global');
     expect(re.test('global')).toBe(true);
     expect(re.test('xglobal')).toBe(false);
     expect(re.test('globalx')).toBe(false);
   });
 
   it('regex metacharacters in a glob match only themselves', () => {
-    const re = globToRegExp('a.b+c?(d)[e]{f}|g^h$i\\j');
+    const re = compileGlob('a.b+c?(d)[e]{f}|g^h$i\\j');
     expect(re.test('a.b+c?(d)[e]{f}|g^h$i\\j')).toBe(true);
     expect(re.test('aXb+c?(d)[e]{f}|g^h$i\\j')).toBe(false);
     expect(re.test('a.bbc?(d)[e]{f}|g^h$i\\j')).toBe(false);
-    expect(globToRegExp('a|b').test('a')).toBe(false);
+    expect(compileGlob('a|b').test('a')).toBe(false);
   });
 
   it('mixes * and ** in one glob', () => {
-    const re = globToRegExp('org/*/private/**');
+    const re = compileGlob('org/*/private/**');
     expect(re.test('org/x/private/y/z')).toBe(true);
     expect(re.test('org/x/y/private/z')).toBe(false);
   });
@@ -70,7 +71,7 @@ describe('parsePolicy', () => {
       JSON.stringify({ deny_namespaces: ['secret/**'], max_content_bytes: 10, max_metadata_bytes: 20, peer_namespaces: { 'peer-b': ['shared/**', 'global'] } }),
       'test',
     );
-    expect(p.denyNamespaces.map((r) => r.source)).toEqual([globToRegExp('secret/**').source]);
+    expect(p.denyNamespaces.map((r) => r.source)).toEqual([compileGlob('secret/**').source]);
     expect(p.maxContentBytes).toBe(10);
     expect(p.maxMetadataBytes).toBe(20);
     expect([...p.peerNamespaces.keys()]).toEqual(['peer-b']);
@@ -254,7 +255,7 @@ describe('namespaces upstream allows (validated trimmed, stored as sent; upstrea
   const policy = parsePolicy(JSON.stringify({ deny_namespaces: ['secret/**', 'private'], peer_namespaces: { 'peer-b': ['shared/**'] } }), 'test');
 
   it('** matches across a newline inside a namespace', () => {
-    expect(globToRegExp('secret/**').test('secret/a\nb')).toBe(true);
+    expect(compileGlob('secret/**').test('secret/a\nb')).toBe(true);
     expect(checkNamespace(policy, 'secret/a\nb')?.code).toBe('GOVERNANCE_NAMESPACE_DENIED');
   });
 

@@ -317,6 +317,24 @@ describe('validateMemory', () => {
     }
   });
 
+  it('caps the serialized memory at maxBytes (default 256 KiB) with MEMORY_TOO_LARGE', () => {
+    const base = Buffer.byteLength(JSON.stringify(validateMemory(rawMemory({ blob: '' }))));
+    // exactly at the cap passes, one byte over is refused; measured on the stored JSON
+    expect(() => validateMemory(rawMemory({ blob: 'x'.repeat(20_000 - base) }), { maxBytes: 20_000 })).not.toThrow();
+    const err = (() => {
+      try {
+        validateMemory(rawMemory({ blob: 'x'.repeat(20_001 - base) }), { maxBytes: 20_000 });
+      } catch (e) {
+        return e as { status: number; code: string; details: Record<string, unknown> };
+      }
+      return null;
+    })();
+    expect(err).toMatchObject({ status: 422, code: 'MEMORY_TOO_LARGE', details: { bytes: 20_001, limit: 20_000 } });
+    // escapes count: 4,000 control characters serialize to 24,000 bytes
+    expect(() => validateMemory(rawMemory({ blob: '\u0001'.repeat(4_000) }), { maxBytes: 20_000 })).toThrow(/MEMORY_TOO_LARGE/);
+    expect(() => validateMemory(rawMemory({ blob: 'x'.repeat(256 * 1024) }))).toThrow(/at most 262144/);
+  });
+
   it('refuses non-objects', () => {
     for (const v of [null, [], 'x', 1]) expect(() => validateMemory(v)).toThrow(ValidationError);
   });
@@ -341,6 +359,13 @@ describe('orderKeys', () => {
   it('puts known keys first in wire order and keeps unknown keys in arrival order', () => {
     const m = { version: 2, zz: 1, metadata: {}, id: 'x', aa: 2, last_accessed_at: 'l', updated_at: 'u', created_at: 'c', title: 't', tier: 'mid' } as unknown as Memory;
     expect(Object.keys(orderKeys(m))).toEqual(['id', 'tier', 'title', 'created_at', 'updated_at', 'last_accessed_at', 'metadata', 'version', 'zz', 'aa']);
+  });
+
+  it('keeps unknown keys named like Object.prototype members (own-property check, not `in`)', () => {
+    const inherited = { constructor: 'c', toString: 't', valueOf: 1, hasOwnProperty: [1], isPrototypeOf: { a: 1 } };
+    const m = validateMemory(rawMemory(inherited));
+    for (const [k, v] of Object.entries(inherited)) expect(Object.getOwnPropertyDescriptor(m, k)?.value, k).toEqual(v);
+    expect(Object.keys(orderKeys({ id: 'x', constructor: 1, toString: 2 } as unknown as Memory))).toEqual(['id', 'constructor', 'toString']);
   });
 
   it('drops undefined values', () => {

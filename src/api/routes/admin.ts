@@ -3,7 +3,7 @@ import { badRequest } from '../../errors.js';
 import { reapplyRefusals } from '../../federation/catchup-reapply.js';
 import { listRefusals, refusalStats } from '../../store/catchup-refusals.js';
 import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../../store/dlq.js';
-import { readJson } from '../body.js';
+import { readJson, readOptionalJson } from '../body.js';
 import { enumParam, intParam, parseQuery, patternParam } from '../query.js';
 import type { AppDeps } from '../deps.js';
 import { adminAuth } from '../middleware/auth.js';
@@ -42,6 +42,12 @@ function selector(body: Record<string, unknown>, allowAll: boolean): DlqSelector
   return sel;
 }
 
+// A JSON null, number or array has no fields to read: 400, not a TypeError (500).
+function objectBody(v: unknown): Record<string, unknown> {
+  if (v === null || typeof v !== 'object' || Array.isArray(v)) throw badRequest('INVALID_BODY', 'expected a JSON object');
+  return v as Record<string, unknown>;
+}
+
 const actorOf = (c: Context) => c.req.header('x-agent-id')?.slice(0, 128) ?? 'admin';
 
 /** Operator tools behind ADMIN_TOKEN; every action is an audit event. */
@@ -60,7 +66,7 @@ export function adminRoutes(deps: AppDeps) {
   app.get(`${ADMIN_PREFIX}/dlq/stats`, async (c) => c.json(await dlqStats(db)));
 
   app.post(`${ADMIN_PREFIX}/dlq/replay`, async (c) => {
-    const body = (await readJson(c, config.limits.maxBodyBytes).catch(() => ({}))) as Record<string, unknown>;
+    const body = objectBody(await readOptionalJson(c, config.limits.maxBodyBytes));
     const peer = typeof body.peer === 'string' ? body.peer : undefined;
     if (peer !== undefined && !config.federation.peers.some((p) => p.id === peer)) throw badRequest('UNKNOWN_PEER', `peer ${peer} is not configured`);
     await operations.requestDlqReplay(peer);
@@ -69,7 +75,7 @@ export function adminRoutes(deps: AppDeps) {
   });
 
   app.post(`${ADMIN_PREFIX}/dlq/requeue`, async (c) => {
-    const body = (await readJson(c, config.limits.maxBodyBytes)) as Record<string, unknown>;
+    const body = objectBody(await readJson(c, config.limits.maxBodyBytes));
     const sel = selector(body, true);
     const r = await requeueQuarantined(db, sel);
     audit.record({ kind: 'dlq.operator', actor: actorOf(c), details: { action: 'requeue', selector: sel, ...r } });
@@ -78,7 +84,7 @@ export function adminRoutes(deps: AppDeps) {
   });
 
   app.post(`${ADMIN_PREFIX}/dlq/purge`, async (c) => {
-    const body = (await readJson(c, config.limits.maxBodyBytes)) as Record<string, unknown>;
+    const body = objectBody(await readJson(c, config.limits.maxBodyBytes));
     const sel = selector(body, false);
     // Dry run unless explicitly confirmed: the first call shows what would go.
     const dryRun = body.dry_run !== false;
@@ -97,9 +103,9 @@ export function adminRoutes(deps: AppDeps) {
   app.get(`${ADMIN_PREFIX}/catchup/refusals/stats`, async (c) => c.json(await refusalStats(db)));
 
   app.post(`${ADMIN_PREFIX}/catchup/refusals/reapply`, async (c) => {
-    const body = (await readJson(c, config.limits.maxBodyBytes).catch(() => ({}))) as Record<string, unknown>;
+    const body = objectBody(await readOptionalJson(c, config.limits.maxBodyBytes));
     const sel = body.peer === undefined && body.ids === undefined ? {} : selector(body, false);
-    const r = await reapplyRefusals({ db, policy, metrics, audit, logger, clockSkewMs: config.federation.clockSkewMs }, { ...(sel.peerId ? { peerId: sel.peerId } : {}), ...(sel.ids ? { ids: sel.ids } : {}) });
+    const r = await reapplyRefusals({ db, policy, metrics, audit, logger, clockSkewMs: config.federation.clockSkewMs, memoryMaxBytes: config.limits.memoryMaxBytes }, { ...(sel.peerId ? { peerId: sel.peerId } : {}), ...(sel.ids ? { ids: sel.ids } : {}) });
     audit.record({ kind: 'catchup.operator', actor: actorOf(c), details: { action: 'reapply', selector: sel, ...r } });
     return c.json(r);
   });

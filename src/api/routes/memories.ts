@@ -64,7 +64,7 @@ export function memoryRoutes(deps: AppDeps) {
   app.post('/api/v1/memories', async (c) => {
     const agentId = callerAgentId(c);
     const body = await readJson(c, config.limits.maxBodyBytes);
-    const memory = buildNewMemory(body, { agentId, nowMicros: nowMicros() });
+    const memory = buildNewMemory(body, { agentId, nowMicros: nowMicros(), maxBytes: config.limits.memoryMaxBytes });
     govern(memory, agentId, 'create');
     const { created, position } = await insertMemories(db, [memory]);
     if (created.length === 0) throw new ApiError(409, 'ID_CONFLICT', `memory ${memory.id} already exists`, { id: memory.id });
@@ -90,7 +90,7 @@ export function memoryRoutes(deps: AppDeps) {
     const seen = new Set<string>();
     items.forEach((item, index) => {
       try {
-        const m = buildNewMemory(item, { agentId, nowMicros: nowMicros() });
+        const m = buildNewMemory(item, { agentId, nowMicros: nowMicros(), maxBytes: config.limits.memoryMaxBytes });
         govern(m, agentId, 'bulk');
         if (seen.has(m.id)) throw new ValidationError('id', `duplicate id ${m.id} in this request`, 'ID_CONFLICT');
         seen.add(m.id);
@@ -150,7 +150,7 @@ export function memoryRoutes(deps: AppDeps) {
       db,
       id,
       (cur, floor) => {
-        const next = applyUpdate(cur, body, { nowMicros: Math.max(nowMicros(), floor) });
+        const next = applyUpdate(cur, body, { nowMicros: Math.max(nowMicros(), floor), maxBytes: config.limits.memoryMaxBytes });
         govern(next, agentId, 'update', cur);
         return next;
       },

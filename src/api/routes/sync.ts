@@ -10,7 +10,7 @@ import { getSigningBytes, postSigningBytes } from '../../federation/signing.js';
 import { parsePushBody } from '../../federation/wire.js';
 import { formatTimestamp, normalizeTimestamp, nowMicros } from '../../memory/time.js';
 import { decodeCursor } from '../../store/feed.js';
-import { parseJsonBytes, readRawBody } from '../body.js';
+import { parseJsonBytes, readRawBody, requireJsonBody } from '../body.js';
 import { intParam, parseQuery } from '../query.js';
 import type { AppDeps } from '../deps.js';
 
@@ -76,12 +76,13 @@ export function syncRoutes(deps: AppDeps) {
       return refusal(c, pre.status, pre.tag);
     }
     // Verify the exact raw bytes before parsing anything.
+    requireJsonBody(c);
     const raw = await readRawBody(c, config.limits.maxBatchBodyBytes);
     const auth = await authenticatePeer(c, deps, c.req.header('x-peer-id'), (nonce) => postSigningBytes(raw, nonce));
     if (auth instanceof Response) return auth;
     if (!auth.ok) return refusal(c, auth.status, auth.tag);
     // Per-row checks (NUL, keys, numbers) happen in validateMemory: one bad row is skipped, not the batch.
-    const push = parsePushBody(parseJsonBytes(raw, { deepChecks: false }), formatTimestamp(nowMicros()));
+    const push = parsePushBody(parseJsonBytes(raw, { deepChecks: false }), formatTimestamp(nowMicros()), { memoryMaxBytes: config.limits.memoryMaxBytes });
     const identity = pushIdentityProblem(push, auth.peerId, config.nodeId);
     if (identity) return refuseAudited(c, deps, auth.peerId, identity);
     federation.onPeerContact(auth.peerId);
