@@ -8,7 +8,9 @@ if (!existsSync(entry)) {
   process.exit(1);
 }
 const { main } = await import(entry.href);
+const { redactErrorMessage, secretsOf } = await import(new URL('../dist/src/redact.js', import.meta.url).href);
 process.exitCode = await main(process.argv.slice(2)).catch((err) => {
-  process.stderr.write(`memfed: ${err?.stack ?? err}\n`);
+  // No URL password, shared secret or SQL parameter in what a failed command prints.
+  process.stderr.write(`memfed: ${redactErrorMessage(String(err?.stack ?? err), secretsOf(process.env))}\n`);
   return 1;
 });
