@@ -269,6 +269,11 @@ function transportProblems(env: Record<string, string | undefined>): string[] {
   return out;
 }
 
+/** The secret values of this process's environment (for errors raised before a Config exists). */
+export function environmentSecrets(): string[] {
+  return secretsOf(process.env);
+}
+
 /** The secret values of a config, for the logger to mask (src/redact.ts). */
 export function configSecrets(config: Config): string[] {
   return secretsOf({ API_KEY: config.apiKey, ADMIN_TOKEN: config.adminToken, DATABASE_URL: config.databaseUrl, REDIS_URL: config.redisUrl, FED_PEERS: config.federation.peers.map((p) => p.url).join(',') });

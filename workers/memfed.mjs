@@ -7,10 +7,8 @@ if (!existsSync(entry)) {
   process.stderr.write('memfed: not built yet; run `npm run build` (npm ci does it)\n');
   process.exit(1);
 }
-const { main } = await import(entry.href);
-const { redactErrorMessage, secretsOf } = await import(new URL('../dist/src/redact.js', import.meta.url).href);
+const { main, fatalMessage } = await import(entry.href);
 process.exitCode = await main(process.argv.slice(2)).catch((err) => {
-  // No URL password, shared secret or SQL parameter in what a failed command prints.
-  process.stderr.write(`memfed: ${redactErrorMessage(String(err?.stack ?? err), secretsOf(process.env))}\n`);
+  process.stderr.write(`memfed: ${fatalMessage(err)}\n`);
   return 1;
 });
