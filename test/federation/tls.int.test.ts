@@ -76,10 +76,37 @@ describe('TLS and mutual TLS between peers', () => {
     }
   });
 
+  it('keeps refusing a client without a certificate on reused connections and resumed TLS sessions', async () => {
+    // One agent: keep-alive reuse, then new connections that resume the TLS session (TLS 1.3
+    // reports a resumed session without a certificate as "authorized").
+    const dispatcher = new Agent({ connect: { ca: pki.read(pki.caFile) } });
+    try {
+      const codes: unknown[] = [];
+      for (const close of [false, false, true, true, true]) {
+        const res = await fetch(`${b.url}/api/v1/sync/since?peer=tls-a&to=tls-b`, { dispatcher, headers: { 'x-peer-id': 'tls-a', ...(close ? { connection: 'close' } : {}) } });
+        codes.push(((await res.json()) as { code?: string }).code);
+      }
+      expect(codes).toEqual(Array(5).fill('CLIENT_CERT_REQUIRED'));
+    } finally {
+      await dispatcher.close();
+    }
+  });
+
   it('refuses federation requests with a certificate another CA signed (403 CLIENT_CERT_INVALID)', async () => {
-    const r = await httpsApi(pki, b.url, 'POST', '/api/v1/sync/push', { body: { memories: [] }, client: rogue.issue('intruder'), headers: { 'x-peer-id': 'tls-a' } });
+    const intruder = rogue.issue('intruder');
+    const r = await httpsApi(pki, b.url, 'POST', '/api/v1/sync/push', { body: { memories: [] }, client: intruder, headers: { 'x-peer-id': 'tls-a' } });
     expect(r.status).toBe(403);
     expect(r.json?.code).toBe('CLIENT_CERT_INVALID');
+    // Resumed sessions keep the certificate's verdict.
+    const dispatcher = new Agent({ connect: { ca: pki.read(pki.caFile), cert: pki.read(intruder.cert), key: pki.read(intruder.key) } });
+    try {
+      for (let i = 0; i < 3; i++) {
+        const res = await fetch(`${b.url}/api/v1/sync/since?peer=tls-a&to=tls-b`, { dispatcher, headers: { 'x-peer-id': 'tls-a', connection: 'close' } });
+        expect(((await res.json()) as { code?: string }).code).toBe('CLIENT_CERT_INVALID');
+      }
+    } finally {
+      await dispatcher.close();
+    }
   });
 });
 

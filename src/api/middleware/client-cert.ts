@@ -18,8 +18,10 @@ function tlsSocket(env: unknown): TLSSocket | null {
 export function requireClientCert(): MiddlewareHandler {
   return async (c, next) => {
     const socket = tlsSocket(c.env);
-    if (socket?.authorized) return next();
     const presented = socket !== null && Object.keys(socket.getPeerCertificate() ?? {}).length > 0;
+    // Both: Node reports a resumed TLS 1.3 session as authorized even when the client never
+    // presented a certificate (the session then carries none).
+    if (presented && socket.authorized) return next();
     if (!presented) throw new ApiError(401, 'CLIENT_CERT_REQUIRED', 'federation requests need a TLS client certificate signed by this node\'s CA');
     throw new ApiError(403, 'CLIENT_CERT_INVALID', `client certificate refused: ${socket.authorizationError ?? 'not trusted'}`);
   };
