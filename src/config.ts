@@ -248,7 +248,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     audit: { level: r.AUDIT_LEVEL, checkpointEvery: r.AUDIT_CHECKPOINT_EVERY, checkpointIntervalMs: r.AUDIT_CHECKPOINT_INTERVAL_MS },
     governance: { file: r.GOVERNANCE_FILE, inline: r.GOVERNANCE_POLICY },
     faults: { crashAfterCommit: r.MEMFED_FAULT_CRASH_AFTER_COMMIT },
-    httpServer: { requestTimeoutMs: r.HTTP_REQUEST_TIMEOUT_MS, headersTimeoutMs: r.HTTP_HEADERS_TIMEOUT_MS, keepAliveTimeoutMs: r.HTTP_KEEPALIVE_TIMEOUT_MS, maxConnections: r.HTTP_MAX_CONNECTIONS },
+    httpServer: { requestTimeoutMs: r.HTTP_REQUEST_TIMEOUT_MS, headersTimeoutMs: env.HTTP_HEADERS_TIMEOUT_MS ? r.HTTP_HEADERS_TIMEOUT_MS : Math.min(r.HTTP_HEADERS_TIMEOUT_MS, r.HTTP_REQUEST_TIMEOUT_MS), keepAliveTimeoutMs: r.HTTP_KEEPALIVE_TIMEOUT_MS, maxConnections: r.HTTP_MAX_CONNECTIONS },
     tls: { certFile: r.TLS_CERT_FILE, keyFile: r.TLS_KEY_FILE, caFile: r.TLS_CA_FILE, requireClientCert: r.FED_REQUIRE_CLIENT_CERT },
     logLevel: r.LOG_LEVEL,
   };
@@ -258,7 +258,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
 function transportProblems(env: Record<string, string | undefined>): string[] {
   const out: string[] = [];
   // Node refuses a headers timeout above the request timeout.
-  const headers = Number(env.HTTP_HEADERS_TIMEOUT_MS || 20_000);
+  // Unset, it follows a lower request timeout (loadConfig), so only an explicit value can conflict.
+  const headers = Number(env.HTTP_HEADERS_TIMEOUT_MS || 0);
   const request = Number(env.HTTP_REQUEST_TIMEOUT_MS || 30_000);
   if (headers > request) out.push(`HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS (${request})`);
   if (env.TLS_CERT_FILE && !env.TLS_KEY_FILE) out.push('TLS_CERT_FILE: needs TLS_KEY_FILE too (set both or neither)');

@@ -261,6 +261,14 @@ describe('one run lists every problem', () => {
   });
 });
 
+describe('HTTP timeouts', () => {
+  it('an unset headers timeout follows a request timeout below its default; an explicit one above it is refused', () => {
+    expect(loadConfig({ ...base, HTTP_REQUEST_TIMEOUT_MS: '10000' }).httpServer).toMatchObject({ requestTimeoutMs: 10_000, headersTimeoutMs: 10_000 });
+    expect(loadConfig({ ...base, HTTP_REQUEST_TIMEOUT_MS: '10000', HTTP_HEADERS_TIMEOUT_MS: '4000' }).httpServer.headersTimeoutMs).toBe(4000);
+    expect(configError({ ...base, HTTP_REQUEST_TIMEOUT_MS: '10000', HTTP_HEADERS_TIMEOUT_MS: '15000' }).problems).toEqual(['HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS (10000)']);
+  });
+});
+
 describe('NODE_ID values ai-memory refuses', () => {
   it('refuses every agent id upstream reserves, and ".."', () => {
     for (const id of ['daemon', 'system', 'federation-catchup', 'subscription-dispatch', 'ai:http-internal', 'ai:migrate', 'export-internal', 'governance-internal']) {
