@@ -3,6 +3,7 @@ import { z } from 'zod';
 import { PEER_ID, parsePeerList, type PeerSpec } from './federation/peers.js';
 import { MEMORY_MAX_BYTES_DEFAULT } from './memory/size.js';
 import { QUEUE_NAMES, isQueueName, type QueueName } from './queue-names.js';
+import { redactText, redactUrl, secretsOf } from './redact.js';
 
 /**
  * A federation peer as the federation code takes it: id, base URL and flavour (absent =
@@ -71,7 +72,7 @@ const url = (fallback: string, protocols: string[]) =>
       const u = new URL(v);
       if (!protocols.includes(u.protocol)) ctx.addIssue({ code: 'custom', message: `expected ${protocols.join(' or ')} URL` });
     } catch {
-      ctx.addIssue({ code: 'custom', message: `not a URL: "${v}"` });
+      ctx.addIssue({ code: 'custom', message: `not a URL: "${redactUrl(v)}"` });
     }
   });
 
@@ -138,6 +139,15 @@ const schema = z.object({
   GOVERNANCE_POLICY: str(''),
   // Fault injection for the test campaign only (docs/invariants.md, Testing tiers): never set in production.
   MEMFED_FAULT_CRASH_AFTER_COMMIT: bool(false),
+  // HTTP server limits (workers/http.ts) and TLS (src/tls.ts); docs/operations.md, "TLS".
+  HTTP_REQUEST_TIMEOUT_MS: int(30_000, 1_000, 600_000),
+  HTTP_HEADERS_TIMEOUT_MS: int(20_000, 1_000, 600_000),
+  HTTP_KEEPALIVE_TIMEOUT_MS: int(5_000, 1_000, 600_000),
+  HTTP_MAX_CONNECTIONS: int(1024, 1, 1_000_000),
+  TLS_CERT_FILE: str(''),
+  TLS_KEY_FILE: str(''),
+  TLS_CA_FILE: str(''),
+  FED_REQUIRE_CLIENT_CERT: bool(false),
   LOG_LEVEL: oneOf('info', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const),
 });
 
@@ -180,11 +190,17 @@ export interface Config {
   governance: { file: string; inline: string };
   /** Test-only fault hooks (MEMFED_FAULT_*). */
   faults: { crashAfterCommit: boolean };
+  /** Limits of every HTTP listener (slow clients: docs/operations.md). */
+  httpServer: { requestTimeoutMs: number; headersTimeoutMs: number; keepAliveTimeoutMs: number; maxConnections: number };
+  /** PEM file paths ('' = unset); requireClientCert guards /api/v1/sync/*. */
+  tls: { certFile: string; keyFile: string; caFile: string; requireClientCert: boolean };
   logLevel: Raw['LOG_LEVEL'];
 }
 
 export class ConfigError extends Error {
-  constructor(public readonly problems: string[]) {
+  constructor(public readonly problems: string[], secrets: readonly string[] = []) {
+    // A problem may quote a value: no URL password or shared secret leaves in it.
+    problems = problems.map((p) => redactText(p, secrets));
     super(`invalid configuration:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
     this.name = 'ConfigError';
   }
@@ -201,7 +217,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const timeout = Number(env.FED_REQUEST_TIMEOUT_MS || 10_000);
   const lock = Number(env.JOB_LOCK_MS || 30_000);
   if (Number.isFinite(timeout) && Number.isFinite(lock) && timeout >= lock) problems.push(`FED_REQUEST_TIMEOUT_MS: must be below JOB_LOCK_MS (${lock})`);
-  if (!parsed.success || problems.length) throw new ConfigError(problems);
+  problems.push(...transportProblems(env));
+  if (!parsed.success || problems.length) throw new ConfigError(problems, secretsOf(env));
   const r = parsed.data;
   const workerQueues = r.WORKER_QUEUES.split(',').map((q) => q.trim()).filter(isQueueName);
   const n = 1 + r.FED_PEERS.length;
@@ -235,8 +252,36 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     audit: { level: r.AUDIT_LEVEL, checkpointEvery: r.AUDIT_CHECKPOINT_EVERY, checkpointIntervalMs: r.AUDIT_CHECKPOINT_INTERVAL_MS },
     governance: { file: r.GOVERNANCE_FILE, inline: r.GOVERNANCE_POLICY },
     faults: { crashAfterCommit: r.MEMFED_FAULT_CRASH_AFTER_COMMIT },
+    httpServer: { requestTimeoutMs: r.HTTP_REQUEST_TIMEOUT_MS, headersTimeoutMs: env.HTTP_HEADERS_TIMEOUT_MS ? r.HTTP_HEADERS_TIMEOUT_MS : Math.min(r.HTTP_HEADERS_TIMEOUT_MS, r.HTTP_REQUEST_TIMEOUT_MS), keepAliveTimeoutMs: r.HTTP_KEEPALIVE_TIMEOUT_MS, maxConnections: r.HTTP_MAX_CONNECTIONS },
+    tls: { certFile: r.TLS_CERT_FILE, keyFile: r.TLS_KEY_FILE, caFile: r.TLS_CA_FILE, requireClientCert: r.FED_REQUIRE_CLIENT_CERT },
     logLevel: r.LOG_LEVEL,
   };
+}
+
+/** Cross-variable rules of the HTTP and TLS block. */
+function transportProblems(env: Record<string, string | undefined>): string[] {
+  const out: string[] = [];
+  // Node refuses a headers timeout above the request timeout.
+  // Unset, it follows a lower request timeout (loadConfig), so only an explicit value can conflict.
+  const headers = Number(env.HTTP_HEADERS_TIMEOUT_MS || 0);
+  const request = Number(env.HTTP_REQUEST_TIMEOUT_MS || 30_000);
+  if (headers > request) out.push(`HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS (${request})`);
+  if (env.TLS_CERT_FILE && !env.TLS_KEY_FILE) out.push('TLS_CERT_FILE: needs TLS_KEY_FILE too (set both or neither)');
+  if (env.TLS_KEY_FILE && !env.TLS_CERT_FILE) out.push('TLS_KEY_FILE: needs TLS_CERT_FILE too (set both or neither)');
+  if (['1', 'true', 'yes', 'on'].includes((env.FED_REQUIRE_CLIENT_CERT ?? '').trim().toLowerCase()) && (!env.TLS_CERT_FILE || !env.TLS_CA_FILE)) {
+    out.push('FED_REQUIRE_CLIENT_CERT: needs TLS_CERT_FILE, TLS_KEY_FILE and TLS_CA_FILE (client certificates are checked against the CA)');
+  }
+  return out;
+}
+
+/** The secret values of this process's environment (for errors raised before a Config exists). */
+export function environmentSecrets(): string[] {
+  return secretsOf(process.env);
+}
+
+/** The secret values of a config, for the logger to mask (src/redact.ts). */
+export function configSecrets(config: Config): string[] {
+  return secretsOf({ API_KEY: config.apiKey, ADMIN_TOKEN: config.adminToken, DATABASE_URL: config.databaseUrl, REDIS_URL: config.redisUrl, FED_PEERS: config.federation.peers.map((p) => p.url).join(',') });
 }
 
 /**
@@ -269,17 +314,9 @@ export function describeConfig(config: Config): Record<string, unknown> {
     workerQueues: config.workerQueues,
     audit: config.audit,
     governance: config.governance.file ? `file ${config.governance.file}` : config.governance.inline ? 'inline' : 'none',
+    httpServer: config.httpServer,
+    tls: { cert: config.tls.certFile || 'unset', ca: config.tls.caFile || 'unset', requireClientCert: config.tls.requireClientCert },
     apiKey: config.apiKey ? 'set' : 'unset',
     adminToken: config.adminToken ? 'set' : 'unset',
   };
-}
-
-function redactUrl(u: string): string {
-  try {
-    const url = new URL(u);
-    if (url.password) url.password = '***';
-    return url.toString();
-  } catch {
-    return '<invalid>';
-  }
 }

@@ -2,6 +2,7 @@ import os from 'node:os';
 import { describe, it, expect } from 'vitest';
 import { CONFIG_VARIABLES, ConfigError, describeConfig, federationEnabled, loadConfig, type Config } from '../src/config.js';
 import { loadPolicy } from '../src/governance.js';
+import { loadTls } from '../src/tls.js';
 import { skipNote } from './helpers/skip.js';
 
 function configError(env: Record<string, string | undefined>): ConfigError {
@@ -260,6 +261,14 @@ describe('one run lists every problem', () => {
   });
 });
 
+describe('HTTP timeouts', () => {
+  it('an unset headers timeout follows a request timeout below its default; an explicit one above it is refused', () => {
+    expect(loadConfig({ ...base, HTTP_REQUEST_TIMEOUT_MS: '10000' }).httpServer).toMatchObject({ requestTimeoutMs: 10_000, headersTimeoutMs: 10_000 });
+    expect(loadConfig({ ...base, HTTP_REQUEST_TIMEOUT_MS: '10000', HTTP_HEADERS_TIMEOUT_MS: '4000' }).httpServer.headersTimeoutMs).toBe(4000);
+    expect(configError({ ...base, HTTP_REQUEST_TIMEOUT_MS: '10000', HTTP_HEADERS_TIMEOUT_MS: '15000' }).problems).toEqual(['HTTP_HEADERS_TIMEOUT_MS: must not exceed HTTP_REQUEST_TIMEOUT_MS (10000)']);
+  });
+});
+
 describe('NODE_ID values ai-memory refuses', () => {
   it('refuses every agent id upstream reserves, and ".."', () => {
     for (const id of ['daemon', 'system', 'federation-catchup', 'subscription-dispatch', 'ai:http-internal', 'ai:migrate', 'export-internal', 'governance-internal']) {
@@ -343,6 +352,18 @@ const SPEC: Record<string, Spec> = {
     later: () => loadPolicy({ file: '', inline: '{not json' }),
   },
   MEMFED_FAULT_CRASH_AFTER_COMMIT: { read: (c) => c.faults.crashAfterCommit, default: false, bad: 'sometimes', error: /expected true\/false, got "sometimes"/ },
+  HTTP_REQUEST_TIMEOUT_MS: { read: (c) => c.httpServer.requestTimeoutMs, default: 30_000, bad: 'soon', error: /expected an integer in \[1000, 600000\], got "soon"/ },
+  HTTP_HEADERS_TIMEOUT_MS: { read: (c) => c.httpServer.headersTimeoutMs, default: 20_000, bad: '999', error: /expected an integer in \[1000, 600000\], got "999"/ },
+  HTTP_KEEPALIVE_TIMEOUT_MS: { read: (c) => c.httpServer.keepAliveTimeoutMs, default: 5_000, bad: '0', error: /expected an integer in \[1000, 600000\], got "0"/ },
+  HTTP_MAX_CONNECTIONS: { read: (c) => c.httpServer.maxConnections, default: 1024, bad: '0', error: /expected an integer in \[1, 1000000\], got "0"/ },
+  TLS_CERT_FILE: { read: (c) => c.tls.certFile, default: '', bad: '/etc/memfed/node.crt', error: /needs TLS_KEY_FILE too \(set both or neither\)/ },
+  TLS_KEY_FILE: { read: (c) => c.tls.keyFile, default: '', bad: '/etc/memfed/node.key', error: /needs TLS_CERT_FILE too \(set both or neither\)/ },
+  TLS_CA_FILE: {
+    read: (c) => c.tls.caFile, default: '', free: '/etc/memfed/ca.crt',
+    why: 'a path, read at start: a missing file fails the start naming TLS_CA_FILE',
+    later: () => loadTls({ certFile: '', keyFile: '', caFile: '/nonexistent/memfed-ca.crt', requireClientCert: false }),
+  },
+  FED_REQUIRE_CLIENT_CERT: { read: (c) => c.tls.requireClientCert, default: false, bad: 'maybe', error: /expected true\/false, got "maybe"/ },
   LOG_LEVEL: { read: (c) => c.logLevel, default: 'info', bad: 'loud', error: /expected one of fatal, error, warn, info, debug, trace, silent, got "loud"/ },
 };
 

@@ -1,5 +1,6 @@
 import { USAGE, runToolCommand } from '../src/cli/commands.js';
-import { ConfigError, loadConfig, type Config } from '../src/config.js';
+import { ConfigError, environmentSecrets, loadConfig, type Config } from '../src/config.js';
+import { redactErrorMessage } from '../src/redact.js';
 import { startNode, type Role } from './node.js';
 
 /*
@@ -18,6 +19,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (ROLES.includes(command)) return runRole(command as Role);
   return runToolCommand(command, args, (s) => process.stdout.write(`${s}\n`));
+}
+
+/** What the bin prints for a command that failed: no URL password, shared secret or SQL parameter. */
+export function fatalMessage(err: unknown): string {
+  return redactErrorMessage(String((err as Error | undefined)?.stack ?? err), environmentSecrets());
 }
 
 /** Runs a role until SIGTERM/SIGINT, then shuts down gracefully. */

@@ -7,8 +7,8 @@ if (!existsSync(entry)) {
   process.stderr.write('memfed: not built yet; run `npm run build` (npm ci does it)\n');
   process.exit(1);
 }
-const { main } = await import(entry.href);
+const { main, fatalMessage } = await import(entry.href);
 process.exitCode = await main(process.argv.slice(2)).catch((err) => {
-  process.stderr.write(`memfed: ${err?.stack ?? err}\n`);
+  process.stderr.write(`memfed: ${fatalMessage(err)}\n`);
   return 1;
 });

@@ -3,7 +3,7 @@ import type { AppDeps, HealthProbe } from '../src/api/deps.js';
 import { recordKeyChanges } from '../src/audit/key-changes.js';
 import { throttleRefusals } from '../src/audit/throttle.js';
 import { registerDatabaseCollectors } from '../src/collectors.js';
-import { describeConfig, type Config } from '../src/config.js';
+import { configSecrets, describeConfig, type Config } from '../src/config.js';
 import { createDatabase } from '../src/db/client.js';
 import { assertDriverGuard } from '../src/db/driver-guard.js';
 import { prepareDatabase } from '../src/db/migrate.js';
@@ -14,6 +14,7 @@ import { loadPolicy } from '../src/governance.js';
 import { createLogger } from '../src/logger.js';
 import { createMetrics } from '../src/metrics.js';
 import { headKeyId } from '../src/store/audit.js';
+import { clientTlsOptions, loadTls } from '../src/tls.js';
 import { AckTracker } from '../queues/acks.js';
 import { QueueAuditRecorder } from '../queues/audit.js';
 import { BULL_BOARD_PATH, bullBoardApp } from '../queues/bull-board.js';
@@ -46,13 +47,18 @@ export interface RunningNode {
 /** Starts a node in a role; resolves once it serves. */
 export async function startNode(role: Role, config: Config): Promise<RunningNode> {
   assertDriverGuard();
-  const logger = createLogger(config.logLevel, { node: config.nodeId, role });
+  const logger = createLogger(config.logLevel, { node: config.nodeId, role }, { secrets: configSecrets(config) });
   const metrics = createMetrics({ nodeId: config.nodeId, role });
   logger.info({ config: describeConfig(config) }, 'starting memfed');
   // Before any connection is opened: an invalid policy must stop the process, not leave
   // it hanging on open pools after the error.
   const policy = await loadPolicy(config.governance);
   if (policy) logger.info({ policy: policy.source }, 'governance policy loaded');
+  // Unreadable or mismatched PEM files stop the process here too.
+  const tls = await loadTls(config.tls);
+  const plainPeers = config.federation.peers.filter((p) => p.url.startsWith('http://')).map((p) => p.id);
+  if (tls && plainPeers.length > 0) logger.warn({ peers: plainPeers }, 'TLS is configured but these peers are reached over plain http://');
+  const listenOptions = { limits: config.httpServer, tls };
 
   await prepareDatabase(config.databaseUrl);
   const database = createDatabase(config.databaseUrl, { max: config.databasePoolMax });
@@ -99,7 +105,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
         onPeerContact: watchPeerContact({ db: database.db, queues, logger, metrics }, peers.keys()),
       },
     };
-    const server = await listen(createApp(deps), config.http.host, config.http.port);
+    const server = await listen(createApp(deps), config.http.host, config.http.port, listenOptions);
     running.apiUrl = boundUrl(server, config.http.host);
     logger.info({ url: running.apiUrl }, 'api listening');
     closers.push(() => closeServer(server));
@@ -108,16 +114,17 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
 
   if (role === 'worker' || role === 'all') {
     const publisher = createRedis(config.redisUrl, 'worker', 'publisher');
-    const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs });
+    const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs, tls: clientTlsOptions(tls) });
     const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, audit, auditSigner: auditKeys.signer, policy });
     if (role === 'worker' && config.workerHttpPort > 0) {
-      const ops = await listen(createOpsApp({ config, probes, metrics, logger }), config.http.host, config.workerHttpPort);
+      const ops = await listen(createOpsApp({ config, probes, metrics, logger }), config.http.host, config.workerHttpPort, listenOptions);
       running.workerUrl = boundUrl(ops, config.http.host);
       logger.info({ url: running.workerUrl }, 'worker metrics/health listening');
       closers.unshift(() => closeServer(ops));
     }
     closers.unshift(() => workers.close(config.shutdownGraceMs));
     closers.push(() => publisher.quit());
+    closers.push(() => client.close());
   }
 
   running.close = async () => {

@@ -1,6 +1,7 @@
 import { Hono } from 'hono';
 import type { AppDeps } from './deps.js';
 import { adminAuth, apiKeyAuth } from './middleware/auth.js';
+import { requireClientCert } from './middleware/client-cert.js';
 import { errorHandler, notFoundHandler } from './middleware/errors.js';
 import { httpMetrics } from './middleware/http-metrics.js';
 import { healthRoutes } from './routes/health.js';
@@ -19,6 +20,8 @@ export function createApp(deps: AppDeps): Hono {
   app.onError(errorHandler(deps.logger));
   app.notFound(notFoundHandler);
   app.use('*', httpMetrics(deps.metrics));
+  // Before the API key: a peer without a certificate learns nothing else.
+  if (deps.config.tls.requireClientCert) app.use('/api/v1/sync/*', requireClientCert());
   // Admin routes answer to ADMIN_TOKEN instead of the API key.
   app.use('*', apiKeyAuth(deps.config.apiKey, (path) => OPEN_PATHS.has(path) || path.startsWith(`${ADMIN_PREFIX}/`) || (deps.queueBoard !== undefined && path.startsWith(deps.queueBoard.path))));
   app.route('/', healthRoutes(deps));

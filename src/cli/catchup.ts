@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { tableRecorder } from '../audit/events.js';
-import type { Config } from '../config.js';
+import { configSecrets, type Config } from '../config.js';
 import { createDatabase } from '../db/client.js';
 import { reapplyRefusals } from '../federation/catchup-reapply.js';
 import { loadPolicy } from '../governance.js';
@@ -25,7 +25,7 @@ export async function catchupCommand(config: Config, args: string[], out: (s: st
     args: rest,
     options: { peer: { type: 'string' }, status: { type: 'string' }, limit: { type: 'string' }, id: { type: 'string', multiple: true }, json: { type: 'boolean' } },
   });
-  const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, { node: config.nodeId, role: 'cli' });
+  const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, { node: config.nodeId, role: 'cli' }, { secrets: configSecrets(config) });
   // Re-apply judges rows under the policy this node runs with now (an invalid one stops here).
   const policy = sub === 'reapply' ? await loadPolicy(config.governance) : null;
   const database = createDatabase(config.databaseUrl, { max: 2 });

@@ -1,12 +1,13 @@
 import { parseArgs } from 'node:util';
 import { tableRecorder } from '../audit/events.js';
 import { insertOutbox } from '../store/audit.js';
-import type { Config } from '../config.js';
+import { configSecrets, type Config } from '../config.js';
 import { createDatabase } from '../db/client.js';
 import { PeerClient } from '../federation/client.js';
 import { replayDepsFrom, replayRound } from '../federation/dlq-replay.js';
 import { KeyRing } from '../federation/keys.js';
 import { createLogger } from '../logger.js';
+import { clientTlsOptions, loadTls } from '../tls.js';
 import { createMetrics } from '../metrics.js';
 import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../store/dlq.js';
 
@@ -32,7 +33,7 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
       json: { type: 'boolean' },
     },
   });
-  const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, { node: config.nodeId, role: 'cli' });
+  const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, { node: config.nodeId, role: 'cli' }, { secrets: configSecrets(config) });
   const database = createDatabase(config.databaseUrl, { max: 2 });
   const db = database.db;
   // No queue here: events go to the audit outbox, which the audit worker's drainer appends.
@@ -62,7 +63,7 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
       }
       case 'replay': {
         const keys = await KeyRing.load(config.federation.keyDir, config.nodeId);
-        const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs });
+        const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs, tls: clientTlsOptions(await loadTls(config.tls)) });
         const metrics = createMetrics({ nodeId: config.nodeId, role: 'cli', defaultMetrics: false });
         const deps = replayDepsFrom(config, { db, client, logger, metrics, audit });
         let replayed = 0, failed = 0;
@@ -72,6 +73,7 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
           failed += r.failed;
           if (r.replayed === 0 || r.taken === 0) break;
         }
+        await client.close();
         audit.record({ kind: 'dlq.operator', actor: 'cli', details: { action: 'replay', peer: values.peer ?? null, replayed, failed } });
         out(`replayed ${replayed}, failed ${failed}`);
         return failed > 0 ? 1 : 0;

@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { Agent, fetch, type Response } from 'undici';
 import type { PeerConfig } from '../config.js';
 import { getSigningBytes, newNonce, postSigningBytes, signatureHeader } from './signing.js';
 import { readCapped } from '../streams.js';
@@ -51,6 +52,11 @@ export interface PeerClientOptions {
   signingKey: KeyObject | null;
   apiKey: string;
   timeoutMs: number;
+  /**
+   * TLS for https:// peers (src/tls.ts clientTlsOptions): `ca` replaces the system roots
+   * the peer's certificate is verified against; `cert`/`key` are presented for mutual TLS.
+   */
+  tls?: { ca?: Buffer; cert?: Buffer; key?: Buffer; minVersion?: 'TLSv1.2' | 'TLSv1.3' };
 }
 
 const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
@@ -58,8 +64,12 @@ const MAX_RESPONSE_BYTES = 8 * 1024 * 1024;
 /** Signed outbound federation requests. No BullMQ here: callers map errors to retries. */
 export class PeerClient {
   private readonly closing = new AbortController();
+  // Its own connection pool: the process-wide fetch cannot take a CA or client certificate.
+  private readonly dispatcher: Agent;
 
-  constructor(private readonly opts: PeerClientOptions) {}
+  constructor(private readonly opts: PeerClientOptions) {
+    this.dispatcher = new Agent({ connect: { ...opts.tls } });
+  }
 
   /**
    * Ends every request in flight and any later one (a worker whose shutdown grace is
@@ -67,6 +77,11 @@ export class PeerClient {
    */
   abortAll(): void {
     this.closing.abort();
+  }
+
+  /** Closes the connection pool (after abortAll, or when no request is in flight). */
+  async close(): Promise<void> {
+    await this.dispatcher.close();
   }
 
   private headers(signed: Uint8Array, nonce: string): Record<string, string> {
@@ -96,8 +111,9 @@ export class PeerClient {
     const url = `${peer.url}${path}${query ? `?${query}` : ''}`;
     let res: Response;
     try {
-      res = await fetch(url, { method, headers, body, signal: AbortSignal.any([AbortSignal.timeout(this.opts.timeoutMs), this.closing.signal]), redirect: 'manual' });
+      res = await fetch(url, { method, headers, body, signal: AbortSignal.any([AbortSignal.timeout(this.opts.timeoutMs), this.closing.signal]), redirect: 'manual', dispatcher: this.dispatcher });
     } catch (err) {
+      // A certificate the CA does not vouch for fails here too (cause.code, e.g. UNABLE_TO_VERIFY_LEAF_SIGNATURE).
       const e = err as Error & { cause?: { code?: string } };
       const what = e.name === 'TimeoutError' ? `timeout after ${this.opts.timeoutMs} ms` : this.closing.signal.aborted ? 'aborted: shutting down' : (e.cause?.code ?? e.message);
       throw new PeerRequestError('transient', `${method} ${path} to ${peer.id}: ${what}`);

@@ -2,6 +2,7 @@ import { asc, eq, gt, gte, inArray, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
 import { auditCheckpoints, auditLog, auditOutbox } from '../db/schema.js';
 import type { AuditEntry, AuditEventInput, Checkpoint } from '../audit/chain.js';
+import { redactErrorMessage } from '../redact.js';
 
 // Every appender of this database's chain serializes on it, whatever queue or process.
 const AUDIT_LOCK_KEY = 0x6d66617564n; // "mfaud"
@@ -96,7 +97,8 @@ export async function markOutboxAppended(tx: Exec, ids: number[]): Promise<void>
 
 export async function markOutboxFailed(db: Db, ids: number[], reason: string): Promise<void> {
   if (ids.length === 0) return;
-  await db.update(auditOutbox).set({ attempts: sql`${auditOutbox.attempts} + 1`, reason: reason.slice(0, 1000), updatedAt: sql`now()` }).where(inArray(auditOutbox.id, ids));
+  // The reason is an error message: a failed query's parameters stay out of the table.
+  await db.update(auditOutbox).set({ attempts: sql`${auditOutbox.attempts} + 1`, reason: redactErrorMessage(reason).slice(0, 1000), updatedAt: sql`now()` }).where(inArray(auditOutbox.id, ids));
 }
 
 export async function auditFigures(db: Db): Promise<{ headSeq: number; outboxDepth: number; lastCheckpointAgeSeconds: number }> {
