@@ -106,6 +106,9 @@ const schema = z.object({
   FED_KEY_DIR: str('./data/keys'),
   FED_REQUIRE_SIG: bool(true),
   FED_CLOCK_SKEW_MS: int(300_000, 1_000, 3_600_000),
+  // Bare (time-less) upstream nonces: remembered per peer for this long, at most this many.
+  FED_BARE_NONCE_RETENTION_MS: int(7 * 24 * 3600_000, 3600_000, 90 * 24 * 3600_000),
+  FED_BARE_NONCE_MAX_PER_PEER: int(100_000, 1_000, 10_000_000),
   FED_REQUEST_TIMEOUT_MS: int(10_000, 100, 120_000),
   JOB_LOCK_MS: int(30_000, 5_000, 600_000),
   API_KEY: str(''),
@@ -173,6 +176,7 @@ export interface Config {
     requireSig: boolean;
     clockSkewMs: number;
     requestTimeoutMs: number;
+    bareNonces: { retentionMs: number; maxPerPeer: number };
   };
   apiKey: string;
   adminToken: string;
@@ -238,6 +242,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       requireSig: r.FED_REQUIRE_SIG,
       clockSkewMs: r.FED_CLOCK_SKEW_MS,
       requestTimeoutMs: r.FED_REQUEST_TIMEOUT_MS,
+      bareNonces: { retentionMs: r.FED_BARE_NONCE_RETENTION_MS, maxPerPeer: r.FED_BARE_NONCE_MAX_PER_PEER },
     },
     apiKey: r.API_KEY,
     adminToken: r.ADMIN_TOKEN,

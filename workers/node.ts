@@ -101,7 +101,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
       operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues.dlq, 'operator', peerId) },
       federation: {
         keys,
-        nonces: new NonceStore(producer, config.queuePrefix, config.federation.clockSkewMs),
+        nonces: new NonceStore(producer, config.queuePrefix, config.federation.clockSkewMs, config.federation.bareNonces),
         onPeerContact: watchPeerContact({ db: database.db, queues, logger, metrics }, peers.keys()),
       },
     };

@@ -64,7 +64,8 @@ export function newNonce(nowMs = Date.now()): string {
   return `${nowMs}.${randomUUID()}`;
 }
 
-const MEMFED_NONCE = /^(\d{13})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/;
+// Case-insensitive: an uppercase UUID is still this form, and still gets the clock window.
+const MEMFED_NONCE = /^(\d{13})\.([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})$/i;
 const BARE_NONCE = /^[A-Za-z0-9._~+/=-]{8,128}$/;
 
 export type NonceForm = { kind: 'memfed'; issuedAtMs: number } | { kind: 'bare' } | { kind: 'malformed' };

@@ -83,7 +83,7 @@ export function parsePushBody(body: unknown, nowIso: string, opts: { memoryMaxBy
       skipped.push({ id: typeof id === 'string' ? id.slice(0, 128) : '', status: 'skipped', reason: 'invalid id in deletions' });
       continue;
     }
-    if (!tombIds.has(id)) tombstones.push({ id, deleted_at: nowIso });
+    if (!tombIds.has(id)) tombstones.push({ id, deleted_at: nowIso, untimed: true });
   }
   const archives = parseArchiveLanes(b, nowIso, skipped);
   const links: MemoryLink[] = [];

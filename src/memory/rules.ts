@@ -110,6 +110,8 @@ export function validateId(value: unknown, field = 'id'): string {
   if (byteLength(value) > LIMITS.idBytes) return no(field, `must be at most ${LIMITS.idBytes} bytes`);
   // upstream: is_clean_string, no "..", no "/" or "\", then the byte allowlist; the allowlist implies the rest.
   if (!/^[A-Za-z0-9_:.@-]+$/.test(value) || value.includes('..')) return no(field, 'may contain only [A-Za-z0-9_:.@-] and no ".."');
+  // memfed: "." would name the collection itself in a URL path (/memories/.), unreachable.
+  if (value === '.') return no(field, 'must not be "."');
   return value;
 }
 

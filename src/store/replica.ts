@@ -8,10 +8,16 @@ import type { LinkRemoval, MemoryLink } from '../memory/link.js';
 import { applyArchiveEvents, applyLinkChanges, linksBySource, type ArchiveEvent } from './archive-links.js';
 import { memoryRow, storedColumns, storedFromRow, type StoredMemory } from './memories.js';
 
-/** A deletion as replicated: the id and the tombstone's LWW time. */
+/**
+ * A deletion as replicated: the id and the tombstone's LWW time. `untimed`: the sender
+ * gave no time (upstream's `deletions` lane); `deleted_at` is then the receiver's best
+ * bound, and such a deletion only removes a memory stored here, never leaving a
+ * tombstone for an id this node has not seen.
+ */
 export interface Tombstone {
   id: string;
   deleted_at: string;
+  untimed?: true;
 }
 
 export interface ApplyOutcome {
@@ -121,7 +127,10 @@ export async function applyReplicated(
         .returning({ id: memories.id });
       applied.push(...res.map((r) => r.id));
     }
-    for (const chunk of chunks(tombs, APPLY_CHUNK)) {
+    // Time-less deletions of ids never stored here are no-ops (as upstream's delete of an
+    // unknown id): a tombstone stamped with a guessed time would block a later create.
+    const known = await knownIds(tx, tombs.filter((t) => t.untimed).map((t) => t.id));
+    for (const chunk of chunks(tombs.filter((t) => !t.untimed || known.has(t.id)), APPLY_CHUNK)) {
       const rows = chunk.map((t) => ({
         id: t.id,
         namespace: '',
@@ -168,6 +177,13 @@ export async function applyReplicated(
     const { changedSources: _c, ...linkOutcome } = linkOut;
     return { applied, deleted, noop, archived: arch.archived, restored: arch.restored, archiveNoop, links: linkOutcome, position };
   });
+}
+
+/** Which of the ids have a row here (live or tombstone), locked against a concurrent create. */
+async function knownIds(tx: Tx, ids: string[]): Promise<Set<string>> {
+  if (ids.length === 0) return new Set();
+  const rows = await tx.select({ id: memories.id }).from(memories).where(inArray(memories.id, ids)).for('update');
+  return new Set(rows.map((r) => r.id));
 }
 
 /** Current stored rows (live or tombstone, with archive register and outgoing links) for ids, to build outbound batches. */

@@ -28,7 +28,11 @@ describe('routes without a server', () => {
     const keyDir = newKeyDir();
     await ensureOwnKey(keyDir, 'routes-node');
     const config = loadConfig({ NODE_ID: 'routes-node', DATABASE_URL: t.url, FED_KEY_DIR: keyDir, ADMIN_TOKEN: 'adm', LOG_LEVEL: 'silent' });
-    const nonceRedis = { set: async (key: string) => (claimed.has(key) ? null : (claimed.add(key), 'OK' as const)) };
+    const nonceRedis = {
+      set: async (key: string) => (claimed.has(key) ? null : (claimed.add(key), 'OK' as const)),
+      // The bare-nonce claim script: keyed by set key + nonce here.
+      eval: async (_script: string, _n: number, key: string | number, nonce: string | number) => (claimed.has(`${key}|${nonce}`) ? 0 : (claimed.add(`${key}|${nonce}`), 1)),
+    };
     const deps: AppDeps = {
       config,
       database: t.database,

@@ -22,6 +22,16 @@ class FakeRedis implements NonceRedis {
     this.keys.set(key, ms);
     return 'OK';
   }
+
+  /** The bare-nonce claim (its real script runs in nonces.int.test.ts): first use wins. */
+  readonly bare = new Set<string>();
+  async eval(_script: string, _n: number, key: string | number, nonce: string | number): Promise<number> {
+    this.calls++;
+    const k = `${key}|${nonce}`;
+    if (this.bare.has(k)) return 0;
+    this.bare.add(k);
+    return 1;
+  }
 }
 
 const NOW = 1_700_000_000_000;
@@ -250,23 +260,20 @@ describe('verifyInbound: nonces', () => {
     expect(await verifyInbound(await signed(privA, newNonce(NOW)), policy)).toMatchObject({ ok: false, tag: 'x_memory_nonce_expired' });
   });
 
-  it('refuses a replayed bare UUID nonce through the bounded cache', async () => {
+  it('refuses a replayed bare UUID nonce through the shared store', async () => {
     const { policy, redis } = await setup();
     const req = await signed(privA, randomUUID());
     expect(await verifyInbound(req, policy)).toEqual({ ok: true, peerId: 'peer-a', signed: true });
     expect(await verifyInbound(req, policy)).toEqual({ ok: false, status: 401, tag: 'x_memory_nonce_replay', peerId: 'peer-a' });
-    expect(redis.calls).toBe(0);
+    expect(redis.bare.size).toBe(1);
   });
 
-  it('the bare cache is bounded per peer', async () => {
-    const store = new NonceStore(new FakeRedis(), 't', SKEW, 3);
-    expect(await store.claim('p', 'n1-xxxxxxxx', 'bare')).toBe(true);
-    expect(await store.claim('p', 'n1-xxxxxxxx', 'bare')).toBe(false);
-    for (const n of ['n2-xxxxxxxx', 'n3-xxxxxxxx', 'n4-xxxxxxxx']) expect(await store.claim('p', n, 'bare')).toBe(true);
-    // n1 was the oldest and has been evicted; n4 is still remembered.
-    expect(await store.claim('p', 'n4-xxxxxxxx', 'bare')).toBe(false);
-    expect(await store.claim('p', 'n1-xxxxxxxx', 'bare')).toBe(true);
-    expect(await store.claim('q', 'n4-xxxxxxxx', 'bare')).toBe(true);
+  it('an uppercase UUID in the memfed form still gets the clock window', async () => {
+    const { policy } = await setup();
+    const old = `${NOW - 2 * SKEW}.${randomUUID().toUpperCase()}`;
+    expect(await verifyInbound(await signed(privA, old), policy)).toMatchObject({ ok: false, tag: 'x_memory_nonce_expired' });
+    const fresh = `${NOW}.${randomUUID().toUpperCase()}`;
+    expect(await verifyInbound(await signed(privA, fresh), policy)).toMatchObject({ ok: true });
   });
 });
 
@@ -293,11 +300,12 @@ describe('verifyInbound: verification before state', () => {
     for (const nonce of nonces.slice(0, 6)) {
       expect(await verifyInbound(await signed(privA, nonce), policy), nonce).toMatchObject({ ok: true });
     }
-    // (bare UUID nonces live in the store's bounded in-process cache, not in Redis)
-    const inRedis = nonces.slice(0, 6).filter((n) => n.includes('.')).length;
-    expect(inRedis).toBe(4);
-    expect(redis.calls).toBe(inRedis);
-    expect(redis.keys.size).toBe(inRedis);
+    // memfed nonces are keys of their own; bare UUIDs go to the peer's bounded set.
+    const memfedForm = nonces.slice(0, 6).filter((n) => n.includes('.')).length;
+    expect(memfedForm).toBe(4);
+    expect(redis.calls).toBe(6);
+    expect(redis.keys.size).toBe(memfedForm);
+    expect(redis.bare.size).toBe(6 - memfedForm);
   });
 
   it('unsigned and malformed requests never touch the nonce store', async () => {

@@ -168,7 +168,7 @@ describe('an unsigned 0.7 poller sees nothing an anonymous caller could not (API
     memfedPeer.enrolIn(keyDir);
     const config = loadConfig({ NODE_ID: 'anon-node', DATABASE_URL: t.url, FED_KEY_DIR: keyDir, FED_PEERS: `${POLLER}=http://127.0.0.1:9081;flavour=ai-memory-0.7,${MEMFED_PEER}=http://127.0.0.1:9082,host:c=http://127.0.0.1:9083;flavour=ai-memory-0.7`, LOG_LEVEL: 'warn' });
     const sink = new Writable({ write: (chunk, _enc, cb) => (lines.push(JSON.parse(String(chunk)) as Record<string, unknown>), cb()) });
-    const nonceRedis = { set: async () => 'OK' as const };
+    const nonceRedis = { set: async () => 'OK' as const, eval: async () => 1 };
     const deps: AppDeps = {
       config,
       database: t.database,

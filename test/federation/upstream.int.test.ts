@@ -95,6 +95,47 @@ describe('interop with an ai-memory-style peer', () => {
     expect(upstream.deleted.has(String(m.id))).toBe(false);
   });
 
+  it('a time-less deletion of an id never stored here leaves no tombstone: a later create of that id succeeds', async () => {
+    const id = `never-held-${randomUUID()}`;
+    const del = await send(n.url, sender.push({ sender_agent_id: 'ai-memory-1', memories: [], deletions: [id] }, { bareNonce: true }));
+    expect(del.status).toBe(200);
+    expect(del.json.deleted).toBe(0);
+    expect(await n.db.database.sql`SELECT id FROM memories WHERE id = ${id}`).toHaveLength(0);
+    const created = await api(n.url, 'POST', '/api/v1/memories', { id, title: 'created after', content: 'x' });
+    expect(created.status).toBe(201);
+  });
+
+  it('a time-less deletion signed before a newer version was written does not delete it', async () => {
+    const sentAt = Date.now() - 60_000;
+    const m = wireMemory({ id: `rewritten-${randomUUID()}`, title: 'rewritten after the deletion was sent', updated_at: new Date(sentAt + 30_000).toISOString().replace('Z', '000+00:00') });
+    expect((await send(n.url, sender.push({ sender_agent_id: 'ai-memory-1', memories: [m] }, { bareNonce: true }))).json.applied).toBe(1);
+    // Signed a minute ago (inside the clock window), delivered only now.
+    const late = sender.push({ sender_agent_id: 'ai-memory-1', memories: [], deletions: [m.id] }, { nonce: `${sentAt}.${randomUUID()}` });
+    const res = await send(n.url, late);
+    expect(res.status).toBe(200);
+    expect(res.json.deleted).toBe(0);
+    expect((await api(n.url, 'GET', `/api/v1/memories/${m.id}`)).status).toBe(200);
+  });
+
+  it('refuses a captured bare-nonce deletion replayed to the node, whatever process receives it', async () => {
+    const m = wireMemory({ id: `replayed-${randomUUID()}`, updated_at: new Date(Date.now() - 120_000).toISOString().replace('Z', '000+00:00') });
+    expect((await send(n.url, sender.push({ sender_agent_id: 'ai-memory-1', memories: [m] }, { bareNonce: true }))).json.applied).toBe(1);
+    const captured = sender.push({ sender_agent_id: 'ai-memory-1', memories: [], deletions: [m.id] }, { bareNonce: true });
+    expect((await send(n.url, captured)).json.deleted).toBe(1);
+    // The peer writes the memory again; the captured deletion is replayed.
+    const again = { ...m, title: 'written again', updated_at: new Date().toISOString().replace('Z', '000+00:00') };
+    expect((await send(n.url, sender.push({ sender_agent_id: 'ai-memory-1', memories: [again] }, { bareNonce: true }))).json.applied).toBe(1);
+    const replay = await send(n.url, captured);
+    expect(replay.status).toBe(401);
+    expect(replay.json.error).toBe('x_memory_nonce_replay');
+    // The refusal comes from Redis, which every API process (and a restarted one) shares.
+    const r = new Redis(REDIS_URL);
+    const keys = await r.keys(`${n.prefix}:nonce-bare:*`);
+    r.disconnect();
+    expect(keys.length).toBeGreaterThan(0);
+    expect((await api(n.url, 'GET', `/api/v1/memories/${m.id}`)).json.memory.title).toBe('written again');
+  });
+
   it('classifies failures: 503 with Retry-After retries without moving the cursor, 429 never burns attempts', async () => {
     const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
     const q = new Queue('push', { connection: conn, prefix: n.prefix });

@@ -73,6 +73,11 @@ describe('validateId', () => {
     expect(validateId('a.b')).toBe('a.b');
   });
 
+  it('refuses ids a URL path cannot name: ".", "..", and any run of dots', () => {
+    for (const id of ['.', '..', '...', 'a..b']) expect(refusal(() => validateId(id)).code, id).toBe('INVALID_ID');
+    expect(validateId('.a')).toBe('.a');
+  });
+
   it('refuses characters outside [A-Za-z0-9_:.@-]', () => {
     for (const id of ['a b', 'a/b', 'a\\b', 'é', 'a\u0000', 'a+b', 'a#b', 'a\nb']) {
       expect(() => validateId(id), JSON.stringify(id)).toThrow(ValidationError);

@@ -6,7 +6,7 @@ import { precheckInbound, verifyInbound, type InboundResult } from '../../federa
 import { flavourTraits } from '../../federation/peers.js';
 import { pushIdentityProblem, receivePush } from '../../federation/receive.js';
 import { cursorPage, updatedSincePage } from '../../federation/since.js';
-import { getSigningBytes, postSigningBytes } from '../../federation/signing.js';
+import { classifyNonce, getSigningBytes, postSigningBytes } from '../../federation/signing.js';
 import { parsePushBody } from '../../federation/wire.js';
 import { formatTimestamp, normalizeTimestamp, nowMicros } from '../../memory/time.js';
 import { decodeCursor } from '../../store/feed.js';
@@ -54,6 +54,18 @@ export async function authenticatePeer(c: Context, deps: AppDeps, peerId: string
   }
 }
 
+/**
+ * The time given to a push's time-less lanes (upstream `deletions`, archive id lists): the
+ * signed nonce's issue time when it has one (`<ms>.<uuid>`, checked against the clock
+ * window), else arrival. A deletion delayed or replayed within the window then cannot
+ * beat a version written after it was sent.
+ */
+function timelessStamp(nonce: string | undefined): number {
+  const now = nowMicros();
+  const form = nonce === undefined ? null : classifyNonce(nonce);
+  return form?.kind === 'memfed' ? Math.min(now, form.issuedAtMs * 1000) : now;
+}
+
 const sinceQuery = {
   // Upstream allows 1..10000 and clamps rather than refuses.
   limit: intParam({ fallback: 500, min: 1, max: 10_000, digits: 6, clamp: 'both' }),
@@ -82,7 +94,7 @@ export function syncRoutes(deps: AppDeps) {
     if (auth instanceof Response) return auth;
     if (!auth.ok) return refusal(c, auth.status, auth.tag);
     // Per-row checks (NUL, keys, numbers) happen in validateMemory: one bad row is skipped, not the batch.
-    const push = parsePushBody(parseJsonBytes(raw, { deepChecks: false }), formatTimestamp(nowMicros()), { memoryMaxBytes: config.limits.memoryMaxBytes });
+    const push = parsePushBody(parseJsonBytes(raw, { deepChecks: false }), formatTimestamp(timelessStamp(c.req.header('x-memory-nonce'))), { memoryMaxBytes: config.limits.memoryMaxBytes });
     const identity = pushIdentityProblem(push, auth.peerId, config.nodeId);
     if (identity) return refuseAudited(c, deps, auth.peerId, identity);
     federation.onPeerContact(auth.peerId);
