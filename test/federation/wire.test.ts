@@ -136,9 +136,9 @@ describe('parsePushBody: memories', () => {
 });
 
 describe('parsePushBody: deletions and tombstones', () => {
-  it('deletions without tombstones become tombstones at now', () => {
+  it('deletions without tombstones become time-less tombstones at the given time', () => {
     const p = parsePushBody({ sender_agent_id: 's', memories: [], deletions: ['d1', 'd2'] }, NOW);
-    expect(p.tombstones).toEqual([{ id: 'd1', deleted_at: NOW }, { id: 'd2', deleted_at: NOW }]);
+    expect(p.tombstones).toEqual([{ id: 'd1', deleted_at: NOW, untimed: true }, { id: 'd2', deleted_at: NOW, untimed: true }]);
   });
 
   it('a tombstone entry overrides the deletions entry for the same id', () => {
@@ -150,7 +150,7 @@ describe('parsePushBody: deletions and tombstones', () => {
     }, NOW);
     expect(p.tombstones).toHaveLength(2);
     expect(p.tombstones).toContainEqual({ id: 'd1', deleted_at: '2024-01-01T00:00:00.000000+00:00' });
-    expect(p.tombstones).toContainEqual({ id: 'd2', deleted_at: NOW });
+    expect(p.tombstones).toContainEqual({ id: 'd2', deleted_at: NOW, untimed: true });
   });
 
   it('invalid tombstones and deletion ids are skipped with a reason', () => {
@@ -160,7 +160,7 @@ describe('parsePushBody: deletions and tombstones', () => {
       deletions: ['ok', 'a..b', 7],
       tombstones: [{ id: 't1', deleted_at: 'never' }, { id: 'a b', deleted_at: NOW }, null, { id: 't2', deleted_at: NOW }],
     }, NOW);
-    expect(p.tombstones).toEqual([{ id: 't2', deleted_at: NOW }, { id: 'ok', deleted_at: NOW }]);
+    expect(p.tombstones).toEqual([{ id: 't2', deleted_at: NOW }, { id: 'ok', deleted_at: NOW, untimed: true }]);
     expect(p.skipped).toEqual([
       { id: 't1', status: 'skipped', reason: 'tombstone needs a valid id and deleted_at' },
       { id: 'a b', status: 'skipped', reason: 'tombstone needs a valid id and deleted_at' },
