@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { compileGlob } from '../src/glob.js';
+import { prng } from './helpers/prng.js';
 
 /**
  * The RegExp reading of a glob that governance used before the linear matcher, kept here
@@ -13,17 +14,6 @@ function regexOracle(glob: string): RegExp {
   return new RegExp(`^${re}$`, 's');
 }
 
-/** Small deterministic PRNG (mulberry32), so a failure names a reproducible case. */
-function rng(seed: number) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const pick = (r: () => number, alphabet: string, max: number) => {
   let s = '';
@@ -34,7 +24,7 @@ const pick = (r: () => number, alphabet: string, max: number) => {
 
 describe('compileGlob', () => {
   it('agrees with the RegExp reading on 20,000 random small globs and namespaces', () => {
-    const r = rng(20260101);
+    const r = prng(20260101);
     for (let i = 0; i < 20_000; i++) {
       const glob = pick(r, 'ab/**.\n\\', 8);
       const ns = pick(r, 'ab/.\n\\', 10);
@@ -43,7 +33,7 @@ describe('compileGlob', () => {
   });
 
   it('agrees with the RegExp reading on globs that match (built from the namespace)', () => {
-    const r = rng(7);
+    const r = prng(7);
     for (let i = 0; i < 5_000; i++) {
       const ns = pick(r, 'ab/c.', 12);
       // Replace random slices of the namespace by `*` or `**`: often a match, sometimes not.

@@ -1,4 +1,5 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { prng } from './prng.js';
 
 /**
  * A small fault-injecting TCP proxy (docs/invariants.md, Testing tiers, tier 3) for the HTTP port of a peer.
@@ -146,17 +147,6 @@ function kill(s: Socket, reset: boolean): void {
   s.destroy();
 }
 
-/** mulberry32: tiny seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 export class FaultProxy {
   private server: Server | null = null;
