@@ -2,18 +2,51 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { HonoAdapter } from '@bull-board/hono';
 import { serveStatic } from '@hono/node-server/serve-static';
-import type { Hono } from 'hono';
+import { Hono, type Context } from 'hono';
+import type { ContentfulStatusCode } from 'hono/utils/http-status';
+import type { AuditRecorder } from '../src/audit/events.js';
+import type { Logger } from '../src/logger.js';
+import { auditQueue } from './audit.js';
 import type { Queues } from './registry.js';
 
 export const BULL_BOARD_PATH = '/admin/queues';
 
-/** Bull Board over every memfed queue; the API mounts it behind ADMIN_TOKEN. */
-export function bullBoardApp(queues: Queues): Hono {
+// The chain must hold only what the node recorded: nothing may be added, retried or
+// edited in its queue by hand (the worker re-reads outbox rows anyway).
+const READ_ONLY_QUEUES = new Set<string>([auditQueue.name]);
+
+/**
+ * Bull Board over every memfed queue; the API mounts it behind ADMIN_TOKEN. Every write
+ * action (retry, remove, pause, add, clean, ...) is audited with the admin as actor, and
+ * the board's error bodies are answered in the service's envelope, without internals.
+ */
+export function bullBoardApp(queues: Queues, deps: { audit: AuditRecorder; logger: Logger }): Hono {
   const serverAdapter = new HonoAdapter(serveStatic).setBasePath(BULL_BOARD_PATH);
   createBullBoard({
-    queues: Object.values(queues).map((q) => new BullMQAdapter(q, { readOnlyMode: false, description: `memfed ${q.name} queue` })),
+    queues: Object.values(queues).map((q) => new BullMQAdapter(q, { readOnlyMode: READ_ONLY_QUEUES.has(q.name), description: `memfed ${q.name} queue` })),
     serverAdapter,
     options: { uiConfig: { boardTitle: 'memfed queues' } },
   });
-  return serverAdapter.registerPlugin() as unknown as Hono;
+  const board = serverAdapter.registerPlugin() as unknown as Hono;
+  const app = new Hono();
+  app.use('*', async (c, next) => {
+    await next();
+    if (c.req.method !== 'GET' && c.req.method !== 'HEAD') {
+      deps.audit.record({ kind: 'board.action', actor: 'admin', details: { method: c.req.method, path: c.req.path.slice(0, 300), status: c.res.status } });
+    }
+    if (c.res.status >= 400) c.res = await envelope(c, deps.logger);
+  });
+  app.route('/', board);
+  return app;
+}
+
+/** The board's `{error: {key: 'ERRORS.X'}, message, details}` as `{error, code}`; the rest is logged. */
+async function envelope(c: Context, logger: Logger): Promise<Response> {
+  const status = c.res.status as ContentfulStatusCode;
+  const body = (await c.res.clone().json().catch(() => null)) as { error?: { key?: unknown }; message?: unknown } | null;
+  const key = typeof body?.error?.key === 'string' ? body.error.key.replace(/^ERRORS\./, '') : '';
+  const code = /^[A-Z0-9_]{1,64}$/.test(key) ? `BOARD_${key}` : 'BOARD_ERROR';
+  if (status >= 500) logger.error({ path: c.req.path, board: body }, 'queue board request failed');
+  const text = status >= 500 ? 'queue board request failed' : key.toLowerCase().replace(/_/g, ' ') || 'queue board request refused';
+  return new Response(JSON.stringify({ error: text, code }), { status, headers: { 'content-type': 'application/json' } });
 }

@@ -17,7 +17,10 @@ function appendDeps(ctx: WorkerContext): AppendDeps {
  */
 export function auditProcessor(ctx: WorkerContext) {
   return async (job: Job<AuditJob>): Promise<AppendResult> => {
-    const r = await appendFromOutbox(appendDeps(ctx), job.data.outboxIds);
+    // Only outbox ids are taken from the job (the rows are re-read): whatever else a job
+    // carries, however it was added, never reaches the chain.
+    const ids = Array.isArray(job.data?.outboxIds) ? job.data.outboxIds.filter((id) => Number.isSafeInteger(id)) : [];
+    const r = await appendFromOutbox(appendDeps(ctx), ids);
     ctx.metrics.auditAppends.inc(r.appended);
     return r;
   };

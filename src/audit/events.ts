@@ -13,7 +13,8 @@ export type AuditKind =
   | 'catchup.operator'
   | 'memory.deleted'
   | 'memory.committed'
-  | 'key.changed';
+  | 'key.changed'
+  | 'board.action';
 
 export interface AuditRecord {
   kind: AuditKind;

@@ -1,6 +1,8 @@
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, waitFor } from '../helpers/env.js';
+import { Queue } from 'bullmq';
+import { Redis } from 'ioredis';
+import { REDIS_URL, freePort, waitFor } from '../helpers/env.js';
 import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
 import { skipNote } from '../helpers/skip.js';
 import { UpstreamReceiver } from '../helpers/upstream-peer.js';
@@ -63,6 +65,54 @@ describe('Bull Board behind ADMIN_TOKEN', () => {
     expect(failed.name).toBe('push.deliver peer-refusing');
     expect(failed.data).toMatchObject({ peerId: 'peer-refusing' });
     expect(failed.failedReason).toMatch(/^\[unenrolled\] POST \/api\/v1\/sync\/push to peer-refusing: HTTP 401/);
+  });
+});
+
+describe('Bull Board write actions', () => {
+  const chain = async () => n.db.database.sql<{ seq: number; kind: string; canonical: string }[]>`SELECT seq, kind, canonical FROM audit_log ORDER BY seq`;
+
+  it('the audit queue is read-only in the board, and the refusal is in the service envelope', async () => {
+    const add = await api(n.url, 'POST', '/admin/queues/api/queues/audit/add', { name: 'audit.append', data: { kind: 'memory.deleted', actor: 'forger', details: {} } }, BEARER);
+    expect(add.status).toBe(405);
+    expect(add.json).toEqual({ error: 'queue read only', code: 'BOARD_QUEUE_READ_ONLY' });
+    const missing = await api(n.url, 'PUT', '/admin/queues/api/queues/nosuch/pause', undefined, BEARER);
+    expect(missing.status).toBe(404);
+    expect(missing.json).toEqual({ error: 'queue not found', code: 'BOARD_QUEUE_NOT_FOUND' });
+  });
+
+  it('a job put straight into the audit queue appends nothing but the outbox rows it names, once', async () => {
+    const conn = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
+    const q = new Queue('audit', { connection: conn, prefix: n.prefix });
+    try {
+      await waitFor(async () => (await chain()).length > 0, { what: 'a first chain entry' });
+      const before = await chain();
+      const [appended] = await n.db.database.sql<{ id: number }[]>`SELECT id FROM audit_outbox WHERE status <> 'pending' ORDER BY id LIMIT 1`;
+      const forged = await q.add('audit.append', { outboxIds: [appended!.id], kind: 'memory.deleted', actor: 'forger', details: { forged: true } } as never);
+      const junk = await q.add('audit.append', { kind: 'memory.deleted', actor: 'forger' } as never);
+      await waitFor(async () => (await forged.isCompleted()) && (await junk.isCompleted()), { what: 'the forged jobs ran' });
+      const after = await chain();
+      expect(after.filter((e) => e.canonical.includes('forger'))).toEqual([]);
+      expect(after.slice(0, before.length)).toEqual(before);
+    } finally {
+      await q.close();
+      conn.disconnect();
+    }
+  });
+
+  it('audits each write action with the admin as actor', async () => {
+    expect((await api(n.url, 'PUT', '/admin/queues/api/queues/push/pause', undefined, BEARER)).status).toBe(200);
+    expect((await api(n.url, 'PUT', '/admin/queues/api/queues/push/resume', undefined, BEARER)).status).toBe(200);
+    const actions = await waitFor(async () => {
+      const rows = (await chain()).filter((e) => e.kind === 'board.action');
+      const parsed = rows.map((e) => JSON.parse(e.canonical) as { actor: string; details: { method: string; path: string; status: number } });
+      return parsed.filter((a) => a.details.path.startsWith('/admin/queues/api/queues/push/')).length >= 2 ? parsed : undefined;
+    }, { timeoutMs: 20_000, what: 'board actions in the chain' });
+    expect(actions.map((a) => [a.actor, a.details.method, a.details.path, a.details.status])).toEqual(
+      expect.arrayContaining([
+        ['admin', 'PUT', '/admin/queues/api/queues/push/pause', 200],
+        ['admin', 'PUT', '/admin/queues/api/queues/push/resume', 200],
+      ]),
+    );
   });
 });
 
