@@ -135,6 +135,8 @@ const schema = z.object({
   // One memory's serialized JSON (docs/security.md). At most 1 MiB: one memory must fit an
   // ai-memory push body (2 MiB) and a since page (4 MiB) with room to spare.
   MEMORY_MAX_BYTES: int(MEMORY_MAX_BYTES_DEFAULT, 16 * 1024, 1024 * 1024),
+  // Batch-sized bodies (pushes, bulk imports) read at once per process; more get 503.
+  MAX_CONCURRENT_BATCH_READS: int(4, 1, 256),
   AUDIT_LEVEL: oneOf('security', ['security', 'all'] as const),
   AUDIT_CHECKPOINT_EVERY: int(1000, 1, 10_000_000),
   AUDIT_CHECKPOINT_INTERVAL_MS: int(60_000, 100, 86_400_000),
@@ -188,7 +190,7 @@ export interface Config {
   shutdownGraceMs: number;
   /** BullMQ lock duration; a dead worker's jobs are re-run after about twice this. */
   jobLockMs: number;
-  limits: { maxBodyBytes: number; maxBatchBodyBytes: number; memoryMaxBytes: number };
+  limits: { maxBodyBytes: number; maxBatchBodyBytes: number; memoryMaxBytes: number; concurrentBatchReads: number };
   audit: { level: 'security' | 'all'; checkpointEvery: number; checkpointIntervalMs: number };
   /** Governance policy source: a JSON file path or inline JSON (both empty = no policy). */
   governance: { file: string; inline: string };
@@ -253,7 +255,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerQueues,
     shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
     jobLockMs: r.JOB_LOCK_MS,
-    limits: { maxBodyBytes: r.MAX_BODY_BYTES, maxBatchBodyBytes: r.MAX_BATCH_BODY_BYTES, memoryMaxBytes: r.MEMORY_MAX_BYTES },
+    limits: { maxBodyBytes: r.MAX_BODY_BYTES, maxBatchBodyBytes: r.MAX_BATCH_BODY_BYTES, memoryMaxBytes: r.MEMORY_MAX_BYTES, concurrentBatchReads: r.MAX_CONCURRENT_BATCH_READS },
     audit: { level: r.AUDIT_LEVEL, checkpointEvery: r.AUDIT_CHECKPOINT_EVERY, checkpointIntervalMs: r.AUDIT_CHECKPOINT_INTERVAL_MS },
     governance: { file: r.GOVERNANCE_FILE, inline: r.GOVERNANCE_POLICY },
     faults: { crashAfterCommit: r.MEMFED_FAULT_CRASH_AFTER_COMMIT },

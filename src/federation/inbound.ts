@@ -53,9 +53,11 @@ export async function precheckInbound(req: Pick<InboundRequest, 'peerId' | 'sign
   if (!peerId) return { ok: false, status: 403, tag: 'peer_id_header_missing' };
   if (!PEER_ID.test(peerId)) return { ok: false, status: 403, tag: 'peer_id_invalid' };
   const key: KeyObject | null = await policy.keys.peerKey(peerId);
+  // This node's own id is never a peer, signed or not, whatever FED_REQUIRE_SIG says.
+  const self = peerId === policy.keys.selfId;
   if (req.signature === undefined) {
     if (key) return { ok: false, status: 401, tag: 'x_memory_sig_missing', peerId };
-    if (policy.requireSig) return { ok: false, status: 401, tag: 'peer_not_enrolled', peerId };
+    if (policy.requireSig || self) return { ok: false, status: 401, tag: 'peer_not_enrolled', peerId };
     return { ok: true, peerId, key: null, signature: null };
   }
   const parsed = parseSignatureHeader(req.signature);

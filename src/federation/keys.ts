@@ -65,7 +65,13 @@ export class KeyRing {
     return new KeyRing(dir, selfId, priv ? privateKeyObject(priv) : null, pub);
   }
 
+  /**
+   * A peer's enrolled public key, or null. This node's own id is never an enrolled peer:
+   * its `.pub` sits in the same folder, and taking it as a peer's key would let anyone
+   * claiming `x-peer-id: <NODE_ID>` past the header checks.
+   */
   async peerKey(peerId: string): Promise<KeyObject | null> {
+    if (peerId === this.selfId) return null;
     let base: string;
     try {
       base = keyFileBase(this.dir, peerId);

@@ -10,6 +10,8 @@ import type { FeedPosition } from '../../src/store/feed.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { waitFor } from '../helpers/env.js';
 import { newKeyDir } from '../helpers/node.js';
+import { FakePeer } from '../helpers/peer.js';
+import { newNonce } from '../../src/federation/signing.js';
 
 /*
  * Routes through createApp() and app.request(): no port, no queue. Replication, the
@@ -22,11 +24,20 @@ describe('routes without a server', () => {
   const audited: string[] = [];
   const contacts: string[] = [];
   const claimed = new Set<string>();
+  let puller: FakePeer;
+  /** GET /sync/since as an enrolled peer signs it (FED_REQUIRE_SIG=true serves no one else). */
+  const pull = (pathAndQuery: string) => {
+    const [p, query = ''] = pathAndQuery.split('?');
+    const nonce = newNonce();
+    return app.request(pathAndQuery, { headers: { 'x-peer-id': 'routes-puller', 'x-memory-nonce': nonce, 'x-memory-sig': puller.signGet(p!, query, nonce) } });
+  };
 
   beforeAll(async () => {
     t = await createTestDatabase();
     const keyDir = newKeyDir();
     await ensureOwnKey(keyDir, 'routes-node');
+    puller = await new FakePeer('routes-puller').init();
+    puller.enrolIn(keyDir);
     const config = loadConfig({ NODE_ID: 'routes-node', DATABASE_URL: t.url, FED_KEY_DIR: keyDir, ADMIN_TOKEN: 'adm', LOG_LEVEL: 'silent' });
     const nonceRedis = {
       set: async (key: string) => (claimed.has(key) ? null : (claimed.add(key), 'OK' as const)),
@@ -64,7 +75,7 @@ describe('routes without a server', () => {
 
   it('answers a bad query parameter with 400 INVALID_QUERY naming the field', async () => {
     for (const [path, field] of [['/api/v1/memories?limit=ten', 'limit'], ['/api/v1/memories?offset=-1', 'offset'], ['/api/v1/memories?since=yesterday', 'since'], ['/api/v1/audit/checkpoints?after=1e3', 'after'], ['/api/v1/sync/since?limit=x', 'limit']] as const) {
-      const r = await json(await app.request(path));
+      const r = await json(await (path.startsWith('/api/v1/sync/') ? pull(path) : app.request(path)));
       expect(r.status, path).toBe(400);
       expect(r.body, path).toMatchObject({ code: 'INVALID_QUERY', field });
     }
@@ -72,21 +83,21 @@ describe('routes without a server', () => {
 
   it('clamps list and since limits rather than refusing them', async () => {
     expect((await app.request('/api/v1/memories?limit=999999')).status).toBe(200);
-    const r = await json(await app.request('/api/v1/sync/since?limit=0'));
+    const r = await json(await pull('/api/v1/sync/since?limit=0'));
     expect(r.status).toBe(200);
     expect(r.body.limit).toBe(1);
-    expect((await json(await app.request('/api/v1/sync/since?limit=50000'))).body.limit).toBe(10_000);
+    expect((await json(await pull('/api/v1/sync/since?limit=50000'))).body.limit).toBe(10_000);
   });
 
   it('refuses a malformed cursor or since with their own codes', async () => {
-    expect((await json(await app.request('/api/v1/sync/since?cursor=v2.1.1'))).body.code).toBe('INVALID_CURSOR');
-    expect((await json(await app.request('/api/v1/sync/since?since=not-a-time'))).body.code).toBe('INVALID_SINCE');
+    expect((await json(await pull('/api/v1/sync/since?cursor=v2.1.1'))).body.code).toBe('INVALID_CURSOR');
+    expect((await json(await pull('/api/v1/sync/since?since=not-a-time'))).body.code).toBe('INVALID_SINCE');
   });
 
   it('serves the cursor form with entries and next_cursor from the change feed', async () => {
     // The committed row shows once every older transaction on the cluster has ended.
     const r = await waitFor(async () => {
-      const page = await json(await app.request('/api/v1/sync/since?cursor=v1.0.0&limit=10'));
+      const page = await json(await pull('/api/v1/sync/since?cursor=v1.0.0&limit=10'));
       return page.body.entries?.length > 0 ? page : null;
     }, { what: 'the commit below the feed horizon' });
     expect(r.status).toBe(200);
@@ -121,6 +132,6 @@ describe('routes without a server', () => {
     expect(r.status).toBe(401);
     expect(r.body).toMatchObject({ error: 'peer_not_enrolled', code: 'PEER_NOT_ENROLLED' });
     expect(audited).toContain('federation.refused');
-    expect(contacts).toEqual([]);
+    expect(contacts).not.toContain('nobody');
   });
 });

@@ -1,4 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { newNonce } from '../../src/federation/signing.js';
 import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
 import { FakePeer, send, wireMemory } from '../helpers/peer.js';
 
@@ -116,7 +117,10 @@ describe('what upstream accepts is stored and served as sent (point 5: validate 
     expect(got).toMatchObject(body);
     const listed = await api(n.url, 'GET', `/api/v1/memories?namespace=${encodeURIComponent('team\tone/notes')}`);
     expect(listed.json.memories.map((m: { id: string }) => m.id)).toEqual([r.json.id]);
-    const since = await api(n.url, 'GET', '/api/v1/sync/since?since=2000-01-01T00:00:00Z&limit=10000');
+    const query = 'since=2000-01-01T00:00:00Z&limit=10000';
+    const nonce = newNonce();
+    const pulled = await fetch(`${n.url}/api/v1/sync/since?${query}`, { headers: { 'x-peer-id': 'peer-v', 'x-memory-nonce': nonce, 'x-memory-sig': peer.signGet('/api/v1/sync/since', query, nonce) } });
+    const since = { json: (await pulled.json()) as { memories: Array<{ id: string }> } };
     expect(since.json.memories.find((m: { id: string }) => m.id === r.json.id)).toMatchObject({ title: body.title, namespace: body.namespace, tags: body.tags });
   });
 });

@@ -216,14 +216,14 @@ describe('GET /api/v1/sync/since (serve)', () => {
     return { status: res.status, json: (await res.json()) as any };
   };
 
-  it('serves the upstream since shape to unenrolled callers', async () => {
-    const r = await api(n.url, 'GET', '/api/v1/sync/since?limit=2');
+  it('serves the upstream since shape to a signed caller', async () => {
+    const r = await signedGet('limit=2');
     expect(r.status).toBe(200);
     expect(Object.keys(r.json).sort()).toEqual(['count', 'earliest_updated_at', 'latest_updated_at', 'limit', 'memories', 'updated_since']);
     expect(r.json.count).toBe(2);
-    const next = await api(n.url, 'GET', `/api/v1/sync/since?since=${encodeURIComponent(r.json.latest_updated_at)}`);
+    const next = await signedGet(`since=${encodeURIComponent(r.json.latest_updated_at)}`);
     expect(next.json.memories.map((m: { id: string }) => m.id)).not.toContain(r.json.memories[1].id);
-    expect((await api(n.url, 'GET', '/api/v1/sync/since?since=nope')).status).toBe(400);
+    expect((await signedGet('since=nope')).status).toBe(400);
   });
 
   it('serves the cursor form with tombstones and per-row cursors to a signed caller', async () => {

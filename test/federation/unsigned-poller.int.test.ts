@@ -153,6 +153,7 @@ describe('an ai-memory 0.7 poller against a memfed node (API_KEY set)', () => {
   });
 });
 
+// FED_REQUIRE_SIG=false, so that an anonymous caller is served at all and can be compared with.
 describe('an unsigned 0.7 poller sees nothing an anonymous caller could not (API_KEY unset)', () => {
   let t: TestDatabase;
   let app: ReturnType<typeof createApp>;
@@ -166,7 +167,7 @@ describe('an unsigned 0.7 poller sees nothing an anonymous caller could not (API
     const memfedPeer = await new FakePeer(MEMFED_PEER).init();
     poller.enrolIn(keyDir);
     memfedPeer.enrolIn(keyDir);
-    const config = loadConfig({ NODE_ID: 'anon-node', DATABASE_URL: t.url, FED_KEY_DIR: keyDir, FED_PEERS: `${POLLER}=http://127.0.0.1:9081;flavour=ai-memory-0.7,${MEMFED_PEER}=http://127.0.0.1:9082,host:c=http://127.0.0.1:9083;flavour=ai-memory-0.7`, LOG_LEVEL: 'warn' });
+    const config = loadConfig({ NODE_ID: 'anon-node', DATABASE_URL: t.url, FED_KEY_DIR: keyDir, FED_PEERS: `${POLLER}=http://127.0.0.1:9081;flavour=ai-memory-0.7,${MEMFED_PEER}=http://127.0.0.1:9082,host:c=http://127.0.0.1:9083;flavour=ai-memory-0.7`, FED_REQUIRE_SIG: 'false', LOG_LEVEL: 'warn' });
     const sink = new Writable({ write: (chunk, _enc, cb) => (lines.push(JSON.parse(String(chunk)) as Record<string, unknown>), cb()) });
     const nonceRedis = { set: async () => 'OK' as const, eval: async () => 1 };
     const deps: AppDeps = {

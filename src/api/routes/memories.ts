@@ -7,7 +7,8 @@ import { nowMicros } from '../../memory/time.js';
 import type { FeedPosition } from '../../store/feed.js';
 import { deleteMemory, getMemory, insertMemories, listMemories, updateMemory } from '../../store/memories.js';
 import { linksOf, wireLink } from '../../store/archive-links.js';
-import { readJson } from '../body.js';
+import { readBatchBody } from '../body-slots.js';
+import { parseJsonBytes, readJson } from '../body.js';
 import { intParam, parseQuery, pathId, timestampParam } from '../query.js';
 import type { AppDeps } from '../deps.js';
 import { quorumFailure } from '../quorum-failure.js';
@@ -80,7 +81,7 @@ export function memoryRoutes(deps: AppDeps) {
 
   app.post('/api/v1/memories/bulk', async (c) => {
     const agentId = callerAgentId(c);
-    const body = await readJson(c, config.limits.maxBatchBodyBytes);
+    const body = parseJsonBytes(await readBatchBody(c, config));
     const items = Array.isArray(body) ? body : (body as { memories?: unknown })?.memories;
     if (!Array.isArray(items)) throw badRequest('INVALID_BODY', 'expected a JSON array of memories (or {"memories": [...]})');
     if (items.length > BULK_MAX) throw badRequest('BULK_TOO_LARGE', `bulk create is limited to ${BULK_MAX} memories per request`, { limit: BULK_MAX });

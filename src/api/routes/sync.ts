@@ -10,7 +10,8 @@ import { classifyNonce, getSigningBytes, postSigningBytes } from '../../federati
 import { parsePushBody } from '../../federation/wire.js';
 import { formatTimestamp, normalizeTimestamp, nowMicros } from '../../memory/time.js';
 import { decodeCursor } from '../../store/feed.js';
-import { parseJsonBytes, readRawBody, requireJsonBody } from '../body.js';
+import { readBatchBody } from '../body-slots.js';
+import { parseJsonBytes, requireJsonBody } from '../body.js';
 import { intParam, parseQuery } from '../query.js';
 import type { AppDeps } from '../deps.js';
 
@@ -89,7 +90,7 @@ export function syncRoutes(deps: AppDeps) {
     }
     // Verify the exact raw bytes before parsing anything.
     requireJsonBody(c);
-    const raw = await readRawBody(c, config.limits.maxBatchBodyBytes);
+    const raw = await readBatchBody(c, config);
     const auth = await authenticatePeer(c, deps, c.req.header('x-peer-id'), (nonce) => postSigningBytes(raw, nonce));
     if (auth instanceof Response) return auth;
     if (!auth.ok) return refusal(c, auth.status, auth.tag);
@@ -105,8 +106,9 @@ export function syncRoutes(deps: AppDeps) {
    * GET /api/v1/sync/since. Upstream form: `since` (exclusive on updated_at) + `limit`.
    * memfed form: `cursor` over the commit-ordered change feed, returning tombstones,
    * per-row `entries` (so a puller can stop exactly at a row it failed to apply) and
-   * `next_cursor`. Enrolled callers must sign, except a declared ai-memory 0.7 peer (its
-   * poller never signs); `to=` must name this node.
+   * `next_cursor`. With FED_REQUIRE_SIG=true only a signed, enrolled caller or a declared
+   * ai-memory 0.7 peer (its poller never signs) is served; with it false, unsigned callers
+   * that are not enrolled are served too. `to=` must name this node.
    */
   app.get('/api/v1/sync/since', async (c) => {
     const url = new URL(c.req.url);
@@ -122,13 +124,19 @@ export function syncRoutes(deps: AppDeps) {
         unsignedWarned.add(declared.id);
         deps.logger.warn({ peer: declared.id, flavour: declared.flavour }, 'accepting unsigned GET /sync/since from an ai-memory 0.7 peer (its poller never signs; warned once per peer)');
       }
-    } else if (caller !== undefined && (signed || (await federation.keys.peerKey(caller)) !== null)) {
+    } else if (caller !== undefined && (signed || config.federation.requireSig || (await federation.keys.peerKey(caller)) !== null)) {
+      // FED_REQUIRE_SIG=true: every other caller that names itself goes through the matrix
+      // (enrolled and unsigned -> x_memory_sig_missing, unknown -> peer_not_enrolled).
       const auth = await authenticatePeer(c, deps, caller, (nonce) => getSigningBytes(url.pathname, rawQuery, nonce));
       if (auth instanceof Response) return auth;
       if (!auth.ok) return refusal(c, auth.status, auth.tag);
       federation.onPeerContact(auth.peerId);
     } else if (signed) {
       return refusal(c, 403, 'peer_id_header_missing');
+    } else if (config.federation.requireSig) {
+      // No identity and no signature: nobody to authenticate, so nothing is served.
+      recordRefusal(c, deps, undefined, 'peer_not_enrolled', 401);
+      return refusal(c, 401, 'peer_not_enrolled');
     }
     const to = c.req.query('to');
     if (to !== undefined && to !== config.nodeId) return refuseAudited(c, deps, caller ?? 'unknown', 'recipient_mismatch');
