@@ -1,6 +1,7 @@
 import { randomUUID } from 'node:crypto';
 import type { Queue } from 'bullmq';
 import type { AuditRecord, AuditRecorder } from '../src/audit/events.js';
+import { sanitizeAuditRecord } from '../src/audit/sanitize.js';
 import type { Database } from '../src/db/client.js';
 import type { Logger } from '../src/logger.js';
 import { formatTimestamp, nowMicros } from '../src/memory/time.js';
@@ -49,7 +50,8 @@ export class QueueAuditRecorder implements AuditRecorder {
   ) {}
 
   record(event: AuditRecord): void {
-    const { eventId, ...rest } = event;
+    // Sanitized here, at the boundary: a value jsonb refuses would fail the whole batch.
+    const { eventId, ...rest } = sanitizeAuditRecord(event);
     this.buffer.push({ eventId: eventId ?? randomUUID(), event: { ...rest, at: formatTimestamp(nowMicros()) } });
     if (this.buffer.length >= BATCH_MAX) this.flushNow();
     else if (!this.scheduled) {

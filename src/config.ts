@@ -140,6 +140,9 @@ const schema = z.object({
   AUDIT_LEVEL: oneOf('security', ['security', 'all'] as const),
   AUDIT_CHECKPOINT_EVERY: int(1000, 1, 10_000_000),
   AUDIT_CHECKPOINT_INTERVAL_MS: int(60_000, 100, 86_400_000),
+  // Federation refusals per tag recorded one by one per window; the rest in one summary.
+  AUDIT_REFUSAL_BURST: int(20, 1, 10_000),
+  AUDIT_REFUSAL_WINDOW_MS: int(60_000, 100, 3_600_000),
   GOVERNANCE_FILE: str(''),
   GOVERNANCE_POLICY: str(''),
   // Fault injection for the test campaign only (docs/invariants.md, Testing tiers): never set in production.
@@ -191,7 +194,7 @@ export interface Config {
   /** BullMQ lock duration; a dead worker's jobs are re-run after about twice this. */
   jobLockMs: number;
   limits: { maxBodyBytes: number; maxBatchBodyBytes: number; memoryMaxBytes: number; concurrentBatchReads: number };
-  audit: { level: 'security' | 'all'; checkpointEvery: number; checkpointIntervalMs: number };
+  audit: { level: 'security' | 'all'; checkpointEvery: number; checkpointIntervalMs: number; refusalBurst: number; refusalWindowMs: number };
   /** Governance policy source: a JSON file path or inline JSON (both empty = no policy). */
   governance: { file: string; inline: string };
   /** Test-only fault hooks (MEMFED_FAULT_*). */
@@ -256,7 +259,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
     jobLockMs: r.JOB_LOCK_MS,
     limits: { maxBodyBytes: r.MAX_BODY_BYTES, maxBatchBodyBytes: r.MAX_BATCH_BODY_BYTES, memoryMaxBytes: r.MEMORY_MAX_BYTES, concurrentBatchReads: r.MAX_CONCURRENT_BATCH_READS },
-    audit: { level: r.AUDIT_LEVEL, checkpointEvery: r.AUDIT_CHECKPOINT_EVERY, checkpointIntervalMs: r.AUDIT_CHECKPOINT_INTERVAL_MS },
+    audit: { level: r.AUDIT_LEVEL, checkpointEvery: r.AUDIT_CHECKPOINT_EVERY, checkpointIntervalMs: r.AUDIT_CHECKPOINT_INTERVAL_MS, refusalBurst: r.AUDIT_REFUSAL_BURST, refusalWindowMs: r.AUDIT_REFUSAL_WINDOW_MS },
     governance: { file: r.GOVERNANCE_FILE, inline: r.GOVERNANCE_POLICY },
     faults: { crashAfterCommit: r.MEMFED_FAULT_CRASH_AFTER_COMMIT },
     httpServer: { requestTimeoutMs: r.HTTP_REQUEST_TIMEOUT_MS, headersTimeoutMs: env.HTTP_HEADERS_TIMEOUT_MS ? r.HTTP_HEADERS_TIMEOUT_MS : Math.min(r.HTTP_HEADERS_TIMEOUT_MS, r.HTTP_REQUEST_TIMEOUT_MS), keepAliveTimeoutMs: r.HTTP_KEEPALIVE_TIMEOUT_MS, maxConnections: r.HTTP_MAX_CONNECTIONS },

@@ -343,6 +343,9 @@ const SPEC: Record<string, Spec> = {
   AUDIT_LEVEL: { read: (c) => c.audit.level, default: 'security', bad: 'everything', error: /expected one of security, all, got "everything"/ },
   AUDIT_CHECKPOINT_EVERY: { read: (c) => c.audit.checkpointEvery, default: 1000, bad: '0', error: /expected an integer in \[1, 10000000\], got "0"/ },
   AUDIT_CHECKPOINT_INTERVAL_MS: { read: (c) => c.audit.checkpointIntervalMs, default: 60_000, bad: '99', error: /expected an integer in \[100, 86400000\], got "99"/ },
+  AUDIT_REFUSAL_BURST: { read: (c) => c.audit.refusalBurst, default: 20, bad: '0', error: /expected an integer in \[1, 10000\], got "0"/ },
+  AUDIT_REFUSAL_WINDOW_MS: { read: (c) => c.audit.refusalWindowMs, default: 60_000, bad: '99', error: /expected an integer in \[100, 3600000\], got "99"/ },
+  MAX_CONCURRENT_BATCH_READS: { read: (c) => c.limits.concurrentBatchReads, default: 4, bad: '0', error: /expected an integer in \[1, 256\], got "0"/ },
   GOVERNANCE_FILE: {
     read: (c) => c.governance.file, default: '', free: '/etc/memfed/policy.json',
     why: 'a path, read at start: a missing file fails the start naming the path',

@@ -85,7 +85,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
     const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');
     const acks = config.federation.peers.length > 0 ? new AckTracker(subscriber, config, database, logger) : null;
     if (acks) await acks.start();
-    const refusalAudit = throttleRefusals(audit);
+    const refusalAudit = throttleRefusals(audit, { burst: config.audit.refusalBurst, windowMs: config.audit.refusalWindowMs });
     closers.push(async () => refusalAudit.stop());
     const deps: AppDeps = {
       config,

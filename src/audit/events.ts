@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { Logger } from '../logger.js';
 import { formatTimestamp, nowMicros } from '../memory/time.js';
 import type { AuditEventInput } from './chain.js';
+import { sanitizeAuditRecord } from './sanitize.js';
 
 /** Event kinds the chain records (docs/invariants.md, point 9). */
 export type AuditKind =
@@ -46,7 +47,7 @@ export function tableRecorder(insert: (eventId: string, event: AuditEventInput) 
   const pending: Promise<void>[] = [];
   return {
     record(event) {
-      const e: AuditEventInput = { ...event, at: formatTimestamp(nowMicros()) };
+      const e: AuditEventInput = { ...sanitizeAuditRecord(event), at: formatTimestamp(nowMicros()) };
       pending.push(insert(randomUUID(), e).catch((err) => logger.error({ err: (err as Error).message, audit: e }, 'audit event could not be stored')));
     },
     async flush() {

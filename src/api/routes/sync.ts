@@ -3,7 +3,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
 import { badRequest } from '../../errors.js';
 import { precheckInbound, verifyInbound, type InboundResult } from '../../federation/inbound.js';
-import { flavourTraits } from '../../federation/peers.js';
+import { PEER_ID, flavourTraits } from '../../federation/peers.js';
 import { pushIdentityProblem, receivePush } from '../../federation/receive.js';
 import { cursorPage, updatedSincePage } from '../../federation/since.js';
 import { classifyNonce, getSigningBytes, postSigningBytes } from '../../federation/signing.js';
@@ -21,11 +21,18 @@ export function refusal(c: Context, status: number, tag: string) {
 }
 
 /** Every federation refusal: counted, logged and audited in one place. */
-function recordRefusal(c: Context, deps: AppDeps, peerId: string | undefined, tag: string, status: number): void {
+function recordRefusal(c: Context, deps: AppDeps, claimed: string | undefined, tag: string, status: number): void {
+  // The id is claimed, not proven: only one of valid form is recorded as the actor; any
+  // other is kept, cut short, as what was claimed (the recorder makes it storable).
+  const valid = claimed !== undefined && PEER_ID.test(claimed);
+  const shown = claimed === undefined || valid ? claimed : `${claimed.slice(0, CLAIMED_ID_MAX)}${claimed.length > CLAIMED_ID_MAX ? `...[${claimed.length} chars]` : ''}`;
   deps.metrics.inboundRefusals.inc({ reason: tag });
-  deps.logger.warn({ peer: peerId, tag, path: c.req.path }, 'federation request refused');
-  deps.audit.record({ kind: 'federation.refused', actor: peerId ?? 'unknown', details: { tag, status, path: c.req.path, method: c.req.method } });
+  deps.logger.warn({ peer: shown, tag, path: c.req.path }, 'federation request refused');
+  deps.audit.record({ kind: 'federation.refused', actor: valid ? claimed : 'unknown', details: { tag, status, path: c.req.path, method: c.req.method, ...(claimed !== undefined && !valid ? { claimed_peer: shown } : {}) } });
 }
+
+// What of an invalid claimed peer id is logged and audited.
+const CLAIMED_ID_MAX = 64;
 
 /** A refusal decided after authentication (audience, identity). */
 function refuseAudited(c: Context, deps: AppDeps, peerId: string, tag: string) {
