@@ -5,13 +5,16 @@ import { UpstreamPeer } from '../helpers/upstream-peer.js';
 
 // The conformance peer against a real memfed node, both directions: memfed's pushes land in
 // the peer's store through upstream's serde/validate/upsert; the peer's 0.7 sender pushes to
-// memfed; memfed pulls from the peer's since; an unenrolled 0.7 poller pulls from memfed.
+// memfed; memfed pulls from the peer's since; a declared (not enrolled) 0.7 poller pulls from memfed.
 
 let n: TestNode;
 let up: UpstreamPeer;
 let keyDir: string;
 const MEMFED = 'memfed-c1';
 const UP = 'ai-memory-c1';
+// Declared flavour=ai-memory-0.7 (its poller never signs) but never enrolled and never
+// listening: memfed's pushes to it fail and wait in the DLQ, which no test here reads.
+const POLLER = 'ai-memory-poller';
 
 beforeAll(async () => {
   keyDir = newKeyDir();
@@ -19,7 +22,7 @@ beforeAll(async () => {
   // serves its since to memfed (an attestation entry: every namespace).
   up = await new UpstreamPeer({ id: UP, keyDir, attestation: { [MEMFED]: { allowed_namespaces: ['**'] } } }).start();
   up.enrolIn(keyDir);
-  n = await startTestNode({ id: MEMFED, keyDir, peers: [{ id: UP, url: up.url }], env: { FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '5000', CATCHUP_INTERVAL_MS: '500' } });
+  n = await startTestNode({ id: MEMFED, keyDir, peers: [{ id: UP, url: up.url }, { id: POLLER, url: 'http://127.0.0.1:9', flavour: 'ai-memory-0.7' }], env: { FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '5000', CATCHUP_INTERVAL_MS: '500' } });
 });
 afterAll(async () => {
   await n?.destroy();
@@ -88,13 +91,15 @@ describe('upstream conformance peer -> memfed', () => {
     expect(up.sinceQueries.some((q) => q.includes('since=') || q.includes('peer='))).toBe(true);
   });
 
-  it('an unenrolled 0.7 poller pulls memfed rows unsigned, applying them through validate_memory', async () => {
-    const poller = new UpstreamPeer({ id: 'ai-memory-poller', keyDir: newKeyDir() });
+  it('a declared 0.7 poller pulls memfed rows unsigned, applying them through validate_memory; an undeclared one is refused', async () => {
+    const stranger = new UpstreamPeer({ id: 'ai-memory-stranger', keyDir: newKeyDir() });
+    expect((await stranger.poll({ id: MEMFED, url: n.url })).status).toBe(401);
+    const poller = new UpstreamPeer({ id: POLLER, keyDir: newKeyDir() });
     const r = await api(n.url, 'POST', '/api/v1/memories', { title: 'for the poller', content: 'y', namespace: 'conf/poll' });
     expect([201, 503]).toContain(r.status);
     const tick = await poller.poll({ id: MEMFED, url: n.url });
     expect(tick.status).toBe(200);
-    expect(tick.url).toBe(`${n.url}/api/v1/sync/since?peer=ai-memory-poller`);
+    expect(tick.url).toBe(`${n.url}/api/v1/sync/since?peer=${POLLER}`);
     expect(poller.store.memories.has(r.json.id)).toBe(true);
     expect(tick.watermark).toBeDefined();
     const again = await poller.poll({ id: MEMFED, url: n.url });

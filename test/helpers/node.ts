@@ -27,7 +27,7 @@ export interface TestNodeOptions {
   role?: Role;
   port?: number;
   keyDir?: string;
-  peers?: Array<{ id: string; url: string }>;
+  peers?: Array<{ id: string; url: string; flavour?: string }>;
   env?: Record<string, string>;
   db?: TestDatabase;
   prefix?: string;
@@ -49,7 +49,7 @@ export async function startTestNode(opts: TestNodeOptions = {}): Promise<TestNod
     REDIS_URL,
     QUEUE_PREFIX: prefix,
     FED_KEY_DIR: opts.keyDir ?? newKeyDir(),
-    FED_PEERS: (opts.peers ?? []).map((p) => `${p.id}=${p.url}`).join(','),
+    FED_PEERS: (opts.peers ?? []).map((p) => `${p.id}=${p.url}${p.flavour ? `;flavour=${p.flavour}` : ''}`).join(','),
     RECONCILE_INTERVAL_MS: '500',
     LOG_LEVEL: process.env.MEMFED_TEST_LOG_LEVEL ?? 'silent',
     SHUTDOWN_GRACE_MS: '2000',

@@ -8,7 +8,7 @@ import type { FeedPosition } from '../../store/feed.js';
 import { deleteMemory, getMemory, insertMemories, listMemories, updateMemory } from '../../store/memories.js';
 import { linksOf, wireLink } from '../../store/archive-links.js';
 import { readBatchBody } from '../body-slots.js';
-import { parseJsonBytes, readJson } from '../body.js';
+import { parseJsonBytes, readJson, requireJsonBody } from '../body.js';
 import { intParam, parseQuery, pathId, timestampParam } from '../query.js';
 import type { AppDeps } from '../deps.js';
 import { quorumFailure } from '../quorum-failure.js';
@@ -81,6 +81,7 @@ export function memoryRoutes(deps: AppDeps) {
 
   app.post('/api/v1/memories/bulk', async (c) => {
     const agentId = callerAgentId(c);
+    requireJsonBody(c);
     const body = parseJsonBytes(await readBatchBody(c, config));
     const items = Array.isArray(body) ? body : (body as { memories?: unknown })?.memories;
     if (!Array.isArray(items)) throw badRequest('INVALID_BODY', 'expected a JSON array of memories (or {"memories": [...]})');
