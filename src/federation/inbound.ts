@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { classifyNonce, parseSignatureHeader, verifySignature } from './signing.js';
 import type { NonceStore } from './nonces.js';
 import type { KeyRing } from './keys.js';
+import { PEER_ID } from './peers.js';
 
 export type RefusalTag =
   | 'x_memory_sig_missing'
@@ -37,8 +38,6 @@ export interface InboundPolicy {
   now?: () => number;
 }
 
-// As config's ids: they name key files, so no '/'.
-const PEER_ID = /^[A-Za-z0-9_\-:@.]{1,128}$/;
 
 type Precheck =
   | { ok: false; status: 401 | 403; tag: RefusalTag; peerId?: string }
@@ -51,7 +50,8 @@ type Precheck =
 export async function precheckInbound(req: Pick<InboundRequest, 'peerId' | 'signature' | 'nonce'>, policy: InboundPolicy): Promise<Precheck> {
   const peerId = req.peerId?.trim();
   if (!peerId) return { ok: false, status: 403, tag: 'peer_id_header_missing' };
-  if (!PEER_ID.test(peerId)) return { ok: false, status: 403, tag: 'peer_id_invalid' };
+  // The invalid claim goes back so the refusal can record it (cut short, made storable).
+  if (!PEER_ID.test(peerId)) return { ok: false, status: 403, tag: 'peer_id_invalid', peerId };
   const key: KeyObject | null = await policy.keys.peerKey(peerId);
   // This node's own id is never a peer, signed or not, whatever FED_REQUIRE_SIG says.
   const self = peerId === policy.keys.selfId;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { request as httpRequest, type ClientRequest } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { newNonce } from '../../src/federation/signing.js';
+import { waitFor } from '../helpers/env.js';
 import { newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
 import { FakePeer, wireMemory } from '../helpers/peer.js';
 
@@ -153,10 +154,15 @@ describe('GET /api/v1/sync/since with FED_REQUIRE_SIG=true', () => {
   });
 
   it('serves a signed enrolled caller, and an unsigned peer declared ai-memory-0.7', async () => {
-    const nonce = newNonce();
-    const signed = await pull('?cursor=v1.0.0', { 'x-peer-id': 'reader', 'x-memory-nonce': nonce, 'x-memory-sig': reader.signGet('/api/v1/sync/since', 'cursor=v1.0.0', nonce) });
+    // The feed serves a row once no older transaction in the cluster is still open (feed
+    // positions are commit-ordered), so under parallel tests the row can take a moment.
+    const signed = await waitFor(async () => {
+      const nonce = newNonce();
+      const r = await pull('?cursor=v1.0.0', { 'x-peer-id': 'reader', 'x-memory-nonce': nonce, 'x-memory-sig': reader.signGet('/api/v1/sync/since', 'cursor=v1.0.0', nonce) });
+      expect(r.status).toBe(200);
+      return r.json.memories.some((m: { id: string }) => m.id === 'gate-1') ? r : undefined;
+    }, { timeoutMs: 20_000, what: 'the signed pull serves gate-1' });
     expect(signed.status).toBe(200);
-    expect(signed.json.memories.map((m: { id: string }) => m.id)).toContain('gate-1');
     const old = await pull(`?peer=${OLD_POLLER}`, { 'x-peer-id': OLD_POLLER });
     expect(old.status).toBe(200);
     expect(old.json.memories.map((m: { id: string }) => m.id)).toContain('gate-1');

@@ -93,11 +93,11 @@ describe('verifyInbound: peer identity', () => {
     expect(await verifyInbound(request({ peerId: '   ' }), policy)).toEqual({ ok: false, status: 403, tag: 'peer_id_header_missing' });
   });
 
-  it('403 peer_id_invalid for an id outside the agent-id charset', async () => {
+  it('403 peer_id_invalid for an id outside the agent-id charset, handing back the claim for the refusal record', async () => {
     const { policy } = await setup();
     for (const id of ['has space', 'a\u0000b', 'x'.repeat(129), 'a#b']) {
       const r = await verifyInbound(request({ peerId: id }), policy);
-      expect(r, id).toEqual({ ok: false, status: 403, tag: 'peer_id_invalid' });
+      expect(r, id).toEqual({ ok: false, status: 403, tag: 'peer_id_invalid', peerId: id });
     }
   });
 });
