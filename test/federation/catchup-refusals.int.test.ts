@@ -66,6 +66,22 @@ async function sincePeer(rows: () => Array<Record<string, unknown>>): Promise<{ 
   return { url: `http://127.0.0.1:${typeof addr === 'object' && addr ? addr.port : 0}`, server, asked, served };
 }
 
+type SincePeer = Awaited<ReturnType<typeof sincePeer>>;
+
+/** A fresh database and a since peer over `rows`, for the describe block that calls it. */
+function sinceFixture(rows: Array<Record<string, unknown>>): { readonly db: TestDatabase; readonly peer: SincePeer } {
+  const f = {} as { db: TestDatabase; peer: SincePeer };
+  beforeAll(async () => {
+    f.db = await createTestDatabase();
+    f.peer = await sincePeer(() => rows);
+  });
+  afterAll(async () => {
+    await new Promise((r) => f.peer?.server.close(r));
+    await f.db?.drop();
+  });
+  return f;
+}
+
 const ids = async (db: TestDatabase) => (await db.database.sql`SELECT id FROM memories WHERE deleted_at IS NULL ORDER BY id`).map((r) => r.id as string);
 const refusals = async (db: TestDatabase) =>
   (await db.database.sql`SELECT memory_id, code, status, attempts, resolution, row FROM catchup_refusals ORDER BY id`) as unknown as Array<{ memory_id: string; code: string; status: string; attempts: number; resolution: string | null; row: string }>;
@@ -80,8 +96,6 @@ beforeAll(async () => {
 });
 
 describe('a since peer serving a row memfed refuses for good, between valid rows', () => {
-  let db: TestDatabase;
-  let peer: Awaited<ReturnType<typeof sincePeer>>;
   const rows = [
     wireMemory({ id: 'v-1', updated_at: '2026-10-01T00:00:01.000000+00:00' }),
     // an unknown tier: upstream's enum is short|mid|long too, so this stays refused
@@ -89,25 +103,18 @@ describe('a since peer serving a row memfed refuses for good, between valid rows
     wireMemory({ id: 'v-2', updated_at: '2026-10-01T00:00:03.000000+00:00' }),
     wireMemory({ id: 'v-3', updated_at: '2026-10-01T00:00:04.000000+00:00' }),
   ];
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    peer = await sincePeer(() => rows);
-  });
-  afterAll(async () => {
-    await new Promise((r) => peer?.server.close(r));
-    await db?.drop();
-  });
+  const f = sinceFixture(rows);
 
   it('applies every later row, records the refused one as served, counts and audits it, and moves the watermark past it', async () => {
-    const deps = depsFor(db);
-    const r = await pullFromPeer(deps, { id: 'up-bad', url: peer.url }, 30_000);
+    const deps = depsFor(f.db);
+    const r = await pullFromPeer(deps, { id: 'up-bad', url: f.peer.url }, 30_000);
     expect(r).toMatchObject({ mode: 'since', caughtUp: true, applied: 3 });
     expect(r.failedRow).toBeUndefined();
-    expect(await ids(db)).toEqual(['v-1', 'v-2', 'v-3']);
-    const [rec] = await refusals(db);
+    expect(await ids(f.db)).toEqual(['v-1', 'v-2', 'v-3']);
+    const [rec] = await refusals(f.db);
     expect(rec).toMatchObject({ memory_id: 'bad-tier', code: 'VALIDATION', status: 'pending', attempts: 1 });
     expect(JSON.parse(rec!.row)).toEqual(rows[1]);
-    const wm = await getWatermark(db.database.db, 'up-bad');
+    const wm = await getWatermark(f.db.database.db, 'up-bad');
     expect(wm.since).toBe('2026-10-01T00:00:04.000000+00:00');
     expect(wm.lastError).toBeNull();
     expect(await counter(deps, 'catchupRefusals', { peer: 'up-bad', reason: 'VALIDATION' })).toBe(1);
@@ -118,44 +125,35 @@ describe('a since peer serving a row memfed refuses for good, between valid rows
     registerDatabaseCollectors(deps.metrics, deps.db, ['up-bad']);
     expect(await deps.metrics.render()).toMatch(/memfed_catchup_refusals_pending\{peer="up-bad",node="refusal-puller",role="test"\} 1/);
     // the next pull starts past it and fetches nothing
-    expect(await pullFromPeer(deps, { id: 'up-bad', url: peer.url }, 30_000)).toMatchObject({ applied: 0, caughtUp: true });
-    expect(peer.served.at(-1)).toBe(0);
+    expect(await pullFromPeer(deps, { id: 'up-bad', url: f.peer.url }, 30_000)).toMatchObject({ applied: 0, caughtUp: true });
+    expect(f.peer.served.at(-1)).toBe(0);
   });
 
   it('a re-apply of a row still refused keeps it pending with attempts+1', async () => {
-    const deps = depsFor(db);
+    const deps = depsFor(f.db);
     expect(await reapplyRefusals(deps, { peerId: 'up-bad' })).toEqual({ taken: 1, applied: 0, superseded: 0, refused: 1 });
-    expect((await refusals(db))[0]).toMatchObject({ status: 'pending', attempts: 2 });
+    expect((await refusals(f.db))[0]).toMatchObject({ status: 'pending', attempts: 2 });
     expect(await counter(deps, 'catchupReapplies', { peer: 'up-bad', outcome: 'refused' })).toBe(1);
   });
 });
 
 describe('a row with a timestamp from the future', () => {
-  let db: TestDatabase;
-  let peer: Awaited<ReturnType<typeof sincePeer>>;
   const rows = [
     wireMemory({ id: 'now-1', updated_at: '2026-10-02T00:00:01.000000+00:00' }),
     wireMemory({ id: 'from-future', updated_at: '2999-01-01T00:00:00.000000+00:00' }),
   ];
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    peer = await sincePeer(() => rows);
-  });
-  afterAll(async () => {
-    await new Promise((r) => peer?.server.close(r));
-    await db?.drop();
-  });
+  const f = sinceFixture(rows);
 
   it('is recorded once (seen again, not re-counted), and the watermark never jumps ahead of the clock', async () => {
-    const deps = depsFor(db);
-    expect(await pullFromPeer(deps, { id: 'up-future', url: peer.url }, 30_000)).toMatchObject({ applied: 1, caughtUp: true });
-    expect((await refusals(db))[0]).toMatchObject({ memory_id: 'from-future', code: 'FUTURE_TIMESTAMP', status: 'pending', attempts: 1 });
-    expect((await getWatermark(db.database.db, 'up-future')).since).toBe('2026-10-02T00:00:01.000000+00:00');
+    const deps = depsFor(f.db);
+    expect(await pullFromPeer(deps, { id: 'up-future', url: f.peer.url }, 30_000)).toMatchObject({ applied: 1, caughtUp: true });
+    expect((await refusals(f.db))[0]).toMatchObject({ memory_id: 'from-future', code: 'FUTURE_TIMESTAMP', status: 'pending', attempts: 1 });
+    expect((await getWatermark(f.db.database.db, 'up-future')).since).toBe('2026-10-02T00:00:01.000000+00:00');
     // a row written on the peer later (but before the future one) still arrives
     rows.push(wireMemory({ id: 'now-2', updated_at: '2026-10-02T00:00:02.000000+00:00' }));
-    expect(await pullFromPeer(deps, { id: 'up-future', url: peer.url }, 30_000)).toMatchObject({ applied: 1, caughtUp: true });
-    expect(await ids(db)).toEqual(['now-1', 'now-2']);
-    expect((await refusals(db))[0]).toMatchObject({ status: 'pending', attempts: 2 });
+    expect(await pullFromPeer(deps, { id: 'up-future', url: f.peer.url }, 30_000)).toMatchObject({ applied: 1, caughtUp: true });
+    expect(await ids(f.db)).toEqual(['now-1', 'now-2']);
+    expect((await refusals(f.db))[0]).toMatchObject({ status: 'pending', attempts: 2 });
     // counted and audited when first recorded, not on every pull that serves it again
     expect(await counter(deps, 'catchupRefusals', { peer: 'up-future', reason: 'FUTURE_TIMESTAMP' })).toBe(1);
     expect(deps.events.filter((e) => e.kind === 'catchup.refused')).toHaveLength(1);
@@ -163,32 +161,21 @@ describe('a row with a timestamp from the future', () => {
 });
 
 describe('watermarks as the peer wrote them', () => {
-  let db: TestDatabase;
-  let peer: Awaited<ReturnType<typeof sincePeer>>;
   const NS = '2026-12-02T10:00:00.123456789+00:00';
   const rows = [wireMemory({ id: 'ns-1', updated_at: '2026-12-02T10:00:00.000000001+00:00' }), wireMemory({ id: 'ns-2', updated_at: NS })];
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    peer = await sincePeer(() => rows);
-  });
-  afterAll(async () => {
-    await new Promise((r) => peer?.server.close(r));
-    await db?.drop();
-  });
+  const f = sinceFixture(rows);
 
   it('keeps the raw nanosecond updated_at as `since`, so a second tick fetches nothing new', async () => {
-    const deps = depsFor(db);
-    expect(await pullFromPeer(deps, { id: 'up-ns', url: peer.url }, 30_000)).toMatchObject({ applied: 2, caughtUp: true });
-    expect((await getWatermark(db.database.db, 'up-ns')).since).toBe(NS);
-    expect(await pullFromPeer(deps, { id: 'up-ns', url: peer.url }, 30_000)).toMatchObject({ applied: 0, caughtUp: true });
-    expect(peer.asked.at(-1)).toBe(NS);
-    expect(peer.served.at(-1)).toBe(0);
+    const deps = depsFor(f.db);
+    expect(await pullFromPeer(deps, { id: 'up-ns', url: f.peer.url }, 30_000)).toMatchObject({ applied: 2, caughtUp: true });
+    expect((await getWatermark(f.db.database.db, 'up-ns')).since).toBe(NS);
+    expect(await pullFromPeer(deps, { id: 'up-ns', url: f.peer.url }, 30_000)).toMatchObject({ applied: 0, caughtUp: true });
+    expect(f.peer.asked.at(-1)).toBe(NS);
+    expect(f.peer.served.at(-1)).toBe(0);
   });
 });
 
 describe('a governance refusal, re-applied once the rule changes', () => {
-  let db: TestDatabase;
-  let peer: Awaited<ReturnType<typeof sincePeer>>;
   const POLICY = JSON.stringify({ peer_namespaces: { 'up-gov': ['shared/**'] } });
   const rows = [
     wireMemory({ id: 'g-ok', namespace: 'shared/a', updated_at: '2026-10-03T00:00:01.000000+00:00' }),
@@ -196,27 +183,20 @@ describe('a governance refusal, re-applied once the rule changes', () => {
     wireMemory({ id: 'g-newer-here', namespace: 'private/b', updated_at: '2026-10-03T00:00:03.000000+00:00' }),
     wireMemory({ id: 'g-ok-2', namespace: 'shared/b', updated_at: '2026-10-03T00:00:04.000000+00:00' }),
   ];
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    peer = await sincePeer(() => rows);
-  });
-  afterAll(async () => {
-    await new Promise((r) => peer?.server.close(r));
-    await db?.drop();
-  });
+  const f = sinceFixture(rows);
 
   const cli = async (policy: string | null, ...args: string[]) => {
-    const env = { NODE_ID: SELF, DATABASE_URL: db.url, REDIS_URL, FED_KEY_DIR: keyDir, FED_PEERS: `up-gov=${peer.url}`, LOG_LEVEL: 'warn', ...(policy ? { GOVERNANCE_POLICY: policy } : {}) };
+    const env = { NODE_ID: SELF, DATABASE_URL: f.db.url, REDIS_URL, FED_KEY_DIR: keyDir, FED_PEERS: `up-gov=${f.peer.url}`, LOG_LEVEL: 'warn', ...(policy ? { GOVERNANCE_POLICY: policy } : {}) };
     const p = spawnMemfed(['catchup', 'refusals', ...args], env);
     const code = await p.exited;
     return { code, out: p.output() };
   };
 
   it('records the refused rows, visible to the operator; re-apply under the same rule keeps them; under the changed rule resolves them (LWW: a newer version here wins)', async () => {
-    const deps = depsFor(db, { policy: parsePolicy(POLICY, 'test') });
-    expect(await pullFromPeer(deps, { id: 'up-gov', url: peer.url }, 30_000)).toMatchObject({ applied: 2, caughtUp: true });
-    expect(await ids(db)).toEqual(['g-ok', 'g-ok-2']);
-    expect((await refusals(db)).map((r) => [r.memory_id, r.code, r.status])).toEqual([
+    const deps = depsFor(f.db, { policy: parsePolicy(POLICY, 'test') });
+    expect(await pullFromPeer(deps, { id: 'up-gov', url: f.peer.url }, 30_000)).toMatchObject({ applied: 2, caughtUp: true });
+    expect(await ids(f.db)).toEqual(['g-ok', 'g-ok-2']);
+    expect((await refusals(f.db)).map((r) => [r.memory_id, r.code, r.status])).toEqual([
       ['g-private', 'GOVERNANCE_PEER_NAMESPACE', 'pending'],
       ['g-newer-here', 'GOVERNANCE_PEER_NAMESPACE', 'pending'],
     ]);
@@ -233,32 +213,32 @@ describe('a governance refusal, re-applied once the rule changes', () => {
     const again = await cli(POLICY, 'reapply', '--peer', 'up-gov');
     expect(again.code).toBe(1);
     expect(again.out).toContain('still refused 2');
-    expect((await refusals(db)).map((r) => [r.status, r.attempts])).toEqual([
+    expect((await refusals(f.db)).map((r) => [r.status, r.attempts])).toEqual([
       ['pending', 2],
       ['pending', 2],
     ]);
 
     // meanwhile a newer version of one of them reached this node (say, by push)
     const newer = validateMemory(wireMemory({ id: 'g-newer-here', namespace: 'private/b', title: 'newer', updated_at: '2026-10-04T00:00:00.000000+00:00' }));
-    await applyReplicated(db.database.db, { memories: [newer], tombstones: [], originPeer: 'someone' });
+    await applyReplicated(f.db.database.db, { memories: [newer], tombstones: [], originPeer: 'someone' });
 
     // the rule changed (no policy any more): re-apply resolves both
     const ok = await cli(null, 'reapply');
     expect(ok.code).toBe(0);
     expect(ok.out).toContain('applied 1, superseded 1, still refused 0');
-    expect((await refusals(db)).map((r) => [r.memory_id, r.status, r.resolution])).toEqual([
+    expect((await refusals(f.db)).map((r) => [r.memory_id, r.status, r.resolution])).toEqual([
       ['g-private', 'resolved', 'applied'],
       ['g-newer-here', 'resolved', 'superseded'],
     ]);
-    expect(await ids(db)).toEqual(['g-newer-here', 'g-ok', 'g-ok-2', 'g-private']);
-    const [kept] = await db.database.sql`SELECT doc->>'title' AS title FROM memories WHERE id = 'g-newer-here'`;
+    expect(await ids(f.db)).toEqual(['g-newer-here', 'g-ok', 'g-ok-2', 'g-private']);
+    const [kept] = await f.db.database.sql`SELECT doc->>'title' AS title FROM memories WHERE id = 'g-newer-here'`;
     expect(kept!.title).toBe('newer');
     // the operator's action is audited (the CLI writes to the audit outbox)
-    const outbox = await db.database.sql`SELECT event->>'kind' AS kind, event->'details'->>'action' AS action FROM audit_outbox WHERE event->>'kind' = 'catchup.operator'`;
+    const outbox = await f.db.database.sql`SELECT event->>'kind' AS kind, event->'details'->>'action' AS action FROM audit_outbox WHERE event->>'kind' = 'catchup.operator'`;
     expect(outbox.map((e) => e.action)).toEqual(['reapply', 'reapply']);
     // a pull after that changes nothing: resolved rows stay resolved
-    expect(await pullFromPeer(depsFor(db), { id: 'up-gov', url: peer.url }, 30_000)).toMatchObject({ applied: 0 });
-    expect((await refusals(db)).every((r) => r.status === 'resolved')).toBe(true);
+    expect(await pullFromPeer(depsFor(f.db), { id: 'up-gov', url: f.peer.url }, 30_000)).toMatchObject({ applied: 0 });
+    expect((await refusals(f.db)).every((r) => r.status === 'resolved')).toBe(true);
   });
 });
 
@@ -301,33 +281,24 @@ describe('re-apply of a refused deletion, and of a row without a usable id', () 
 });
 
 describe('a since peer serving a row over MEMORY_MAX_BYTES', () => {
-  let db: TestDatabase;
-  let peer: Awaited<ReturnType<typeof sincePeer>>;
   const rows = [
     wireMemory({ id: 'small-1', updated_at: '2026-10-02T00:00:01.000000+00:00' }),
     // valid by every field rule; only the unknown key makes it large
     wireMemory({ id: 'huge', future_blob: 'x'.repeat(40 * 1024), updated_at: '2026-10-02T00:00:02.000000+00:00' }),
     wireMemory({ id: 'small-2', updated_at: '2026-10-02T00:00:03.000000+00:00' }),
   ];
-  beforeAll(async () => {
-    db = await createTestDatabase();
-    peer = await sincePeer(() => rows);
-  });
-  afterAll(async () => {
-    await new Promise((r) => peer?.server.close(r));
-    await db?.drop();
-  });
+  const f = sinceFixture(rows);
 
   it('records it in catchup_refusals as MEMORY_TOO_LARGE and passes it, never halting the page', async () => {
-    const deps = depsFor(db, { memoryMaxBytes: 32 * 1024 });
-    const r = await pullFromPeer(deps, { id: 'up-huge', url: peer.url }, 30_000);
+    const deps = depsFor(f.db, { memoryMaxBytes: 32 * 1024 });
+    const r = await pullFromPeer(deps, { id: 'up-huge', url: f.peer.url }, 30_000);
     expect(r).toMatchObject({ mode: 'since', caughtUp: true, applied: 2 });
     expect(r.failedRow).toBeUndefined();
-    expect(await ids(db)).toEqual(['small-1', 'small-2']);
-    const [rec] = await refusals(db);
+    expect(await ids(f.db)).toEqual(['small-1', 'small-2']);
+    const [rec] = await refusals(f.db);
     expect(rec).toMatchObject({ memory_id: 'huge', code: 'MEMORY_TOO_LARGE', status: 'pending' });
-    expect((await db.database.sql`SELECT reason FROM catchup_refusals WHERE memory_id = 'huge'`)[0]!.reason).toMatch(/at most 32768/);
-    expect((await getWatermark(db.database.db, 'up-huge')).since).toBe('2026-10-02T00:00:03.000000+00:00');
+    expect((await f.db.database.sql`SELECT reason FROM catchup_refusals WHERE memory_id = 'huge'`)[0]!.reason).toMatch(/at most 32768/);
+    expect((await getWatermark(f.db.database.db, 'up-huge')).since).toBe('2026-10-02T00:00:03.000000+00:00');
     // a re-apply judges it by the same cap: still refused
     expect(await reapplyRefusals(deps, { peerId: 'up-huge' })).toMatchObject({ taken: 1, applied: 0, refused: 1 });
   });
