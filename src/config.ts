@@ -98,6 +98,9 @@ const schema = z.object({
   WORKER_HTTP_PORT: int(9177, 0, 65535),
   DATABASE_URL: url('postgres://postgres@127.0.0.1:5432/memfed', ['postgres:', 'postgresql:']),
   DATABASE_POOL_MAX: int(10, 1, 200),
+  // Group commit of single-memory creates: rows per shared transaction, batches at once.
+  WRITE_BATCH_MAX: int(256, 1, 1000),
+  WRITE_BATCH_IN_FLIGHT: int(2, 1, 64),
   REDIS_URL: url('redis://127.0.0.1:6379', ['redis:', 'rediss:']),
   QUEUE_PREFIX: str('memfed').refine((v) => /^[A-Za-z0-9_\-.]{1,64}$/.test(v), 'expected 1-64 chars of [A-Za-z0-9_-.]'),
   FED_PEERS: peers,
@@ -170,6 +173,8 @@ export interface Config {
   workerHttpPort: number;
   databaseUrl: string;
   databasePoolMax: number;
+  /** Group commit of single-memory creates (src/store/group-commit.ts). */
+  writeBatch: { max: number; inFlight: number };
   redisUrl: string;
   queuePrefix: string;
   federation: {
@@ -237,6 +242,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     workerHttpPort: r.WORKER_HTTP_PORT,
     databaseUrl: r.DATABASE_URL,
     databasePoolMax: r.DATABASE_POOL_MAX,
+    writeBatch: { max: r.WRITE_BATCH_MAX, inFlight: r.WRITE_BATCH_IN_FLIGHT },
     redisUrl: r.REDIS_URL,
     queuePrefix: r.QUEUE_PREFIX,
     federation: {

@@ -41,6 +41,12 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
       labelNames: ['op'] as const,
       registers: [registry],
     }),
+    writeBatchSize: new Histogram({
+      name: 'memfed_write_batch_size',
+      help: 'Single-memory creates committed per shared transaction (group commit)',
+      buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000],
+      registers: [registry],
+    }),
     enqueueFailures: new Counter({
       name: 'memfed_enqueue_failures_total',
       help: 'Jobs that could not be enqueued after commit (the reconciler delivers them later)',

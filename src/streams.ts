@@ -19,3 +19,47 @@ export async function readCapped(stream: ReadableStream<Uint8Array> | null, maxB
   }
   return Buffer.concat(chunks, total);
 }
+
+/**
+ * readCapped for a Node stream (an HTTP request as it arrived): the same cap, without the
+ * web-stream layers (a Request object, an AbortSignal, a reader) per request. At the cap it
+ * stops reading and leaves the rest to the server (it drains briefly, then closes).
+ */
+export function readNodeCapped(stream: NodeJS.ReadableStream, maxBytes: number): Promise<Buffer | null> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let total = 0;
+    const done = () => {
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.off('error', onError);
+      stream.off('close', onClose);
+    };
+    const onData = (chunk: Buffer) => {
+      total += chunk.length;
+      if (total > maxBytes) {
+        done();
+        stream.pause();
+        resolve(null);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = () => {
+      done();
+      resolve(Buffer.concat(chunks, total));
+    };
+    const onError = (err: Error) => {
+      done();
+      reject(err);
+    };
+    const onClose = () => {
+      done();
+      reject(new Error('request body ended before it was complete'));
+    };
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+    stream.on('error', onError);
+    stream.on('close', onClose);
+  });
+}

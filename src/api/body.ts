@@ -1,7 +1,8 @@
 import type { Context } from 'hono';
 import { ApiError, badRequest } from '../errors.js';
 import { assertSafeJson } from '../memory/model.js';
-import { readCapped } from '../streams.js';
+import type { IncomingMessage } from 'node:http';
+import { readCapped, readNodeCapped } from '../streams.js';
 
 // Deeper than any valid request (metadata is capped at 32 levels inside a push envelope).
 export const MAX_JSON_DEPTH = 40;
@@ -21,9 +22,20 @@ export async function readRawBody(c: Context, maxBytes: number): Promise<Uint8Ar
     if (n > maxBytes) throw tooLarge(maxBytes);
   }
   // Counted while streaming too: chunked uploads have no Content-Length to trust.
-  const body = await readCapped(c.req.raw.body, maxBytes);
+  const incoming = nodeIncoming(c);
+  const body = incoming ? await readNodeCapped(incoming, maxBytes) : await readCapped(c.req.raw.body, maxBytes);
   if (body === null) throw tooLarge(maxBytes);
   return body;
+}
+
+/**
+ * The Node request under @hono/node-server, when nothing has started reading its body
+ * (reading it directly skips building a web Request and stream for every request).
+ */
+function nodeIncoming(c: Context): IncomingMessage | null {
+  const incoming = (c.env as { incoming?: IncomingMessage } | undefined)?.incoming;
+  if (!incoming || typeof incoming.on !== 'function') return null;
+  return incoming.readableFlowing === null && !incoming.readableEnded ? incoming : null;
 }
 
 const tooLarge = (max: number) => new ApiError(413, 'PAYLOAD_TOO_LARGE', `request body exceeds ${max} bytes`, { limit: max });

@@ -1,10 +1,10 @@
 import { and, arrayContains, asc, desc, eq, gt, isNull, lte, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
-import { memories } from '../db/schema.js';
+import { changeFeed, memories } from '../db/schema.js';
 import { memoryDigest, orderKeys, type Memory } from '../memory/model.js';
 import type { MemoryLink } from '../memory/link.js';
 import { formatTimestamp, parseTimestamp } from '../memory/time.js';
-import { appendChanges, type FeedPosition } from './feed.js';
+import { appendChanges, comparePositions, type FeedPosition } from './feed.js';
 
 type Exec = Db | Tx;
 
@@ -80,20 +80,35 @@ export function normalizeDbTime(v: string): string {
 
 /**
  * Inserts new memories and their change-feed rows in one transaction. Ids that already
- * exist (live or tombstoned) are not written and come back in `conflicts`.
+ * exist (live or tombstoned) are not written and come back in `conflicts`; `positions`
+ * holds each created id's feed position (`position` is the last of them).
  */
-export async function insertMemories(db: Db, docs: Memory[]): Promise<{ created: Memory[]; conflicts: string[]; position: FeedPosition | null }> {
-  if (docs.length === 0) return { created: [], conflicts: [], position: null };
-  return db.transaction(async (tx) => {
-    const inserted = await tx
-      .insert(memories)
-      .values(docs.map((d) => toRow(d)))
-      .onConflictDoNothing({ target: memories.id })
-      .returning({ id: memories.id });
-    const ok = new Set(inserted.map((r) => r.id));
-    const position = await appendChanges(tx, [...ok].map((id) => ({ memoryId: id, op: 'upsert' as const })));
-    return { created: docs.filter((d) => ok.has(d.id)), conflicts: docs.filter((d) => !ok.has(d.id)).map((d) => d.id), position };
+export async function insertMemories(db: Db, docs: Memory[]): Promise<{ created: Memory[]; conflicts: string[]; position: FeedPosition | null; positions: Map<string, FeedPosition> }> {
+  if (docs.length === 0) return { created: [], conflicts: [], position: null, positions: new Map() };
+  // One statement (atomic on its own) and one round trip instead of BEGIN, two INSERTs and
+  // COMMIT: the rows travel as one JSON parameter; the feed rows are those inserted.
+  const rows = docs.map((d) => {
+    const r = toRow(d);
+    return { id: r.id, namespace: r.namespace, tier: r.tier, title: r.title, agent_id: r.agentId, tags: r.tags, created_at: r.createdAt, updated_at: r.updatedAt, expires_at: r.expiresAt, version: r.version, digest: r.digest, doc: r.doc };
   });
+  const fed = await db.execute<{ memory_id: string; txid: string; seq: string }>(sql`
+    WITH ins AS (
+      INSERT INTO ${memories} (id, namespace, tier, title, agent_id, tags, created_at, updated_at, expires_at, version, digest, doc)
+      SELECT r.id, r.namespace, r.tier, r.title, r.agent_id, r.tags, r.created_at, r.updated_at, r.expires_at, r.version, r.digest, r.doc
+      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(id text, namespace text, tier text, title text, agent_id text, tags text[], created_at timestamptz, updated_at timestamptz, expires_at timestamptz, version integer, digest text, doc jsonb)
+      ON CONFLICT (id) DO NOTHING
+      RETURNING id
+    )
+    INSERT INTO ${changeFeed} (memory_id, op) SELECT id, 'upsert' FROM ins
+    RETURNING memory_id, txid::text AS txid, seq::text AS seq`);
+  const positions = new Map<string, FeedPosition>();
+  let position: FeedPosition | null = null;
+  for (const f of fed) {
+    const p = { txid: f.txid, seq: f.seq };
+    positions.set(f.memory_id, p);
+    if (!position || comparePositions(p, position) > 0) position = p;
+  }
+  return { created: docs.filter((d) => positions.has(d.id)), conflicts: docs.filter((d) => !positions.has(d.id)).map((d) => d.id), position, positions };
 }
 
 export async function getStored(db: Exec, id: string, opts: { forUpdate?: boolean } = {}): Promise<StoredMemory | null> {

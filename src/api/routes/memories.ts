@@ -5,6 +5,7 @@ import { applyUpdate, buildNewMemory } from '../../memory/input.js';
 import { validateAgentId, validateNamespace, validateTier, type Memory } from '../../memory/model.js';
 import { nowMicros } from '../../memory/time.js';
 import type { FeedPosition } from '../../store/feed.js';
+import { GroupCommit } from '../../store/group-commit.js';
 import { deleteMemory, getMemory, insertMemories, listMemories, updateMemory } from '../../store/memories.js';
 import { linksOf, wireLink } from '../../store/archive-links.js';
 import { readBatchBody } from '../body-slots.js';
@@ -61,19 +62,20 @@ export function memoryRoutes(deps: AppDeps) {
   };
 
   const replicate = (position: FeedPosition | null) => replication.afterCommit(position);
+  const creates = new GroupCommit((docs) => insertMemories(db, docs), { maxBatch: config.writeBatch.max, maxInFlight: config.writeBatch.inFlight, onBatch: (n) => metrics.writeBatchSize.observe(n) });
 
   app.post('/api/v1/memories', async (c) => {
     const agentId = callerAgentId(c);
     const body = await readJson(c, config.limits.maxBodyBytes);
     const memory = buildNewMemory(body, { agentId, nowMicros: nowMicros(), maxBytes: config.limits.memoryMaxBytes });
     govern(memory, agentId, 'create');
-    const { created, position } = await insertMemories(db, [memory]);
-    if (created.length === 0) throw new ApiError(409, 'ID_CONFLICT', `memory ${memory.id} already exists`, { id: memory.id });
+    const outcome = await creates.create(memory);
+    if (!outcome.created) throw new ApiError(409, 'ID_CONFLICT', `memory ${memory.id} already exists`, { id: memory.id });
     metrics.memoryWrites.inc({ op: 'create' });
     committed(agentId, 'create', [memory.id]);
-    const q = await replicate(position);
+    const q = await replicate(outcome.position);
     if (!q.met) return quorumFailure(c, q, memory.id);
-    const m = created[0]!;
+    const m = memory;
     const res: Record<string, unknown> = { id: m.id, tier: m.tier, namespace: m.namespace, title: m.title, agent_id: m.metadata.agent_id };
     if (config.federation.peers.length > 0) res.quorum_acks = q.acks;
     return c.json(res, 201);
