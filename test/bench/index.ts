@@ -3,6 +3,7 @@ import { auditSection } from './audit.js';
 import type { BenchContext, Section } from './context.js';
 import { dlqSection } from './dlq.js';
 import { enqueueSection } from './enqueue.js';
+import { httpSection } from './http.js';
 import { BenchInfra } from './infra.js';
 import { replicationSection } from './replication.js';
 import { Report } from './report.js';
@@ -21,6 +22,7 @@ const SECTIONS: Array<[string, Section]> = [
   ['signing', signingSection],
   ['enqueue', enqueueSection],
   ['store', storeSection],
+  ['http', httpSection],
   ['replication', replicationSection],
   ['dlq', dlqSection],
   ['audit', auditSection],

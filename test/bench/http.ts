@@ -1,0 +1,130 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import type postgres from 'postgres';
+import { prepareDatabase } from '../../src/db/migrate.js';
+import { memoryRow } from '../../src/store/memories.js';
+import { freePort } from '../helpers/env.js';
+import type { BenchContext } from './context.js';
+import { newMemories } from './data.js';
+import { REDIS_URL } from './infra.js';
+import { now, pool } from './stats.js';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const CONNECTIONS = 32;
+const BODY = JSON.stringify({ title: 'bench write', content: 'a memory written by the HTTP bench', namespace: 'bench/http', tags: ['bench', 'http'], metadata: { source: 'bench' } });
+const P99_TARGET_MS = 25;
+
+/**
+ * Section: the single-memory write path over HTTP, driven by autocannon (a fetch loop
+ * saturates before the server does). A `memfed api` process of its own, W=1, no peers:
+ * closed-loop throughput at 32 connections against raw single-row INSERTs at 32 in flight
+ * on the same Postgres, then latency at a fixed arrival rate of half that throughput.
+ */
+export async function httpSection(ctx: BenchContext): Promise<void> {
+  const { report, infra } = ctx;
+  const seconds = ctx.size(10, 4);
+  const dbName = infra.newDatabaseName();
+  const url = infra.dbUrl(dbName);
+  await prepareDatabase(url);
+  const port = await freePort();
+  const api = await startApi(url, port, infra.prefix('http'), infra.keyDir());
+  try {
+    const target = `http://127.0.0.1:${port}/api/v1/memories`;
+    await load(target, 3, {}); // warm-up: JIT, pools, prepared statements
+    const closed = await load(target, seconds, {});
+    const rss = rssMiB(api.proc);
+
+    const sql = infra.rawSql(url, CONNECTIONS);
+    await sql.unsafe(`CREATE TABLE bench_http_plain (LIKE memories INCLUDING DEFAULTS)`);
+    await sql.unsafe('ALTER TABLE bench_http_plain ADD PRIMARY KEY (id)');
+    const rawRate = await rawInserts(sql, seconds);
+
+    report.add({ metric: `POST /memories, W=1, ${CONNECTIONS} connections`, value: closed.rate, unit: 'writes/s', baselineLabel: `raw INSERT 1 row, ${CONNECTIONS} in flight`, baseline: rawRate });
+    const half = Math.max(1, Math.round(closed.rate / 2));
+    const fixed = await load(target, seconds, { overallRate: half });
+    report.add({ metric: `POST p99 at ${half} writes/s (half of the above)`, value: fixed.p99, unit: 'ms', baselineLabel: 'target p99', baseline: P99_TARGET_MS, better: 'lower' });
+    report.add({ metric: 'POST p50 at the same rate', value: fixed.p50, unit: 'ms', baselineLabel: 'target p99', baseline: P99_TARGET_MS, better: 'lower', informational: true });
+    report.note(
+      `closed loop: ${closed.requests} POSTs in ${seconds} s, p50/p99 ${closed.p50}/${closed.p99} ms, ${closed.non2xx} non-2xx, ${closed.errors} errors; ` +
+        `fixed rate: ${fixed.requests} POSTs, ${fixed.non2xx} non-2xx; API process RSS ${rss} MiB after the closed loop; raw baseline: a plain copy of the memories table (primary key only, no feed)`,
+    );
+    if (closed.non2xx > 0 || closed.errors > 0 || fixed.non2xx > 0) throw new Error(`write path answered ${closed.non2xx + fixed.non2xx} non-2xx and ${closed.errors} errors`);
+  } finally {
+    await api.stop();
+  }
+}
+
+interface LoadResult {
+  rate: number;
+  requests: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+async function load(url: string, seconds: number, opts: { overallRate?: number }): Promise<LoadResult> {
+  const r = await autocannon({ url, method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY, connections: CONNECTIONS, duration: seconds, ...opts });
+  return { rate: r.requests.total / seconds, requests: r.requests.total, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
+}
+
+/** Single-row INSERTs of the same row shape, CONNECTIONS in flight, for `seconds`. */
+async function rawInserts(sql: postgres.Sql, seconds: number): Promise<number> {
+  const rows = newMemories(2000).map((m) => memoryRow(m));
+  let i = 0;
+  const insert = async () => {
+    const r = rows[i++ % rows.length]!;
+    const id = `${r.id}-${i}`;
+    await sql`INSERT INTO bench_http_plain (id, namespace, tier, title, agent_id, tags, created_at, updated_at, expires_at, version, digest, doc)
+      VALUES (${id}, ${r.namespace}, ${r.tier}, ${r.title}, ${r.agentId}, ${r.tags}, ${r.createdAt}, ${r.updatedAt}, ${r.expiresAt}, ${r.version}, ${r.digest}, ${sql.json(r.doc as postgres.JSONValue)})`;
+  };
+  await pool(500, CONNECTIONS, insert);
+  const t = now();
+  let n = 0;
+  const end = t + seconds * 1000;
+  await Promise.all(
+    Array.from({ length: CONNECTIONS }, async () => {
+      while (now() < end) {
+        await insert();
+        n++;
+      }
+    }),
+  );
+  return (n * 1000) / (now() - t);
+}
+
+function rssMiB(proc: ChildProcess): number {
+  try {
+    const status = readFileSync(`/proc/${proc.pid}/status`, 'utf8');
+    return Math.round(Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0) / 1024);
+  } catch {
+    return Number.NaN;
+  }
+}
+
+async function startApi(databaseUrl: string, port: number, prefix: string, keyDir: string): Promise<{ proc: ChildProcess; stop(): Promise<void> }> {
+  const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NODE_ID: 'bench-http', HTTP_HOST: '127.0.0.1', HTTP_PORT: String(port), DATABASE_URL: databaseUrl, REDIS_URL, QUEUE_PREFIX: prefix, FED_KEY_DIR: keyDir, LOG_LEVEL: 'warn' };
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/bench/api-process.ts'), 'api'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (d) => (stderr += d));
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`memfed api exited at start: ${stderr.slice(-500)}`);
+    const ok = await fetch(`http://127.0.0.1:${port}/api/v1/ready`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error(`memfed api not ready after 30 s: ${stderr.slice(-500)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    proc,
+    async stop() {
+      proc.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+    },
+  };
+}
