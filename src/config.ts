@@ -100,7 +100,7 @@ const schema = z.object({
   DATABASE_POOL_MAX: int(10, 1, 200),
   // Group commit of single-memory creates: rows per shared transaction, batches at once.
   WRITE_BATCH_MAX: int(256, 1, 1000),
-  WRITE_BATCH_IN_FLIGHT: int(2, 1, 64),
+  WRITE_BATCH_IN_FLIGHT: int(1, 1, 64),
   REDIS_URL: url('redis://127.0.0.1:6379', ['redis:', 'rediss:']),
   QUEUE_PREFIX: str('memfed').refine((v) => /^[A-Za-z0-9_\-.]{1,64}$/.test(v), 'expected 1-64 chars of [A-Za-z0-9_-.]'),
   FED_PEERS: peers,

@@ -79,9 +79,10 @@ export function requireJsonBody(c: Context): void {
   throw new ApiError(415, 'UNSUPPORTED_MEDIA_TYPE', 'request body must be sent as Content-Type: application/json', { expected: 'application/json' });
 }
 
-export async function readJson(c: Context, maxBytes: number): Promise<unknown> {
+/** `deepChecks: false` only where the caller runs assertSafeJson over the whole value itself. */
+export async function readJson(c: Context, maxBytes: number, opts: { deepChecks?: boolean } = {}): Promise<unknown> {
   requireJsonBody(c);
-  return parseJsonBytes(await readRawBody(c, maxBytes));
+  return parseJsonBytes(await readRawBody(c, maxBytes), opts);
 }
 
 /**

@@ -2,8 +2,9 @@ import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
 import postgres from 'postgres';
 import * as schema from './schema.js';
 
-export type Db = PostgresJsDatabase<typeof schema>;
 export type Sql = postgres.Sql;
+/** The drizzle handle; `$client` is its postgres.js pool (for prepared hot-path statements). */
+export type Db = PostgresJsDatabase<typeof schema> & { $client: Sql };
 /** A transaction handle (what `db.transaction` passes its callback). */
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
 

@@ -23,8 +23,22 @@ export function parseTimestamp(input: unknown): number | null {
   return t === null ? null : t.ms * 1000 + t.micro;
 }
 
+// The form memfed itself writes; most timestamps it parses are in it.
+const WIRE_FORM = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00$/;
+
 function parseInstant(input: unknown): Instant | null {
   if (typeof input !== 'string' || input.length > 40) return null;
+  if (input.length === 32 && WIRE_FORM.test(input)) {
+    // Fast path, same answer: the date must render back to itself (no Feb 30, no hour
+    // 24); year 0000, leap seconds and anything else unusual take the general path.
+    const head = input.slice(0, 23);
+    const ms = Date.parse(`${head}Z`);
+    if (!Number.isNaN(ms) && !input.startsWith('0000') && new Date(ms).toISOString().slice(0, 23) === head) return { ms, micro: Number(input.slice(23, 26)) };
+  }
+  return parseGeneral(input);
+}
+
+function parseGeneral(input: string): Instant | null {
   const m = RFC3339.exec(input);
   if (!m) return null;
   const [, y, mo, d, h, mi, s, frac, off] = m as unknown as [string, string, string, string, string, string, string, string | undefined, string];

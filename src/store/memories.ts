@@ -1,4 +1,4 @@
-import { and, arrayContains, asc, desc, eq, gt, isNull, lte, sql } from 'drizzle-orm';
+import { and, arrayContains, asc, desc, eq, getTableName, gt, isNull, lte, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
 import { changeFeed, memories } from '../db/schema.js';
 import { memoryDigest, orderKeys, type Memory } from '../memory/model.js';
@@ -83,6 +83,17 @@ export function normalizeDbTime(v: string): string {
  * exist (live or tombstoned) are not written and come back in `conflicts`; `positions`
  * holds each created id's feed position (`position` is the last of them).
  */
+const INSERT_NEW_SQL = `
+  WITH ins AS (
+    INSERT INTO ${getTableName(memories)} (id, namespace, tier, title, agent_id, tags, created_at, updated_at, expires_at, version, digest, doc)
+    SELECT r.id, r.namespace, r.tier, r.title, r.agent_id, r.tags, r.created_at, r.updated_at, r.expires_at, r.version, r.digest, r.doc
+    FROM jsonb_to_recordset($1::jsonb) AS r(id text, namespace text, tier text, title text, agent_id text, tags text[], created_at timestamptz, updated_at timestamptz, expires_at timestamptz, version integer, digest text, doc jsonb)
+    ON CONFLICT (id) DO NOTHING
+    RETURNING id
+  )
+  INSERT INTO ${getTableName(changeFeed)} (memory_id, op) SELECT id, 'upsert' FROM ins
+  RETURNING memory_id, txid::text AS txid, seq::text AS seq`;
+
 export async function insertMemories(db: Db, docs: Memory[]): Promise<{ created: Memory[]; conflicts: string[]; position: FeedPosition | null; positions: Map<string, FeedPosition> }> {
   if (docs.length === 0) return { created: [], conflicts: [], position: null, positions: new Map() };
   // One statement (atomic on its own) and one round trip instead of BEGIN, two INSERTs and
@@ -91,16 +102,8 @@ export async function insertMemories(db: Db, docs: Memory[]): Promise<{ created:
     const r = toRow(d);
     return { id: r.id, namespace: r.namespace, tier: r.tier, title: r.title, agent_id: r.agentId, tags: r.tags, created_at: r.createdAt, updated_at: r.updatedAt, expires_at: r.expiresAt, version: r.version, digest: r.digest, doc: r.doc };
   });
-  const fed = await db.execute<{ memory_id: string; txid: string; seq: string }>(sql`
-    WITH ins AS (
-      INSERT INTO ${memories} (id, namespace, tier, title, agent_id, tags, created_at, updated_at, expires_at, version, digest, doc)
-      SELECT r.id, r.namespace, r.tier, r.title, r.agent_id, r.tags, r.created_at, r.updated_at, r.expires_at, r.version, r.digest, r.doc
-      FROM jsonb_to_recordset(${JSON.stringify(rows)}::jsonb) AS r(id text, namespace text, tier text, title text, agent_id text, tags text[], created_at timestamptz, updated_at timestamptz, expires_at timestamptz, version integer, digest text, doc jsonb)
-      ON CONFLICT (id) DO NOTHING
-      RETURNING id
-    )
-    INSERT INTO ${changeFeed} (memory_id, op) SELECT id, 'upsert' FROM ins
-    RETURNING memory_id, txid::text AS txid, seq::text AS seq`);
+  // Prepared once per connection (drizzle's execute would parse and describe it every time).
+  const fed = (await db.$client.unsafe(INSERT_NEW_SQL, [JSON.stringify(rows)], { prepare: true })) as unknown as Array<{ memory_id: string; txid: string; seq: string }>;
   const positions = new Map<string, FeedPosition>();
   let position: FeedPosition | null = null;
   for (const f of fed) {

@@ -196,3 +196,23 @@ describe('leap seconds', () => {
     expect(normalizeTimestamp('0050-12-31T23:59:60Z')).toBe('0051-01-01T00:00:00.000000+00:00');
   });
 });
+
+describe('the wire-form fast path', () => {
+  it('parses exactly as the general RFC 3339 path does, valid or not', () => {
+    // The same instant written with an offset of -00:00 skips the fast path, so it is
+    // read by the general one: both must agree (or both refuse).
+    const samples = [
+      '2026-12-03T06:35:26.123456+00:00', '0001-01-01T00:00:00.000000+00:00', '9999-12-31T23:59:59.999999+00:00',
+      '0000-01-01T00:00:00.000000+00:00', '2024-02-29T12:00:00.000001+00:00', '2023-02-29T12:00:00.000000+00:00',
+      '2026-04-31T00:00:00.000000+00:00', '2026-13-01T00:00:00.000000+00:00', '2026-01-01T24:00:00.000000+00:00',
+      '2026-01-01T23:60:00.000000+00:00', '2016-12-31T23:59:60.500000+00:00', '0099-06-15T08:09:10.000999+00:00',
+    ];
+    for (let i = 0; i < 2000; i++) {
+      const y = String(1 + ((i * 7919) % 9999)).padStart(4, '0');
+      const mo = String(1 + (i % 13)).padStart(2, '0');
+      const d = String(1 + ((i * 31) % 32)).padStart(2, '0');
+      samples.push(`${y}-${mo}-${d}T${String(i % 25).padStart(2, '0')}:${String(i % 61).padStart(2, '0')}:${String(i % 61).padStart(2, '0')}.${String(i * 977 % 1e6).padStart(6, '0')}+00:00`);
+    }
+    for (const s of samples) expect(parseTimestamp(s), s).toBe(parseTimestamp(s.replace('+00:00', '-00:00')));
+  });
+});

@@ -66,7 +66,8 @@ export function memoryRoutes(deps: AppDeps) {
 
   app.post('/api/v1/memories', async (c) => {
     const agentId = callerAgentId(c);
-    const body = await readJson(c, config.limits.maxBodyBytes);
+    // buildNewMemory runs the NUL/key/number checks over the whole body before anything else.
+    const body = await readJson(c, config.limits.maxBodyBytes, { deepChecks: false });
     const memory = buildNewMemory(body, { agentId, nowMicros: nowMicros(), maxBytes: config.limits.memoryMaxBytes });
     govern(memory, agentId, 'create');
     const outcome = await creates.create(memory);
