@@ -46,10 +46,12 @@ export async function appendChanges(
   changes: Array<{ memoryId: string; op: ChangeOp; originPeer?: string | null }>,
 ): Promise<FeedPosition | null> {
   if (changes.length === 0) return null;
-  const rows = await tx
-    .insert(changeFeed)
-    .values(changes.map((c) => ({ memoryId: c.memoryId, op: c.op, originPeer: c.originPeer ?? null })))
-    .returning({ txid: changeFeed.txid, seq: changeFeed.seq });
+  // One JSON parameter however many rows (see store/memories.ts, recordsetJson).
+  const json = JSON.stringify(changes.map((c) => ({ memory_id: c.memoryId, op: c.op, origin_peer: c.originPeer ?? null })));
+  const rows = await tx.execute<{ txid: string; seq: string }>(sql`
+    INSERT INTO ${changeFeed} (memory_id, op, origin_peer)
+    SELECT r.memory_id, r.op, r.origin_peer FROM jsonb_to_recordset(${json}::jsonb) AS r(memory_id text, op text, origin_peer text)
+    RETURNING txid::text AS txid, seq::text AS seq`);
   let last: FeedPosition | null = null;
   for (const r of rows) {
     const p = { txid: String(r.txid), seq: String(r.seq) };

@@ -83,11 +83,27 @@ export function normalizeDbTime(v: string): string {
  * exist (live or tombstoned) are not written and come back in `conflicts`; `positions`
  * holds each created id's feed position (`position` is the last of them).
  */
+/**
+ * Rows as one JSON parameter for `jsonb_to_recordset(...) AS r(RECORDSET_COLUMNS)`: one
+ * parameter however many rows (a multi-row VALUES list costs 12 bound parameters a row to
+ * build, send and parse).
+ */
+export function recordsetJson(docs: Memory[]): string {
+  return JSON.stringify(
+    docs.map((d) => {
+      const r = toRow(d);
+      return { id: r.id, namespace: r.namespace, tier: r.tier, title: r.title, agent_id: r.agentId, tags: r.tags, created_at: r.createdAt, updated_at: r.updatedAt, expires_at: r.expiresAt, version: r.version, digest: r.digest, doc: r.doc };
+    }),
+  );
+}
+
+export const RECORDSET_COLUMNS = 'id text, namespace text, tier text, title text, agent_id text, tags text[], created_at timestamptz, updated_at timestamptz, expires_at timestamptz, version integer, digest text, doc jsonb';
+
 const INSERT_NEW_SQL = `
   WITH ins AS (
     INSERT INTO ${getTableName(memories)} (id, namespace, tier, title, agent_id, tags, created_at, updated_at, expires_at, version, digest, doc)
     SELECT r.id, r.namespace, r.tier, r.title, r.agent_id, r.tags, r.created_at, r.updated_at, r.expires_at, r.version, r.digest, r.doc
-    FROM jsonb_to_recordset($1::jsonb) AS r(id text, namespace text, tier text, title text, agent_id text, tags text[], created_at timestamptz, updated_at timestamptz, expires_at timestamptz, version integer, digest text, doc jsonb)
+    FROM jsonb_to_recordset($1::jsonb) AS r(${RECORDSET_COLUMNS})
     ON CONFLICT (id) DO NOTHING
     RETURNING id
   )
@@ -98,12 +114,8 @@ export async function insertMemories(db: Db, docs: Memory[]): Promise<{ created:
   if (docs.length === 0) return { created: [], conflicts: [], position: null, positions: new Map() };
   // One statement (atomic on its own) and one round trip instead of BEGIN, two INSERTs and
   // COMMIT: the rows travel as one JSON parameter; the feed rows are those inserted.
-  const rows = docs.map((d) => {
-    const r = toRow(d);
-    return { id: r.id, namespace: r.namespace, tier: r.tier, title: r.title, agent_id: r.agentId, tags: r.tags, created_at: r.createdAt, updated_at: r.updatedAt, expires_at: r.expiresAt, version: r.version, digest: r.digest, doc: r.doc };
-  });
   // Prepared once per connection (drizzle's execute would parse and describe it every time).
-  const fed = (await db.$client.unsafe(INSERT_NEW_SQL, [JSON.stringify(rows)], { prepare: true })) as unknown as Array<{ memory_id: string; txid: string; seq: string }>;
+  const fed = (await db.$client.unsafe(INSERT_NEW_SQL, [recordsetJson(docs)], { prepare: true })) as unknown as Array<{ memory_id: string; txid: string; seq: string }>;
   const positions = new Map<string, FeedPosition>();
   let position: FeedPosition | null = null;
   for (const f of fed) {

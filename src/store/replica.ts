@@ -6,7 +6,7 @@ import { dropEveryTenthUpdate } from '../test-faults.js';
 import { appendChanges, type FeedPosition } from './feed.js';
 import type { LinkRemoval, MemoryLink } from '../memory/link.js';
 import { applyArchiveEvents, applyLinkChanges, linksBySource, type ArchiveEvent } from './archive-links.js';
-import { memoryRow, storedColumns, storedFromRow, type StoredMemory } from './memories.js';
+import { RECORDSET_COLUMNS, recordsetJson, storedColumns, storedFromRow, type StoredMemory } from './memories.js';
 
 /**
  * A deletion as replicated: the id and the tombstone's LWW time. `untimed`: the sender
@@ -68,7 +68,7 @@ function dedupeTombstones(rows: Tombstone[]): Tombstone[] {
  */
 const STORED_ORDER = sql`(COALESCE(${memories.deletedAt}, ${memories.updatedAt}), CASE WHEN ${memories.deletedAt} IS NULL THEN 0 ELSE 1 END, ${memories.digest} COLLATE "C")`;
 
-/** Rows per INSERT in an apply (13 parameters a row, well under Postgres' 65,535). */
+/** Rows per statement in an apply: bounds one statement's size (a since page may hold 10,000 rows). */
 const APPLY_CHUNK = 1000;
 
 function chunks<T>(rows: T[], size: number): T[][] {
@@ -99,32 +99,18 @@ export async function applyReplicated(
   return db.transaction(async (tx) => {
     const applied: string[] = [];
     const deleted: string[] = [];
-    // In statements of APPLY_CHUNK rows: a since page may hold 10,000 rows, more than one
-    // statement takes (Postgres allows 65,535 parameters; the query builder recurses per row).
+    // In statements of APPLY_CHUNK rows, each sent as one JSON parameter.
     for (const chunk of chunks(mems, APPLY_CHUNK)) {
-      const rows = chunk.map((m) => memoryRow(m));
-      const res = await tx
-        .insert(memories)
-        .values(rows)
-        .onConflictDoUpdate({
-          target: memories.id,
-          set: {
-            namespace: sql`excluded.namespace`,
-            tier: sql`excluded.tier`,
-            title: sql`excluded.title`,
-            agentId: sql`excluded.agent_id`,
-            tags: sql`excluded.tags`,
-            createdAt: sql`excluded.created_at`,
-            updatedAt: sql`excluded.updated_at`,
-            expiresAt: sql`excluded.expires_at`,
-            deletedAt: sql`NULL`,
-            version: sql`excluded.version`,
-            digest: sql`excluded.digest`,
-            doc: sql`excluded.doc`,
-          },
-          setWhere: sql`(excluded.updated_at, 0, excluded.digest COLLATE "C") > ${STORED_ORDER}`,
-        })
-        .returning({ id: memories.id });
+      const res = await tx.execute<{ id: string }>(sql`
+        INSERT INTO ${memories} (id, namespace, tier, title, agent_id, tags, created_at, updated_at, expires_at, deleted_at, version, digest, doc)
+        SELECT r.id, r.namespace, r.tier, r.title, r.agent_id, r.tags, r.created_at, r.updated_at, r.expires_at, NULL, r.version, r.digest, r.doc
+        FROM jsonb_to_recordset(${recordsetJson(chunk)}::jsonb) AS r(${sql.raw(RECORDSET_COLUMNS)})
+        ON CONFLICT (id) DO UPDATE SET
+          namespace = excluded.namespace, tier = excluded.tier, title = excluded.title, agent_id = excluded.agent_id,
+          tags = excluded.tags, created_at = excluded.created_at, updated_at = excluded.updated_at, expires_at = excluded.expires_at,
+          deleted_at = NULL, version = excluded.version, digest = excluded.digest, doc = excluded.doc
+        WHERE (excluded.updated_at, 0, excluded.digest COLLATE "C") > ${STORED_ORDER}
+        RETURNING id`);
       applied.push(...res.map((r) => r.id));
     }
     // Time-less deletions of ids never stored here are no-ops (as upstream's delete of an
