@@ -310,6 +310,8 @@ const SPEC: Record<string, Spec> = {
   WORKER_HTTP_PORT: { read: (c) => c.workerHttpPort, default: 9177, bad: '-1', error: /expected an integer in \[0, 65535\], got "-1"/ },
   DATABASE_URL: { read: (c) => c.databaseUrl, default: 'postgres://postgres@127.0.0.1:5432/memfed', bad: 'mysql://db/x', error: /expected postgres: or postgresql: URL/ },
   DATABASE_POOL_MAX: { read: (c) => c.databasePoolMax, default: 10, bad: '0', error: /expected an integer in \[1, 200\], got "0"/ },
+  WRITE_BATCH_MAX: { read: (c) => c.writeBatch.max, default: 256, bad: '1001', error: /expected an integer in \[1, 1000\], got "1001"/ },
+  WRITE_BATCH_IN_FLIGHT: { read: (c) => c.writeBatch.inFlight, default: 1, bad: '0', error: /expected an integer in \[1, 64\], got "0"/ },
   REDIS_URL: { read: (c) => c.redisUrl, default: 'redis://127.0.0.1:6379', bad: 'http://r:6379', error: /expected redis: or rediss: URL/ },
   QUEUE_PREFIX: { read: (c) => c.queuePrefix, default: 'memfed', bad: 'has space', error: /expected 1-64 chars of \[A-Za-z0-9_-.\]/ },
   FED_PEERS: { read: (c) => c.federation.peers, default: [], bad: 'nope', error: /bad peer entry "nope": expected id=url/ },

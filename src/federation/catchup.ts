@@ -72,6 +72,16 @@ export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs
   const started = Date.now();
   const out: PullResult = { mode: 'cursor', pages: 0, applied: 0, caughtUp: false };
   let limit = deps.pageLimit;
+  // The next page, asked for while this one is applied. It is used only if the loop then
+  // asks with exactly the same parameters (the watermark moved where the page said it
+  // would); otherwise it is dropped. Pages are still applied one after another, in order.
+  let ahead: { key: string; page: Promise<SincePage> } | null = null;
+  const fetchPage = (params: Record<string, string>): Promise<SincePage> => {
+    const key = JSON.stringify(params);
+    const page = ahead?.key === key ? ahead.page : (deps.client.since(peer, params) as Promise<SincePage>);
+    ahead = null;
+    return page;
+  };
   for (;;) {
     const wm = await getWatermark(deps.db, peer.id);
     // memfed peers answer the cursor form; an ai-memory peer ignores `cursor` and answers
@@ -79,7 +89,7 @@ export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs
     const useSince = wm.since !== null && wm.cursor === null;
     let page: SincePage;
     try {
-      page = (await deps.client.since(peer, useSince ? { since: wm.since!, limit: String(limit) } : { cursor: wm.cursor ?? encodeCursor(FEED_START), limit: String(limit) })) as SincePage;
+      page = await fetchPage(useSince ? { since: wm.since!, limit: String(limit) } : { cursor: wm.cursor ?? encodeCursor(FEED_START), limit: String(limit) });
     } catch (err) {
       // A page of large memories can exceed what we accept: ask for fewer rows, down to one.
       if (err instanceof PeerRequestError && err.tooLarge && limit > 1) {
@@ -103,6 +113,12 @@ export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs
       }
     }
     out.mode = typeof page.next_cursor === 'string' ? 'cursor' : 'since';
+    const next = Date.now() - started <= budgetMs ? predictedNext(page, limit, wm.since, deps.clockSkewMs) : null;
+    if (next) {
+      const p = deps.client.since(peer, next) as Promise<SincePage>;
+      p.catch(() => {}); // a dropped look-ahead's failure is nobody's; a used one's is rethrown where awaited
+      ahead = { key: JSON.stringify(next), page: p };
+    }
     let step: PageStep;
     try {
       step = out.mode === 'cursor' ? await applyCursorPage(deps, peer, wm, page) : await applySincePage(deps, peer, wm, page, limit);
@@ -133,6 +149,18 @@ export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs
       return out;
     }
   }
+}
+
+/** What the next request will be if this full page applies as served (null: likely the last page). */
+function predictedNext(page: SincePage, limit: number, prev: string | null, clockSkewMs: number): Record<string, string> | null {
+  if (typeof page.next_cursor === 'string') {
+    const more = typeof page.has_more === 'boolean' ? page.has_more : Array.isArray(page.entries) && page.entries.length >= limit;
+    return more ? { cursor: page.next_cursor, limit: String(limit) } : null;
+  }
+  const rows = Array.isArray(page.memories) ? page.memories : [];
+  if (rows.length < limit) return null;
+  const since = sinceAfter(prev, rows, true, nowMicros() + clockSkewMs * 1000);
+  return since !== null && since !== prev ? { since, limit: String(limit) } : null;
 }
 
 interface PageStep {
@@ -234,6 +262,32 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
 /** A served `updated_at` the since watermark may take: an RFC 3339 string not beyond the horizon. */
 const watermarkable = (v: unknown, horizon: number): v is string => typeof v === 'string' && (parseTimestamp(v) ?? Infinity) <= horizon;
 
+/** The `since` watermark after a since page (`full`: it held `limit` rows); `horizon`: now plus the allowed skew. */
+function sinceAfter(prev: string | null, rows: unknown[], full: boolean, horizon: number): string | null {
+  // The watermark is the peer's own `updated_at` string, exactly as served, and the maximum
+  // is taken as upstream takes it: by string comparison (upstream federation catch-up
+  // poller: `advance_catchup_watermark`, `row_ts > cur`; its sqlite store answers
+  // `updated_at > since` on the stored text). A normalised copy (microseconds) would sort
+  // below a nanosecond original, so that row would be served again on every tick.
+  // Refused rows count too (they are recorded), except a timestamp from the future:
+  // the watermark never jumps ahead of the clock (the refused row is served, and
+  // counted as seen again, until it is no longer in the future or is fixed).
+  const stamps = rows.map((m) => (m as { updated_at?: unknown } | null)?.updated_at).filter((v): v is string => watermarkable(v, horizon));
+  const max = stamps.reduce<string | null>((acc, v) => (acc === null || v > acc ? v : acc), null);
+  let since = prev;
+  if (max !== null) {
+    // Upstream's `since` is exclusive: rows sharing the boundary timestamp beyond a full
+    // page would be skipped for ever. Re-ask from just before the boundary (re-applying
+    // those rows is a no-op), unless the whole page shares one timestamp (then only
+    // moving on makes progress: the upstream server's own limit).
+    const allSame = stamps.length === rows.length && stamps.every((v) => v === max);
+    since = full && !allSame ? formatTimestamp(parseTimestamp(max)! - 1) : max;
+    // Never backwards (a re-ask point below a watermark already taken gains nothing).
+    if (prev !== null && !(since > prev)) since = prev;
+  }
+  return since;
+}
+
 async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark, page: SincePage, limit: number): Promise<PageStep> {
   const rows = Array.isArray(page.memories) ? page.memories : [];
   const valid: Memory[] = [];
@@ -247,28 +301,7 @@ async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark
     } else invalid.push(j.refusal);
   }
   const full = rows.length >= limit;
-  // The watermark is the peer's own `updated_at` string, exactly as served, and the maximum
-  // is taken as upstream takes it: by string comparison (upstream federation catch-up
-  // poller: `advance_catchup_watermark`, `row_ts > cur`; its sqlite store answers
-  // `updated_at > since` on the stored text). A normalised copy (microseconds) would sort
-  // below a nanosecond original, so that row would be served again on every tick.
-  // Refused rows count too (they are recorded), except a timestamp from the future:
-  // the watermark never jumps ahead of the clock (the refused row is served, and
-  // counted as seen again, until it is no longer in the future or is fixed).
-  const horizon = nowMicros() + deps.clockSkewMs * 1000;
-  const stamps = rows.map((m) => (m as { updated_at?: unknown } | null)?.updated_at).filter((v): v is string => watermarkable(v, horizon));
-  const max = stamps.reduce<string | null>((acc, v) => (acc === null || v > acc ? v : acc), null);
-  let since = wm.since;
-  if (max !== null) {
-    // Upstream's `since` is exclusive: rows sharing the boundary timestamp beyond a full
-    // page would be skipped for ever. Re-ask from just before the boundary (re-applying
-    // those rows is a no-op), unless the whole page shares one timestamp (then only
-    // moving on makes progress: the upstream server's own limit).
-    const allSame = stamps.length === rows.length && stamps.every((v) => v === max);
-    since = full && !allSame ? formatTimestamp(parseTimestamp(max)! - 1) : max;
-    // Never backwards (a re-ask point below a watermark already taken gains nothing).
-    if (wm.since !== null && !(since > wm.since)) since = wm.since;
-  }
+  const since = sinceAfter(wm.since, rows, full, nowMicros() + deps.clockSkewMs * 1000);
   const caughtUp = !full;
   const lastRowAt = valid.reduce<string | null>((acc, m) => (acc === null || m.updated_at > acc ? m.updated_at : acc), null);
   let fresh: CatchupRefusal[] = [];

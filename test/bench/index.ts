@@ -1,5 +1,6 @@
 import os from 'node:os';
 import { auditSection } from './audit.js';
+import { catchupSection } from './catchup.js';
 import type { BenchContext, Section } from './context.js';
 import { dlqSection } from './dlq.js';
 import { enqueueSection } from './enqueue.js';
@@ -25,6 +26,7 @@ const SECTIONS: Array<[string, Section]> = [
   ['http', httpSection],
   ['replication', replicationSection],
   ['dlq', dlqSection],
+  ['catchup', catchupSection],
   ['audit', auditSection],
 ];
 

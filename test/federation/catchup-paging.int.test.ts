@@ -244,10 +244,12 @@ describe('two catch-up runs for one peer at once', () => {
     // the winner went on from page A to page B and caught up
     expect((won[0] as PromiseFulfilledResult<Awaited<ReturnType<typeof pullFromPeer>>>).value).toMatchObject({ mode: 'cursor', caughtUp: true, applied: 70 });
     expect((await getWatermark(db.database.db, 'racer')).cursor).toBe(cursorB);
-    // both runs asked for page A; only the winner asked from A's cursor onward
+    // both runs asked for page A, and both looked ahead at page B while applying it; the
+    // loser's look-ahead is dropped with its run (the feed below: nothing applied twice)
     const cursors = peer.queries.map((q) => q.get('cursor'));
     expect(cursors.filter((c) => c === encodeCursor({ txid: '0', seq: '0' }))).toHaveLength(2);
-    expect(cursors.filter((c) => c === cursorA)).toHaveLength(1);
+    expect(cursors.filter((c) => c === cursorA).length).toBeGreaterThanOrEqual(1);
+    expect(cursors.filter((c) => c === cursorA).length).toBeLessThanOrEqual(2);
     // every row stored, and applied (a change-feed row) exactly once
     const feed = await db.database.sql`SELECT memory_id, count(*)::int AS n FROM change_feed GROUP BY memory_id`;
     expect(feed).toHaveLength(70);
