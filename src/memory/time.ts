@@ -26,16 +26,30 @@ export function parseTimestamp(input: unknown): number | null {
 // The form memfed itself writes; most timestamps it parses are in it.
 const WIRE_FORM = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{6}\+00:00$/;
 
+/** A wire-form string as an instant, or null when it takes the general path. */
+function parseWireForm(input: string): Instant | null {
+  if (input.length !== 32 || !WIRE_FORM.test(input)) return null;
+  // Same answer as the general path: the date must render back to itself (no Feb 30, no
+  // hour 24); year 0000, leap seconds and anything else unusual take the general path.
+  const head = input.slice(0, 23);
+  const ms = Date.parse(`${head}Z`);
+  if (Number.isNaN(ms) || input.startsWith('0000') || new Date(ms).toISOString().slice(0, 23) !== head) return null;
+  return { ms, micro: Number(input.slice(23, 26)) };
+}
+
+// One row's timestamps are parsed several times (validation, admission, LWW, watermark):
+// recent answers are kept, in a bounded map emptied when full.
+const recent = new Map<string, Instant | null>();
+const RECENT_MAX = 8192;
+
 function parseInstant(input: unknown): Instant | null {
   if (typeof input !== 'string' || input.length > 40) return null;
-  if (input.length === 32 && WIRE_FORM.test(input)) {
-    // Fast path, same answer: the date must render back to itself (no Feb 30, no hour
-    // 24); year 0000, leap seconds and anything else unusual take the general path.
-    const head = input.slice(0, 23);
-    const ms = Date.parse(`${head}Z`);
-    if (!Number.isNaN(ms) && !input.startsWith('0000') && new Date(ms).toISOString().slice(0, 23) === head) return { ms, micro: Number(input.slice(23, 26)) };
-  }
-  return parseGeneral(input);
+  const known = recent.get(input);
+  if (known !== undefined) return known;
+  const t = parseWireForm(input) ?? parseGeneral(input);
+  if (recent.size >= RECENT_MAX) recent.clear();
+  recent.set(input, t);
+  return t;
 }
 
 function parseGeneral(input: string): Instant | null {
