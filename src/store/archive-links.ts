@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, inArray, isNull, or, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
+import { inTextList } from './lists.js';
 import { memories, memoryLinks } from '../db/schema.js';
 import { orderKeys, type Memory } from '../memory/model.js';
 import type { LinkRelation, LinkRemoval, MemoryLink } from '../memory/link.js';
@@ -174,7 +175,7 @@ const LIVE_LINK = sql`(${memoryLinks.removedAt} IS NULL OR ${memoryLinks.created
 export async function linksBySource(db: Exec, ids: string[]): Promise<Map<string, StoredLink[]>> {
   const out = new Map<string, StoredLink[]>();
   if (ids.length === 0) return out;
-  const rows = await db.select().from(memoryLinks).where(inArray(memoryLinks.sourceId, ids)).orderBy(asc(memoryLinks.targetId), asc(memoryLinks.relation));
+  const rows = await db.select().from(memoryLinks).where(inTextList(memoryLinks.sourceId, ids)).orderBy(asc(memoryLinks.targetId), asc(memoryLinks.relation));
   for (const r of rows) {
     const l = linkFromRow(r);
     out.set(l.source_id, [...(out.get(l.source_id) ?? []), l]);

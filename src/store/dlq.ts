@@ -1,5 +1,6 @@
 import { and, asc, desc, eq, inArray, sql, type SQL } from 'drizzle-orm';
 import type { Db } from '../db/client.js';
+import { inIdList } from './lists.js';
 import { pushDlq } from '../db/schema.js';
 import { normalizeDbTime } from './memories.js';
 
@@ -114,7 +115,7 @@ export async function markReplayed(db: Db, ids: number[], owner: string): Promis
   const r = await db
     .update(pushDlq)
     .set({ status: 'replayed', resolvedAt: sql`now()`, lastAttemptAt: sql`now()`, updatedAt: sql`now()`, leaseOwner: null, leaseUntil: null })
-    .where(and(inArray(pushDlq.id, ids), eq(pushDlq.leaseOwner, owner)))
+    .where(and(inIdList(pushDlq.id, ids), eq(pushDlq.leaseOwner, owner)))
     .returning({ id: pushDlq.id });
   return r.length;
 }
@@ -148,7 +149,7 @@ export async function markFailed(db: Db, failures: Array<{ id: number; failureCl
         leaseOwner: null,
         leaseUntil: null,
       })
-      .where(and(inArray(pushDlq.id, g.ids), eq(pushDlq.leaseOwner, owner)))
+      .where(and(inIdList(pushDlq.id, g.ids), eq(pushDlq.leaseOwner, owner)))
       .returning(rowColumns);
     quarantined.push(...(rows as DlqRow[]).filter((r) => r.status === 'quarantined'));
   }
@@ -158,7 +159,7 @@ export async function markFailed(db: Db, failures: Array<{ id: number; failureCl
 /** Gives rows back untouched (not tried this round, or throttled: no attempt burnt). */
 export async function releaseLease(db: Db, ids: number[], owner: string): Promise<void> {
   if (ids.length === 0) return;
-  await db.update(pushDlq).set({ leaseOwner: null, leaseUntil: null }).where(and(inArray(pushDlq.id, ids), eq(pushDlq.leaseOwner, owner)));
+  await db.update(pushDlq).set({ leaseOwner: null, leaseUntil: null }).where(and(inIdList(pushDlq.id, ids), eq(pushDlq.leaseOwner, owner)));
 }
 
 export interface DlqSelector {
@@ -275,7 +276,7 @@ export async function renewLease(db: Db, ids: number[], owner: string, leaseMs: 
   const rows = await db
     .update(pushDlq)
     .set({ leaseUntil: sql`now() + ${`${leaseMs} milliseconds`}::interval` })
-    .where(and(inArray(pushDlq.id, ids), eq(pushDlq.leaseOwner, owner), eq(pushDlq.status, 'pending')))
+    .where(and(inIdList(pushDlq.id, ids), eq(pushDlq.leaseOwner, owner), eq(pushDlq.status, 'pending')))
     .returning({ id: pushDlq.id });
   return new Set(rows.map((r) => r.id));
 }

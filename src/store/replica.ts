@@ -1,6 +1,7 @@
-import { inArray, sql } from 'drizzle-orm';
+import { sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
 import { memories } from '../db/schema.js';
+import { inTextList } from './lists.js';
 import { compareVersions, type Memory } from '../memory/model.js';
 import { dropEveryTenthUpdate } from '../test-faults.js';
 import { appendChanges, type FeedPosition } from './feed.js';
@@ -168,7 +169,7 @@ export async function applyReplicated(
 /** Which of the ids have a row here (live or tombstone), locked against a concurrent create. */
 async function knownIds(tx: Tx, ids: string[]): Promise<Set<string>> {
   if (ids.length === 0) return new Set();
-  const rows = await tx.select({ id: memories.id }).from(memories).where(inArray(memories.id, ids)).for('update');
+  const rows = await tx.select({ id: memories.id }).from(memories).where(inTextList(memories.id, ids)).for('update');
   return new Set(rows.map((r) => r.id));
 }
 
@@ -178,7 +179,7 @@ export async function loadStored(db: Db | Tx, ids: string[]): Promise<Map<string
   const rows = await db
     .select({ id: memories.id, ...storedColumns })
     .from(memories)
-    .where(inArray(memories.id, ids));
+    .where(inTextList(memories.id, ids));
   const links = await linksBySource(db, rows.filter((r) => r.deletedAt === null).map((r) => r.id));
   return new Map(rows.map((r) => [r.id, { ...storedFromRow(r), links: links.get(r.id) ?? [] }]));
 }
