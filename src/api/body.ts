@@ -23,7 +23,7 @@ export async function readRawBody(c: Context, maxBytes: number): Promise<Uint8Ar
   }
   // Counted while streaming too: chunked uploads have no Content-Length to trust.
   const incoming = nodeIncoming(c);
-  const body = incoming ? await readNodeCapped(incoming, maxBytes) : await readCapped(c.req.raw.body, maxBytes);
+  const body = incoming ? await readNodeCapped(incoming, maxBytes).catch(incomplete) : await readCapped(c.req.raw.body, maxBytes);
   if (body === null) throw tooLarge(maxBytes);
   return body;
 }
@@ -37,6 +37,12 @@ function nodeIncoming(c: Context): IncomingMessage | null {
   if (!incoming || typeof incoming.on !== 'function') return null;
   return incoming.readableFlowing === null && !incoming.readableEnded ? incoming : null;
 }
+
+// The client went away mid-body (or the stream broke): nobody reads the answer, but the
+// request is counted as the client's failure, not the server's.
+const incomplete = (): never => {
+  throw badRequest('INCOMPLETE_BODY', 'the request body ended before it was complete');
+};
 
 const tooLarge = (max: number) => new ApiError(413, 'PAYLOAD_TOO_LARGE', `request body exceeds ${max} bytes`, { limit: max });
 

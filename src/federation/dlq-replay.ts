@@ -89,7 +89,11 @@ export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = 
   round.taken = rows.length;
   const stored = await loadStored(deps.db, [...new Set(rows.map((r) => r.memoryId))]);
   const byPeer = new Map<string, DlqRow[]>();
-  for (const r of rows) byPeer.set(r.peerId, [...(byPeer.get(r.peerId) ?? []), r]);
+  for (const r of rows) {
+    const list = byPeer.get(r.peerId);
+    if (list) list.push(r);
+    else byPeer.set(r.peerId, [r]);
+  }
 
   for (const [peerId, peerRows] of byPeer) {
     const peer = deps.peers.get(peerId)!;

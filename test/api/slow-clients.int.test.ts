@@ -82,3 +82,35 @@ describe('HTTP_MAX_CONNECTIONS', () => {
     for (const c of held) c.socket.destroy();
   });
 });
+
+describe('a client that leaves mid-body', () => {
+  let n: TestNode;
+  beforeAll(async () => {
+    n = await startTestNode({ id: 'leaving-client', role: 'api' });
+  });
+  afterAll(async () => {
+    await n?.destroy();
+  });
+
+  it('is counted as a 4xx, never a 5xx, and the node goes on serving', async () => {
+    const fivexx = async () => {
+      const text = await (await fetch(`${n.url}/metrics`)).text();
+      return text.split('\n').filter((l) => l.startsWith('memfed_http_request_duration_seconds_count') && l.includes('status="5xx"')).reduce((a, l) => a + Number(l.split(' ').at(-1)), 0);
+    };
+    for (let i = 0; i < 5; i++) {
+      const c = rawClient(n.port);
+      await c.connected;
+      c.socket.write('POST /api/v1/memories HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 200\r\n\r\n{"title":"half');
+      await new Promise((r) => setTimeout(r, 50));
+      c.socket.destroy();
+      await c.closed;
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    const text = await (await fetch(`${n.url}/metrics`)).text();
+    const fourxx = text.split('\n').filter((l) => l.startsWith('memfed_http_request_duration_seconds_count') && l.includes('route="/api/v1/memories"') && l.includes('status="4xx"'));
+    expect(fourxx.reduce((a, l) => a + Number(l.split(' ').at(-1)), 0)).toBe(5);
+    expect(await fivexx()).toBe(0);
+    const ok = await fetch(`${n.url}/api/v1/memories`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: '{"title":"after","content":"c"}' });
+    expect(ok.status).toBe(201);
+  });
+});
