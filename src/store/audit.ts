@@ -1,6 +1,7 @@
-import { asc, eq, gt, gte, inArray, sql } from 'drizzle-orm';
+import { asc, eq, gt, gte, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
 import { auditCheckpoints, auditLog, auditOutbox } from '../db/schema.js';
+import { inIdList, inTextList } from './lists.js';
 import type { AuditEntry, AuditEventInput, Checkpoint } from '../audit/chain.js';
 import { redactErrorMessage } from '../redact.js';
 
@@ -34,11 +35,17 @@ export async function auditHead(db: Exec): Promise<{ seq: number; hash: string }
 /** Which of these event ids are already in the chain. */
 export async function eventIdsInChain(tx: Exec, eventIds: string[]): Promise<Set<string>> {
   if (eventIds.length === 0) return new Set();
-  return new Set((await tx.select({ id: auditLog.eventId }).from(auditLog).where(inArray(auditLog.eventId, eventIds))).map((r) => r.id));
+  return new Set((await tx.select({ id: auditLog.eventId }).from(auditLog).where(inTextList(auditLog.eventId, eventIds))).map((r) => r.id));
 }
 
 export async function insertEntries(tx: Tx, entries: Array<AuditEntry & { kind: string; eventId: string }>): Promise<void> {
-  if (entries.length > 0) await tx.insert(auditLog).values(entries);
+  if (entries.length === 0) return;
+  // One JSON parameter for the batch (a VALUES list would bind nine parameters an entry).
+  const json = JSON.stringify(entries.map((e) => ({ seq: e.seq, kind: e.kind, prev_hash: e.prevHash, payload_hash: e.payloadHash, hash: e.hash, canonical: e.canonical, key_id: e.keyId, signature: e.signature, event_id: e.eventId })));
+  await tx.execute(sql`
+    INSERT INTO ${auditLog} (seq, kind, prev_hash, payload_hash, hash, canonical, key_id, signature, event_id)
+    SELECT r.seq, r.kind, r.prev_hash, r.payload_hash, r.hash, r.canonical, r.key_id, r.signature, r.event_id
+    FROM jsonb_to_recordset(${json}::jsonb) AS r(seq bigint, kind text, prev_hash text, payload_hash text, hash text, canonical text, key_id text, signature text, event_id text)`);
 }
 
 export async function insertCheckpoint(tx: Tx, checkpoint: Checkpoint): Promise<void> {
@@ -80,7 +87,7 @@ export async function insertOutbox(db: Db, rows: Array<PendingAuditEvent & { rea
 /** Pending outbox rows among `ids`, oldest first (rows already appended are left out). */
 export async function readPendingOutbox(tx: Exec, ids: number[]): Promise<OutboxRow[]> {
   if (ids.length === 0) return [];
-  const rows = await tx.select({ id: auditOutbox.id, eventId: auditOutbox.eventId, event: auditOutbox.event }).from(auditOutbox).where(sql`${inArray(auditOutbox.id, ids)} AND ${eq(auditOutbox.status, 'pending')}`).orderBy(asc(auditOutbox.id));
+  const rows = await tx.select({ id: auditOutbox.id, eventId: auditOutbox.eventId, event: auditOutbox.event }).from(auditOutbox).where(sql`${inIdList(auditOutbox.id, ids)} AND ${eq(auditOutbox.status, 'pending')}`).orderBy(asc(auditOutbox.id));
   return rows.map((r) => ({ id: r.id, eventId: r.eventId, event: r.event as AuditEventInput }));
 }
 
@@ -92,13 +99,13 @@ export async function oldestPendingOutbox(tx: Exec, limit: number): Promise<Outb
 
 export async function markOutboxAppended(tx: Exec, ids: number[]): Promise<void> {
   if (ids.length === 0) return;
-  await tx.update(auditOutbox).set({ status: 'appended', updatedAt: sql`now()` }).where(inArray(auditOutbox.id, ids));
+  await tx.update(auditOutbox).set({ status: 'appended', updatedAt: sql`now()` }).where(inIdList(auditOutbox.id, ids));
 }
 
 export async function markOutboxFailed(db: Db, ids: number[], reason: string): Promise<void> {
   if (ids.length === 0) return;
   // The reason is an error message: a failed query's parameters stay out of the table.
-  await db.update(auditOutbox).set({ attempts: sql`${auditOutbox.attempts} + 1`, reason: redactErrorMessage(reason).slice(0, 1000), updatedAt: sql`now()` }).where(inArray(auditOutbox.id, ids));
+  await db.update(auditOutbox).set({ attempts: sql`${auditOutbox.attempts} + 1`, reason: redactErrorMessage(reason).slice(0, 1000), updatedAt: sql`now()` }).where(inIdList(auditOutbox.id, ids));
 }
 
 export async function auditFigures(db: Db): Promise<{ headSeq: number; outboxDepth: number; lastCheckpointAgeSeconds: number }> {
