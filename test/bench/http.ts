@@ -57,6 +57,48 @@ export async function httpSection(ctx: BenchContext): Promise<void> {
   }
 }
 
+/**
+ * Opt-in section (BENCH_ONLY=soak): the same API process under a steady write load (half
+ * the closed-loop throughput) for BENCH_SOAK_SECONDS (default 300), its RSS sampled every
+ * 10 s; reports the first and last samples and the least-squares trend (MiB per minute).
+ */
+export async function soakSection(ctx: BenchContext): Promise<void> {
+  const { report, infra } = ctx;
+  const seconds = Number(process.env.BENCH_SOAK_SECONDS ?? 300);
+  const dbName = infra.newDatabaseName();
+  const url = infra.dbUrl(dbName);
+  await prepareDatabase(url);
+  const port = await freePort();
+  const api = await startApi(url, port, infra.prefix('soak'), infra.keyDir());
+  try {
+    const target = `http://127.0.0.1:${port}/api/v1/memories`;
+    await load(target, 3, {});
+    const rate = Math.max(1, Math.round((await load(target, 5, {})).rate / 2));
+    const samples: Array<{ t: number; rss: number }> = [];
+    const t0 = now();
+    const sampler = setInterval(() => samples.push({ t: (now() - t0) / 60_000, rss: rssMiB(api.proc) }), 10_000);
+    const run = await load(target, seconds, { overallRate: rate }).finally(() => clearInterval(sampler));
+    const slope = trend(samples);
+    const first = samples[0]?.rss ?? Number.NaN;
+    const last = samples.at(-1)?.rss ?? Number.NaN;
+    report.add({ metric: `API RSS after ${seconds} s at ${rate} writes/s`, value: last, unit: 'MiB', baselineLabel: 'RSS at the first sample', baseline: first, better: 'lower' });
+    report.note(`soak: ${run.requests} POSTs (${run.non2xx} non-2xx, ${run.errors} errors), p99 ${run.p99} ms; RSS samples (MiB) ${samples.map((x) => x.rss).join(' ')}; trend ${slope.toFixed(2)} MiB/min`);
+  } finally {
+    await api.stop();
+  }
+}
+
+/** Least-squares slope of rss over t (MiB per minute). */
+function trend(samples: Array<{ t: number; rss: number }>): number {
+  const n = samples.length;
+  if (n < 2) return Number.NaN;
+  const mt = samples.reduce((a, x) => a + x.t, 0) / n;
+  const mr = samples.reduce((a, x) => a + x.rss, 0) / n;
+  const cov = samples.reduce((a, x) => a + (x.t - mt) * (x.rss - mr), 0);
+  const varT = samples.reduce((a, x) => a + (x.t - mt) ** 2, 0);
+  return cov / varT;
+}
+
 interface LoadResult {
   rate: number;
   requests: number;

@@ -4,7 +4,7 @@ import { catchupSection } from './catchup.js';
 import type { BenchContext, Section } from './context.js';
 import { dlqSection } from './dlq.js';
 import { enqueueSection } from './enqueue.js';
-import { httpSection } from './http.js';
+import { httpSection, soakSection } from './http.js';
 import { BenchInfra } from './infra.js';
 import { replicationSection } from './replication.js';
 import { Report } from './report.js';
@@ -15,7 +15,8 @@ import { storeSection } from './store.js';
 /*
  * memfed benchmark: `npm run bench` (~4 min) or `BENCH_QUICK=1 npm run bench` (~1 min).
  * Every figure is compared with a baseline measured in the same run (ratios, never
- * absolute pass/fail). BENCH_ONLY=signing,store runs a subset; BENCH_OUT=path writes the
+ * absolute pass/fail). BENCH_ONLY=signing,store runs a subset (BENCH_ONLY=soak: the 5-minute
+ * RSS soak, run only when named); BENCH_OUT=path writes the
  * JSON results there instead of after a `BENCH_JSON` line on stdout.
  */
 
@@ -29,12 +30,15 @@ const SECTIONS: Array<[string, Section]> = [
   ['catchup', catchupSection],
   ['audit', auditSection],
 ];
+// Run only when named in BENCH_ONLY (minutes long).
+const OPT_IN: Array<[string, Section]> = [['soak', soakSection]];
 
 async function main(): Promise<number> {
   const quick = process.env.BENCH_QUICK === '1';
   const only = (process.env.BENCH_ONLY ?? '').split(',').map((s) => s.trim()).filter(Boolean);
-  const unknown = only.filter((s) => !SECTIONS.some(([name]) => name === s));
-  if (unknown.length) throw new Error(`BENCH_ONLY: unknown section(s) ${unknown.join(', ')}; known: ${SECTIONS.map(([n]) => n).join(', ')}`);
+  const all = [...SECTIONS, ...OPT_IN];
+  const unknown = only.filter((s) => !all.some(([name]) => name === s));
+  if (unknown.length) throw new Error(`BENCH_ONLY: unknown section(s) ${unknown.join(', ')}; known: ${all.map(([n]) => n).join(', ')}`);
   const infra = new BenchInfra();
   const report = new Report();
   const ctx: BenchContext = { quick, infra, report, shared: {}, size: (full, q) => (quick ? q : full) };
@@ -53,8 +57,8 @@ async function main(): Promise<number> {
   process.once('SIGTERM', onSignal);
 
   try {
-    for (const [name, run] of SECTIONS) {
-      if (only.length && !only.includes(name)) continue;
+    for (const [name, run] of all) {
+      if (only.length ? !only.includes(name) : OPT_IN.some(([n]) => n === name)) continue;
       if (interrupted) break;
       report.begin(name);
       const t = now();

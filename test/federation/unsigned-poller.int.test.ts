@@ -9,6 +9,7 @@ import { NonceStore } from '../../src/federation/nonces.js';
 import { newNonce } from '../../src/federation/signing.js';
 import { createMetrics } from '../../src/metrics.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { waitFor } from '../helpers/env.js';
 import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
 import { FakePeer, send, wireMemory } from '../helpers/peer.js';
 
@@ -203,7 +204,12 @@ describe('an unsigned 0.7 poller sees nothing an anonymous caller could not (API
     expect(anon.status).toBe(200);
     expect(anon.body.count).toBe(5);
     expect(await get(`/api/v1/sync/since?peer=${POLLER}`, { 'x-agent-id': POLLER, 'x-peer-id': POLLER })).toEqual(anon);
-    const anonCursor = await get('/api/v1/sync/since?cursor=v1.0.0');
+    // The feed serves a row once no older transaction in the cluster is open (commit
+    // order): wait until all five are visible, then compare the two callers.
+    const anonCursor = await waitFor(async () => {
+      const r = await get('/api/v1/sync/since?cursor=v1.0.0');
+      return r.body.memories?.length === 5 ? r : undefined;
+    }, { timeoutMs: 20_000, what: 'the five rows below the feed horizon' });
     const pollerCursor = await get(`/api/v1/sync/since?cursor=v1.0.0&peer=${POLLER}`);
     expect(pollerCursor.status).toBe(200);
     expect(pollerCursor.body.memories).toEqual(anonCursor.body.memories);
