@@ -39,9 +39,22 @@ async function runRole(role: Role): Promise<number> {
   // Handlers first: a SIGTERM during start-up waits for it to finish, then shuts down cleanly.
   let signalled!: (sig: string) => void;
   const stopRequested = new Promise<string>((resolve) => (signalled = resolve));
-  process.once('SIGTERM', () => signalled('SIGTERM'));
-  process.once('SIGINT', () => signalled('SIGINT'));
-  const node = await startNode(role, config);
+  const onTerm = () => signalled('SIGTERM');
+  const onInt = () => signalled('SIGINT');
+  process.once('SIGTERM', onTerm);
+  process.once('SIGINT', onInt);
+  let node: Awaited<ReturnType<typeof startNode>>;
+  try {
+    node = await startNode(role, config);
+  } catch (err) {
+    // startNode has closed what it opened; the process ends with 1 (a straggling handle
+    // gets a few seconds, then the exit is forced).
+    process.off('SIGTERM', onTerm);
+    process.off('SIGINT', onInt);
+    process.stderr.write(`memfed: ${role} failed to start: ${redactErrorMessage((err as Error)?.message ?? String(err), environmentSecrets())}\n`);
+    setTimeout(() => process.exit(1), 5000).unref();
+    return 1;
+  }
   const sig = await stopRequested;
   process.stderr.write(`memfed: ${sig} received, shutting down\n`);
   await node.close();

@@ -74,66 +74,78 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   ];
   const closers: Array<() => Promise<unknown>> = [];
   const running: RunningNode = { config, close: () => Promise.resolve() };
-  const peers = new Map(config.federation.peers.map((p) => [p.id, p]));
-  const audit = new QueueAuditRecorder(queues.audit, database, logger);
-  const auditKeys = await loadAuditKeys(config.federation.keyDir, config.nodeId);
-  recordKeyChanges(audit, logger, { nodeId: config.nodeId, generated: own.generated ? { pubPath: own.pubPath } : null, chainHeadKeyId: await headKeyId(database.db), signer: auditKeys.signer, trustedKeys: auditKeys.keys });
-  registerDatabaseCollectors(metrics, database.db, [...peers.keys()]);
-  registerQueueCollectors(metrics, queues);
-
-  if (role === 'api' || role === 'all') {
-    const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');
-    const acks = config.federation.peers.length > 0 ? new AckTracker(subscriber, config, database, logger) : null;
-    if (acks) await acks.start();
-    const refusalAudit = throttleRefusals(audit, { burst: config.audit.refusalBurst, windowMs: config.audit.refusalWindowMs });
-    closers.push(async () => refusalAudit.stop());
-    const deps: AppDeps = {
-      config,
-      database,
-      logger,
-      metrics,
-      probes,
-      replication: new QueueReplication(config, queues, acks, logger, metrics),
-      audit: refusalAudit,
-      policy,
-      ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues, { audit, logger }) } } : {}),
-      auditKeys: auditKeys.keys,
-      operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues.dlq, 'operator', peerId) },
-      federation: {
-        keys,
-        nonces: new NonceStore(producer, config.queuePrefix, config.federation.clockSkewMs, config.federation.bareNonces),
-        onPeerContact: watchPeerContact({ db: database.db, queues, logger, metrics }, peers.keys()),
-      },
-    };
-    const server = await listen(createApp(deps), config.http.host, config.http.port, listenOptions);
-    running.apiUrl = boundUrl(server, config.http.host);
-    logger.info({ url: running.apiUrl }, 'api listening');
-    closers.push(() => closeServer(server));
-    closers.push(async () => (acks ? acks.close() : subscriber.quit()));
-  }
-
-  if (role === 'worker' || role === 'all') {
-    const publisher = createRedis(config.redisUrl, 'worker', 'publisher');
-    const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs, tls: clientTlsOptions(tls) });
-    const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, audit, auditSigner: auditKeys.signer, policy });
-    if (role === 'worker' && config.workerHttpPort > 0) {
-      const ops = await listen(createOpsApp({ config, probes, metrics, logger }), config.http.host, config.workerHttpPort, listenOptions);
-      running.workerUrl = boundUrl(ops, config.http.host);
-      logger.info({ url: running.workerUrl }, 'worker metrics/health listening');
-      closers.unshift(() => closeServer(ops));
-    }
-    closers.unshift(() => workers.close(config.shutdownGraceMs));
-    closers.push(() => publisher.quit());
-    closers.push(() => client.close());
-  }
-
-  running.close = async () => {
+  // Set once the audit recorder exists; a failed start closes what it opened and rethrows.
+  let audit: QueueAuditRecorder | null = null;
+  const closeAll = async () => {
     // Order: stop intake (HTTP, workers), then connections.
     for (const c of closers) await c().catch((err) => logger.warn({ err }, 'shutdown step failed'));
-    await audit.close();
+    await audit?.close();
     await closeQueues(queues);
     await producer.quit().catch(() => producer.disconnect());
     await database.close();
+  };
+  try {
+    const peers = new Map(config.federation.peers.map((p) => [p.id, p]));
+    audit = new QueueAuditRecorder(queues.audit, database, logger);
+    const auditKeys = await loadAuditKeys(config.federation.keyDir, config.nodeId);
+    recordKeyChanges(audit, logger, { nodeId: config.nodeId, generated: own.generated ? { pubPath: own.pubPath } : null, chainHeadKeyId: await headKeyId(database.db), signer: auditKeys.signer, trustedKeys: auditKeys.keys });
+    registerDatabaseCollectors(metrics, database.db, [...peers.keys()]);
+    registerQueueCollectors(metrics, queues);
+
+    if (role === 'api' || role === 'all') {
+      const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');
+      const acks = config.federation.peers.length > 0 ? new AckTracker(subscriber, config, database, logger) : null;
+      closers.push(async () => (acks ? acks.close() : subscriber.quit()));
+      if (acks) await acks.start();
+      const refusalAudit = throttleRefusals(audit, { burst: config.audit.refusalBurst, windowMs: config.audit.refusalWindowMs });
+      closers.push(async () => refusalAudit.stop());
+      const deps: AppDeps = {
+        config,
+        database,
+        logger,
+        metrics,
+        probes,
+        replication: new QueueReplication(config, queues, acks, logger, metrics),
+        audit: refusalAudit,
+        policy,
+        ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues, { audit, logger }) } } : {}),
+        auditKeys: auditKeys.keys,
+        operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues.dlq, 'operator', peerId) },
+        federation: {
+          keys,
+          nonces: new NonceStore(producer, config.queuePrefix, config.federation.clockSkewMs, config.federation.bareNonces),
+          onPeerContact: watchPeerContact({ db: database.db, queues, logger, metrics }, peers.keys()),
+        },
+      };
+      const server = await listen(createApp(deps), config.http.host, config.http.port, listenOptions);
+      running.apiUrl = boundUrl(server, config.http.host);
+      logger.info({ url: running.apiUrl }, 'api listening');
+      closers.unshift(() => closeServer(server));
+    }
+
+    if (role === 'worker' || role === 'all') {
+      // The port first: a worker that cannot serve its metrics must not consume jobs.
+      if (role === 'worker' && config.workerHttpPort > 0) {
+        const ops = await listen(createOpsApp({ config, probes, metrics, logger }), config.http.host, config.workerHttpPort, listenOptions);
+        running.workerUrl = boundUrl(ops, config.http.host);
+        logger.info({ url: running.workerUrl }, 'worker metrics/health listening');
+        closers.unshift(() => closeServer(ops));
+      }
+      const publisher = createRedis(config.redisUrl, 'worker', 'publisher');
+      const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs, tls: clientTlsOptions(tls) });
+      closers.push(() => publisher.quit());
+      closers.push(() => client.close());
+      const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, audit, auditSigner: auditKeys.signer, policy });
+      closers.unshift(() => workers.close(config.shutdownGraceMs));
+    }
+  } catch (err) {
+    logger.error({ err: (err as Error).message }, 'start failed; closing what was opened');
+    await closeAll();
+    throw err;
+  }
+
+  running.close = async () => {
+    await closeAll();
     logger.info('stopped');
   };
   return running;
