@@ -37,12 +37,21 @@ async function runRole(role: Role): Promise<number> {
     return 2;
   }
   // Handlers first: a SIGTERM during start-up waits for it to finish, then shuts down cleanly.
-  let signalled!: (sig: string) => void;
+  let signalled!: (why: string) => void;
   const stopRequested = new Promise<string>((resolve) => (signalled = resolve));
-  const onTerm = () => signalled('SIGTERM');
-  const onInt = () => signalled('SIGINT');
+  const onTerm = () => signalled('SIGTERM received');
+  const onInt = () => signalled('SIGINT received');
   process.once('SIGTERM', onTerm);
   process.once('SIGINT', onInt);
+  // Under `npm start` a SIGTERM to npm ends npm but is not passed on (npm 11): npm going
+  // away (this process re-parented) is then the stop signal.
+  // eslint-disable-next-line no-restricted-properties -- how the process was launched, not configuration
+  if (process.env.npm_lifecycle_event !== undefined) {
+    const parent = process.ppid;
+    const watch = setInterval(() => process.ppid !== parent && signalled('npm (the parent process) exited'), 500);
+    watch.unref();
+    void stopRequested.finally(() => clearInterval(watch));
+  }
   let node: Awaited<ReturnType<typeof startNode>>;
   try {
     node = await startNode(role, config);
@@ -55,8 +64,8 @@ async function runRole(role: Role): Promise<number> {
     setTimeout(() => process.exit(1), 5000).unref();
     return 1;
   }
-  const sig = await stopRequested;
-  process.stderr.write(`memfed: ${sig} received, shutting down\n`);
+  const why = await stopRequested;
+  process.stderr.write(`memfed: ${why}, shutting down\n`);
   await node.close();
   return 0;
 }
