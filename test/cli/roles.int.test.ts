@@ -106,3 +106,14 @@ describe('roles as real processes', () => {
     }
   });
 });
+
+describe('role help', () => {
+  for (const role of ['api', 'worker', 'all']) {
+    it(`memfed ${role} --help prints the usage and exits 0 without starting anything`, async () => {
+      const p = spawnMemfed([role, '--help'], { DATABASE_URL: 'postgres://postgres@127.0.0.1:1/none', REDIS_URL: 'redis://127.0.0.1:1' });
+      expect(await p.exited).toBe(0);
+      expect(p.stdout()).toMatch(/^usage: memfed <command>/);
+      expect(p.output()).not.toContain('starting memfed');
+    });
+  }
+});
