@@ -1,3 +1,4 @@
+import { isHelp, UsageError } from '../src/cli/args.js';
 import { USAGE, runToolCommand } from '../src/cli/commands.js';
 import { ConfigError, environmentSecrets, loadConfig, type Config } from '../src/config.js';
 import { redactErrorMessage } from '../src/redact.js';
@@ -9,7 +10,6 @@ import { startNode, type Role } from './node.js';
  */
 
 const ROLES: readonly string[] = ['api', 'worker', 'all'] satisfies Role[];
-const isHelp = (arg: string | undefined) => arg === 'help' || arg === '--help' || arg === '-h';
 
 export async function main(argv: string[]): Promise<number> {
   const [command, ...args] = argv;
@@ -17,8 +17,22 @@ export async function main(argv: string[]): Promise<number> {
     process.stdout.write(`${USAGE}\n`);
     return command === undefined ? 2 : 0;
   }
-  if (ROLES.includes(command)) return runRole(command as Role);
-  return runToolCommand(command, args, (s) => process.stdout.write(`${s}\n`));
+  if (ROLES.includes(command)) {
+    const extra = args.find((a) => !isHelp(a));
+    if (extra !== undefined) return usageError(`${command}: unexpected argument "${extra}" (roles take their settings from the environment; memfed --help)`);
+    return runRole(command as Role);
+  }
+  try {
+    return await runToolCommand(command, args, (s) => process.stdout.write(`${s}\n`));
+  } catch (err) {
+    if (err instanceof UsageError) return usageError(err.message);
+    throw err;
+  }
+}
+
+function usageError(message: string): number {
+  process.stderr.write(`memfed: ${message}\n`);
+  return 2;
 }
 
 /** What the bin prints for a command that failed: no URL password, shared secret or SQL parameter. */

@@ -79,14 +79,20 @@ export const patternParam = (pattern: RegExp, what: string) =>
     });
 
 /** Parses the request's query against `shape`; the first bad field is a 400 INVALID_QUERY. */
+/** Parameters as strings (a query string, CLI flags): the parsed values, or the first problem. */
+export function parseParams<S extends z.ZodRawShape>(shape: S, raw: Record<string, string | undefined>): { ok: true; value: z.output<z.ZodObject<S>> } | { ok: false; field: string; message: string } {
+  const r = z.object(shape).safeParse(raw);
+  if (r.success) return { ok: true, value: r.data };
+  const issue = r.error.issues[0]!;
+  return { ok: false, field: String(issue.path[0] ?? ''), message: issue.message };
+}
+
 export function parseQuery<S extends z.ZodRawShape>(c: Context, shape: S): z.output<z.ZodObject<S>> {
   const raw: Record<string, string | undefined> = {};
   for (const key of Object.keys(shape)) raw[key] = c.req.query(key);
-  const r = z.object(shape).safeParse(raw);
-  if (r.success) return r.data;
-  const issue = r.error.issues[0]!;
-  const field = String(issue.path[0] ?? '');
-  throw badRequest('INVALID_QUERY', `${field} ${issue.message}`, { field });
+  const r = parseParams(shape, raw);
+  if (r.ok) return r.value;
+  throw badRequest('INVALID_QUERY', `${r.field} ${r.message}`, { field: r.field });
 }
 
 export const INVALID_ID_MESSAGE = 'memory id must be 1-128 bytes of [A-Za-z0-9_:.@-] without ".."';

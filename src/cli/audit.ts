@@ -1,10 +1,10 @@
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
 import type { Checkpoint } from '../audit/chain.js';
 import { verifyStoredChain } from '../audit/verify.js';
 import type { Config } from '../config.js';
 import { createDatabase } from '../db/client.js';
 import { loadAuditKeys } from '../federation/keys.js';
+import { parseFlags, UsageError } from './args.js';
 
 export const AUDIT_USAGE = `memfed audit verify [--json] [--from N] [--checkpoints FILE]...
                             walk the chain: hashes, links, signatures, sequence, checkpoints
@@ -35,23 +35,10 @@ async function readArchivedCheckpoints(file: string, nodeId: string): Promise<Ch
 
 export async function auditCommand(config: Config, args: string[], out: (s: string) => void): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub !== 'verify') {
-    out(AUDIT_USAGE);
-    return 2;
-  }
-  let values: { json?: boolean; from?: string; checkpoints?: string[] };
-  try {
-    ({ values } = parseArgs({ args: rest, options: { json: { type: 'boolean' }, from: { type: 'string' }, checkpoints: { type: 'string', multiple: true } } }));
-  } catch (err) {
-    // A usage error (unknown option, `--from -3` read as an option) is exit 2, not a crash.
-    out(`${(err as Error).message}\n${AUDIT_USAGE}`);
-    return 2;
-  }
+  if (sub !== 'verify') throw new UsageError(`audit: ${sub === undefined ? 'a command is required' : `unknown command "${sub}"`} (verify; memfed audit --help)`);
+  const values = parseFlags('audit verify', rest, { json: { type: 'boolean' }, from: { type: 'string' }, checkpoints: { type: 'string', multiple: true } });
   const from = values.from === undefined ? 1 : Number(values.from);
-  if (!Number.isSafeInteger(from) || from < 1) {
-    out('--from must be a positive integer');
-    return 2;
-  }
+  if (!/^[1-9]\d{0,14}$/.test(values.from ?? '1')) throw new UsageError('audit verify: --from must be a positive integer');
   const archived: Checkpoint[] = [];
   for (const file of values.checkpoints ?? []) {
     const r = await readArchivedCheckpoints(file, config.nodeId);

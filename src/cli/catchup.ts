@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { tableRecorder } from '../audit/events.js';
 import { configSecrets, type Config } from '../config.js';
 import { createDatabase } from '../db/client.js';
@@ -8,6 +7,10 @@ import { createLogger } from '../logger.js';
 import { createMetrics } from '../metrics.js';
 import { insertOutbox } from '../store/audit.js';
 import { listRefusals, refusalStats } from '../store/catchup-refusals.js';
+import { refusalListParams } from '../api/operator-params.js';
+import { checkParams, idFlags, parseFlags, UsageError } from './args.js';
+
+const REFUSAL_COMMANDS = ['list', 'stats', 'reapply'];
 
 export const CATCHUP_USAGE = `memfed catchup refusals <command>
   list    [--peer P] [--status pending|resolved] [--limit N] [--json]   rows a pull refused for good
@@ -17,14 +20,12 @@ export const CATCHUP_USAGE = `memfed catchup refusals <command>
 /** `memfed catchup refusals ...`: operator tools straight on the database (no queue needed). */
 export async function catchupCommand(config: Config, args: string[], out: (s: string) => void): Promise<number> {
   const [group, sub, ...rest] = args;
-  if (group !== 'refusals') {
-    out(CATCHUP_USAGE);
-    return 2;
-  }
-  const { values } = parseArgs({
-    args: rest,
-    options: { peer: { type: 'string' }, status: { type: 'string' }, limit: { type: 'string' }, id: { type: 'string', multiple: true }, json: { type: 'boolean' } },
-  });
+  if (group !== 'refusals') throw new UsageError(`catchup: ${group === undefined ? 'a command is required' : `unknown command "${group}"`} (refusals; memfed catchup --help)`);
+  if (sub === undefined || !REFUSAL_COMMANDS.includes(sub)) throw new UsageError(`catchup refusals: ${sub === undefined ? 'a command is required' : `unknown command "${sub}"`} (${REFUSAL_COMMANDS.join(', ')}; memfed catchup --help)`);
+  const cmd = `catchup refusals ${sub}`;
+  const values = parseFlags(cmd, rest, { peer: { type: 'string' }, status: { type: 'string' }, limit: { type: 'string' }, id: { type: 'string', multiple: true }, json: { type: 'boolean' } });
+  const list = checkParams(cmd, refusalListParams, { status: values.status, limit: values.limit, peer: values.peer });
+  const ids = idFlags(cmd, values.id);
   const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, { node: config.nodeId, role: 'cli' }, { secrets: configSecrets(config) });
   // Re-apply judges rows under the policy this node runs with now (an invalid one stops here).
   const policy = sub === 'reapply' ? await loadPolicy(config.governance) : null;
@@ -34,12 +35,12 @@ export async function catchupCommand(config: Config, args: string[], out: (s: st
   const audit = tableRecorder((eventId, event) => insertOutbox(db, [{ eventId, event, reason: 'recorded by cli' }]).then(() => undefined), logger);
   const sel = {
     ...(values.peer ? { peerId: values.peer } : {}),
-    ...(values.id ? { ids: values.id.map(Number).filter((n) => Number.isSafeInteger(n)) } : {}),
+    ...(ids ? { ids } : {}),
   };
   try {
     switch (sub) {
       case 'list': {
-        const rows = await listRefusals(db, { ...sel, ...(values.status ? { status: values.status } : {}), limit: Number(values.limit ?? 50), offset: 0 });
+        const rows = await listRefusals(db, { ...sel, ...(list.status ? { status: list.status } : {}), limit: values.limit === undefined ? 50 : list.limit, offset: 0 });
         if (values.json) out(JSON.stringify(rows, null, 2));
         else for (const r of rows) out(`${r.id}\t${r.status}\t${r.peerId}\t${r.memoryId}\tattempts=${r.attempts}\t${r.code}\tfirst=${r.firstSeenAt}\tlast=${r.lastSeenAt}\t${r.reason.slice(0, 120)}`);
         return 0;
@@ -61,8 +62,7 @@ export async function catchupCommand(config: Config, args: string[], out: (s: st
         return r.refused > 0 ? 1 : 0;
       }
       default:
-        out(CATCHUP_USAGE);
-        return 2;
+        throw new UsageError(`unreachable: ${cmd}`);
     }
   } finally {
     await audit.flush();

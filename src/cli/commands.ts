@@ -1,7 +1,7 @@
-import { parseArgs } from 'node:util';
 import { loadConfig } from '../config.js';
 import { prepareDatabase } from '../db/migrate.js';
 import { generateKeyFiles } from '../federation/keys.js';
+import { isHelp, parseFlags, UsageError } from './args.js';
 import { AUDIT_USAGE, auditCommand } from './audit.js';
 import { CATCHUP_USAGE, catchupCommand } from './catchup.js';
 import { DLQ_USAGE, dlqCommand } from './dlq.js';
@@ -23,10 +23,26 @@ tools:
 
 configuration comes from environment variables; see README.md.`;
 
-/** Commands that need no queues or workers. Returns the exit code. */
+const KEYS_USAGE = `memfed keys generate --id <id> [--dir <dir>] [--force]`;
+
+/** Each tool's own usage (`memfed <tool> --help`). */
+const TOOL_USAGE: Record<string, string> = { migrate: 'memfed migrate    create the database if missing and apply migrations', keys: KEYS_USAGE, dlq: DLQ_USAGE, catchup: CATCHUP_USAGE, audit: AUDIT_USAGE };
+
+/**
+ * Commands that need no queues or workers. Returns the exit code; a usage error is thrown
+ * as UsageError (one line on stderr, exit 2, from the caller). `--help` anywhere prints
+ * the tool's usage and exits 0.
+ */
 export async function runToolCommand(command: string, args: string[], out: (s: string) => void): Promise<number> {
+  const usage = TOOL_USAGE[command];
+  if (usage === undefined) throw new UsageError(`unknown command "${command}" (memfed --help)`);
+  if (args.some(isHelp)) {
+    out(usage);
+    return 0;
+  }
   switch (command) {
     case 'migrate': {
+      if (args.length > 0) throw new UsageError(`migrate: takes no arguments, got "${args[0]}"`);
       const config = loadConfig();
       await prepareDatabase(config.databaseUrl);
       out('migrations applied');
@@ -34,15 +50,9 @@ export async function runToolCommand(command: string, args: string[], out: (s: s
     }
     case 'keys': {
       const [sub, ...rest] = args;
-      if (sub !== 'generate') {
-        out(USAGE);
-        return 2;
-      }
-      const { values } = parseArgs({ args: rest, options: { id: { type: 'string' }, dir: { type: 'string' }, force: { type: 'boolean' } } });
-      if (!values.id) {
-        out('keys generate: --id <agent id> is required');
-        return 2;
-      }
+      if (sub !== 'generate') throw new UsageError(`keys: ${sub === undefined ? 'a command is required' : `unknown command "${sub}"`} (generate; memfed keys --help)`);
+      const values = parseFlags('keys generate', rest, { id: { type: 'string' }, dir: { type: 'string' }, force: { type: 'boolean' } });
+      if (!values.id) throw new UsageError('keys generate: --id <agent id> is required');
       const dir = values.dir ?? loadConfig().federation.keyDir;
       const r = await generateKeyFiles(dir, values.id, { overwrite: values.force === true });
       out(`wrote ${r.privPath} and ${r.pubPath}\npublic key ${r.publicKeyHex}\nenrol this node on a peer by copying ${r.pubPath} into the peer's FED_KEY_DIR`);
@@ -55,7 +65,6 @@ export async function runToolCommand(command: string, args: string[], out: (s: s
     case 'audit':
       return auditCommand(loadConfig(), args, out);
     default:
-      out(USAGE);
-      return 2;
+      throw new UsageError(`unknown command "${command}" (memfed --help)`);
   }
 }

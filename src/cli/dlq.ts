@@ -1,4 +1,3 @@
-import { parseArgs } from 'node:util';
 import { tableRecorder } from '../audit/events.js';
 import { insertOutbox } from '../store/audit.js';
 import { configSecrets, type Config } from '../config.js';
@@ -9,6 +8,8 @@ import { KeyRing } from '../federation/keys.js';
 import { createLogger } from '../logger.js';
 import { clientTlsOptions, loadTls } from '../tls.js';
 import { createMetrics } from '../metrics.js';
+import { dlqListParams } from '../api/operator-params.js';
+import { checkParams, idFlags, parseFlags, UsageError } from './args.js';
 import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../store/dlq.js';
 
 export const DLQ_USAGE = `memfed dlq <command>
@@ -18,21 +19,26 @@ export const DLQ_USAGE = `memfed dlq <command>
   requeue (--all | --peer P | --id N ...) release quarantined rows with a fresh attempt budget
   purge   (--peer P | --id N ...) [--yes] without --yes only counts what would be purged`;
 
+const DLQ_COMMANDS = ['list', 'stats', 'replay', 'requeue', 'purge'];
+
 /** `memfed dlq ...`: operator tools straight on the database (no queue needed). */
 export async function dlqCommand(config: Config, args: string[], out: (s: string) => void): Promise<number> {
   const [sub, ...rest] = args;
-  const { values } = parseArgs({
-    args: rest,
-    options: {
-      peer: { type: 'string' },
-      status: { type: 'string' },
-      limit: { type: 'string' },
-      id: { type: 'string', multiple: true },
-      all: { type: 'boolean' },
-      yes: { type: 'boolean' },
-      json: { type: 'boolean' },
-    },
+  if (sub === undefined || !DLQ_COMMANDS.includes(sub)) throw new UsageError(`dlq: ${sub === undefined ? 'a command is required' : `unknown command "${sub}"`} (${DLQ_COMMANDS.join(', ')}; memfed dlq --help)`);
+  const cmd = `dlq ${sub}`;
+  const values = parseFlags(cmd, rest, {
+    peer: { type: 'string' },
+    status: { type: 'string' },
+    limit: { type: 'string' },
+    id: { type: 'string', multiple: true },
+    all: { type: 'boolean' },
+    yes: { type: 'boolean' },
+    json: { type: 'boolean' },
   });
+  // Checked before anything is opened, by the admin API's rules.
+  const list = checkParams(cmd, dlqListParams, { status: values.status, limit: values.limit, peer: values.peer });
+  const ids = idFlags(cmd, values.id);
+  if (sub === 'replay' && values.peer !== undefined && !config.federation.peers.some((p) => p.id === values.peer)) throw new UsageError(`${cmd}: peer ${values.peer} is not configured (FED_PEERS)`);
   const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, { node: config.nodeId, role: 'cli' }, { secrets: configSecrets(config) });
   const database = createDatabase(config.databaseUrl, { max: 2 });
   const db = database.db;
@@ -40,13 +46,13 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
   const audit = tableRecorder((eventId, event) => insertOutbox(db, [{ eventId, event, reason: 'recorded by cli' }]).then(() => undefined), logger);
   const sel = (): DlqSelector => ({
     ...(values.peer ? { peerId: values.peer } : {}),
-    ...(values.id ? { ids: values.id.map(Number).filter((n) => Number.isSafeInteger(n)) } : {}),
+    ...(ids ? { ids } : {}),
     ...(values.all ? { all: true } : {}),
   });
   try {
     switch (sub) {
       case 'list': {
-        const rows = await listDlq(db, { ...(values.peer ? { peerId: values.peer } : {}), ...(values.status ? { status: values.status } : {}), limit: Number(values.limit ?? 50), offset: 0 });
+        const rows = await listDlq(db, { ...(list.peer ? { peerId: list.peer } : {}), ...(list.status ? { status: list.status } : {}), limit: values.limit === undefined ? 50 : list.limit, offset: 0 });
         if (values.json) out(JSON.stringify(rows, null, 2));
         else for (const r of rows) out(`${r.id}\t${r.status}\t${r.peerId}\t${r.memoryId}\tattempts=${r.attempts}\t${r.failureClass}\t${r.lastError.slice(0, 120)}`);
         return 0;
@@ -80,10 +86,7 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
       }
       case 'requeue': {
         const s = sel();
-        if (!s.peerId && !s.ids && !s.all) {
-          out(`requeue needs --all, --peer or --id\n${DLQ_USAGE}`);
-          return 2;
-        }
+        if (!s.peerId && !s.ids && !s.all) throw new UsageError(`${cmd}: needs --all, --peer or --id`);
         const r = await requeueQuarantined(db, s);
         audit.record({ kind: 'dlq.operator', actor: 'cli', details: { action: 'requeue', selector: s, ...r } });
         out(`requeued ${r.requeued}, superseded ${r.superseded}`);
@@ -91,10 +94,7 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
       }
       case 'purge': {
         const s = sel();
-        if (!s.peerId && !s.ids) {
-          out(`purge needs --peer or --id\n${DLQ_USAGE}`);
-          return 2;
-        }
+        if (!s.peerId && !s.ids) throw new UsageError(`${cmd}: needs --peer or --id`);
         const r = await purgeDlq(db, s, !values.yes);
         if (!values.yes) out(`would purge ${r.matched} row(s); run again with --yes to purge`);
         else {
@@ -104,8 +104,7 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
         return 0;
       }
       default:
-        out(DLQ_USAGE);
-        return 2;
+        throw new UsageError(`unreachable: ${cmd}`);
     }
   } finally {
     await audit.flush();

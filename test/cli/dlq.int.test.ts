@@ -20,10 +20,10 @@ let db: TestDatabase;
 let peer: UpstreamReceiver;
 let env: Record<string, string>;
 
-async function memfed(...args: string[]): Promise<{ code: number | string; out: string }> {
+async function memfed(...args: string[]): Promise<{ code: number | string; out: string; err: string }> {
   const p = spawnMemfed(['dlq', ...args], env);
   const code = await p.exited;
-  return { code, out: p.stdout() };
+  return { code, out: p.stdout(), err: p.output() };
 }
 const statuses = async () => Object.fromEntries((await db.database.sql`SELECT memory_id, status FROM federation_push_dlq ORDER BY id`).map((r) => [r.memory_id, r.status]));
 
@@ -72,7 +72,7 @@ describe('memfed dlq (the real CLI)', () => {
 
     const noSelector = await memfed('requeue');
     expect(noSelector.code).toBe(2);
-    expect(noSelector.out).toContain('requeue needs --all, --peer or --id');
+    expect(noSelector.err).toContain('memfed: dlq requeue: needs --all, --peer or --id');
     peer.refuse.delete('poison-1');
     const requeue = await memfed('requeue', '--id', String(q!.id));
     expect(requeue.code).toBe(0);

@@ -4,25 +4,12 @@ import { reapplyRefusals } from '../../federation/catchup-reapply.js';
 import { listRefusals, refusalStats } from '../../store/catchup-refusals.js';
 import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../../store/dlq.js';
 import { readJson, readOptionalJson } from '../body.js';
-import { enumParam, intParam, parseQuery, patternParam } from '../query.js';
+import { parseQuery } from '../query.js';
+import { dlqListParams as dlqListQuery, refusalListParams as refusalListQuery } from '../operator-params.js';
 import type { AppDeps } from '../deps.js';
 import { adminAuth } from '../middleware/auth.js';
 
 export const ADMIN_PREFIX = '/api/v1/admin';
-
-const dlqListQuery = {
-  status: enumParam(['pending', 'quarantined', 'replayed', 'purged', 'superseded'] as const),
-  limit: intParam({ fallback: 100, min: 1, max: 1000, digits: 7, clamp: 'both' }),
-  offset: intParam({ fallback: 0, min: 0, max: 1_000_000, digits: 7, clamp: 'both' }),
-  peer: patternParam(/^[A-Za-z0-9_\-:@.]{1,128}$/, 'a peer id'),
-};
-
-const refusalListQuery = {
-  status: enumParam(['pending', 'resolved'] as const),
-  limit: intParam({ fallback: 100, min: 1, max: 1000, digits: 7, clamp: 'both' }),
-  offset: intParam({ fallback: 0, min: 0, max: 1_000_000, digits: 7, clamp: 'both' }),
-  peer: patternParam(/^[A-Za-z0-9_\-:@.]{1,128}$/, 'a peer id'),
-};
 
 function selector(body: Record<string, unknown>, allowAll: boolean): DlqSelector {
   const sel: DlqSelector = {};

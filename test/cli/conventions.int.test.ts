@@ -1,0 +1,85 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { REDIS_URL } from '../helpers/env.js';
+import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
+import { spawnMemfed } from '../helpers/process.js';
+
+// CLI conventions: a usage error is one line on stderr and exit 2 (never a stack, never a
+// silent exit 0); every command has --help (exit 0); flags are judged by the admin API's
+// own rules.
+
+let db: TestDatabase;
+let env: Record<string, string>;
+let node: TestNode;
+
+beforeAll(async () => {
+  db = await createTestDatabase();
+  env = { NODE_ID: 'cli-conventions', DATABASE_URL: db.url, REDIS_URL, FED_KEY_DIR: newKeyDir(), FED_PEERS: 'known-peer=http://127.0.0.1:9', LOG_LEVEL: 'warn' };
+  node = await startTestNode({ id: 'cli-admin', role: 'api', peers: [{ id: 'known-peer', url: 'http://127.0.0.1:9' }], env: { ADMIN_TOKEN: 'adm' } });
+});
+afterAll(async () => {
+  await node?.destroy();
+  await db?.drop();
+});
+
+const run = async (args: string[]) => {
+  const p = spawnMemfed(args, env);
+  const code = await p.exited;
+  return { code, stdout: p.stdout(), stderr: p.output().replace(p.stdout(), '') };
+};
+
+describe('usage errors', () => {
+  const cases: Array<[string[], RegExp]> = [
+    [['dlq', 'list', '--status', 'bogus'], /^memfed: dlq list: --status must be one of pending, quarantined, replayed, purged, superseded$/],
+    [['dlq', 'list', '--limit', 'abc'], /^memfed: dlq list: --limit /],
+    [['dlq', 'list', '--nope'], /^memfed: dlq list: Unknown option '--nope'$/],
+    [['dlq', 'list', '--limit'], /^memfed: dlq list: Option '--limit <value>' argument missing$/],
+    [['dlq', 'requeue', '--id', 'x'], /^memfed: dlq requeue: --id expects a positive integer, got "x"$/],
+    [['dlq', 'requeue'], /^memfed: dlq requeue: needs --all, --peer or --id$/],
+    [['dlq', 'replay', '--peer', 'nosuchpeer'], /^memfed: dlq replay: peer nosuchpeer is not configured/],
+    [['dlq', 'frobnicate'], /^memfed: dlq: unknown command "frobnicate"/],
+    [['dlq'], /^memfed: dlq: a command is required/],
+    [['catchup', 'refusals', 'list', '--status', 'zz'], /^memfed: catchup refusals list: --status must be one of pending, resolved$/],
+    [['catchup', 'refusals', 'reapply', '--id', '-1'], /^memfed: catchup refusals reapply: /],
+    [['audit', 'verify', '--from', '0'], /^memfed: audit verify: --from must be a positive integer$/],
+    [['keys', 'generate'], /^memfed: keys generate: --id <agent id> is required$/],
+    [['migrate', 'now'], /^memfed: migrate: takes no arguments/],
+    [['api', 'extra'], /^memfed: api: unexpected argument "extra"/],
+    [['bogus'], /^memfed: unknown command "bogus"/],
+  ];
+  for (const [args, message] of cases) {
+    it(`memfed ${args.join(' ')} -> exit 2, one line`, async () => {
+      const r = await run(args);
+      expect(r.code).toBe(2);
+      const lines = r.stderr.trim().split('\n');
+      expect(lines).toHaveLength(1);
+      expect(lines[0]).toMatch(message);
+      expect(r.stderr).not.toMatch(/\n\s+at /);
+    });
+  }
+});
+
+describe('--help', () => {
+  for (const args of [['dlq', '--help'], ['dlq', 'list', '--help'], ['dlq', 'purge', '-h'], ['catchup', 'refusals', 'list', '--help'], ['audit', 'verify', '--help'], ['keys', 'generate', '--help'], ['migrate', '--help'], ['--help']]) {
+    it(`memfed ${args.join(' ')} prints the usage and exits 0`, async () => {
+      const r = await run(args);
+      expect(r.code).toBe(0);
+      expect(r.stdout).toMatch(/memfed /);
+    });
+  }
+});
+
+describe('the same rules as the admin API', () => {
+  const admin = (method: string, path: string, body?: unknown) => api(node.url, method, path, body, { authorization: 'Bearer adm' });
+  it('refuses the same status and unknown peer', async () => {
+    const list = await admin('GET', '/api/v1/admin/dlq?status=bogus');
+    expect(list.status).toBe(400);
+    expect(list.json.error).toBe('status must be one of pending, quarantined, replayed, purged, superseded');
+    expect((await run(['dlq', 'list', '--status', 'bogus'])).stderr).toContain(list.json.error.replace('status', '--status'));
+    const replay = await admin('POST', '/api/v1/admin/dlq/replay', { peer: 'nosuchpeer' });
+    expect(replay).toMatchObject({ status: 400, json: { code: 'UNKNOWN_PEER' } });
+    expect((await run(['dlq', 'replay', '--peer', 'nosuchpeer'])).code).toBe(2);
+    // a configured peer is accepted by both
+    expect((await admin('POST', '/api/v1/admin/dlq/replay', { peer: 'known-peer' })).status).toBe(202);
+  });
+});
