@@ -78,7 +78,6 @@ export const patternParam = (pattern: RegExp, what: string) =>
       return v;
     });
 
-/** Parses the request's query against `shape`; the first bad field is a 400 INVALID_QUERY. */
 /** Parameters as strings (a query string, CLI flags): the parsed values, or the first problem. */
 export function parseParams<S extends z.ZodRawShape>(shape: S, raw: Record<string, string | undefined>): { ok: true; value: z.output<z.ZodObject<S>> } | { ok: false; field: string; message: string } {
   const r = z.object(shape).safeParse(raw);
@@ -87,6 +86,7 @@ export function parseParams<S extends z.ZodRawShape>(shape: S, raw: Record<strin
   return { ok: false, field: String(issue.path[0] ?? ''), message: issue.message };
 }
 
+/** Parses the request's query against `shape`; the first bad field is a 400 INVALID_QUERY. */
 export function parseQuery<S extends z.ZodRawShape>(c: Context, shape: S): z.output<z.ZodObject<S>> {
   const raw: Record<string, string | undefined> = {};
   for (const key of Object.keys(shape)) raw[key] = c.req.query(key);

@@ -79,11 +79,6 @@ export function normalizeDbTime(v: string): string {
 }
 
 /**
- * Inserts new memories and their change-feed rows in one transaction. Ids that already
- * exist (live or tombstoned) are not written and come back in `conflicts`; `positions`
- * holds each created id's feed position (`position` is the last of them).
- */
-/**
  * Rows as one JSON parameter for `jsonb_to_recordset(...) AS r(RECORDSET_COLUMNS)`: one
  * parameter however many rows (a multi-row VALUES list costs 12 bound parameters a row to
  * build, send and parse).
@@ -110,6 +105,11 @@ const INSERT_NEW_SQL = `
   INSERT INTO ${getTableName(changeFeed)} (memory_id, op) SELECT id, 'upsert' FROM ins
   RETURNING memory_id, txid::text AS txid, seq::text AS seq`;
 
+/**
+ * Inserts new memories and their change-feed rows in one transaction. Ids that already
+ * exist (live or tombstoned) are not written and come back in `conflicts`; `positions`
+ * holds each created id's feed position (`position` is the last of them).
+ */
 export async function insertMemories(db: Db, docs: Memory[]): Promise<{ created: Memory[]; conflicts: string[]; position: FeedPosition | null; positions: Map<string, FeedPosition> }> {
   if (docs.length === 0) return { created: [], conflicts: [], position: null, positions: new Map() };
   // One statement (atomic on its own) and one round trip instead of BEGIN, two INSERTs and

@@ -5,7 +5,7 @@ import { listRefusals, refusalStats } from '../../store/catchup-refusals.js';
 import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../../store/dlq.js';
 import { readJson, readOptionalJson } from '../body.js';
 import { parseQuery } from '../query.js';
-import { dlqListParams as dlqListQuery, refusalListParams as refusalListQuery } from '../operator-params.js';
+import { dlqListParams, refusalListParams } from '../operator-params.js';
 import type { AppDeps } from '../deps.js';
 import { adminAuth } from '../middleware/auth.js';
 
@@ -45,7 +45,7 @@ export function adminRoutes(deps: AppDeps) {
   app.use(`${ADMIN_PREFIX}/*`, adminAuth(config.adminToken));
 
   app.get(`${ADMIN_PREFIX}/dlq`, async (c) => {
-    const { status, limit, offset, peer } = parseQuery(c, dlqListQuery);
+    const { status, limit, offset, peer } = parseQuery(c, dlqListParams);
     const rows = await listDlq(db, { ...(peer ? { peerId: peer } : {}), ...(status ? { status } : {}), limit, offset });
     return c.json({ rows, count: rows.length });
   });
@@ -82,7 +82,7 @@ export function adminRoutes(deps: AppDeps) {
 
   // Catch-up refusals: rows a pull refused for good, recorded and passed (docs/operations.md).
   app.get(`${ADMIN_PREFIX}/catchup/refusals`, async (c) => {
-    const { status, limit, offset, peer } = parseQuery(c, refusalListQuery);
+    const { status, limit, offset, peer } = parseQuery(c, refusalListParams);
     const rows = await listRefusals(db, { ...(peer ? { peerId: peer } : {}), ...(status ? { status } : {}), limit, offset });
     return c.json({ rows, count: rows.length });
   });

@@ -76,8 +76,7 @@ export function memoryRoutes(deps: AppDeps) {
     committed(agentId, 'create', [memory.id]);
     const q = await replicate(outcome.position);
     if (!q.met) return quorumFailure(c, q, memory.id);
-    const m = memory;
-    const res: Record<string, unknown> = { id: m.id, tier: m.tier, namespace: m.namespace, title: m.title, agent_id: m.metadata.agent_id };
+    const res: Record<string, unknown> = { id: memory.id, tier: memory.tier, namespace: memory.namespace, title: memory.title, agent_id: memory.metadata.agent_id };
     if (config.federation.peers.length > 0) res.quorum_acks = q.acks;
     return c.json(res, 201);
   });
