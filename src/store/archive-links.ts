@@ -178,7 +178,9 @@ export async function linksBySource(db: Exec, ids: string[]): Promise<Map<string
   const rows = await db.select().from(memoryLinks).where(inTextList(memoryLinks.sourceId, ids)).orderBy(asc(memoryLinks.targetId), asc(memoryLinks.relation));
   for (const r of rows) {
     const l = linkFromRow(r);
-    out.set(l.source_id, [...(out.get(l.source_id) ?? []), l]);
+    const list = out.get(l.source_id);
+    if (list) list.push(l);
+    else out.set(l.source_id, [l]);
   }
   return out;
 }
