@@ -73,20 +73,25 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
     { name: 'redis', check: async () => void (await producer.ping()) },
   ];
   const closers: Array<() => Promise<unknown>> = [];
-  const running: RunningNode = { config, close: () => Promise.resolve() };
-  // Set once the audit recorder exists; a failed start closes what it opened and rethrows.
-  let audit: QueueAuditRecorder | null = null;
+  const audit = new QueueAuditRecorder(queues.audit, database, logger);
+  // Used by close() and by a failed start alike: what was opened is closed.
   const closeAll = async () => {
     // Order: stop intake (HTTP, workers), then connections.
     for (const c of closers) await c().catch((err) => logger.warn({ err }, 'shutdown step failed'));
-    await audit?.close();
+    await audit.close();
     await closeQueues(queues);
     await producer.quit().catch(() => producer.disconnect());
     await database.close();
   };
+  const running: RunningNode = {
+    config,
+    close: async () => {
+      await closeAll();
+      logger.info('stopped');
+    },
+  };
   try {
     const peers = new Map(config.federation.peers.map((p) => [p.id, p]));
-    audit = new QueueAuditRecorder(queues.audit, database, logger);
     const auditKeys = await loadAuditKeys(config.federation.keyDir, config.nodeId);
     recordKeyChanges(audit, logger, { nodeId: config.nodeId, generated: own.generated ? { pubPath: own.pubPath } : null, chainHeadKeyId: await headKeyId(database.db), signer: auditKeys.signer, trustedKeys: auditKeys.keys });
     registerDatabaseCollectors(metrics, database.db, [...peers.keys()]);
@@ -143,10 +148,5 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
     await closeAll();
     throw err;
   }
-
-  running.close = async () => {
-    await closeAll();
-    logger.info('stopped');
-  };
   return running;
 }
