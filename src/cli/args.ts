@@ -5,6 +5,23 @@ import { parseParams } from '../api/query.js';
 /** A usage error: reported as one line on stderr, exit 2. */
 export class UsageError extends Error {}
 
+/**
+ * The subcommand, when it is one of `known`; else a UsageError naming them.
+ * `command` is what came before it (`dlq`), `tool` the command whose --help lists them.
+ */
+export function subcommand(command: string, given: string | undefined, known: readonly string[], tool: string): string {
+  if (given !== undefined && known.includes(given)) return given;
+  throw new UsageError(`${command}: ${given === undefined ? 'a command is required' : `unknown command "${given}"`} (${known.join(', ')}; memfed ${tool} --help)`);
+}
+
+const POSITIVE_INT = /^[1-9]\d{0,14}$/;
+
+/** A positive integer flag value, or a UsageError with `what` as the message. */
+export function positiveInt(value: string, what: string): number {
+  if (!POSITIVE_INT.test(value)) throw new UsageError(what);
+  return Number(value);
+}
+
 export const isHelp = (arg: string | undefined) => arg === 'help' || arg === '--help' || arg === '-h';
 
 type Options = NonNullable<ParseArgsConfig['options']>;
@@ -29,8 +46,5 @@ export function checkParams<S extends z.ZodRawShape>(command: string, shape: S, 
 /** `--id N ...`: each a positive integer, or a UsageError (never silently dropped). */
 export function idFlags(command: string, ids: string[] | undefined): number[] | undefined {
   if (ids === undefined) return undefined;
-  return ids.map((v) => {
-    if (!/^[1-9]\d{0,14}$/.test(v)) throw new UsageError(`${command}: --id expects a positive integer, got "${v}"`);
-    return Number(v);
-  });
+  return ids.map((v) => positiveInt(v, `${command}: --id expects a positive integer, got "${v}"`));
 }

@@ -4,7 +4,7 @@ import { verifyStoredChain } from '../audit/verify.js';
 import type { Config } from '../config.js';
 import { createDatabase } from '../db/client.js';
 import { loadAuditKeys } from '../federation/keys.js';
-import { parseFlags, UsageError } from './args.js';
+import { parseFlags, positiveInt, subcommand } from './args.js';
 
 export const AUDIT_USAGE = `memfed audit verify [--json] [--from N] [--checkpoints FILE]...
                             walk the chain: hashes, links, signatures, sequence, checkpoints
@@ -35,10 +35,9 @@ async function readArchivedCheckpoints(file: string, nodeId: string): Promise<Ch
 
 export async function auditCommand(config: Config, args: string[], out: (s: string) => void): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub !== 'verify') throw new UsageError(`audit: ${sub === undefined ? 'a command is required' : `unknown command "${sub}"`} (verify; memfed audit --help)`);
+  subcommand('audit', sub, ['verify'], 'audit');
   const values = parseFlags('audit verify', rest, { json: { type: 'boolean' }, from: { type: 'string' }, checkpoints: { type: 'string', multiple: true } });
-  const from = values.from === undefined ? 1 : Number(values.from);
-  if (!/^[1-9]\d{0,14}$/.test(values.from ?? '1')) throw new UsageError('audit verify: --from must be a positive integer');
+  const from = values.from === undefined ? 1 : positiveInt(values.from, 'audit verify: --from must be a positive integer');
   const archived: Checkpoint[] = [];
   for (const file of values.checkpoints ?? []) {
     const r = await readArchivedCheckpoints(file, config.nodeId);

@@ -8,7 +8,7 @@ import { createMetrics } from '../metrics.js';
 import { insertOutbox } from '../store/audit.js';
 import { listRefusals, refusalStats } from '../store/catchup-refusals.js';
 import { refusalListParams } from '../api/operator-params.js';
-import { checkParams, idFlags, parseFlags, UsageError } from './args.js';
+import { checkParams, idFlags, parseFlags, subcommand, UsageError } from './args.js';
 
 const REFUSAL_COMMANDS = ['list', 'stats', 'reapply'];
 
@@ -20,8 +20,8 @@ export const CATCHUP_USAGE = `memfed catchup refusals <command>
 /** `memfed catchup refusals ...`: operator tools straight on the database (no queue needed). */
 export async function catchupCommand(config: Config, args: string[], out: (s: string) => void): Promise<number> {
   const [group, sub, ...rest] = args;
-  if (group !== 'refusals') throw new UsageError(`catchup: ${group === undefined ? 'a command is required' : `unknown command "${group}"`} (refusals; memfed catchup --help)`);
-  if (sub === undefined || !REFUSAL_COMMANDS.includes(sub)) throw new UsageError(`catchup refusals: ${sub === undefined ? 'a command is required' : `unknown command "${sub}"`} (${REFUSAL_COMMANDS.join(', ')}; memfed catchup --help)`);
+  subcommand('catchup', group, ['refusals'], 'catchup');
+  subcommand('catchup refusals', sub, REFUSAL_COMMANDS, 'catchup');
   const cmd = `catchup refusals ${sub}`;
   const values = parseFlags(cmd, rest, { peer: { type: 'string' }, status: { type: 'string' }, limit: { type: 'string' }, id: { type: 'string', multiple: true }, json: { type: 'boolean' } });
   const list = checkParams(cmd, refusalListParams, { status: values.status, limit: values.limit, peer: values.peer });

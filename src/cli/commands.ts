@@ -1,7 +1,7 @@
 import { loadConfig } from '../config.js';
 import { prepareDatabase } from '../db/migrate.js';
 import { generateKeyFiles } from '../federation/keys.js';
-import { isHelp, parseFlags, UsageError } from './args.js';
+import { isHelp, parseFlags, subcommand, UsageError } from './args.js';
 import { AUDIT_USAGE, auditCommand } from './audit.js';
 import { CATCHUP_USAGE, catchupCommand } from './catchup.js';
 import { DLQ_USAGE, dlqCommand } from './dlq.js';
@@ -50,7 +50,7 @@ export async function runToolCommand(command: string, args: string[], out: (s: s
     }
     case 'keys': {
       const [sub, ...rest] = args;
-      if (sub !== 'generate') throw new UsageError(`keys: ${sub === undefined ? 'a command is required' : `unknown command "${sub}"`} (generate; memfed keys --help)`);
+      subcommand('keys', sub, ['generate'], 'keys');
       const values = parseFlags('keys generate', rest, { id: { type: 'string' }, dir: { type: 'string' }, force: { type: 'boolean' } });
       if (!values.id) throw new UsageError('keys generate: --id <agent id> is required');
       const dir = values.dir ?? loadConfig().federation.keyDir;

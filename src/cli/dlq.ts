@@ -9,7 +9,7 @@ import { createLogger } from '../logger.js';
 import { clientTlsOptions, loadTls } from '../tls.js';
 import { createMetrics } from '../metrics.js';
 import { dlqListParams } from '../api/operator-params.js';
-import { checkParams, idFlags, parseFlags, UsageError } from './args.js';
+import { checkParams, idFlags, parseFlags, subcommand, UsageError } from './args.js';
 import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../store/dlq.js';
 
 export const DLQ_USAGE = `memfed dlq <command>
@@ -24,7 +24,7 @@ const DLQ_COMMANDS = ['list', 'stats', 'replay', 'requeue', 'purge'];
 /** `memfed dlq ...`: operator tools straight on the database (no queue needed). */
 export async function dlqCommand(config: Config, args: string[], out: (s: string) => void): Promise<number> {
   const [sub, ...rest] = args;
-  if (sub === undefined || !DLQ_COMMANDS.includes(sub)) throw new UsageError(`dlq: ${sub === undefined ? 'a command is required' : `unknown command "${sub}"`} (${DLQ_COMMANDS.join(', ')}; memfed dlq --help)`);
+  subcommand('dlq', sub, DLQ_COMMANDS, 'dlq');
   const cmd = `dlq ${sub}`;
   const values = parseFlags(cmd, rest, {
     peer: { type: 'string' },
