@@ -26,14 +26,7 @@ const P99_TARGET_MS = 25;
 export async function httpSection(ctx: BenchContext): Promise<void> {
   const { report, infra } = ctx;
   const seconds = ctx.size(10, 4);
-  const dbName = infra.newDatabaseName();
-  const url = infra.dbUrl(dbName);
-  await prepareDatabase(url);
-  const port = await freePort();
-  const api = await startApi(url, port, infra.prefix('http'), infra.keyDir());
-  try {
-    const target = `http://127.0.0.1:${port}/api/v1/memories`;
-    await load(target, 3, {}); // warm-up: JIT, pools, prepared statements
+  await withWarmApi(ctx, 'http', async ({ api, target, url }) => {
     const closed = await load(target, seconds, {});
     const rss = rssMiB(api.proc);
 
@@ -52,9 +45,7 @@ export async function httpSection(ctx: BenchContext): Promise<void> {
         `fixed rate: ${fixed.requests} POSTs, ${fixed.non2xx} non-2xx; API process RSS ${rss} MiB after the closed loop; raw baseline: a plain copy of the memories table (primary key only, no feed)`,
     );
     if (closed.non2xx > 0 || closed.errors > 0 || fixed.non2xx > 0) throw new Error(`write path answered ${closed.non2xx + fixed.non2xx} non-2xx and ${closed.errors} errors`);
-  } finally {
-    await api.stop();
-  }
+  });
 }
 
 /**
@@ -63,16 +54,9 @@ export async function httpSection(ctx: BenchContext): Promise<void> {
  * 10 s; reports the first and last samples and the least-squares trend (MiB per minute).
  */
 export async function soakSection(ctx: BenchContext): Promise<void> {
-  const { report, infra } = ctx;
+  const { report } = ctx;
   const seconds = Number(process.env.BENCH_SOAK_SECONDS ?? 300);
-  const dbName = infra.newDatabaseName();
-  const url = infra.dbUrl(dbName);
-  await prepareDatabase(url);
-  const port = await freePort();
-  const api = await startApi(url, port, infra.prefix('soak'), infra.keyDir());
-  try {
-    const target = `http://127.0.0.1:${port}/api/v1/memories`;
-    await load(target, 3, {});
+  await withWarmApi(ctx, 'soak', async ({ api, target }) => {
     const rate = Math.max(1, Math.round((await load(target, 5, {})).rate / 2));
     const samples: Array<{ t: number; rss: number }> = [];
     const t0 = now();
@@ -83,9 +67,7 @@ export async function soakSection(ctx: BenchContext): Promise<void> {
     const last = samples.at(-1)?.rss ?? Number.NaN;
     report.add({ metric: `API RSS after ${seconds} s at ${rate} writes/s`, value: last, unit: 'MiB', baselineLabel: 'RSS at the first sample', baseline: first, better: 'lower' });
     report.note(`soak: ${run.requests} POSTs (${run.non2xx} non-2xx, ${run.errors} errors), p99 ${run.p99} ms; RSS samples (MiB) ${samples.map((x) => x.rss).join(' ')}; trend ${slope.toFixed(2)} MiB/min`);
-  } finally {
-    await api.stop();
-  }
+  });
 }
 
 /** Least-squares slope of rss over t (MiB per minute). */
@@ -97,6 +79,22 @@ function trend(samples: Array<{ t: number; rss: number }>): number {
   const cov = samples.reduce((a, x) => a + (x.t - mt) * (x.rss - mr), 0);
   const varT = samples.reduce((a, x) => a + (x.t - mt) ** 2, 0);
   return cov / varT;
+}
+
+/** A fresh database and a `memfed api` process on it, warmed up (JIT, pools, prepared statements), for `run`. */
+async function withWarmApi(ctx: BenchContext, tag: string, run: (a: { api: { proc: ChildProcess }; target: string; url: string }) => Promise<void>): Promise<void> {
+  const { infra } = ctx;
+  const url = infra.dbUrl(infra.newDatabaseName());
+  await prepareDatabase(url);
+  const port = await freePort();
+  const api = await startApi(url, port, infra.prefix(tag), infra.keyDir());
+  try {
+    const target = `http://127.0.0.1:${port}/api/v1/memories`;
+    await load(target, 3, {});
+    await run({ api, target, url });
+  } finally {
+    await api.stop();
+  }
 }
 
 interface LoadResult {
