@@ -20,3 +20,20 @@ export function createRedis(url: string, use: 'worker' | 'producer' | 'subscribe
   redis.on('error', () => {});
   return redis;
 }
+
+/** One connection attempt and a PING, no retries: how a starting role learns Redis answers. */
+export async function pingRedis(url: string, timeoutMs = 2000): Promise<void> {
+  const probe = new Redis(url, { connectionName: 'memfed-probe', lazyConnect: true, connectTimeout: timeoutMs, commandTimeout: timeoutMs, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+  // With no retries, connect() rejects with a bare "Connection is closed."; the socket's
+  // own error (ECONNREFUSED, ENOTFOUND, ...) is the one worth reporting.
+  let socketError: Error | undefined;
+  probe.on('error', (err: Error) => (socketError ??= err));
+  try {
+    await probe.connect().catch((err: unknown) => {
+      throw socketError ?? err;
+    });
+    await probe.ping();
+  } finally {
+    probe.disconnect();
+  }
+}

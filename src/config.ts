@@ -133,6 +133,7 @@ const schema = z.object({
     }
   }),
   SHUTDOWN_GRACE_MS: int(10_000, 0, 600_000),
+  STARTUP_WAIT_MS: int(10_000, 0, 600_000),
   MAX_BODY_BYTES: int(512 * 1024, 16 * 1024, 64 * 1024 * 1024),
   MAX_BATCH_BODY_BYTES: int(48 * 1024 * 1024, 64 * 1024, 256 * 1024 * 1024),
   // One memory's serialized JSON (docs/security.md). At most 1 MiB: one memory must fit an
@@ -196,6 +197,8 @@ export interface Config {
   dlq: { replayIntervalMs: number; maxReplayAttempts: number; replayMaxBatch: number; runBudgetMs: number };
   workerQueues: QueueName[];
   shutdownGraceMs: number;
+  /** How long a starting role waits for Postgres and Redis to answer before it gives up (exit 1). */
+  startupWaitMs: number;
   /** BullMQ lock duration; a dead worker's jobs are re-run after about twice this. */
   jobLockMs: number;
   limits: { maxBodyBytes: number; maxBatchBodyBytes: number; memoryMaxBytes: number; concurrentBatchReads: number };
@@ -263,6 +266,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dlq: { replayIntervalMs: r.DLQ_REPLAY_INTERVAL_MS, maxReplayAttempts: r.DLQ_MAX_REPLAY_ATTEMPTS, replayMaxBatch: r.DLQ_REPLAY_MAX_BATCH, runBudgetMs: r.DLQ_RUN_BUDGET_MS },
     workerQueues,
     shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
+    startupWaitMs: r.STARTUP_WAIT_MS,
     jobLockMs: r.JOB_LOCK_MS,
     limits: { maxBodyBytes: r.MAX_BODY_BYTES, maxBatchBodyBytes: r.MAX_BATCH_BODY_BYTES, memoryMaxBytes: r.MEMORY_MAX_BYTES, concurrentBatchReads: r.MAX_CONCURRENT_BATCH_READS },
     audit: { level: r.AUDIT_LEVEL, checkpointEvery: r.AUDIT_CHECKPOINT_EVERY, checkpointIntervalMs: r.AUDIT_CHECKPOINT_INTERVAL_MS, refusalBurst: r.AUDIT_REFUSAL_BURST, refusalWindowMs: r.AUDIT_REFUSAL_WINDOW_MS },

@@ -339,6 +339,7 @@ const SPEC: Record<string, Spec> = {
   DLQ_RUN_BUDGET_MS: { read: (c) => c.dlq.runBudgetMs, default: 20_000, bad: '600001', error: /expected an integer in \[0, 600000\], got "600001"/ },
   WORKER_QUEUES: { read: (c) => c.workerQueues, default: ['push', 'dlq', 'catchup', 'audit'], bad: 'push,bogus', error: /unknown queue "bogus" \(known: push, dlq, catchup, audit\)/ },
   SHUTDOWN_GRACE_MS: { read: (c) => c.shutdownGraceMs, default: 10_000, bad: '600001', error: /expected an integer in \[0, 600000\], got "600001"/ },
+  STARTUP_WAIT_MS: { read: (c) => c.startupWaitMs, default: 10_000, bad: '-1', error: /expected an integer in \[0, 600000\], got "-1"/ },
   MAX_BODY_BYTES: { read: (c) => c.limits.maxBodyBytes, default: 512 * 1024, bad: '1024', error: /expected an integer in \[16384, 67108864\], got "1024"/ },
   MEMORY_MAX_BYTES: { read: (c) => c.limits.memoryMaxBytes, default: 256 * 1024, bad: '2000000', error: /expected an integer in \[16384, 1048576\], got "2000000"/ },
   MAX_BATCH_BODY_BYTES: { read: (c) => c.limits.maxBatchBodyBytes, default: 48 * 1024 * 1024, bad: '1', error: /expected an integer in \[65536, 268435456\], got "1"/ },

@@ -1,8 +1,9 @@
 import { isHelp, UsageError } from '../src/cli/args.js';
 import { USAGE, runToolCommand } from '../src/cli/commands.js';
 import { ConfigError, environmentSecrets, loadConfig, type Config } from '../src/config.js';
+import { unreachableFrom } from '../src/reachability.js';
 import { redactErrorMessage } from '../src/redact.js';
-import { startNode, type Role } from './node.js';
+import { startFailureReason, startNode, type Role } from './node.js';
 
 /*
  * The CLI entry, `memfed <command> [args]`: it only dispatches. Roles start a node
@@ -37,7 +38,19 @@ function usageError(message: string): number {
 
 /** What the bin prints for a command that failed: no URL password, shared secret or SQL parameter. */
 export function fatalMessage(err: unknown): string {
+  const unreachable = unreachableFrom(err, configuredUrls());
+  // A service that is not there is an operating condition, not a bug: one line, no stack.
+  if (unreachable) return redactErrorMessage(unreachable.message, environmentSecrets());
   return redactErrorMessage(String((err as Error | undefined)?.stack ?? err), environmentSecrets());
+}
+
+function configuredUrls(): { Postgres: string; Redis: string } {
+  try {
+    const c = loadConfig();
+    return { Postgres: c.databaseUrl, Redis: c.redisUrl };
+  } catch {
+    return { Postgres: 'DATABASE_URL', Redis: 'REDIS_URL' };
+  }
 }
 
 /** Runs a role until SIGTERM/SIGINT, then shuts down gracefully. */
@@ -74,12 +87,11 @@ async function runRole(role: Role): Promise<number> {
     // gets a few seconds, then the exit is forced).
     process.off('SIGTERM', onTerm);
     process.off('SIGINT', onInt);
-    process.stderr.write(`memfed: ${role} failed to start: ${redactErrorMessage((err as Error)?.message ?? String(err), environmentSecrets())}\n`);
+    // The JSON log has it already (startNode); this line is for a person at a terminal.
+    process.stderr.write(`memfed: ${role} failed to start: ${redactErrorMessage(startFailureReason(err), environmentSecrets())}\n`);
     setTimeout(() => process.exit(1), 5000).unref();
     return 1;
   }
-  const why = await stopRequested;
-  process.stderr.write(`memfed: ${why}, shutting down\n`);
-  await node.close();
+  await node.close(await stopRequested);
   return 0;
 }

@@ -11,14 +11,15 @@ import { PeerClient } from '../src/federation/client.js';
 import { KeyRing, ensureOwnKey, loadAuditKeys } from '../src/federation/keys.js';
 import { NonceStore } from '../src/federation/nonces.js';
 import { loadPolicy } from '../src/governance.js';
-import { createLogger } from '../src/logger.js';
+import { createLogger, type Logger } from '../src/logger.js';
 import { createMetrics } from '../src/metrics.js';
+import { ServiceUnreachable, waitForService } from '../src/reachability.js';
 import { headKeyId } from '../src/store/audit.js';
 import { clientTlsOptions, loadTls } from '../src/tls.js';
 import { AckTracker } from '../queues/acks.js';
 import { QueueAuditRecorder } from '../queues/audit.js';
 import { BULL_BOARD_PATH, bullBoardApp } from '../queues/bull-board.js';
-import { createRedis } from '../queues/connection.js';
+import { createRedis, pingRedis } from '../queues/connection.js';
 import { enqueueDlqReplay } from '../queues/dlq.js';
 import { registerQueueCollectors } from '../queues/metrics.js';
 import { watchPeerContact } from '../queues/recovery.js';
@@ -41,15 +42,30 @@ export interface RunningNode {
   apiUrl?: string;
   /** Base URL of the worker role's metrics/health server, when it runs. */
   workerUrl?: string;
-  close(): Promise<void>;
+  /** Graceful shutdown; `why` goes into the log line that starts it. */
+  close(why?: string): Promise<void>;
 }
 
 /** Starts a node in a role; resolves once it serves. */
 export async function startNode(role: Role, config: Config): Promise<RunningNode> {
   assertDriverGuard();
   const logger = createLogger(config.logLevel, { node: config.nodeId, role }, { secrets: configSecrets(config) });
-  const metrics = createMetrics({ nodeId: config.nodeId, role });
   logger.info({ config: describeConfig(config) }, 'starting memfed');
+  try {
+    return await startRole(role, config, logger);
+  } catch (err) {
+    // A JSON line like every other, with the one-line reason (no stack for a service
+    // that is not there; a real bug keeps its stack in `err`).
+    logger.fatal({ reason: startFailureReason(err), ...(err instanceof ServiceUnreachable ? {} : { err }) }, 'start failed');
+    throw err;
+  }
+}
+
+/** One line for why a start failed, secrets masked by the caller's redaction. */
+export const startFailureReason = (err: unknown): string => String((err as Error | undefined)?.message ?? err).split('\n')[0]!;
+
+async function startRole(role: Role, config: Config, logger: Logger): Promise<RunningNode> {
+  const metrics = createMetrics({ nodeId: config.nodeId, role });
   // Before any connection is opened: an invalid policy must stop the process, not leave
   // it hanging on open pools after the error.
   const policy = await loadPolicy(config.governance);
@@ -60,11 +76,15 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   if (tls && plainPeers.length > 0) logger.warn({ peers: plainPeers }, 'TLS is configured but these peers are reached over plain http://');
   const listenOptions = { limits: config.httpServer, tls };
 
-  await prepareDatabase(config.databaseUrl);
-  const database = createDatabase(config.databaseUrl, { max: config.databasePoolMax });
+  // Both services answer (or the start ends in one line naming the one that does not).
+  const waiting = (service: string) => (reason: string) => logger.warn({ service, reason, waitMs: config.startupWaitMs }, `waiting for ${service}`);
+  await waitForService('Postgres', config.databaseUrl, config.startupWaitMs, () => prepareDatabase(config.databaseUrl), waiting('Postgres'));
+  await waitForService('Redis', config.redisUrl, config.startupWaitMs, () => pingRedis(config.redisUrl), waiting('Redis'));
+  // Keys before any connection: an unreadable key directory opens nothing that must be closed.
   const own = await ensureOwnKey(config.federation.keyDir, config.nodeId);
   if (own.generated) logger.info({ pub: own.pubPath }, "generated this node's Ed25519 key; enrol it on peers by copying the .pub file");
   const keys = await KeyRing.load(config.federation.keyDir, config.nodeId);
+  const database = createDatabase(config.databaseUrl, { max: config.databasePoolMax });
 
   const producer = createRedis(config.redisUrl, 'producer', 'producer');
   const queues = createQueues(producer, config.queuePrefix);
@@ -85,7 +105,8 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   };
   const running: RunningNode = {
     config,
-    close: async () => {
+    close: async (why = 'close requested') => {
+      logger.info({ reason: why }, 'shutting down');
       await closeAll();
       logger.info('stopped');
     },
@@ -144,7 +165,6 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
       closers.unshift(() => workers.close(config.shutdownGraceMs));
     }
   } catch (err) {
-    logger.error({ err: (err as Error).message }, 'start failed; closing what was opened');
     await closeAll();
     throw err;
   }

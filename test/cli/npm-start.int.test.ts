@@ -44,7 +44,7 @@ describe('npm start', () => {
         npm.kill(sig);
         // The node's output still reaches us: it shares npm's pipes.
         await waitFor(async () => listener(port) === null && out.includes('"msg":"stopped"'), { timeoutMs: 20_000, what: 'the node stopped after npm' });
-        expect(out).toMatch(sig === 'SIGTERM' ? /SIGTERM received, shutting down/ : /npm \(the parent process\) exited, shutting down/);
+        expect(out).toMatch(sig === 'SIGTERM' ? /"reason":"SIGTERM received","msg":"shutting down"/ : /"reason":"npm \(the parent process\) exited","msg":"shutting down"/);
       } finally {
         const orphan = listener(port);
         if (orphan !== null) process.kill(orphan, 'SIGKILL');

@@ -111,7 +111,7 @@ describe('SIGTERM with a push job in flight', () => {
     const id = await inFlight(r, worker, 'drained');
     expect(await peersBehind(r.db.database.db, ['holder'])).toEqual(['holder']);
     worker.signal('SIGTERM');
-    await waitFor(async () => worker.output().includes('SIGTERM received, shutting down'), { what: 'shutdown started' });
+    await waitFor(async () => worker.output().includes('"reason":"SIGTERM received","msg":"shutting down"'), { what: 'shutdown started' });
     // Shutdown has begun and the job is still waiting on the peer: now the peer answers.
     expect(worker.proc.exitCode).toBeNull();
     r.peer.release();
