@@ -32,8 +32,11 @@ if (!compose) {
   );
 }
 
-function run(args: string[]): { code: number; stdout: string; stderr: string } {
+const FIXED_ENV = { MEMFED_ADMIN_TOKEN: 'test-admin-token', MEMFED_PG_PASSWORD: 'test-pg', MEMFED_LOG_LEVEL: 'info' };
+
+function run(args: string[], env: Record<string, string> = FIXED_ENV): { code: number; stdout: string; stderr: string } {
   const [cmd, ...pre] = compose ?? ['docker-compose'];
+  const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MEMFED_')));
   try {
     const stdout = execFileSync(cmd!, [...pre, '-f', 'docker-compose.yml', ...args], {
       cwd: ROOT,
@@ -41,7 +44,7 @@ function run(args: string[]): { code: number; stdout: string; stderr: string } {
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 60_000,
       // Fixed values, so the assertions do not depend on the caller's environment.
-      env: { ...process.env, MEMFED_ADMIN_TOKEN: 'test-admin-token', MEMFED_PG_PASSWORD: 'test-pg', MEMFED_LOG_LEVEL: 'info' },
+      env: { ...inherited, ...env },
     });
     return { code: 0, stdout, stderr: '' };
   } catch (err) {
@@ -121,10 +124,29 @@ describe.skipIf(!compose)(`docker-compose.yml${skipNote(!compose, 'neither docke
         expect(block, name).toContain('FED_QUORUM_W: 2');
         expect(block, name).toContain('ADMIN_TOKEN: test-admin-token');
         expect(block, name).toContain('/api/v1/health');
-        expect(block, name).toMatch(new RegExp(`published: ${role === 'api' ? n.api : n.worker}\\b`));
+        const port = role === 'api' ? n.api : n.worker;
+        expect(block, name).toContain(`127.0.0.1:${port}:${port}`);
         expect(block, name).toContain('service_completed_successfully');
         expect(block, name).toContain('service_healthy');
       }
     }
   });
+
+  it('refuses to run without MEMFED_ADMIN_TOKEN: no default token on a published port', () => {
+    const { MEMFED_ADMIN_TOKEN: _token, ...rest } = FIXED_ENV;
+    const r = run(['config', '-q'], rest);
+    expect(r.code).not.toBe(0);
+    expect(r.stderr).toContain('set MEMFED_ADMIN_TOKEN');
+    expect(run(['config']).stdout).not.toContain('change-me');
+  }, 60_000);
+
+  it('publishes every port on loopback unless MEMFED_BIND says otherwise', () => {
+    // Normalized, a port bound to an address reads `- 127.0.0.1:9081:9081/tcp`; an
+    // unbound one `- published: 9081` (which would be every interface).
+    const published = (yaml: string) => [...yaml.matchAll(/^\s+- (?:([\d.]+):(\d+):\d+\/tcp|published: (\d+))$/gm)].map((m) => (m[1] ? `${m[1]}:${m[2]}` : `*:${m[3]}`));
+    const loopback = published(run(['config']).stdout);
+    expect(loopback.length).toBeGreaterThanOrEqual(6);
+    expect(loopback.every((p) => p.startsWith('127.0.0.1:'))).toBe(true);
+    expect(published(run(['config'], { ...FIXED_ENV, MEMFED_BIND: '0.0.0.0' }).stdout).every((p) => p.startsWith('0.0.0.0:'))).toBe(true);
+  }, 60_000);
 });
