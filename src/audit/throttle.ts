@@ -1,13 +1,7 @@
+import { burstWindow, type BurstLimits } from '../burst-window.js';
 import type { AuditRecord, AuditRecorder } from './events.js';
 
-export interface RefusalThrottle {
-  /** Refusals of one tag recorded one by one per window; the rest are counted. */
-  burst: number;
-  windowMs: number;
-}
-
-// Distinct actors named in a summary, as a sample: the count is what matters.
-const SUMMARY_ACTORS = 10;
+export type RefusalThrottle = BurstLimits;
 
 /**
  * Refusals come from outside and can be flooded; each would be a signed chain entry. The
@@ -17,32 +11,16 @@ const SUMMARY_ACTORS = 10;
  * window closes. Nothing goes uncounted.
  */
 export function throttleRefusals(inner: AuditRecorder, opts: RefusalThrottle = { burst: 20, windowMs: 60_000 }): AuditRecorder & { stop(): void } {
-  const { burst, windowMs } = opts;
-  const windows = new Map<string, { count: number; suppressed: number; actors: Set<string>; first: AuditRecord }>();
-  const flush = () => {
-    for (const [tag, w] of windows) {
-      if (w.suppressed > 0) {
-        const { kind, details } = w.first;
-        inner.record({ kind, actor: 'federation', details: { tag, status: details.status, summary: true, suppressed: w.suppressed, window_ms: windowMs, actors_sample: [...w.actors] } });
-      }
-      windows.delete(tag);
-    }
-  };
-  const timer = setInterval(flush, windowMs);
-  timer.unref();
+  const window = burstWindow<AuditRecord>(
+    opts,
+    ({ key: tag, first, suppressed, sample }) => inner.record({ kind: first.kind, actor: 'federation', details: { tag, status: first.details.status, summary: true, suppressed, window_ms: opts.windowMs, actors_sample: sample } }),
+    { sampleOf: (e) => e.actor },
+  );
   return {
     record(event) {
       if (event.kind !== 'federation.refused') return inner.record(event);
-      const tag = String(event.details.tag ?? '');
-      const w = windows.get(tag) ?? { count: 0, suppressed: 0, actors: new Set<string>(), first: event };
-      windows.set(tag, w);
-      if (++w.count <= burst) return inner.record(event);
-      w.suppressed++;
-      if (w.actors.size < SUMMARY_ACTORS && event.actor !== undefined) w.actors.add(event.actor);
+      if (window.admit(String(event.details.tag ?? ''), event)) inner.record(event);
     },
-    stop() {
-      clearInterval(timer);
-      flush();
-    },
+    stop: () => window.stop(),
   };
 }

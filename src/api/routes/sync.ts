@@ -1,6 +1,7 @@
 import { Hono, type Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
+import { burstWindow, type BurstWindow } from '../../burst-window.js';
 import { badRequest } from '../../errors.js';
 import { precheckInbound, verifyInbound, type InboundResult } from '../../federation/inbound.js';
 import { PEER_ID, flavourTraits } from '../../federation/peers.js';
@@ -27,8 +28,24 @@ function recordRefusal(c: Context, deps: AppDeps, claimed: string | undefined, t
   const valid = claimed !== undefined && PEER_ID.test(claimed);
   const shown = claimed === undefined || valid ? claimed : `${claimed.slice(0, CLAIMED_ID_MAX)}${claimed.length > CLAIMED_ID_MAX ? `...[${claimed.length} chars]` : ''}`;
   deps.metrics.inboundRefusals.inc({ reason: tag });
-  deps.logger.warn({ peer: shown, tag, path: c.req.path }, 'federation request refused');
+  if (refusalLogOf(deps).admit(tag, { peer: shown })) deps.logger.warn({ peer: shown, tag, path: c.req.path }, 'federation request refused');
   deps.audit.record({ kind: 'federation.refused', actor: valid ? claimed : 'unknown', details: { tag, status, path: c.req.path, method: c.req.method, ...(claimed !== undefined && !valid ? { claimed_peer: shown } : {}) } });
+}
+
+/**
+ * Refusal log lines are throttled like refusal audit events (the same AUDIT_REFUSAL_BURST
+ * per tag and AUDIT_REFUSAL_WINDOW_MS): a flood of refused requests costs one summary line
+ * per tag and window, and the metric above still counts every one. One window per app.
+ */
+const refusalLogs = new WeakMap<AppDeps, BurstWindow<{ peer: string | undefined }>>();
+function refusalLogOf(deps: AppDeps): BurstWindow<{ peer: string | undefined }> {
+  let w = refusalLogs.get(deps);
+  if (!w) {
+    const { refusalBurst: burst, refusalWindowMs: windowMs } = deps.config.audit;
+    w = burstWindow({ burst, windowMs }, ({ key: tag, suppressed, sample }) => deps.logger.warn({ tag, suppressed, window_ms: windowMs, peers_sample: sample }, 'federation requests refused (not logged one by one beyond the burst)'), { sampleOf: (e) => e.peer });
+    refusalLogs.set(deps, w);
+  }
+  return w;
 }
 
 // What of an invalid claimed peer id is logged and audited.
