@@ -86,6 +86,7 @@ describe('alert rules (conventions, no promtool needed)', () => {
       'MemfedQueueBacklogGrowing',
       'MemfedQueueOldestWaitingJobTooOld',
       'MemfedQueueJobsFailing',
+      'MemfedWorkersDown',
       'MemfedPeerPushLagRowsHigh',
       'MemfedPeerPushLagSecondsHigh',
       'MemfedPeerUnreachable',
