@@ -4,7 +4,12 @@ import type { Queues } from './registry.js';
 
 const STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized'] as const;
 
-/** Per queue and state job counts and the oldest waiting job's age, read at scrape time. */
+/**
+ * Per queue and state job counts, the oldest waiting job's age and the live workers, read
+ * at scrape time. The worker count comes from Redis (the named connections of every
+ * worker on this queue prefix), so the API process reports 0 when the worker process is
+ * dead: that is what the worker-down alert needs.
+ */
 export function registerQueueCollectors(metrics: Metrics, queues: Queues): void {
   metrics.onScrape(async () => {
     await Promise.all(
@@ -14,6 +19,7 @@ export function registerQueueCollectors(metrics: Metrics, queues: Queues): void 
         for (const state of STATES) metrics.queueJobs.set({ queue: name, state }, counts[state] ?? 0);
         const [oldest] = await q.getJobs(['waiting'], 0, 0, true);
         metrics.queueOldestWaitingAge.set({ queue: name }, oldest ? Math.max(0, (Date.now() - oldest.timestamp) / 1000) : 0);
+        metrics.queueWorkers.set({ queue: name }, await q.getWorkersCount());
       }),
     );
   });

@@ -202,6 +202,12 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
       labelNames: ['queue', 'state'] as const,
       registers: [registry],
     }),
+    queueWorkers: new Gauge({
+      name: 'memfed_queue_workers',
+      help: 'Live BullMQ workers serving the queue (any process, from Redis CLIENT LIST), read at scrape time',
+      labelNames: ['queue'] as const,
+      registers: [registry],
+    }),
     queueOldestWaitingAge: new Gauge({
       name: 'memfed_queue_oldest_waiting_age_seconds',
       help: 'Age of the oldest waiting job per queue (0 when none)',

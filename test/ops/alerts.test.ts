@@ -64,6 +64,12 @@ describe('alert rules (promtool)', () => {
     expect(r.code, r.output).toBe(0);
   });
 
+  it.skipIf(!hasPromtool)(`promtool check config accepts docs/prometheus/prometheus.yml (the Compose Prometheus)${skipNote(!hasPromtool, NO_PROMTOOL)}`, () => {
+    const r = promtool(['check', 'config', fileURLToPath(new URL('../../docs/prometheus/prometheus.yml', import.meta.url))]);
+    expect(r.output).toContain('SUCCESS');
+    expect(r.code, r.output).toBe(0);
+  });
+
   it.skipIf(!hasPromtool)(`promtool test rules passes docs/alerts/memfed.rules.test.yml${skipNote(!hasPromtool, NO_PROMTOOL)}`, () => {
     const r = promtool(['test', 'rules', RULE_TESTS]);
     expect(r.code, r.output).toBe(0);
@@ -86,6 +92,7 @@ describe('alert rules (conventions, no promtool needed)', () => {
       'MemfedQueueBacklogGrowing',
       'MemfedQueueOldestWaitingJobTooOld',
       'MemfedQueueJobsFailing',
+      'MemfedWorkersDown',
       'MemfedPeerPushLagRowsHigh',
       'MemfedPeerPushLagSecondsHigh',
       'MemfedPeerUnreachable',

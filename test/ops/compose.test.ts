@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { skipNote } from '../helpers/skip.js';
@@ -149,4 +150,25 @@ describe.skipIf(!compose)(`docker-compose.yml${skipNote(!compose, 'neither docke
     expect(loopback.every((p) => p.startsWith('127.0.0.1:'))).toBe(true);
     expect(published(run(['config'], { ...FIXED_ENV, MEMFED_BIND: '0.0.0.0' }).stdout).every((p) => p.startsWith('0.0.0.0:'))).toBe(true);
   }, 60_000);
+
+  it('runs Prometheus with the shipped alert rules and a config that scrapes every node service', () => {
+    const r = run(['config']);
+    expect(r.code, r.stderr).toBe(0);
+    const prom = flat(serviceBlock(r.stdout, 'prometheus'));
+    expect(prom).toMatch(/image: prom\/prometheus:v\d+\.\d+\.\d+/);
+    expect(prom).toContain('--config.file=/etc/prometheus/prometheus.yml');
+    expect(prom).toMatch(/\/docs\/prometheus\/prometheus\.yml:\/etc\/prometheus\/prometheus\.yml:ro/);
+    expect(prom).toMatch(/\/docs\/alerts:\/etc\/prometheus\/rules:ro/);
+    expect(prom).toContain('127.0.0.1:9090:9090');
+    // The mounted config loads the mounted rule files and scrapes each role's /metrics.
+    const config = readFileSync(`${ROOT}docs/prometheus/prometheus.yml`, 'utf8');
+    expect(config).toContain('- /etc/prometheus/rules/*.rules.yml');
+    const targets = [...config.matchAll(/^ +- ([\w-]+):(\d+)$/gm)].map((m) => `${m[1]}:${m[2]}`);
+    const expected = NODE_SERVICES.map((name) => {
+      const block = flat(serviceBlock(r.stdout, name));
+      const port = new RegExp(`\\b${name.endsWith('-api') ? 'HTTP_PORT' : 'WORKER_HTTP_PORT'}: (\\d+)`).exec(block)?.[1];
+      return `${name}:${port}`;
+    });
+    expect(targets.sort()).toEqual(expected.sort());
+  });
 });
