@@ -33,6 +33,16 @@ async function readArchivedCheckpoints(file: string, nodeId: string): Promise<Ch
   return out;
 }
 
+/**
+ * A chain whose very first entry is signed by a key this environment does not hold was
+ * most likely never tampered with: the tool runs with another node's NODE_ID or key
+ * directory. Say so, instead of leaving "unknown_key at seq 1" to be read as an attack.
+ */
+function environmentHint(r: { kind: string; count: number }, config: Config): string | undefined {
+  if (r.kind !== 'unknown_key' || r.count > 0) return undefined;
+  return `hint: no entry could be checked against a key of this environment; check the environment: NODE_ID=${config.nodeId} and FED_KEY_DIR=${config.federation.keyDir} must be the node's own (its ${config.nodeId}.pub, and retired/ for rotated keys)`;
+}
+
 export async function auditCommand(config: Config, args: string[], out: (s: string) => void): Promise<number> {
   const [sub, ...rest] = args;
   subcommand('audit', sub, ['verify'], 'audit');
@@ -53,9 +63,10 @@ export async function auditCommand(config: Config, args: string[], out: (s: stri
     const started = Date.now();
     const r = await verifyStoredChain(database.db, { nodeId: config.nodeId, keys, from, extraCheckpoints: archived });
     const ms = Date.now() - started;
-    if (values.json) out(JSON.stringify({ ...r, node_id: config.nodeId, from, elapsed_ms: ms }));
+    const hint = r.ok ? undefined : environmentHint(r, config);
+    if (values.json) out(JSON.stringify({ ...r, node_id: config.nodeId, from, elapsed_ms: ms, ...(hint ? { hint } : {}) }));
     else if (r.ok) out(`ok: ${r.count} entries verified from seq ${from}${r.head ? ` to ${r.head.seq}` : ''}, ${r.checkpointsChecked} checkpoint(s) held, ${ms} ms`);
-    else out(`FAILED at seq ${r.seq}: ${r.kind} (${r.detail}); ${r.count} entries verified before it`);
+    else out(`FAILED at seq ${r.seq}: ${r.kind} (${r.detail}); ${r.count} entries verified before it${hint ? `\n${hint}` : ''}`);
     return r.ok ? 0 : 1;
   } finally {
     await database.close();

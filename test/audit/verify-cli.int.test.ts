@@ -80,6 +80,16 @@ describe('memfed audit verify on a stored chain', () => {
     expect((await cli(env, [])).code).toBe(0);
   }, 90_000);
 
+  it('run with another NODE_ID or FED_KEY_DIR: fails at seq 1 and says to check the environment', async () => {
+    for (const env of [{ url: chain.t.url, keyDir: newKeyDir() }, { url: chain.t.url, keyDir: chain.keyDir, nodeId: 'some-other-node' }]) {
+      const r = await cli(env, []);
+      expect(r.code).toBe(1);
+      expect(r.out).toMatch(/^FAILED at seq 1: /m);
+      expect(r.out).toContain(`check the environment: NODE_ID=${env.nodeId ?? NODE} and FED_KEY_DIR=${env.keyDir} must be the node's own`);
+      expect(lastJson((await cli(env, ['--json'])).out)).toMatchObject({ ok: false, seq: 1, hint: expect.stringContaining('check the environment') });
+    }
+  });
+
   it('exits 2 on a bad --from, and on an archive of another node or of the wrong shape', async () => {
     const env = { url: chain.t.url, keyDir: chain.keyDir };
     for (const from of ['0', '-3', '1.5']) {
