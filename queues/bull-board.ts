@@ -25,7 +25,8 @@ export function bullBoardApp(queues: Queues, deps: { audit: AuditRecorder; logge
   createBullBoard({
     queues: Object.values(queues).map((q) => new BullMQAdapter(q, { readOnlyMode: READ_ONLY_QUEUES.has(q.name), description: `memfed ${q.name} queue` })),
     serverAdapter,
-    options: { uiConfig: { boardTitle: 'memfed queues' } },
+    // No link to the bull-board docs site: the board is an offline-capable operator tool.
+    options: { uiConfig: { boardTitle: 'memfed queues', hideDocsLink: true } },
   });
   const board = serverAdapter.registerPlugin() as unknown as Hono;
   const app = new Hono();
@@ -35,9 +36,22 @@ export function bullBoardApp(queues: Queues, deps: { audit: AuditRecorder; logge
       deps.audit.record({ kind: 'board.action', actor: 'admin', details: { method: c.req.method, path: c.req.path.slice(0, 300), status: c.res.status } });
     }
     if (c.res.status >= 400) c.res = await envelope(c, deps.logger);
+    else if (c.res.headers.get('content-type')?.startsWith('text/html')) c.res = await servedWhole(c.res);
   });
   app.route('/', board);
   return app;
+}
+
+/**
+ * The board's page links its fonts from Google Fonts; without them it falls back to the
+ * system fonts its CSS already names. Dropping every external <link> keeps the board
+ * whole on a node without internet access, and its operators' browsers off third parties.
+ */
+export async function servedWhole(res: Response): Promise<Response> {
+  const html = (await res.text()).replace(/<link\b[^>]*\bhref\s*=\s*["']?(?:https?:)?\/\/[^>]*>\s*/gi, '');
+  const headers = new Headers(res.headers);
+  headers.delete('content-length');
+  return new Response(html, { status: res.status, headers });
 }
 
 /** The board's `{error: {key: 'ERRORS.X'}, message, details}` as `{error, code}`; the rest is logged. */
