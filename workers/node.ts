@@ -113,7 +113,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
         replication: new QueueReplication(config, queues, acks, logger, metrics),
         audit: refusalAudit,
         policy,
-        ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues, { audit, logger }) } } : {}),
+        ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues, { audit, logger, redis: producer }) } } : {}),
         auditKeys: auditKeys.keys,
         operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues.dlq, 'operator', peerId) },
         federation: {

@@ -6,10 +6,10 @@ import { UpstreamReceiver } from '../helpers/upstream-peer.js';
 // Everything here goes through the JSON API the Bull Board page itself calls.
 const BEARER = { authorization: 'Bearer board-token' };
 const board = (p: string) => api(n.url, 'GET', `/admin/queues/api${p}`, undefined, BEARER);
-const pushJob = async (id: string) => (await board(`/queues/push/${encodeURIComponent(id)}`)).json as { job: { attempts: number; delay: number; stacktrace: string[]; returnValue: any }; status: string };
+const pushJob = async (id: string) => (await board(`/queues/push/${encodeURIComponent(id)}`)).json as { job: { attempts: number; timestamp: number; processedOn: number; delay: number; stacktrace: string[]; returnValue: any }; status: string };
 const jobLog = async (id: string) => (await board(`/queues/push/${encodeURIComponent(id)}/logs`)).json as string[];
 
-const FAILED_LINE = /^attempt (\d)\/8 failed: \[transient\] POST \/api\/v1\/sync\/push to peer-flaky: HTTP 503 .* \| next try in (\d+(?:\.\d)?) s \(at \d\d:\d\d:\d\d UTC\) \| after attempt 8\/8: the reconciler re-enqueues the peer; its cursor has not moved$/;
+const FAILED_LINE = /^attempt (\d)\/8 failed: \[transient\] POST \/api\/v1\/sync\/push to peer-flaky: HTTP 503 .* \| next try in (\d+(?:\.\d)?) s \(at (\d\d:\d\d:\d\d) UTC\) \| after attempt 8\/8: the reconciler re-enqueues the peer; its cursor has not moved$/;
 
 let n: TestNode;
 let peer: UpstreamReceiver;
@@ -45,9 +45,13 @@ describe('Bull Board job log of a push that fails, retries and then has its row 
     expect(status).toBe('delayed');
     expect(logs.length).toBe(job.attempts);
     logs.forEach((line, i) => expect(line.match(FAILED_LINE)?.[1]).toBe(String(i + 1)));
-    // The delay the last line announced is the one BullMQ applied.
-    const announced = Number(logs.at(-1)!.match(FAILED_LINE)![2]) * 1000;
-    expect(Math.abs(job.delay - announced)).toBeLessThanOrEqual(50);
+    // The timeline's "Will run at" (added at + delay) is when the next try really runs:
+    // after the failed attempt started, by the delay its log line announced.
+    const [, , announced, clock] = logs.at(-1)!.match(FAILED_LINE)!;
+    const runsAt = job.timestamp + job.delay;
+    expect(runsAt - job.processedOn).toBeGreaterThanOrEqual(Number(announced) * 1000 - 50);
+    expect(runsAt - job.processedOn).toBeLessThanOrEqual(Number(announced) * 1000 + 500);
+    expect([runsAt - 1000, runsAt, runsAt + 1000].map((t) => new Date(t).toISOString().slice(11, 19))).toContain(clock);
     // Expected peer failures: one line per attempt in the Error tab, no stack frames.
     expect(job.stacktrace).toHaveLength(job.attempts);
     for (const trace of job.stacktrace) expect(trace).toMatch(/^\[transient\] POST \/api\/v1\/sync\/push to peer-flaky: HTTP 503 [^\n]*$/);
