@@ -76,4 +76,19 @@ describe('Bull Board job log of a push that fails, retries and then has its row 
       refused: [{ memoryId, op: 'upsert', failureClass: 'skipped', reason: 'peer reported skipped' }],
     });
   });
+
+  it("logs a throttled run with the peer's Retry-After, as the same attempt", async () => {
+    peer.failWith = { status: 429, headers: { 'retry-after': '1' } };
+    expect((await api(n.url, 'POST', '/api/v1/memories', { title: 'throttled', content: 'y' })).status).toBe(201);
+    const throttled = await waitFor(async () => {
+      const r = await board('/queues?activeQueue=push&status=delayed');
+      const job = r.json.queues.find((q: { name: string }) => q.name === 'push')?.jobs?.find((j: { name: string }) => j.name === 'push.deliver peer-flaky');
+      return job && (await jobLog(job.id)).length > 0 ? (job.id as string) : undefined;
+    }, { timeoutMs: 20_000, what: 'a throttled push job' });
+    peer.failWith = null;
+    const logs = await jobLog(throttled);
+    expect(logs[0]).toMatch(/^attempt 1\/8 throttled: \[throttle\] POST \/api\/v1\/sync\/push to peer-flaky: HTTP 429 .* \| next try in 1\.0 s \(at \d\d:\d\d:\d\d UTC\), the same attempt \(a throttle uses none\)$/);
+    await waitFor(async () => ((await pushJob(throttled)).status === 'completed' ? true : undefined), { timeoutMs: 20_000, what: 'the throttled job to complete' });
+    expect((await jobLog(throttled)).at(-1)).toMatch(/^attempt 1\/8 completed in /);
+  });
 });

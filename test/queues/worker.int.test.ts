@@ -87,6 +87,10 @@ describe('the queue factory (defineWorker)', () => {
       return 'ok';
     });
     const job = await queue.add('t', { failTimes: 1 });
+    // In backoff: the delay BullMQ applied is the one the log line announced (to the 0.1 s shown).
+    const delayed = await waitFor(async () => ((await job.isDelayed()) ? queue.getJob(job.id!) : null), { intervalMs: 10, what: 'the job in backoff' });
+    const announced = Number((await queue.getJobLogs(job.id!)).logs[0]!.match(/next try in (\d\.\d) s/)![1]) * 1000;
+    expect(Math.abs(delayed!.delay - announced)).toBeLessThanOrEqual(50);
     await waitFor(async () => (await job.isCompleted()) || null, { timeoutMs: 20_000, what: 'the job to complete after one retry' });
     const done = (await queue.getJob(job.id!))!;
     expect(done.stacktrace).toEqual(['[transient] POST /api/v1/sync/push to b: HTTP 502 bad gateway']);
