@@ -29,8 +29,8 @@ export function bullBoardApp(queues: Queues, deps: { audit: AuditRecorder; logge
   createBullBoard({
     queues: Object.values(queues).map((q) => new BullMQAdapter(q, { readOnlyMode: READ_ONLY_QUEUES.has(q.name), description: `memfed ${q.name} queue` })),
     serverAdapter,
-    // No link to the bull-board docs site: the board is an offline-capable operator tool.
     options: {
+      // No link to the bull-board docs site: the board is an offline-capable operator tool.
       uiConfig: { boardTitle: 'memfed queues', hideDocsLink: true },
       handlerHooks: { after: (ctx, result) => (ctx.method === 'get' ? withTrueRunTimes(deps.redis, byName, ctx, result) : result) },
     },
