@@ -2,7 +2,10 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { HonoAdapter } from '@bull-board/hono';
 import { serveStatic } from '@hono/node-server/serve-static';
+import type { ControllerHandlerReturnType, HookContext } from '@bull-board/api/typings/app';
+import type { Queue } from 'bullmq';
 import { Hono, type Context } from 'hono';
+import type { Redis } from 'ioredis';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { AuditRecorder } from '../src/audit/events.js';
 import type { Logger } from '../src/logger.js';
@@ -20,12 +23,17 @@ const READ_ONLY_QUEUES = new Set<string>([auditQueue.name]);
  * action (retry, remove, pause, add, clean, ...) is audited with the admin as actor, and
  * the board's error bodies are answered in the service's envelope, without internals.
  */
-export function bullBoardApp(queues: Queues, deps: { audit: AuditRecorder; logger: Logger }): Hono {
+export function bullBoardApp(queues: Queues, deps: { audit: AuditRecorder; logger: Logger; redis: Redis }): Hono {
   const serverAdapter = new HonoAdapter(serveStatic).setBasePath(BULL_BOARD_PATH);
+  const byName = new Map<string, Queue>(Object.values(queues).map((q) => [q.name, q]));
   createBullBoard({
     queues: Object.values(queues).map((q) => new BullMQAdapter(q, { readOnlyMode: READ_ONLY_QUEUES.has(q.name), description: `memfed ${q.name} queue` })),
     serverAdapter,
-    options: { uiConfig: { boardTitle: 'memfed queues' } },
+    options: {
+      // No link to the bull-board docs site: the board is an offline-capable operator tool.
+      uiConfig: { boardTitle: 'memfed queues', hideDocsLink: true },
+      handlerHooks: { after: (ctx, result) => (ctx.method === 'get' ? withTrueRunTimes(deps.redis, byName, ctx, result) : result) },
+    },
   });
   const board = serverAdapter.registerPlugin() as unknown as Hono;
   const app = new Hono();
@@ -35,9 +43,53 @@ export function bullBoardApp(queues: Queues, deps: { audit: AuditRecorder; logge
       deps.audit.record({ kind: 'board.action', actor: 'admin', details: { method: c.req.method, path: c.req.path.slice(0, 300), status: c.res.status } });
     }
     if (c.res.status >= 400) c.res = await envelope(c, deps.logger);
+    else if (c.res.headers.get('content-type')?.startsWith('text/html')) c.res = await servedWhole(c.res);
   });
   app.route('/', board);
   return app;
+}
+
+interface BoardJob {
+  id?: string;
+  timestamp?: number;
+  delay?: number;
+}
+
+/**
+ * Bull Board's timeline shows a delayed job's "Will run at" as added-at + `delay`: right for
+ * a job added with a delay, wrong for a retry in backoff, whose delay counts from the failed
+ * attempt (the board then shows a time before that attempt's "Process started at"). For each
+ * delayed job in a board answer, `delay` becomes what makes that sum the time BullMQ will
+ * really run it: its score in the queue's delayed set. A failed lookup leaves the answer as is.
+ */
+export async function withTrueRunTimes(redis: Redis, byName: Map<string, Queue>, ctx: HookContext, result: ControllerHandlerReturnType): Promise<ControllerHandlerReturnType> {
+  const body = result.body as { queues?: Array<{ name?: string; jobs?: BoardJob[] }>; job?: BoardJob; status?: string } | undefined;
+  const lists: Array<[Queue | undefined, BoardJob[]]> = [];
+  if (ctx.route === '/api/queues') for (const q of body?.queues ?? []) lists.push([byName.get(q.name ?? ''), q.jobs ?? []]);
+  else if (ctx.route === '/api/queues/:queueName/:jobId' && body?.job && body.status === 'delayed') lists.push([byName.get(String(ctx.request.params.queueName)), [body.job]]);
+  const pending = lists.flatMap(([queue, jobs]) => (queue ? jobs.filter((j) => j.id && typeof j.timestamp === 'number' && (j.delay ?? 0) > 0).map((job) => ({ key: queue.keys.delayed!, job })) : []));
+  if (pending.length === 0) return result;
+  const pipeline = redis.pipeline();
+  for (const { key, job } of pending) pipeline.zscore(key, job.id!);
+  const scores = await pipeline.exec().catch(() => null);
+  pending.forEach(({ job }, i) => {
+    const [err, score] = scores?.[i] ?? [null, null];
+    // BullMQ's delayed score: the run time in ms times 0x1000, plus a tie-breaking counter.
+    if (!err && typeof score === 'string') job.delay = Math.floor(Number(score) / 0x1000) - job.timestamp!;
+  });
+  return result;
+}
+
+/**
+ * The board's page links its fonts from Google Fonts; without them it falls back to the
+ * system fonts its CSS already names. Dropping every external <link> keeps the board
+ * whole on a node without internet access, and its operators' browsers off third parties.
+ */
+export async function servedWhole(res: Response): Promise<Response> {
+  const html = (await res.text()).replace(/<link\b[^>]*\bhref\s*=\s*["']?(?:https?:)?\/\/[^>]*>\s*/gi, '');
+  const headers = new Headers(res.headers);
+  headers.delete('content-length');
+  return new Response(html, { status: res.status, headers });
 }
 
 /** The board's `{error: {key: 'ERRORS.X'}, message, details}` as `{error, code}`; the rest is logged. */

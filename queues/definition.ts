@@ -20,10 +20,14 @@ export interface QueueDefinition<N extends QueueName, P> {
 
 export const defineQueue = <P>() => <N extends QueueName>(def: Omit<QueueDefinition<N, P>, 'payload'>): QueueDefinition<N, P> => def;
 
-/** Completed jobs are kept an hour (Bull Board history), failed ones a week. */
+/**
+ * Completed jobs are kept an hour (Bull Board history), failed ones a week; a job keeps
+ * the last 50 lines of its log (one per attempt, plus throttle and horizon waits).
+ */
 export const RETENTION: JobsOptions = {
   removeOnComplete: { age: 3600, count: 1000 },
   removeOnFail: { age: 7 * 86400, count: 5000 },
+  keepLogs: 50,
 };
 
 /** Job ids and scheduler ids never contain ':' (BullMQ's key separator); peer ids may. */

@@ -134,7 +134,7 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
         replication: new QueueReplication(config, queues, acks, logger, metrics),
         audit: refusalAudit,
         policy,
-        ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues, { audit, logger }) } } : {}),
+        ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues, { audit, logger, redis: producer }) } } : {}),
         auditKeys: auditKeys.keys,
         operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues.dlq, 'operator', peerId) },
         federation: {

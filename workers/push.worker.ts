@@ -1,4 +1,4 @@
-import { DelayedError, UnrecoverableError, type Job } from 'bullmq';
+import { DelayedError, type Job } from 'bullmq';
 import { PeerRequestError } from '../src/federation/client.js';
 import { pushToPeer, type PushRunResult } from '../src/federation/pusher.js';
 import { recordPeerError } from '../src/store/cursors.js';
@@ -6,6 +6,7 @@ import { comparePositions } from '../src/store/feed.js';
 import { publishAck } from '../queues/acks.js';
 import { enqueuePush, type PushJob } from '../queues/push.js';
 import { onPeerRecovered } from '../queues/recovery.js';
+import { ExpectedUnrecoverable, attemptOf, inSeconds, writeJobLog } from '../queues/worker.js';
 import type { WorkerContext } from './context.js';
 
 // Keep one run well inside the job lock; longer backlogs continue in the next job.
@@ -24,6 +25,7 @@ export const horizonWaitMs = (waits: number) => Math.min(50 * 2 ** waits, 2000);
  * Postgres never moves on failure.
  */
 export function pushProcessor(ctx: WorkerContext) {
+  const note = (job: Job<PushJob>, line: string) => writeJobLog(job, line, ctx.logger);
   return async (job: Job<PushJob>, token?: string): Promise<PushRunResult | { skipped: string }> => {
     const peer = ctx.peers.get(job.data.peerId);
     if (!peer) return { skipped: `peer ${job.data.peerId} is no longer configured` };
@@ -48,12 +50,14 @@ export function pushProcessor(ctx: WorkerContext) {
       const retryMs = err.failureClass === 'unenrolled' ? UNENROLLED_RETRY_MS : err.failureClass === 'throttle' ? (err.retryAfterMs ?? THROTTLE_DEFAULT_MS) : undefined;
       await recordPeerError(ctx.database.db, peer.id, err.failureClass, err.message, retryMs).catch((e) => ctx.logger.warn({ err: e, peer: peer.id }, 'could not record the peer error'));
       if (err.failureClass === 'throttle' && token) {
-        await job.moveToDelayed(Date.now() + (retryMs ?? THROTTLE_DEFAULT_MS), token);
+        const waitMs = retryMs ?? THROTTLE_DEFAULT_MS;
+        await note(job, `${attemptOf(job)} throttled: ${err.message} | next try in ${inSeconds(waitMs)}, the same attempt (a throttle uses none)`);
+        await job.moveToDelayed(Date.now() + waitMs, token);
         throw new DelayedError();
       }
       if (err.failureClass === 'unenrolled') {
         ctx.logger.error({ peer: peer.id, err }, 'peer refuses our identity; check key enrolment');
-        throw new UnrecoverableError(err.message);
+        throw new ExpectedUnrecoverable(`${err.message} (the reconciler tries again in ${UNENROLLED_RETRY_MS / 1000} s)`);
       }
       ctx.metrics.fanoutRetries.inc({ peer: peer.id });
       throw err;
@@ -65,11 +69,15 @@ export function pushProcessor(ctx: WorkerContext) {
       // transaction elsewhere on the cluster is still open): look again shortly instead
       // of leaving it to the reconciler. Burns no attempt.
       const waits = job.data.horizonWaits ?? 0;
+      await note(job, `${attemptOf(job)} waits: the commit that asked for this run (${job.data.until.txid}/${job.data.until.seq}) is not below the feed horizon yet, an older transaction is still open; cursor at ${result.cursor.txid}/${result.cursor.seq} | looking again in ${inSeconds(horizonWaitMs(waits))}, the same attempt`);
       await job.updateData({ ...job.data, horizonWaits: waits + 1 });
       await job.moveToDelayed(Date.now() + horizonWaitMs(waits), token);
       throw new DelayedError();
     }
-    if (result.deadLettered > 0) ctx.logger.warn({ peer: peer.id, rows: result.deadLettered }, 'peer refused rows; dead-lettered');
+    if (result.deadLettered > 0) {
+      ctx.logger.warn({ peer: peer.id, rows: result.deadLettered }, 'peer refused rows; dead-lettered');
+      await note(job, `peer refused ${result.deadLettered} of ${result.rows + result.deadLettered} rows: dead-lettered (memfed dlq list --peer ${peer.id}), the cursor passed them | first reason: ${result.refused[0]?.reason ?? '?'} | the result lists ${result.refused.length} with reasons`);
+    }
     if (result.recovered) await onPeerRecovered({ db: ctx.database.db, queues: ctx.queues, logger: ctx.logger, metrics: ctx.metrics }, peer.id, 'acked');
     return result;
   };

@@ -54,10 +54,27 @@ export const refusalToDeadLetter = (peerId: string, r: Refusal): DeadLetter => (
   error: r.error,
 });
 
+/** One refused row as a push job's result shows it (Bull Board): which, and the peer's reason. */
+export interface RefusedRow {
+  memoryId: string;
+  op: DeadLetter['op'];
+  failureClass: Refusal['failureClass'];
+  reason: string;
+}
+
+/** A run's result lists at most this many refused rows (the DLQ holds them all). */
+export const REFUSED_ROWS_SHOWN = 20;
+const REASON_MAX_CHARS = 300;
+
+const refusedRow = (r: Refusal): RefusedRow => ({ memoryId: itemId(r.item), op: r.item.kind === 'memory' ? 'upsert' : 'delete', failureClass: r.failureClass, reason: r.error.slice(0, REASON_MAX_CHARS) });
+
 export interface PushRunResult {
   batches: number;
   rows: number;
+  /** Rows the peer refused in this run (dead-lettered, then passed). */
   deadLettered: number;
+  /** The first REFUSED_ROWS_SHOWN of them with the peer's reason; `deadLettered` counts all. */
+  refused: RefusedRow[];
   caughtUp: boolean;
   /** The peer had a recorded failure and just acked: it is back (replay its DLQ, pull from it). */
   recovered: boolean;
@@ -74,7 +91,7 @@ export interface PushRunResult {
  */
 export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: number): Promise<PushRunResult> {
   const started = Date.now();
-  const out: PushRunResult = { batches: 0, rows: 0, deadLettered: 0, caughtUp: false, recovered: false, cursor: FEED_START };
+  const out: PushRunResult = { batches: 0, rows: 0, deadLettered: 0, refused: [], caughtUp: false, recovered: false, cursor: FEED_START };
   let hadError: boolean | undefined;
   const rowBudget = rowBudgetFor(peer, deps.selfId, deps.batchMaxBytes);
   for (;;) {
@@ -91,9 +108,11 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     let refusedIds = new Set<string>();
     if (testFault('cursor-before-ack')) await advanceCursor(deps.db, peer.id, last);
     if (items.length > 0) {
-      const dead = (await sendIsolating(deps, peer, items)).map((r) => refusalToDeadLetter(peer.id, r));
+      const refusals = await sendIsolating(deps, peer, items);
+      const dead = refusals.map((r) => refusalToDeadLetter(peer.id, r));
       if (dead.length > 0) await deadLetter(deps.db, dead);
       refusedIds = new Set(dead.map((d) => d.memoryId));
+      out.refused.push(...refusals.slice(0, REFUSED_ROWS_SHOWN - out.refused.length).map(refusedRow));
       out.deadLettered += dead.length;
       out.rows += items.length - dead.length;
       out.batches++;

@@ -182,7 +182,7 @@ describe('push DLQ', () => {
     expect(real.json).toEqual({ matched: 1, purged: 1, dry_run: false });
     expect((await dlqRows(`peer_id = 'peer-gone'`))[0]!.status).toBe('purged');
     expect((await api(n.url, 'GET', '/api/v1/admin/dlq/stats')).status).toBe(401);
-    expect((await api(n.url, 'GET', '/api/v1/admin/dlq/stats', undefined, { authorization: 'Bearer wrong' })).status).toBe(403);
+    expect((await api(n.url, 'GET', '/api/v1/admin/dlq/stats', undefined, { authorization: 'Bearer wrong' })).status).toBe(401);
     const frac = await api(n.url, 'GET', '/api/v1/admin/dlq?limit=1.5', undefined, ADMIN);
     expect(frac.status).toBe(400);
     expect(frac.json.code).toBe('INVALID_QUERY');

@@ -41,7 +41,6 @@ describe('Bull Board behind ADMIN_TOKEN', () => {
     expect(page.status).toBe(401);
     expect(page.headers.get('www-authenticate')).toMatch(/^Basic/);
     expect((await api(n.url, 'GET', '/admin/queues/api/queues')).status).toBe(401);
-    expect((await api(n.url, 'GET', '/admin/queues', undefined, { authorization: 'Bearer nope' })).status).toBe(403);
     const ok = await api(n.url, 'GET', '/admin/queues', undefined, BEARER);
     expect(ok.status).toBe(200);
     const css = ok.text.match(/href="(static\/css\/[^"]+)"/)?.[1];
@@ -52,6 +51,32 @@ describe('Bull Board behind ADMIN_TOKEN', () => {
     const queues = await api(n.url, 'GET', '/admin/queues/api/queues', undefined, basic);
     expect(queues.status).toBe(200);
     expect(queues.json.queues.map((q: { name: string }) => q.name).sort()).toEqual(['audit', 'catchup', 'dlq', 'push']);
+  });
+
+  it('answers a wrong token 401 with a Basic challenge, so a browser asks again', async () => {
+    const wrongBasic = { authorization: `Basic ${Buffer.from('ops:nope').toString('base64')}` };
+    for (const headers of [{ authorization: 'Bearer nope' }, wrongBasic]) {
+      for (const p of ['/admin/queues', '/admin/queues/api/queues', '/api/v1/admin/dlq/stats']) {
+        const r = await api(n.url, 'GET', p, undefined, headers);
+        expect(r.status, p).toBe(401);
+        expect(r.headers.get('www-authenticate'), p).toBe('Basic realm="memfed admin", charset="UTF-8"');
+        expect(r.json, p).toEqual({ error: 'invalid admin token', code: 'ADMIN_TOKEN_INVALID' });
+      }
+    }
+  });
+
+  it('serves a page that needs no other host (no web fonts fetched, works offline)', async () => {
+    const page = await api(n.url, 'GET', '/admin/queues', undefined, BEARER);
+    expect(page.status).toBe(200);
+    expect(page.text).not.toMatch(/fonts\.googleapis\.com|fonts\.gstatic\.com/);
+    const refs = [...page.text.matchAll(/\b(?:href|src)\s*=\s*"([^"]*)"/g)].map((m) => m[1]!);
+    expect(refs.filter((r) => r.startsWith('static/'))).not.toHaveLength(0);
+    expect(refs.filter((r) => /^(?:[a-z]+:)?\/\//i.test(r))).toEqual([]);
+    for (const css of refs.filter((r) => r.endsWith('.css'))) {
+      const sheet = await api(n.url, 'GET', `/admin/queues/${css}`, undefined, BEARER);
+      expect(sheet.status).toBe(200);
+      expect(sheet.text).not.toMatch(/@import|url\(\s*["']?(?:https?:)?\/\//i);
+    }
   });
 
   it('shows a failed push job with its peer, class and error', async () => {
@@ -65,6 +90,12 @@ describe('Bull Board behind ADMIN_TOKEN', () => {
     expect(failed.name).toBe('push.deliver peer-refusing');
     expect(failed.data).toMatchObject({ peerId: 'peer-refusing' });
     expect(failed.failedReason).toMatch(/^\[unenrolled\] POST \/api\/v1\/sync\/push to peer-refusing: HTTP 401/);
+    // An expected failure: its one line is the whole stack, and the log says what follows.
+    expect(failed.stacktrace).toEqual([failed.failedReason]);
+    const logs = (await api(n.url, 'GET', `/admin/queues/api/queues/push/${encodeURIComponent(failed.id)}/logs`, undefined, BEARER)).json;
+    // Before it: the run may have waited for its commit to pass the feed horizon (same attempt).
+    expect(logs.slice(0, -1)).toEqual(logs.slice(0, -1).map(() => expect.stringMatching(/^attempt 1\/8 waits: the commit that asked for this run \(\d+\/\d+\) is not below the feed horizon yet/)));
+    expect(logs.slice(-1)).toEqual([expect.stringMatching(/^attempt 1\/8 failed: \[unenrolled\] POST \/api\/v1\/sync\/push to peer-refusing: HTTP 401 .*\(the reconciler tries again in 60 s\) \| not retried \(unrecoverable\): the reconciler re-enqueues the peer; its cursor has not moved$/)]);
   });
 });
 

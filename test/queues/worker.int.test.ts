@@ -1,5 +1,6 @@
 import { Queue, UnrecoverableError, type Worker } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
+import { PeerRequestError } from '../../src/federation/client.js';
 import { createMetrics } from '../../src/metrics.js';
 import { createRedis } from '../../queues/connection.js';
 import { defineQueue } from '../../queues/definition.js';
@@ -68,6 +69,33 @@ describe('the queue factory (defineWorker)', () => {
     expect(finals).toHaveLength(1);
     expect(finals[0]).toMatchObject({ level: 50, queue: 'push', next: 'nothing is lost (test)', err: { message: 'always broken' } });
     expect(finals[0]!.err.stack).toMatch(/always broken\n\s+at /);
+    // The job log: one line per attempt, numbered, with what came next; the stacks stay.
+    const { logs } = await queue.getJobLogs(job.id!);
+    expect(logs).toEqual([
+      expect.stringMatching(/^attempt 1\/3 failed: \[unexpected\] Error: always broken \(stack in the Error tab\) \| next try in \d\.\d s \(at \d\d:\d\d:\d\d UTC\) \| after attempt 3\/3: nothing is lost \(test\)$/),
+      expect.stringMatching(/^attempt 2\/3 failed: .* \| next try in /),
+      'attempt 3/3 failed: [unexpected] Error: always broken (stack in the Error tab) | that was the last attempt: nothing is lost (test)',
+    ]);
+    const failed = (await queue.getJob(job.id!))!;
+    expect(failed.stacktrace).toHaveLength(3);
+    for (const trace of failed.stacktrace ?? []) expect(trace).toMatch(/always broken\n\s+at /);
+  });
+
+  it('keeps an expected peer failure to one line without a stack, and logs a completed attempt', async () => {
+    const { queue } = await start(async (job) => {
+      if (job.attemptsMade < 1) throw new PeerRequestError('transient', 'POST /api/v1/sync/push to b: HTTP 502 bad\ngateway', 502);
+      return 'ok';
+    });
+    const job = await queue.add('t', { failTimes: 1 });
+    // In backoff: the delay BullMQ applied is the one the log line announced (to the 0.1 s shown).
+    const delayed = await waitFor(async () => ((await job.isDelayed()) ? queue.getJob(job.id!) : null), { intervalMs: 10, what: 'the job in backoff' });
+    const announced = Number((await queue.getJobLogs(job.id!)).logs[0]!.match(/next try in (\d\.\d) s/)![1]) * 1000;
+    expect(Math.abs(delayed!.delay - announced)).toBeLessThanOrEqual(50);
+    await waitFor(async () => (await job.isCompleted()) || null, { timeoutMs: 20_000, what: 'the job to complete after one retry' });
+    const done = (await queue.getJob(job.id!))!;
+    expect(done.stacktrace).toEqual(['[transient] POST /api/v1/sync/push to b: HTTP 502 bad gateway']);
+    const { logs } = await queue.getJobLogs(job.id!);
+    expect(logs).toEqual([expect.stringMatching(/^attempt 1\/3 failed: \[transient\] POST \/api\/v1\/sync\/push to b: HTTP 502 bad gateway \| next try in /), expect.stringMatching(/^attempt 2\/3 completed in \d/)]);
   });
 
   it('treats an unrecoverable error as the final attempt at once', async () => {

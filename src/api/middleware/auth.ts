@@ -21,9 +21,13 @@ export function apiKeyAuth(apiKey: string, open: (path: string) => boolean): Mid
   };
 }
 
+const ADMIN_CHALLENGE = 'Basic realm="memfed admin", charset="UTF-8"';
+
 /**
  * `ADMIN_TOKEN` check for admin routes and Bull Board: `Authorization: Bearer <token>`,
- * or HTTP Basic with the token as password (so a browser can open Bull Board).
+ * or HTTP Basic with the token as password (so a browser can open Bull Board). Missing
+ * and wrong credentials are both 401 with a Basic challenge, so a browser that sent a
+ * wrong token asks again instead of showing an error page until it is restarted.
  */
 export function adminAuth(token: string): MiddlewareHandler {
   return async (c, next) => {
@@ -34,11 +38,11 @@ export function adminAuth(token: string): MiddlewareHandler {
       const decoded = Buffer.from(basic, 'base64').toString('utf8');
       given = decoded.slice(decoded.indexOf(':') + 1);
     }
-    if (given === undefined) {
-      c.header('WWW-Authenticate', 'Basic realm="memfed admin", charset="UTF-8"');
-      throw new ApiError(401, 'ADMIN_TOKEN_MISSING', 'Authorization: Bearer <ADMIN_TOKEN> (or Basic with the token as password) required');
+    if (given === undefined || !secretEquals(given, token)) {
+      c.header('WWW-Authenticate', ADMIN_CHALLENGE);
+      if (given === undefined) throw new ApiError(401, 'ADMIN_TOKEN_MISSING', 'Authorization: Bearer <ADMIN_TOKEN> (or Basic with the token as password) required');
+      throw new ApiError(401, 'ADMIN_TOKEN_INVALID', 'invalid admin token');
     }
-    if (!secretEquals(given, token)) throw new ApiError(403, 'ADMIN_TOKEN_INVALID', 'invalid admin token');
     return next();
   };
 }
