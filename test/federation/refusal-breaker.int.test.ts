@@ -9,6 +9,8 @@ import { applyReplicated } from '../../src/store/replica.js';
 import { newKeyDir } from '../helpers/node.js';
 import { wireMemory } from '../helpers/peer.js';
 import { UpstreamReceiver } from '../helpers/upstream-peer.js';
+import { REDIS_URL } from '../helpers/env.js';
+import { createRedis } from '../../queues/connection.js';
 import { workerContext } from '../helpers/worker-context.js';
 
 /*
@@ -198,5 +200,25 @@ describe('refusal breaker', () => {
     const after = await getCursor(s.t.ctx.database.db, PEER_ID);
     expect({ txid: after.txid, seq: after.seq }).toEqual({ txid: cursor.txid, seq: cursor.seq });
     expect((await s.dlq()).length).toBe(3 * BATCH);
+  });
+
+  it('two worker processes share one breaker: it opens on their combined count, and a due probe goes to exactly one of them', async () => {
+    const s = await setup();
+    const other = createRedis(REDIS_URL, 'worker', 'rb-other');
+    open.push(() => other.quit());
+    let now = 5_000;
+    const a = new RefusalBreaker(s.t.ctx.redis, s.t.prefix, { batches: 3, probeMs: PROBE_MS, now: () => now });
+    const b = new RefusalBreaker(other, s.t.prefix, { batches: 3, probeMs: PROBE_MS, now: () => now });
+    expect(await a.record('peer-x', 'refused_whole', 'r1')).toBeNull();
+    expect(await b.record('peer-x', 'refused_whole', 'r2')).toBeNull();
+    expect(await a.record('peer-x', 'refused_whole', 'r3')).toBe('opened');
+    expect(await b.mode('peer-x')).toBe('whole');
+    now += PROBE_MS;
+    const modes = await Promise.all([a.mode('peer-x'), b.mode('peer-x'), a.mode('peer-x'), b.mode('peer-x')]);
+    expect(modes.filter((m) => m === 'probe')).toHaveLength(1);
+    expect(modes.filter((m) => m === 'whole')).toHaveLength(3);
+    expect(await b.record('peer-x', 'accepted', '')).toBe('closed');
+    expect(await a.mode('peer-x')).toBe('split');
+    expect(await a.state('peer-x')).toEqual({ open: false, refusedBatches: 0, openedAt: null, probeAt: null, reason: null });
   });
 });
