@@ -21,6 +21,7 @@ tools:
   ${DLQ_USAGE.replace(/\n/g, '\n  ')}
   ${CATCHUP_USAGE.replace(/\n/g, '\n  ')}
   ${AUDIT_USAGE}
+  ${ALERT_RULES_USAGE}
 
 configuration comes from environment variables; see README.md.`;
 

@@ -72,6 +72,10 @@ describe('--help', () => {
 });
 
 describe('alert-rules', () => {
+  it('is listed in memfed --help', async () => {
+    expect((await run(['--help'])).stdout).toContain('memfed alert-rules [--runbook-base URL]');
+  });
+
   it('memfed alert-rules --runbook-base prints the built rules with every runbook link under that base', async () => {
     const r = await run(['alert-rules', '--runbook-base', 'https://wiki.example/memfed/ops']);
     expect(r.code).toBe(0);
