@@ -5,6 +5,7 @@ import { dlqStats } from './store/dlq.js';
 import { refusalStats } from './store/catchup-refusals.js';
 import { watermarkTimes } from './store/watermarks.js';
 import { peerLag } from './store/cursors.js';
+import type { RefusalBreaker } from './federation/refusal-breaker.js';
 
 /**
  * Gauges whose truth is in Postgres (DLQ, catch-up, audit), refreshed at scrape time so
@@ -45,5 +46,12 @@ export function registerDatabaseCollectors(metrics: Metrics, db: Db, peerIds: st
     metrics.auditHeadSeq.set(a.headSeq);
     metrics.auditOutboxDepth.set(a.outboxDepth);
     metrics.auditCheckpointAge.set(a.lastCheckpointAgeSeconds);
+  });
+}
+
+/** The refusal breaker per peer, from Redis (shared by every process of the node). */
+export function registerBreakerCollector(metrics: Metrics, breaker: RefusalBreaker, peerIds: string[]): void {
+  metrics.onScrape(async () => {
+    for (const id of peerIds) metrics.pushRefusalBreakerOpen.set({ peer: id }, (await breaker.state(id)).open ? 1 : 0);
   });
 }

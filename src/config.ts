@@ -121,6 +121,10 @@ const schema = z.object({
   CATCHUP_CONCURRENCY: int(2, 1, 64),
   PUSH_BATCH_MAX: int(500, 1, 1000),
   PUSH_BATCH_MAX_BYTES: int(8 * 1024 * 1024, 64 * 1024, 32 * 1024 * 1024),
+  // Refusal breaker (src/federation/refusal-breaker.ts): consecutive batches refused whole
+  // that open it (0 = off), and how often an open breaker tries a normal split attempt.
+  PUSH_REFUSAL_BREAKER_BATCHES: int(3, 0, 1000),
+  PUSH_REFUSAL_BREAKER_PROBE_MS: int(300_000, 1_000, 86_400_000),
   RECONCILE_INTERVAL_MS: int(5_000, 100, 3_600_000),
   CATCHUP_INTERVAL_MS: int(30_000, 100, 86_400_000),
   DLQ_REPLAY_INTERVAL_MS: int(30_000, 100, 86_400_000),
@@ -192,7 +196,7 @@ export interface Config {
   apiKey: string;
   adminToken: string;
   concurrency: { push: number; dlq: number; catchup: number };
-  push: { batchMax: number; batchMaxBytes: number; reconcileIntervalMs: number };
+  push: { batchMax: number; batchMaxBytes: number; reconcileIntervalMs: number; refusalBreaker: { batches: number; probeMs: number } };
   catchup: { intervalMs: number };
   dlq: { replayIntervalMs: number; maxReplayAttempts: number; replayMaxBatch: number; runBudgetMs: number };
   workerQueues: QueueName[];
@@ -261,7 +265,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     apiKey: r.API_KEY,
     adminToken: r.ADMIN_TOKEN,
     concurrency: { push: r.PUSH_CONCURRENCY, dlq: r.DLQ_CONCURRENCY, catchup: r.CATCHUP_CONCURRENCY },
-    push: { batchMax: r.PUSH_BATCH_MAX, batchMaxBytes: r.PUSH_BATCH_MAX_BYTES, reconcileIntervalMs: r.RECONCILE_INTERVAL_MS },
+    push: {
+      batchMax: r.PUSH_BATCH_MAX,
+      batchMaxBytes: r.PUSH_BATCH_MAX_BYTES,
+      reconcileIntervalMs: r.RECONCILE_INTERVAL_MS,
+      refusalBreaker: { batches: r.PUSH_REFUSAL_BREAKER_BATCHES, probeMs: r.PUSH_REFUSAL_BREAKER_PROBE_MS },
+    },
     catchup: { intervalMs: r.CATCHUP_INTERVAL_MS },
     dlq: { replayIntervalMs: r.DLQ_REPLAY_INTERVAL_MS, maxReplayAttempts: r.DLQ_MAX_REPLAY_ATTEMPTS, replayMaxBatch: r.DLQ_REPLAY_MAX_BATCH, runBudgetMs: r.DLQ_RUN_BUDGET_MS },
     workerQueues,

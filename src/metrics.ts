@@ -71,6 +71,18 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
       labelNames: ['peer'] as const,
       registers: [registry],
     }),
+    pushRefusedRows: new Counter({
+      name: 'memfed_push_refused_rows_total',
+      help: 'Change-feed rows a peer refused for good at push time and that were dead-lettered, by failure class (permanent, skipped, id_drift)',
+      labelNames: ['peer', 'class'] as const,
+      registers: [registry],
+    }),
+    pushRefusalBreakerOpen: new Gauge({
+      name: 'memfed_push_refusal_breaker_open',
+      help: 'Refusal breaker per peer: 1 = open (the peer refused whole batches; they are dead-lettered unsplit until a probe succeeds), read from Redis at scrape time',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
     fanoutRetries: new Counter({
       name: 'ai_memory_federation_fanout_retry_total',
       help: 'Push attempts that failed transiently and will be retried',
@@ -150,7 +162,7 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
     }),
     dlqReplays: new Counter({
       name: 'memfed_push_dlq_replay_total',
-      help: 'Push DLQ rows replayed, by outcome (replayed, failed = refused again, throttled, peer_unavailable)',
+      help: 'Push DLQ rows replayed, by outcome (replayed, failed = refused again, throttled, peer_unavailable, breaker_open = not sent: the peer refusal breaker is open)',
       labelNames: ['peer', 'outcome'] as const,
       registers: [registry],
     }),

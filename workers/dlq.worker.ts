@@ -1,4 +1,5 @@
 import type { Job } from 'bullmq';
+import { refusalBreakerFor } from '../src/federation/refusal-breaker.js';
 import { replayDepsFrom, replayWithinBudget, type ReplayRun } from '../src/federation/dlq-replay.js';
 import { enqueueDlqReplay, type DlqJob } from '../queues/dlq.js';
 import type { WorkerContext } from './context.js';
@@ -9,8 +10,9 @@ import type { WorkerContext } from './context.js';
  * than at the next tick.
  */
 export function dlqProcessor(ctx: WorkerContext) {
+  const breaker = refusalBreakerFor(ctx.redis, ctx.config, ctx.logger);
   return async (job: Job<DlqJob>): Promise<ReplayRun> => {
-    const deps = replayDepsFrom(ctx.config, { db: ctx.database.db, client: ctx.client, logger: ctx.logger, metrics: ctx.metrics, audit: ctx.audit, peers: ctx.peers });
+    const deps = replayDepsFrom(ctx.config, { db: ctx.database.db, client: ctx.client, logger: ctx.logger, metrics: ctx.metrics, audit: ctx.audit, peers: ctx.peers, breaker });
     const run = await replayWithinBudget(deps, job.data.peerId !== undefined ? { peerId: job.data.peerId } : {}, ctx.config.dlq.runBudgetMs);
     if (run.more) await enqueueDlqReplay(ctx.queues.dlq, 'drain', job.data.peerId);
     return run;

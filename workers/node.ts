@@ -2,7 +2,7 @@ import { createApp, createOpsApp } from '../src/api/app.js';
 import type { AppDeps, HealthProbe } from '../src/api/deps.js';
 import { recordKeyChanges } from '../src/audit/key-changes.js';
 import { throttleRefusals } from '../src/audit/throttle.js';
-import { registerDatabaseCollectors } from '../src/collectors.js';
+import { registerBreakerCollector, registerDatabaseCollectors } from '../src/collectors.js';
 import { configSecrets, describeConfig, type Config } from '../src/config.js';
 import { createDatabase } from '../src/db/client.js';
 import { assertDriverGuard } from '../src/db/driver-guard.js';
@@ -10,6 +10,7 @@ import { prepareDatabase } from '../src/db/migrate.js';
 import { PeerClient } from '../src/federation/client.js';
 import { KeyRing, ensureOwnKey, loadAuditKeys } from '../src/federation/keys.js';
 import { NonceStore } from '../src/federation/nonces.js';
+import { refusalBreakerFor } from '../src/federation/refusal-breaker.js';
 import { loadPolicy } from '../src/governance.js';
 import { createLogger, type Logger } from '../src/logger.js';
 import { createMetrics } from '../src/metrics.js';
@@ -117,6 +118,7 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
     recordKeyChanges(audit, logger, { nodeId: config.nodeId, generated: own.generated ? { pubPath: own.pubPath } : null, chainHeadKeyId: await headKeyId(database.db), signer: auditKeys.signer, trustedKeys: auditKeys.keys });
     registerDatabaseCollectors(metrics, database.db, [...peers.keys()]);
     registerQueueCollectors(metrics, queues);
+    registerBreakerCollector(metrics, refusalBreakerFor(producer, config), [...peers.keys()]);
 
     if (role === 'api' || role === 'all') {
       const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');

@@ -1,6 +1,7 @@
 import { DelayedError, type Job } from 'bullmq';
 import { PeerRequestError } from '../src/federation/client.js';
 import { pushToPeer, type PushRunResult } from '../src/federation/pusher.js';
+import { refusalBreakerFor } from '../src/federation/refusal-breaker.js';
 import { recordPeerError } from '../src/store/cursors.js';
 import { comparePositions } from '../src/store/feed.js';
 import { publishAck } from '../queues/acks.js';
@@ -26,6 +27,7 @@ export const horizonWaitMs = (waits: number) => Math.min(50 * 2 ** waits, 2000);
  */
 export function pushProcessor(ctx: WorkerContext) {
   const note = (job: Job<PushJob>, line: string) => writeJobLog(job, line, ctx.logger);
+  const breaker = refusalBreakerFor(ctx.redis, ctx.config, ctx.logger);
   return async (job: Job<PushJob>, token?: string): Promise<PushRunResult | { skipped: string }> => {
     const peer = ctx.peers.get(job.data.peerId);
     if (!peer) return { skipped: `peer ${job.data.peerId} is no longer configured` };
@@ -40,6 +42,7 @@ export function pushProcessor(ctx: WorkerContext) {
           batchMaxBytes: ctx.config.push.batchMaxBytes,
           logger: ctx.logger,
           metrics: ctx.metrics,
+          breaker,
           publishAck: (peerId, pos, refused, from) => publishAck(ctx.redis, ctx.config.queuePrefix, peerId, pos, refused, from),
         },
         peer,

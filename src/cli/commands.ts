@@ -1,6 +1,7 @@
 import { loadConfig } from '../config.js';
 import { prepareDatabase } from '../db/migrate.js';
 import { generateKeyFiles } from '../federation/keys.js';
+import { ALERT_RULES_USAGE, alertRulesCommand } from './alert-rules.js';
 import { isHelp, parseFlags, subcommand, UsageError } from './args.js';
 import { AUDIT_USAGE, auditCommand } from './audit.js';
 import { CATCHUP_USAGE, catchupCommand } from './catchup.js';
@@ -20,13 +21,14 @@ tools:
   ${DLQ_USAGE.replace(/\n/g, '\n  ')}
   ${CATCHUP_USAGE.replace(/\n/g, '\n  ')}
   ${AUDIT_USAGE}
+  ${ALERT_RULES_USAGE}
 
 configuration comes from environment variables; see README.md.`;
 
 const KEYS_USAGE = `memfed keys generate --id <id> [--dir <dir>] [--force]`;
 
 /** Each tool's own usage (`memfed <tool> --help`). */
-const TOOL_USAGE: Record<string, string> = { migrate: 'memfed migrate    create the database if missing and apply migrations', keys: KEYS_USAGE, dlq: DLQ_USAGE, catchup: CATCHUP_USAGE, audit: AUDIT_USAGE };
+const TOOL_USAGE: Record<string, string> = { migrate: 'memfed migrate    create the database if missing and apply migrations', keys: KEYS_USAGE, dlq: DLQ_USAGE, catchup: CATCHUP_USAGE, audit: AUDIT_USAGE, 'alert-rules': ALERT_RULES_USAGE };
 
 /**
  * Commands that need no queues or workers. Returns the exit code; a usage error is thrown
@@ -64,6 +66,9 @@ export async function runToolCommand(command: string, args: string[], out: (s: s
       return catchupCommand(loadConfig(), args, out);
     case 'audit':
       return auditCommand(loadConfig(), args, out);
+    case 'alert-rules':
+      // No configuration needed: it only prints a file.
+      return alertRulesCommand(args, out);
     default:
       throw new UsageError(`unknown command "${command}" (memfed --help)`);
   }

@@ -10,7 +10,8 @@ import { loadStored, type Tombstone } from '../store/replica.js';
 import type { Memory } from '../memory/model.js';
 import { PeerRequestError, type PeerClient } from './client.js';
 import { itemFromStored, itemId, memoryItem, tombstoneItem, type Item } from './feed-page.js';
-import { rowBudgetFor, sendIsolating } from './pusher.js';
+import { rowBudgetFor, sendThroughBreaker } from './pusher.js';
+import type { RefusalBreaker } from './refusal-breaker.js';
 
 export const REPLAY_FLOOR = 64;
 const LEASE_MS = 120_000;
@@ -27,6 +28,8 @@ export interface ReplayDeps {
   replayMaxBatch: number;
   logger: Logger;
   metrics: Metrics;
+  /** The node's refusal breaker (absent, e.g. `memfed dlq replay`: always split mode). */
+  breaker?: RefusalBreaker;
   /** Called once per row when it is quarantined (audit + log). */
   onQuarantine(rows: DlqRow[]): void;
 }
@@ -46,7 +49,7 @@ export interface ReplayRound {
  */
 export function replayDepsFrom(
   config: Config,
-  parts: { db: Db; client: PeerClient; logger: Logger; metrics: Metrics; audit: AuditRecorder; peers?: Map<string, PeerConfig> },
+  parts: { db: Db; client: PeerClient; logger: Logger; metrics: Metrics; audit: AuditRecorder; peers?: Map<string, PeerConfig>; breaker?: RefusalBreaker },
 ): ReplayDeps {
   const { db, client, logger, metrics, audit } = parts;
   return {
@@ -54,6 +57,7 @@ export function replayDepsFrom(
     client,
     logger,
     metrics,
+    ...(parts.breaker ? { breaker: parts.breaker } : {}),
     selfId: config.nodeId,
     peers: parts.peers ?? new Map(config.federation.peers.map((p) => [p.id, p])),
     batchMax: config.push.batchMax,
@@ -108,8 +112,16 @@ export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = 
       const chunk = batches[b]!.filter((r) => owned.has(r.id));
       if (chunk.length === 0) continue;
       const items = chunk.map((r) => itemOf.get(r.id)!);
+      const mode = deps.breaker ? await deps.breaker.mode(peerId) : 'split';
+      if (mode === 'whole') {
+        // The peer refuses whole batches and no probe is due: its rows would only be refused
+        // again, so none is sent and no attempt is burnt; the breaker's probe decides when.
+        await releaseLease(deps.db, peerRows.slice(i).map((r) => r.id), owner);
+        count('breaker_open', peerRows.length - i);
+        break;
+      }
       try {
-        const refused = await sendIsolating(deps, peer, items);
+        const refused = await sendThroughBreaker(deps, peer, items, mode);
         const refusedIds = new Map(refused.map((f) => [itemId(f.item), f]));
         const ok = chunk.filter((r) => !refusedIds.has(r.memoryId)).map((r) => r.id);
         const failures = chunk.filter((r) => refusedIds.has(r.memoryId)).map((r) => ({ id: r.id, failureClass: refusedIds.get(r.memoryId)!.failureClass, error: refusedIds.get(r.memoryId)!.error }));

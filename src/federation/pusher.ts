@@ -9,6 +9,7 @@ import { PeerRequestError, type PeerClient } from './client.js';
 import { testFault } from '../test-faults.js';
 import { itemId, readFeedPage, type Item } from './feed-page.js';
 import { pushBodyBudget } from './peers.js';
+import type { BatchVerdict, BreakerMode, RefusalBreaker } from './refusal-breaker.js';
 import { buildPushBody, pushBodyOf, type PushResponse } from './wire.js';
 
 export interface PusherDeps {
@@ -19,6 +20,8 @@ export interface PusherDeps {
   batchMaxBytes: number;
   logger: Logger;
   metrics: Metrics;
+  /** Per-peer refusal breaker (absent: every batch is sent in split mode). */
+  breaker?: RefusalBreaker;
   /**
    * Tells quorum waiters that the peer has answered for everything in (`from`, `position`],
    * except the `refused` positions (rows it dead-lettered): those are not acks.
@@ -108,9 +111,10 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     let refusedIds = new Set<string>();
     if (testFault('cursor-before-ack')) await advanceCursor(deps.db, peer.id, last);
     if (items.length > 0) {
-      const refusals = await sendIsolating(deps, peer, items);
+      const refusals = await sendThroughBreaker(deps, peer, items);
       const dead = refusals.map((r) => refusalToDeadLetter(peer.id, r));
       if (dead.length > 0) await deadLetter(deps.db, dead);
+      countRefusedRows(deps.metrics, peer.id, dead);
       refusedIds = new Set(dead.map((d) => d.memoryId));
       out.refused.push(...refusals.slice(0, REFUSED_ROWS_SHOWN - out.refused.length).map(refusedRow));
       out.deadLettered += dead.length;
@@ -131,13 +135,58 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
   }
 }
 
+/** Rows dead-lettered at push time, by class: the refusal rate the alerts watch. */
+export function countRefusedRows(metrics: Pick<Metrics, 'pushRefusedRows'>, peerId: string, dead: Array<{ failureClass: string }>): void {
+  const byClass = new Map<string, number>();
+  for (const d of dead) byClass.set(d.failureClass, (byClass.get(d.failureClass) ?? 0) + 1);
+  for (const [cls, n] of byClass) metrics.pushRefusedRows.inc({ peer: peerId, class: cls }, n);
+}
+
+/** A batch sent, and whether the peer refused its first request as a whole (and why). */
+export interface BatchOutcome {
+  refused: Refusal[];
+  wholeRefusal: string | null;
+}
+
+/** What a batch tells the refusal breaker (see BatchVerdict). */
+export function verdictOf(items: Item[], outcome: BatchOutcome): BatchVerdict {
+  if (outcome.refused.length < items.length) return 'accepted';
+  return outcome.wholeRefusal !== null && items.length > 1 ? 'refused_whole' : 'neutral';
+}
+
+/**
+ * One batch under the peer's refusal breaker: split mode normally, one unsplit request
+ * while it is open (a probe is a normal split attempt). The verdict goes back to the breaker.
+ * Transient, throttle and unenrolled failures still throw, whatever the mode.
+ */
+export async function sendThroughBreaker(deps: Pick<PusherDeps, 'client' | 'selfId' | 'metrics' | 'breaker'>, peer: PeerConfig, items: Item[], mode?: BreakerMode): Promise<Refusal[]> {
+  const m = mode ?? (deps.breaker ? await deps.breaker.mode(peer.id) : 'split');
+  const outcome = await sendBatch(deps, peer, items, { split: m !== 'whole' });
+  if (deps.breaker) await deps.breaker.record(peer.id, verdictOf(items, outcome), outcome.wholeRefusal ?? '');
+  return outcome.refused;
+}
+
 /**
  * Sends items; a batch refused as a whole (400/413/422, or an upstream `skipped` count
  * without per-row results) is split in halves until the culprits stand alone, so one
  * poison row never holds back the rest. Returns the rows to dead-letter.
  */
 export async function sendIsolating(deps: Pick<PusherDeps, 'client' | 'selfId' | 'metrics'>, peer: PeerConfig, items: Item[]): Promise<Refusal[]> {
+  return (await sendBatch(deps, peer, items, { split: true })).refused;
+}
+
+/**
+ * sendIsolating, and with `split: false` (refusal breaker open) a batch the peer refuses
+ * as a whole is not bisected: every row is dead-lettered with the peer's reason. An
+ * upstream answer counting fewer rows not applied than sent still splits (some rows were
+ * taken, and only splitting tells which).
+ */
+export async function sendBatch(deps: Pick<PusherDeps, 'client' | 'selfId' | 'metrics'>, peer: PeerConfig, items: Item[], opts: { split: boolean }): Promise<BatchOutcome> {
   const letter = (item: Item, failureClass: Refusal['failureClass'], error: string): Refusal => ({ item, failureClass, error });
+  const unsplit = (failureClass: Refusal['failureClass'], error: string): BatchOutcome => ({
+    refused: items.map((i) => letter(i, failureClass, `${error} (refusal breaker open: the batch of ${items.length} rows was dead-lettered whole, not split)`)),
+    wholeRefusal: error,
+  });
   let res: PushResponse;
   try {
     res = await deps.client.push(peer, pushBodyOf(deps.selfId, peer.id, items));
@@ -146,8 +195,9 @@ export async function sendIsolating(deps: Pick<PusherDeps, 'client' | 'selfId' |
     if (!(err instanceof PeerRequestError)) throw err;
     deps.metrics.pushOutcomes.inc({ peer: peer.id, class: err.failureClass });
     if (err.failureClass !== 'permanent') throw err;
-    if (items.length === 1) return [letter(items[0]!, 'permanent', err.message)];
-    return splitAndSend(deps, peer, items);
+    if (items.length === 1) return { refused: [letter(items[0]!, 'permanent', err.message)], wholeRefusal: err.message };
+    if (!opts.split) return unsplit('permanent', err.message);
+    return { refused: await splitAndSend(deps, peer, items), wholeRefusal: err.message };
   }
   if (Array.isArray(res.results)) {
     // A skipped result for an id wins over any other for it (a lane element naming the
@@ -160,17 +210,19 @@ export async function sendIsolating(deps: Pick<PusherDeps, 'client' | 'selfId' |
       if (!r) dead.push(letter(i, 'id_drift', 'peer reported no result for this id'));
       else if (r.status === 'skipped') dead.push(letter(i, 'skipped', r.reason ?? 'skipped by peer'));
     }
-    return dead;
+    return { refused: dead, wholeRefusal: null };
   }
   // Upstream receivers report only counters: a skipped row must be found by splitting.
   // Lane elements the peer does not apply (`unsupported_on_postgres`, e.g. archives on an
   // ai-memory postgres receiver) are no ack either: found and dead-lettered the same way.
   const notApplied = (typeof res.skipped === 'number' ? res.skipped : 0) + (typeof res.unsupported_on_postgres === 'number' ? res.unsupported_on_postgres : 0);
   if (notApplied > 0) {
-    if (items.length === 1) return [letter(items[0]!, 'skipped', res.skipped ? 'peer reported skipped' : 'peer reported unsupported_on_postgres')];
-    return splitAndSend(deps, peer, items);
+    const why = res.skipped ? 'peer reported skipped' : 'peer reported unsupported_on_postgres';
+    if (items.length === 1) return { refused: [letter(items[0]!, 'skipped', why)], wholeRefusal: why };
+    if (!opts.split && notApplied >= items.length) return unsplit('skipped', `${why} (${notApplied} of ${items.length})`);
+    return { refused: await splitAndSend(deps, peer, items), wholeRefusal: why };
   }
-  return [];
+  return { refused: [], wholeRefusal: null };
 }
 
 async function splitAndSend(deps: Pick<PusherDeps, 'client' | 'selfId' | 'metrics'>, peer: PeerConfig, items: Item[]): Promise<Refusal[]> {

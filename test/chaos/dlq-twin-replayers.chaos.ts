@@ -41,6 +41,8 @@ describe('(j) two DLQ replayers at once', () => {
           DLQ_CONCURRENCY: '1',
           CATCHUP_INTERVAL_MS: '600000',
           FED_REQUEST_TIMEOUT_MS: '4000',
+          // Phase 1 opens the peer's refusal breaker; replay starts once a probe is accepted.
+          PUSH_REFUSAL_BREAKER_PROBE_MS: '1000',
         },
       });
       const a = cluster.node('a');
@@ -49,7 +51,8 @@ describe('(j) two DLQ replayers at once', () => {
       const checker = new SetChecker('dlq-twin-replayers', [a.view(), { kind: 'receiver', id: 'up', receiver }]);
       checker.startSampling();
 
-      // Phase 1: everything refused as a whole batch -> split down to single rows -> DLQ.
+      // Phase 1: everything refused as a whole batch -> split down to single rows (then,
+      // the refusal breaker open, dead-lettered whole) -> DLQ.
       receiver.failWith = { status: 422 };
       await checker.burst([a], OPS, { concurrency: 8 });
       const rows = checker.ids().length;

@@ -44,6 +44,8 @@ describe('usage errors', () => {
     [['audit', 'verify', '--from', '0'], /^memfed: audit verify: --from must be a positive integer$/],
     [['keys', 'generate'], /^memfed: keys generate: --id <agent id> is required$/],
     [['migrate', 'now'], /^memfed: migrate: takes no arguments/],
+    [['alert-rules', '--runbook-base', 'wiki/memfed'], /^memfed: alert-rules: --runbook-base expected an absolute http\(s\) URL, got "wiki\/memfed"$/],
+    [['alert-rules', '--runbook-base'], /^memfed: alert-rules: Option '--runbook-base <value>' argument missing$/],
     [['api', 'extra'], /^memfed: api: unexpected argument "extra"/],
     [['bogus'], /^memfed: unknown command "bogus"/],
   ];
@@ -60,13 +62,27 @@ describe('usage errors', () => {
 });
 
 describe('--help', () => {
-  for (const args of [['dlq', '--help'], ['dlq', 'list', '--help'], ['dlq', 'purge', '-h'], ['catchup', 'refusals', 'list', '--help'], ['audit', 'verify', '--help'], ['keys', 'generate', '--help'], ['migrate', '--help'], ['--help']]) {
+  for (const args of [['dlq', '--help'], ['dlq', 'list', '--help'], ['dlq', 'purge', '-h'], ['catchup', 'refusals', 'list', '--help'], ['audit', 'verify', '--help'], ['keys', 'generate', '--help'], ['migrate', '--help'], ['alert-rules', '--help'], ['--help']]) {
     it(`memfed ${args.join(' ')} prints the usage and exits 0`, async () => {
       const r = await run(args);
       expect(r.code).toBe(0);
       expect(r.stdout).toMatch(/memfed /);
     });
   }
+});
+
+describe('alert-rules', () => {
+  it('is listed in memfed --help', async () => {
+    expect((await run(['--help'])).stdout).toContain('memfed alert-rules [--runbook-base URL]');
+  });
+
+  it('memfed alert-rules --runbook-base prints the built rules with every runbook link under that base', async () => {
+    const r = await run(['alert-rules', '--runbook-base', 'https://wiki.example/memfed/ops']);
+    expect(r.code).toBe(0);
+    const urls = [...r.stdout.matchAll(/runbook_url: (\S+)/g)].map((m) => m[1]!);
+    expect(urls.length).toBeGreaterThan(20);
+    for (const u of urls) expect(u).toMatch(/^https:\/\/wiki\.example\/memfed\/ops#alert-memfed[a-z]+$/);
+  });
 });
 
 describe('the same rules as the admin API', () => {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { PeerConfig } from '../../src/config.js';
 import { PeerRequestError, type PeerClient } from '../../src/federation/client.js';
 import { itemFromStored, itemId, type Item } from '../../src/federation/feed-page.js';
-import { refusalToDeadLetter, sendIsolating, type PusherDeps } from '../../src/federation/pusher.js';
+import { refusalToDeadLetter, sendBatch, sendIsolating, verdictOf, type PusherDeps } from '../../src/federation/pusher.js';
 import { buildPushBody, pushBodyOf, type PushResponse } from '../../src/federation/wire.js';
 import type { Memory } from '../../src/memory/model.js';
 
@@ -244,5 +244,52 @@ describe('sendIsolating', () => {
       expect(await sendIsolating(p.deps, PEER, [live('m1'), live('m2')])).toEqual([]);
       expect(p.sent).toHaveLength(1);
     }
+  });
+});
+
+describe('sendBatch with the refusal breaker open (split: false)', () => {
+  const WHOLE = ' (refusal breaker open: the batch of 3 rows was dead-lettered whole, not split)';
+
+  it('a batch refused as a whole is sent once and every row dead-lettered with the peer reason', async () => {
+    const p = fakePeer(() => {
+      throw permanent();
+    });
+    const items = [live('m1'), live('m2'), dead('m3')];
+    const out = await sendBatch(p.deps, PEER, items, { split: false });
+    expect(out).toEqual({ refused: items.map((item) => ({ item, failureClass: 'permanent', error: `[permanent] HTTP 422 poison${WHOLE}` })), wholeRefusal: '[permanent] HTTP 422 poison' });
+    expect(p.sent).toHaveLength(1);
+    expect(verdictOf(items, out)).toBe('refused_whole');
+  });
+
+  it('an upstream count of every row skipped is dead-lettered whole; fewer skipped than sent still splits (only splitting tells which were taken)', async () => {
+    const items = [live('m1'), live('m2'), live('m3')];
+    const all = fakePeer((ids) => ({ applied: 0, skipped: ids.length }));
+    expect((await sendBatch(all.deps, PEER, items, { split: false })).refused.map((r) => r.error)).toEqual(Array(3).fill(`peer reported skipped (3 of 3)${WHOLE}`));
+    expect(all.sent).toHaveLength(1);
+    const some = fakePeer((ids) => ({ applied: ids.filter((id) => id !== 'm2').length, skipped: ids.includes('m2') ? 1 : 0 }));
+    const out = await sendBatch(some.deps, PEER, items, { split: false });
+    expect(out.refused).toEqual([{ item: items[1], failureClass: 'skipped', error: 'peer reported skipped' }]);
+    expect(verdictOf(items, out)).toBe('accepted');
+  });
+
+  it('transient failures still throw: nothing is dead-lettered, the cursor waits', async () => {
+    const p = fakePeer(() => {
+      throw new PeerRequestError('transient', 'down');
+    });
+    await expect(sendBatch(p.deps, PEER, [live('m1'), live('m2')], { split: false })).rejects.toMatchObject({ failureClass: 'transient' });
+  });
+});
+
+describe('what a batch tells the refusal breaker', () => {
+  const items = [live('m1'), live('m2')];
+  const refusal = (item: Item) => ({ item, failureClass: 'permanent' as const, error: 'e' });
+
+  it('any row taken is accepted; every row refused after a whole refusal counts; per-row refusals and single rows are neutral', () => {
+    expect(verdictOf(items, { refused: [refusal(items[0]!)], wholeRefusal: 'e' })).toBe('accepted');
+    expect(verdictOf(items, { refused: [], wholeRefusal: null })).toBe('accepted');
+    expect(verdictOf(items, { refused: items.map(refusal), wholeRefusal: 'e' })).toBe('refused_whole');
+    // Every row skipped in the peer's results cost one request: nothing to save by opening.
+    expect(verdictOf(items, { refused: items.map(refusal), wholeRefusal: null })).toBe('neutral');
+    expect(verdictOf([items[0]!], { refused: [refusal(items[0]!)], wholeRefusal: 'e' })).toBe('neutral');
   });
 });

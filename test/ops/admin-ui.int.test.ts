@@ -156,10 +156,10 @@ const bothMetrics = async () => {
 };
 
 describe('metrics from both roles', () => {
-  it('expose queue, DLQ, catch-up and audit figures', async () => {
+  it('expose queue, DLQ, refusal breaker, catch-up and audit figures', async () => {
     const { apiMetrics, workerMetrics } = await bothMetrics();
     for (const body of [apiMetrics.text, workerMetrics.text]) {
-      for (const name of ['memfed_queue_jobs{queue="push",state="failed"', 'memfed_queue_oldest_waiting_age_seconds', 'ai_memory_federation_push_dlq_depth{peer="peer-refusing"', 'memfed_catchup_last_success_timestamp_seconds', 'memfed_audit_head_sequence', 'memfed_process_cpu_seconds_total']) {
+      for (const name of ['memfed_queue_jobs{queue="push",state="failed"', 'memfed_queue_oldest_waiting_age_seconds', 'ai_memory_federation_push_dlq_depth{peer="peer-refusing"', 'memfed_push_refusal_breaker_open{peer="peer-refusing"', 'memfed_catchup_last_success_timestamp_seconds', 'memfed_audit_head_sequence', 'memfed_process_cpu_seconds_total']) {
         expect(body).toContain(name);
       }
     }

@@ -1,5 +1,7 @@
 import type { Job, Worker } from 'bullmq';
 import { afterEach, describe, expect, it } from 'vitest';
+import { registerBreakerCollector } from '../../src/collectors.js';
+import { refusalBreakerFor } from '../../src/federation/refusal-breaker.js';
 import { validateMemory } from '../../src/memory/model.js';
 import { getCursor } from '../../src/store/cursors.js';
 import { FEED_START } from '../../src/store/feed.js';
@@ -25,10 +27,11 @@ describe('push processor failure mapping', () => {
     for (const close of open.splice(0).reverse()) await close();
   });
 
-  async function setup(commitRows = 1) {
+  async function setup(commitRows = 1, env: Record<string, string> = {}, beforeWorker?: (peer: UpstreamReceiver) => void) {
     const keyDir = newKeyDir();
     const peer = await new UpstreamReceiver('peer-pp', keyDir).start();
-    const t = await workerContext({ nodeId: 'pp-node', keyDir, peers: [{ id: 'peer-pp', url: peer.url }] });
+    beforeWorker?.(peer);
+    const t = await workerContext({ nodeId: 'pp-node', keyDir, peers: [{ id: 'peer-pp', url: peer.url }], env });
     const rows = Array.from({ length: commitRows }, (_, i) => validateMemory(wireMemory({ id: `pp-${i}` })));
     const committed = rows.length ? (await applyReplicated(t.ctx.database.db, { memories: rows, tombstones: [], originPeer: null })).position : null;
     const connection = createRedis(REDIS_URL, 'worker', 'pp-worker');
@@ -93,6 +96,19 @@ describe('push processor failure mapping', () => {
     const cursor = await getCursor(s.ctx.database.db, 'peer-pp');
     expect({ txid: cursor.txid, seq: cursor.seq }).toEqual(FEED_START);
     expect(cursor.lastErrorClass).toBe('transient');
+  });
+
+  it('a peer refusing every batch (422) trips its refusal breaker: the job completes with every row dead-lettered, the gauge reads it at scrape', async () => {
+    // 8 batches of 10: 3 bisected (19 requests each), then 5 sent once each.
+    const s = await setup(80, { PUSH_BATCH_MAX: '10' }, (peer) => (peer.failWith = { status: 422 }));
+    registerBreakerCollector(s.ctx.metrics, refusalBreakerFor(s.ctx.redis, s.ctx.config), ['peer-pp']);
+    const j = await s.job();
+    await waitFor(async () => (await j.isCompleted()) || null, { what: 'the push to complete' });
+    expect(s.peer.requests).toBe(3 * 19 + 5);
+    const [dlq] = (await s.ctx.database.sql`SELECT count(*)::int AS n FROM federation_push_dlq WHERE peer_id = 'peer-pp' AND status = 'pending'`) as unknown as [{ n: number }];
+    expect(dlq.n).toBe(80);
+    expect(await s.ctx.metrics.render()).toMatch(/^memfed_push_refusal_breaker_open\{peer="peer-pp",node="pp-node",role="worker"\} 1$/m);
+    expect(s.logLines().some((l) => l.msg?.startsWith('refusal breaker opened') && l.peer === 'peer-pp')).toBe(true);
   });
 
   it('a commit not yet below the feed horizon is looked for again shortly, burning no attempt', async () => {
