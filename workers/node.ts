@@ -24,6 +24,7 @@ import { registerQueueCollectors } from '../queues/metrics.js';
 import { watchPeerContact } from '../queues/recovery.js';
 import { closeQueues, createQueues } from '../queues/registry.js';
 import { QueueReplication } from '../queues/replication.js';
+import { queueStatusSource } from '../queues/status.js';
 import { boundUrl, closeServer, listen } from './http.js';
 import { startWorkers } from './runtime.js';
 
@@ -115,7 +116,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
         policy,
         ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues, { audit, logger }) } } : {}),
         auditKeys: auditKeys.keys,
-        operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues.dlq, 'operator', peerId) },
+        operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues.dlq, 'operator', peerId), queueStatus: queueStatusSource(queues) },
         federation: {
           keys,
           nonces: new NonceStore(producer, config.queuePrefix, config.federation.clockSkewMs, config.federation.bareNonces),

@@ -45,6 +45,8 @@ describe('usage errors', () => {
     [['keys', 'generate'], /^memfed: keys generate: --id <agent id> is required$/],
     [['migrate', 'now'], /^memfed: migrate: takes no arguments/],
     [['api', 'extra'], /^memfed: api: unexpected argument "extra"/],
+    [['status', '--peer', 'x'], /^memfed: status: Unknown option '--peer'$/],
+    [['status', 'now'], /^memfed: status: Unexpected argument 'now'/],
     [['bogus'], /^memfed: unknown command "bogus"/],
   ];
   for (const [args, message] of cases) {
@@ -60,7 +62,7 @@ describe('usage errors', () => {
 });
 
 describe('--help', () => {
-  for (const args of [['dlq', '--help'], ['dlq', 'list', '--help'], ['dlq', 'purge', '-h'], ['catchup', 'refusals', 'list', '--help'], ['audit', 'verify', '--help'], ['keys', 'generate', '--help'], ['migrate', '--help'], ['--help']]) {
+  for (const args of [['dlq', '--help'], ['dlq', 'list', '--help'], ['dlq', 'purge', '-h'], ['catchup', 'refusals', 'list', '--help'], ['audit', 'verify', '--help'], ['keys', 'generate', '--help'], ['migrate', '--help'], ['status', '--help'], ['--help']]) {
     it(`memfed ${args.join(' ')} prints the usage and exits 0`, async () => {
       const r = await run(args);
       expect(r.code).toBe(0);
