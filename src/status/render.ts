@@ -28,7 +28,8 @@ function streak(p: PeerStatus): string {
 /** The more recent of the push and pull errors, on one line. */
 function lastError(p: PeerStatus, now: number): string {
   const errors = [
-    { lane: 'push', at: p.push.lastErrorAt, text: p.push.lastError ? `${p.push.lastErrorClass ?? 'error'}: ${p.push.lastError}` : null },
+    // A peer request error's message starts with its class (`[transient] POST ...`).
+    { lane: 'push', at: p.push.lastErrorAt, text: p.push.lastError },
     { lane: 'pull', at: p.pull.lastErrorAt, text: p.pull.lastError },
   ].filter((e) => e.text !== null);
   if (errors.length === 0) return '-';

@@ -1,4 +1,5 @@
 import type { Db } from '../db/client.js';
+import { formatTimestamp } from '../memory/time.js';
 import { auditFigures, auditHead, lastCheckpoint } from '../store/audit.js';
 import { listCursors, peerLag } from '../store/cursors.js';
 import { dlqStats } from '../store/dlq.js';
@@ -131,7 +132,7 @@ export async function buildStatusReport(deps: StatusDeps): Promise<StatusReport>
   });
   return {
     nodeId: deps.nodeId,
-    generatedAt: now.toISOString(),
+    generatedAt: formatTimestamp(now.getTime() * 1000),
     peers,
     ...(await queues),
     audit: {

@@ -24,7 +24,7 @@ const report = (over: Partial<StatusReport> = {}): StatusReport => ({
     peer({
       id: 'c-long-name',
       state: 'failing',
-      push: { lastSuccessAt: ago(3700), lagChanges: 42, lagSeconds: 95, failureStreak: 3, lastError: 'connect ECONNREFUSED\n127.0.0.1:9', lastErrorClass: 'transient', lastErrorAt: ago(4) },
+      push: { lastSuccessAt: ago(3700), lagChanges: 42, lagSeconds: 95, failureStreak: 3, lastError: '[transient] POST /api/v1/sync/push to c: connect ECONNREFUSED\n127.0.0.1:9', lastErrorClass: 'transient', lastErrorAt: ago(4) },
       pull: { lastSuccessAt: null, failureStreak: 1, lastError: 'HTTP 503', lastErrorAt: ago(30) },
       dlq: { pending: 2, quarantined: 1 },
     }),
@@ -53,7 +53,7 @@ describe('status rendering', () => {
     expect(header.startsWith('PEER         STATE    PUSHED')).toBe(true);
     expect(b.split(/\s{2,}/)).toEqual(['b', 'active', '12s ago', '0', '20s ago', '0', '0/0', '0', '-']);
     // The push error is newer than the pull error, so it is the one shown; newlines folded.
-    expect(c.split(/\s{2,}/)).toEqual(['c-long-name', 'failing', '1h ago', '42 (1m)', 'never', '0', '2/1', 'push 3 pull 1', 'push 4s ago: transient: connect ECONNREFUSED 127.0.0.1:9']);
+    expect(c.split(/\s{2,}/)).toEqual(['c-long-name', 'failing', '1h ago', '42 (1m)', 'never', '0', '2/1', 'push 3 pull 1', 'push 4s ago: [transient] POST /api/v1/sync/push to c: connect ECONNREFUSED 127.0.0.1:9']);
     // Columns line up under their headers.
     expect(b.indexOf('12s ago')).toBe(header.indexOf('PUSHED'));
     expect(c.indexOf('2/1')).toBe(header.indexOf('DLQ PEND/QUAR'));
