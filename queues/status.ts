@@ -24,9 +24,14 @@ export function queueStatusSource(queues: Queues): QueueStatusSource {
 export function openQueueStatus(redisUrl: string, prefix: string): { source: QueueStatusSource; close(): Promise<void> } {
   const redis = createRedis(redisUrl, 'producer', 'status');
   const queues = createQueues(redis, prefix);
+  // Failures surface through the reads (BullMQ would print each reconnect attempt).
+  for (const q of Object.values(queues)) q.on('error', () => {});
   return {
     source: queueStatusSource(queues),
     async close() {
+      // A connection that never came up has nothing to flush, and closing its queues
+      // would wait for it.
+      if (redis.status !== 'ready') return void redis.disconnect();
       await closeQueues(queues);
       await redis.quit().catch(() => redis.disconnect());
     },

@@ -74,7 +74,26 @@ export interface StatusDeps {
   /** The peers to report on; `paused` comes from runtime peer management (default false). */
   peers: ReadonlyArray<{ id: string; url: string; paused?: boolean }>;
   queues: QueueStatusSource;
+  /** How long the queue figures may take (BullMQ waits for a Redis that is down for ever). */
+  queueTimeoutMs?: number;
   now?: () => Date;
+}
+
+const QUEUE_TIMEOUT_MS = 3000;
+
+/** The queue figures, or why there are none: a report must come back while Redis is down. */
+async function readQueues(source: QueueStatusSource, timeoutMs: number): Promise<Pick<StatusReport, 'queues' | 'queuesError'>> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer from Redis within ${timeoutMs} ms`)), timeoutMs);
+  });
+  try {
+    return { queues: await Promise.race([source(), timeout]), queuesError: null };
+  } catch (err) {
+    return { queues: null, queuesError: String((err as Error)?.message ?? err).slice(0, 300) };
+  } finally {
+    clearTimeout(timer);
+  }
 }
 
 const time = (v: string | null): string | null => (v === null ? null : normalizeDbTime(v));
@@ -87,12 +106,9 @@ const epoch = (v: string | null): number | null => (v === null ? null : Date.par
 export async function buildStatusReport(deps: StatusDeps): Promise<StatusReport> {
   const { db } = deps;
   const ids = deps.peers.map((p) => p.id);
-  // The queues are read alongside the database, and their failure is reported, not thrown:
-  // the report matters most when something is down.
-  const queues = deps.queues().then(
-    (q) => ({ queues: q, queuesError: null }),
-    (err: unknown) => ({ queues: null, queuesError: String((err as Error)?.message ?? err).slice(0, 300) }),
-  );
+  // Read alongside the database; a failure is reported, not thrown: the report matters
+  // most when something is down.
+  const queues = readQueues(deps.queues, deps.queueTimeoutMs ?? QUEUE_TIMEOUT_MS);
   const [cursors, marks, lag, dlq, figures, head, checkpoint] = await Promise.all([listCursors(db), listWatermarks(db), peerLag(db, ids), dlqStats(db), auditFigures(db), auditHead(db), lastCheckpoint(db)]);
   const now = (deps.now ?? (() => new Date()))();
   const cursorOf = new Map(cursors.map((c) => [c.peerId, c]));

@@ -93,6 +93,19 @@ describe('status report', () => {
     expect(r.queues).toBeNull();
     expect(r.queuesError).toBe('Connection is closed.');
     expect(r.peers).toHaveLength(2);
+    // BullMQ waits for a Redis that is down for ever: the report does not.
+    const hung = await report({ queues: () => new Promise(() => {}), queueTimeoutMs: 200 });
+    expect(hung).toMatchObject({ queues: null, queuesError: 'no answer from Redis within 200 ms' });
+    expect(hung.peers).toHaveLength(2);
+  });
+
+  it('answers within the timeout from a process whose Redis is down', async () => {
+    const access = openQueueStatus('redis://127.0.0.1:1', uniquePrefix());
+    const started = Date.now();
+    const r = await report({ queues: access.source, queueTimeoutMs: 500 });
+    await access.close();
+    expect(r.queues).toBeNull();
+    expect(Date.now() - started).toBeLessThan(3000);
   });
 
   it('reads waiting, delayed and failed jobs and the live workers of each queue from Redis', async () => {
