@@ -3,7 +3,7 @@ import type { Metrics } from './metrics.js';
 import { auditFigures } from './store/audit.js';
 import { dlqStats } from './store/dlq.js';
 import { refusalStats } from './store/catchup-refusals.js';
-import { watermarkTimes } from './store/watermarks.js';
+import { catchupLagSeconds, watermarkTimes } from './store/watermarks.js';
 import { peerLag } from './store/cursors.js';
 import type { RefusalBreaker } from './federation/refusal-breaker.js';
 
@@ -27,8 +27,7 @@ export function registerDatabaseCollectors(metrics: Metrics, db: Db, peerIds: st
       const w = marks.get(id);
       metrics.catchupLastSuccess.set({ peer: id }, w?.lastSuccessEpoch ?? 0);
       metrics.catchupLagRows.set({ peer: id }, w?.lagRows ?? 0);
-      // Behind = the age of the newest row we have from the peer; caught up = 0.
-      metrics.catchupLagSeconds.set({ peer: id }, w && w.lagRows > 0 && w.lastRowEpoch ? Math.max(0, Date.now() / 1000 - w.lastRowEpoch) : 0);
+      metrics.catchupLagSeconds.set({ peer: id }, w ? catchupLagSeconds(w.lagRows, w.lastRowEpoch, Date.now() / 1000) : 0);
     }
   });
   metrics.onScrape(async () => {

@@ -3,6 +3,7 @@ import { USAGE, runToolCommand } from '../src/cli/commands.js';
 import { ConfigError, environmentSecrets, loadConfig, type Config } from '../src/config.js';
 import { unreachableFrom } from '../src/reachability.js';
 import { redactErrorMessage } from '../src/redact.js';
+import { openQueueStatus } from '../queues/status.js';
 import { startFailureReason, startNode, type Role } from './node.js';
 
 /*
@@ -24,7 +25,7 @@ export async function main(argv: string[]): Promise<number> {
     return runRole(command as Role);
   }
   try {
-    return await runToolCommand(command, args, (s) => process.stdout.write(`${s}\n`));
+    return await runToolCommand(command, args, (s) => process.stdout.write(`${s}\n`), { openQueues: (config) => openQueueStatus(config.redisUrl, config.queuePrefix) });
   } catch (err) {
     if (err instanceof UsageError) return usageError(err.message);
     throw err;

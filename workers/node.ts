@@ -26,6 +26,7 @@ import { registerQueueCollectors } from '../queues/metrics.js';
 import { watchPeerContact } from '../queues/recovery.js';
 import { closeQueues, createQueues } from '../queues/registry.js';
 import { QueueReplication } from '../queues/replication.js';
+import { queueStatusSource } from '../queues/status.js';
 import { boundUrl, closeServer, listen } from './http.js';
 import { startWorkers } from './runtime.js';
 
@@ -138,7 +139,7 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
         policy,
         ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues, { audit, logger, redis: producer }) } } : {}),
         auditKeys: auditKeys.keys,
-        operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues.dlq, 'operator', peerId) },
+        operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues.dlq, 'operator', peerId), queueStatus: queueStatusSource(queues) },
         federation: {
           keys,
           nonces: new NonceStore(producer, config.queuePrefix, config.federation.clockSkewMs, config.federation.bareNonces),

@@ -9,6 +9,7 @@ import type { NonceStore } from '../federation/nonces.js';
 import type { Logger } from '../logger.js';
 import type { Metrics } from '../metrics.js';
 import type { FeedPosition } from '../store/feed.js';
+import type { QueueStatusSource } from '../status/report.js';
 
 /** Outcome of waiting for a write quorum (docs/wire.md, Quorum writes). */
 export type QuorumOutcome =
@@ -53,6 +54,6 @@ export interface AppDeps {
   auditKeys: Map<string, KeyObject>;
   /** Bull Board (built in queues/), mounted at /admin/queues behind ADMIN_TOKEN. */
   queueBoard?: { path: string; app: Hono };
-  /** Queue-backed operator actions (implemented in queues/). */
-  operations: { requestDlqReplay(peerId?: string): Promise<void> };
+  /** Queue-backed operator actions and reads (implemented in queues/). */
+  operations: { requestDlqReplay(peerId?: string): Promise<void>; queueStatus: QueueStatusSource };
 }

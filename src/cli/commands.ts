@@ -1,4 +1,4 @@
-import { loadConfig } from '../config.js';
+import { loadConfig, type Config } from '../config.js';
 import { prepareDatabase } from '../db/migrate.js';
 import { generateKeyFiles } from '../federation/keys.js';
 import { ALERT_RULES_USAGE, alertRulesCommand } from './alert-rules.js';
@@ -6,6 +6,7 @@ import { isHelp, parseFlags, subcommand, UsageError } from './args.js';
 import { AUDIT_USAGE, auditCommand } from './audit.js';
 import { CATCHUP_USAGE, catchupCommand } from './catchup.js';
 import { DLQ_USAGE, dlqCommand } from './dlq.js';
+import { STATUS_USAGE, statusCommand, type QueueAccess } from './status.js';
 
 export const USAGE = `usage: memfed <command> [options]
 
@@ -22,20 +23,26 @@ tools:
   ${CATCHUP_USAGE.replace(/\n/g, '\n  ')}
   ${AUDIT_USAGE}
   ${ALERT_RULES_USAGE}
+  ${STATUS_USAGE}
 
 configuration comes from environment variables; see README.md.`;
 
 const KEYS_USAGE = `memfed keys generate --id <id> [--dir <dir>] [--force]`;
 
 /** Each tool's own usage (`memfed <tool> --help`). */
-const TOOL_USAGE: Record<string, string> = { migrate: 'memfed migrate    create the database if missing and apply migrations', keys: KEYS_USAGE, dlq: DLQ_USAGE, catchup: CATCHUP_USAGE, audit: AUDIT_USAGE, 'alert-rules': ALERT_RULES_USAGE };
+const TOOL_USAGE: Record<string, string> = { migrate: 'memfed migrate    create the database if missing and apply migrations', keys: KEYS_USAGE, dlq: DLQ_USAGE, catchup: CATCHUP_USAGE, audit: AUDIT_USAGE, status: STATUS_USAGE, 'alert-rules': ALERT_RULES_USAGE };
+
+/** What tools need from above src/ (wired by workers/main.ts). */
+export interface ToolDeps {
+  openQueues(config: Config): QueueAccess;
+}
 
 /**
  * Commands that need no queues or workers. Returns the exit code; a usage error is thrown
  * as UsageError (one line on stderr, exit 2, from the caller). `--help` anywhere prints
  * the tool's usage and exits 0.
  */
-export async function runToolCommand(command: string, args: string[], out: (s: string) => void): Promise<number> {
+export async function runToolCommand(command: string, args: string[], out: (s: string) => void, tools: ToolDeps): Promise<number> {
   const usage = TOOL_USAGE[command];
   if (usage === undefined) throw new UsageError(`unknown command "${command}" (memfed --help)`);
   if (args.some(isHelp)) {
@@ -69,6 +76,8 @@ export async function runToolCommand(command: string, args: string[], out: (s: s
     case 'alert-rules':
       // No configuration needed: it only prints a file.
       return alertRulesCommand(args, out);
+    case 'status':
+      return statusCommand(loadConfig(), args, out, tools.openQueues);
     default:
       throw new UsageError(`unknown command "${command}" (memfed --help)`);
   }

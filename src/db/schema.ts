@@ -100,6 +100,8 @@ export const peerCursors = pgTable('peer_cursors', {
   lastErrorClass: text('last_error_class'),
   /** The reconciler leaves a peer alone until then (set after an unenrolled refusal). */
   retryAt: ts('retry_at'),
+  /** Push attempts failed in a row since the peer last acked (0 = the last push succeeded). */
+  failureStreak: integer('failure_streak').notNull().default(0),
   updatedAt: ts('updated_at').notNull().default(sql`now()`),
 });
 
@@ -149,6 +151,8 @@ export const peerWatermarks = pgTable('peer_watermarks', {
   /** Rows the last pull left behind (0 when caught up) and age of the newest row applied. */
   lagRows: integer('lag_rows').notNull().default(0),
   lastRowAt: ts('last_row_at'),
+  /** Pulls failed (or halted) in a row since the last successful one (0 = the last pull succeeded). */
+  failureStreak: integer('failure_streak').notNull().default(0),
   updatedAt: ts('updated_at').notNull().default(sql`now()`),
 });
 

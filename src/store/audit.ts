@@ -57,6 +57,12 @@ export async function lastCheckpointSeq(tx: Exec): Promise<number | null> {
   return last?.seq ?? null;
 }
 
+/** The newest signed checkpoint (null before the first). */
+export async function lastCheckpoint(db: Exec): Promise<{ seq: number; hash: string; at: string } | null> {
+  const [last] = await db.select({ seq: auditCheckpoints.seq, hash: auditCheckpoints.hash, at: auditCheckpoints.at }).from(auditCheckpoints).orderBy(sql`${auditCheckpoints.seq} DESC`).limit(1);
+  return last ?? null;
+}
+
 export async function readAuditPage(db: Db, fromSeq: number, limit: number): Promise<AuditEntry[]> {
   return db
     .select({ seq: auditLog.seq, prevHash: auditLog.prevHash, payloadHash: auditLog.payloadHash, hash: auditLog.hash, canonical: auditLog.canonical, keyId: auditLog.keyId, signature: auditLog.signature })

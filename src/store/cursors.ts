@@ -9,6 +9,10 @@ export interface PeerCursor extends FeedPosition {
   lastError: string | null;
   lastErrorClass: string | null;
   retryAt: string | null;
+  /** Push attempts failed in a row since the last ack (0: the last push succeeded). */
+  failureStreak: number;
+  /** When the last error was recorded (null while there is none). */
+  lastErrorAt: string | null;
 }
 
 const columns = {
@@ -19,13 +23,17 @@ const columns = {
   lastError: peerCursors.lastError,
   lastErrorClass: peerCursors.lastErrorClass,
   retryAt: peerCursors.retryAt,
+  failureStreak: peerCursors.failureStreak,
+  // Only recordPeerError writes an error and every other write clears it, so while one is
+  // set, updated_at is when it was recorded.
+  lastErrorAt: sql<string | null>`CASE WHEN ${peerCursors.lastError} IS NULL THEN NULL ELSE ${peerCursors.updatedAt} END`,
 };
 
 /** A peer's delivery cursor; a new peer starts at the beginning of the feed (it gets everything). */
 export async function getCursor(db: Db, peerId: string): Promise<PeerCursor> {
   await db.insert(peerCursors).values({ peerId }).onConflictDoNothing();
   const [row] = await db.select(columns).from(peerCursors).where(eq(peerCursors.peerId, peerId));
-  return row ?? { peerId, ...FEED_START, lastAckAt: null, lastError: null, lastErrorClass: null, retryAt: null };
+  return row ?? { peerId, ...FEED_START, lastAckAt: null, lastError: null, lastErrorClass: null, retryAt: null, failureStreak: 0, lastErrorAt: null };
 }
 
 export async function listCursors(db: Db): Promise<PeerCursor[]> {
@@ -40,13 +48,13 @@ export async function advanceCursor(db: Db, peerId: string, to: FeedPosition): P
   const res = await db.execute(sql`
     UPDATE ${peerCursors}
     SET txid = ${to.txid}::xid8, seq = ${to.seq}::bigint, last_ack_at = now(), last_error = NULL,
-        last_error_class = NULL, retry_at = NULL, updated_at = now()
+        last_error_class = NULL, retry_at = NULL, failure_streak = 0, updated_at = now()
     WHERE peer_id = ${peerId} AND (txid, seq) < (${to.txid}::xid8, ${to.seq}::bigint)`);
   return res.count > 0;
 }
 
 export async function recordPeerAck(db: Db, peerId: string): Promise<void> {
-  await db.update(peerCursors).set({ lastAckAt: sql`now()`, lastError: null, lastErrorClass: null, retryAt: null, updatedAt: sql`now()` }).where(eq(peerCursors.peerId, peerId));
+  await db.update(peerCursors).set({ lastAckAt: sql`now()`, lastError: null, lastErrorClass: null, retryAt: null, failureStreak: 0, updatedAt: sql`now()` }).where(eq(peerCursors.peerId, peerId));
 }
 
 export async function recordPeerError(db: Db, peerId: string, failureClass: string, error: string, retryAfterMs?: number): Promise<void> {
@@ -56,6 +64,7 @@ export async function recordPeerError(db: Db, peerId: string, failureClass: stri
       lastError: error.slice(0, 2000),
       lastErrorClass: failureClass,
       retryAt: retryAfterMs === undefined ? null : sql`now() + ${`${retryAfterMs} milliseconds`}::interval`,
+      failureStreak: sql`${peerCursors.failureStreak} + 1`,
       updatedAt: sql`now()`,
     })
     .where(eq(peerCursors.peerId, peerId));

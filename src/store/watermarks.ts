@@ -10,6 +10,9 @@ export interface Watermark {
   lagRows: number;
   lastRowAt: string | null;
   lastError: string | null;
+  lastPullAt: string | null;
+  /** Pulls failed or halted in a row since the last successful one (0: the last pull succeeded). */
+  failureStreak: number;
 }
 
 /** Watermark times as epoch seconds (for metrics). */
@@ -18,6 +21,14 @@ export interface WatermarkTimes {
   lagRows: number;
   lastSuccessEpoch: number | null;
   lastRowEpoch: number | null;
+}
+
+/**
+ * How far catch-up is behind, in seconds: the age of the newest row applied from the peer
+ * while the last pull left rows behind; 0 when caught up.
+ */
+export function catchupLagSeconds(lagRows: number, lastRowEpoch: number | null, nowEpoch: number): number {
+  return lagRows > 0 && lastRowEpoch ? Math.max(0, nowEpoch - lastRowEpoch) : 0;
 }
 
 export async function watermarkTimes(db: Db): Promise<WatermarkTimes[]> {
@@ -39,12 +50,14 @@ const columns = {
   lagRows: peerWatermarks.lagRows,
   lastRowAt: peerWatermarks.lastRowAt,
   lastError: peerWatermarks.lastError,
+  lastPullAt: peerWatermarks.lastPullAt,
+  failureStreak: peerWatermarks.failureStreak,
 };
 
 export async function getWatermark(db: Db, peerId: string): Promise<Watermark> {
   await db.insert(peerWatermarks).values({ peerId }).onConflictDoNothing();
   const [row] = await db.select(columns).from(peerWatermarks).where(eq(peerWatermarks.peerId, peerId));
-  return row ?? { peerId, cursor: null, since: null, lastSuccessAt: null, lagRows: 0, lastRowAt: null, lastError: null };
+  return row ?? { peerId, cursor: null, since: null, lastSuccessAt: null, lagRows: 0, lastRowAt: null, lastError: null, lastPullAt: null, failureStreak: 0 };
 }
 
 export async function listWatermarks(db: Db): Promise<Watermark[]> {
@@ -78,15 +91,16 @@ export async function advanceWatermark(
         last_row_at = COALESCE(${to.lastRowAt}::timestamptz, last_row_at),
         last_pull_at = now(),
         last_success_at = CASE WHEN ${halted}::text IS NULL THEN now() ELSE last_success_at END,
-        last_error = ${halted}, updated_at = now()
+        last_error = ${halted},
+        failure_streak = CASE WHEN ${halted}::text IS NULL THEN 0 ELSE failure_streak + 1 END, updated_at = now()
     WHERE peer_id = ${peerId} AND cursor IS NOT DISTINCT FROM ${from.cursor} AND since IS NOT DISTINCT FROM ${from.since}`);
   if (res.count !== 1) throw new WatermarkMoved(peerId);
 }
 
 export async function recordPullSuccess(db: Db, peerId: string, lagRows: number): Promise<void> {
-  await db.update(peerWatermarks).set({ lastPullAt: sql`now()`, lastSuccessAt: sql`now()`, lastError: null, lagRows, updatedAt: sql`now()` }).where(eq(peerWatermarks.peerId, peerId));
+  await db.update(peerWatermarks).set({ lastPullAt: sql`now()`, lastSuccessAt: sql`now()`, lastError: null, lagRows, failureStreak: 0, updatedAt: sql`now()` }).where(eq(peerWatermarks.peerId, peerId));
 }
 
 export async function recordPullError(db: Db, peerId: string, error: string): Promise<void> {
-  await db.update(peerWatermarks).set({ lastPullAt: sql`now()`, lastError: error.slice(0, 2000), updatedAt: sql`now()` }).where(eq(peerWatermarks.peerId, peerId));
+  await db.update(peerWatermarks).set({ lastPullAt: sql`now()`, lastError: error.slice(0, 2000), failureStreak: sql`${peerWatermarks.failureStreak} + 1`, updatedAt: sql`now()` }).where(eq(peerWatermarks.peerId, peerId));
 }

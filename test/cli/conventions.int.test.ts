@@ -47,6 +47,8 @@ describe('usage errors', () => {
     [['alert-rules', '--runbook-base', 'wiki/memfed'], /^memfed: alert-rules: --runbook-base expected an absolute http\(s\) URL, got "wiki\/memfed"$/],
     [['alert-rules', '--runbook-base'], /^memfed: alert-rules: Option '--runbook-base <value>' argument missing$/],
     [['api', 'extra'], /^memfed: api: unexpected argument "extra"/],
+    [['status', '--peer', 'x'], /^memfed: status: Unknown option '--peer'$/],
+    [['status', 'now'], /^memfed: status: Unexpected argument 'now'/],
     [['bogus'], /^memfed: unknown command "bogus"/],
   ];
   for (const [args, message] of cases) {
@@ -62,7 +64,7 @@ describe('usage errors', () => {
 });
 
 describe('--help', () => {
-  for (const args of [['dlq', '--help'], ['dlq', 'list', '--help'], ['dlq', 'purge', '-h'], ['catchup', 'refusals', 'list', '--help'], ['audit', 'verify', '--help'], ['keys', 'generate', '--help'], ['migrate', '--help'], ['alert-rules', '--help'], ['--help']]) {
+  for (const args of [['dlq', '--help'], ['dlq', 'list', '--help'], ['dlq', 'purge', '-h'], ['catchup', 'refusals', 'list', '--help'], ['audit', 'verify', '--help'], ['keys', 'generate', '--help'], ['migrate', '--help'], ['status', '--help'], ['alert-rules', '--help'], ['--help']]) {
     it(`memfed ${args.join(' ')} prints the usage and exits 0`, async () => {
       const r = await run(args);
       expect(r.code).toBe(0);

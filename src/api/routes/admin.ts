@@ -8,6 +8,7 @@ import { parseQuery } from '../query.js';
 import { dlqListParams, refusalListParams } from '../operator-params.js';
 import type { AppDeps } from '../deps.js';
 import { adminAuth } from '../middleware/auth.js';
+import { buildStatusReport } from '../../status/report.js';
 
 export const ADMIN_PREFIX = '/api/v1/admin';
 
@@ -51,6 +52,9 @@ export function adminRoutes(deps: AppDeps) {
   });
 
   app.get(`${ADMIN_PREFIX}/dlq/stats`, async (c) => c.json(await dlqStats(db)));
+
+  // The mesh at a glance; `memfed status --json` prints the same report.
+  app.get(`${ADMIN_PREFIX}/status`, async (c) => c.json(await buildStatusReport({ db, nodeId: config.nodeId, peers: config.federation.peers, queues: operations.queueStatus })));
 
   app.post(`${ADMIN_PREFIX}/dlq/replay`, async (c) => {
     const body = objectBody(await readOptionalJson(c, config.limits.maxBodyBytes));
