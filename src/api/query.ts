@@ -34,7 +34,7 @@ export function intParam(o: { fallback: number; min: number; max: number; digits
       }
       return n;
     })
-    // What the contract (docs/openapi) says of it: the parser above stays the authority.
+    // What the OpenAPI document shows of it (JSON Schema keywords); the parser above decides.
     .meta({ pattern: `^\\d{1,${o.digits}}$`, description: `integer ${o.min}..${o.max}, default ${o.fallback}${CLAMPED[o.clamp]}` });
 }
 

@@ -2,7 +2,7 @@ import { Hono, type Context } from 'hono';
 import { ApiError, ValidationError, badRequest, notFound } from '../../errors.js';
 import { checkUpdate } from '../../governance.js';
 import { applyUpdate, buildNewMemory } from '../../memory/input.js';
-import { validateAgentId, validateNamespace, validateTier, type Memory } from '../../memory/model.js';
+import { TIERS, validateAgentId, validateNamespace, validateTier, type Memory } from '../../memory/model.js';
 import { nowMicros } from '../../memory/time.js';
 import type { FeedPosition } from '../../store/feed.js';
 import { GroupCommit } from '../../store/group-commit.js';
@@ -31,7 +31,7 @@ function callerAgentId(c: Context): string | undefined {
 const listQuery = {
   // Read as given and checked by the memory field rules (below), not by this shape.
   namespace: z.string().optional().meta({ description: 'only this namespace' }),
-  tier: z.string().optional().meta({ enum: ['short', 'mid', 'long'] }),
+  tier: z.string().optional().meta({ enum: [...TIERS] }),
   tags: z.string().optional().meta({ description: 'comma-separated; memories with any of them (at most 50 of at most 128 bytes)' }),
   since: timestampParam,
   until: timestampParam,
