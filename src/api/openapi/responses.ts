@@ -41,4 +41,4 @@ export const link = z
 export const quorumAcks = z.number().int().optional().meta({ description: 'acks received, when the node has peers' });
 
 /** An object answer whose fields the route documents in docs/api.md; only the named ones are typed here. */
-export const open = (shape: z.ZodRawShape = {}) => z.object(shape).catchall(z.unknown());
+export const looseObject = (shape: z.ZodRawShape = {}) => z.object(shape).catchall(z.unknown());

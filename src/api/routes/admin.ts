@@ -10,7 +10,7 @@ import type { AppDeps } from '../deps.js';
 import { adminAuth } from '../middleware/auth.js';
 import { documented } from '../openapi/describe.js';
 import { JSON_BODY_CODES, QUERY_CODES, merge } from '../openapi/error-codes.js';
-import { open } from '../openapi/responses.js';
+import { looseObject } from '../openapi/responses.js';
 import { z } from 'zod';
 
 export const ADMIN_PREFIX = '/api/v1/admin';
@@ -52,7 +52,7 @@ const purgeBody = z.object({ peer: peer.optional(), ids: ids.optional(), dry_run
 const reapplyBody = z.object({ peer: peer.optional(), ids: ids.optional() }).catchall(z.unknown()).meta({ description: 'optional; without a selector every pending refusal is reapplied' });
 
 const SELECTOR_CODES = merge(JSON_BODY_CODES, { 400: ['INVALID_BODY', 'INVALID_SELECTOR'] });
-const rowsAnswer = open({ rows: z.array(open()), count: z.number().int() });
+const rowsAnswer = looseObject({ rows: z.array(looseObject()), count: z.number().int() });
 
 const actorOf = (c: Context) => c.req.header('x-agent-id')?.slice(0, 128) ?? 'admin';
 
@@ -69,9 +69,9 @@ export function adminRoutes(deps: AppDeps) {
     return c.json({ rows, count: rows.length });
   });
 
-  app.get(`${ADMIN_PREFIX}/dlq/stats`, documented({ summary: 'DLQ counts by peer and status', tag: 'admin', access: 'admin', responses: { 200: { description: 'counts', schema: open() } } }), async (c) => c.json(await dlqStats(db)));
+  app.get(`${ADMIN_PREFIX}/dlq/stats`, documented({ summary: 'DLQ counts by peer and status', tag: 'admin', access: 'admin', responses: { 200: { description: 'counts', schema: looseObject() } } }), async (c) => c.json(await dlqStats(db)));
 
-  app.post(`${ADMIN_PREFIX}/dlq/replay`, documented({ summary: 'Replay pending DLQ rows now', tag: 'admin', access: 'admin', body: { schema: replayBody, required: false }, responses: { 202: { description: 'replay requested', schema: open({ requested: z.literal(true), peer: z.string().nullable() }) } }, errors: merge(JSON_BODY_CODES, { 400: ['INVALID_BODY', 'UNKNOWN_PEER'] }) }), async (c) => {
+  app.post(`${ADMIN_PREFIX}/dlq/replay`, documented({ summary: 'Replay pending DLQ rows now', tag: 'admin', access: 'admin', body: { schema: replayBody, required: false }, responses: { 202: { description: 'replay requested', schema: looseObject({ requested: z.literal(true), peer: z.string().nullable() }) } }, errors: merge(JSON_BODY_CODES, { 400: ['INVALID_BODY', 'UNKNOWN_PEER'] }) }), async (c) => {
     const raw = await readOptionalJson(c, config.limits.maxBodyBytes);
     const body = checkBody(replayBody, raw, () => objectBody(raw));
     const peer = typeof body.peer === 'string' ? body.peer : undefined;
@@ -81,7 +81,7 @@ export function adminRoutes(deps: AppDeps) {
     return c.json({ requested: true, peer: peer ?? null }, 202);
   });
 
-  app.post(`${ADMIN_PREFIX}/dlq/requeue`, documented({ summary: 'Requeue quarantined DLQ rows', tag: 'admin', access: 'admin', body: { schema: requeueBody }, responses: { 200: { description: 'how many rows went back to pending', schema: open({ requeued: z.number().int() }) } }, errors: SELECTOR_CODES }), async (c) => {
+  app.post(`${ADMIN_PREFIX}/dlq/requeue`, documented({ summary: 'Requeue quarantined DLQ rows', tag: 'admin', access: 'admin', body: { schema: requeueBody }, responses: { 200: { description: 'how many rows went back to pending', schema: looseObject({ requeued: z.number().int() }) } }, errors: SELECTOR_CODES }), async (c) => {
     const raw = await readJson(c, config.limits.maxBodyBytes);
     const sel = checkBody(requeueBody, raw, () => selector(objectBody(raw), true));
     const r = await requeueQuarantined(db, sel);
@@ -90,7 +90,7 @@ export function adminRoutes(deps: AppDeps) {
     return c.json(r);
   });
 
-  app.post(`${ADMIN_PREFIX}/dlq/purge`, documented({ summary: 'Purge DLQ rows (dry run unless dry_run: false)', tag: 'admin', access: 'admin', body: { schema: purgeBody }, responses: { 200: { description: 'what was (or would be) purged', schema: open({ dry_run: z.boolean() }) } }, errors: SELECTOR_CODES }), async (c) => {
+  app.post(`${ADMIN_PREFIX}/dlq/purge`, documented({ summary: 'Purge DLQ rows (dry run unless dry_run: false)', tag: 'admin', access: 'admin', body: { schema: purgeBody }, responses: { 200: { description: 'what was (or would be) purged', schema: looseObject({ dry_run: z.boolean() }) } }, errors: SELECTOR_CODES }), async (c) => {
     const raw = await readJson(c, config.limits.maxBodyBytes);
     const sel = checkBody(purgeBody, raw, () => selector(objectBody(raw), false));
     const body = raw as Record<string, unknown>;
@@ -108,9 +108,9 @@ export function adminRoutes(deps: AppDeps) {
     return c.json({ rows, count: rows.length });
   });
 
-  app.get(`${ADMIN_PREFIX}/catchup/refusals/stats`, documented({ summary: 'Catch-up refusal counts', tag: 'admin', access: 'admin', responses: { 200: { description: 'counts', schema: open() } } }), async (c) => c.json(await refusalStats(db)));
+  app.get(`${ADMIN_PREFIX}/catchup/refusals/stats`, documented({ summary: 'Catch-up refusal counts', tag: 'admin', access: 'admin', responses: { 200: { description: 'counts', schema: looseObject() } } }), async (c) => c.json(await refusalStats(db)));
 
-  app.post(`${ADMIN_PREFIX}/catchup/refusals/reapply`, documented({ summary: 'Reapply pending catch-up refusals', tag: 'admin', access: 'admin', body: { schema: reapplyBody, required: false }, responses: { 200: { description: 'what was applied and what is still refused', schema: open() } }, errors: SELECTOR_CODES }), async (c) => {
+  app.post(`${ADMIN_PREFIX}/catchup/refusals/reapply`, documented({ summary: 'Reapply pending catch-up refusals', tag: 'admin', access: 'admin', body: { schema: reapplyBody, required: false }, responses: { 200: { description: 'what was applied and what is still refused', schema: looseObject() } }, errors: SELECTOR_CODES }), async (c) => {
     const raw = await readOptionalJson(c, config.limits.maxBodyBytes);
     const sel = checkBody(reapplyBody, raw, () => {
       const body = objectBody(raw);

@@ -13,7 +13,7 @@ import type { AppDeps } from '../deps.js';
 import { quorumFailure } from '../quorum-failure.js';
 import { documented } from '../openapi/describe.js';
 import { JSON_BODY_CODES, NOT_FOUND_CODES, PATH_ID_CODES, QUERY_CODES, QUORUM_CODES, merge } from '../openapi/error-codes.js';
-import { link, memory, open, quorumAcks } from '../openapi/responses.js';
+import { link, memory, looseObject, quorumAcks } from '../openapi/responses.js';
 
 /** upstream src/handlers/archive.rs: at most MAX_BULK_SIZE ids per archive request. */
 const ARCHIVE_IDS_MAX = 1000;
@@ -80,7 +80,7 @@ export function archiveLinkRoutes(deps: AppDeps) {
 
   app.get(
     '/api/v1/archive',
-    documented({ summary: 'List archived memories', tag: 'archive and links', access: 'api-key', query: archiveQuery, responses: { 200: { description: 'a page of archived memories', schema: open({ archived: z.array(memory.extend({ archived_at: z.string(), archive_reason: z.string().nullable() })), count: z.number().int() }) } }, errors: QUERY_CODES }),
+    documented({ summary: 'List archived memories', tag: 'archive and links', access: 'api-key', query: archiveQuery, responses: { 200: { description: 'a page of archived memories', schema: looseObject({ archived: z.array(memory.extend({ archived_at: z.string(), archive_reason: z.string().nullable() })), count: z.number().int() }) } }, errors: QUERY_CODES }),
     async (c) => {
       const q = parseQuery(c, archiveQuery);
       const ns = q.namespace;
@@ -104,7 +104,7 @@ export function archiveLinkRoutes(deps: AppDeps) {
       tag: 'archive and links',
       access: 'api-key',
       body: { schema: archiveBody },
-      responses: { 200: { description: 'which ids were archived and which were not found', schema: open({ archived: z.array(z.string()), missing: z.array(z.string()), count: z.number().int(), reason: z.string(), quorum_acks: quorumAcks }) } },
+      responses: { 200: { description: 'which ids were archived and which were not found', schema: looseObject({ archived: z.array(z.string()), missing: z.array(z.string()), count: z.number().int(), reason: z.string(), quorum_acks: quorumAcks }) } },
       errors: merge(JSON_BODY_CODES, { 400: ['BULK_TOO_LARGE', 'INVALID_BODY', 'INVALID_ID'] }, QUORUM_CODES),
     }),
     async (c) => {
@@ -127,7 +127,7 @@ export function archiveLinkRoutes(deps: AppDeps) {
 
   app.post(
     '/api/v1/archive/:id/restore',
-    documented({ summary: 'Restore an archived memory', tag: 'archive and links', access: 'api-key', responses: { 200: { description: 'restored', schema: open({ restored: z.literal(true), id: z.string(), quorum_acks: quorumAcks }) } }, errors: merge(PATH_ID_CODES, NOT_FOUND_CODES, QUORUM_CODES) }),
+    documented({ summary: 'Restore an archived memory', tag: 'archive and links', access: 'api-key', responses: { 200: { description: 'restored', schema: looseObject({ restored: z.literal(true), id: z.string(), quorum_acks: quorumAcks }) } }, errors: merge(PATH_ID_CODES, NOT_FOUND_CODES, QUORUM_CODES) }),
     async (c) => {
       const id = pathId(c);
       const out = await restoreMemory(db, id, nowMicros());
@@ -146,7 +146,7 @@ export function archiveLinkRoutes(deps: AppDeps) {
       tag: 'archive and links',
       access: 'api-key',
       body: { schema: linkBody },
-      responses: { 201: { description: 'linked (also when the link already existed)', schema: open({ linked: z.literal(true), source_id: z.string(), target_id: z.string(), relation: z.string(), attest_level: z.string(), quorum_acks: quorumAcks }) } },
+      responses: { 201: { description: 'linked (also when the link already existed)', schema: looseObject({ linked: z.literal(true), source_id: z.string(), target_id: z.string(), relation: z.string(), attest_level: z.string(), quorum_acks: quorumAcks }) } },
       errors: merge(LINK_BODY_CODES, NOT_FOUND_CODES, QUORUM_CODES),
     }),
     async (c) => {
@@ -162,7 +162,7 @@ export function archiveLinkRoutes(deps: AppDeps) {
 
   app.delete(
     '/api/v1/links',
-    documented({ summary: 'Remove a link', tag: 'archive and links', access: 'api-key', body: { schema: linkBody }, responses: { 200: { description: 'whether a link was removed', schema: open({ deleted: z.boolean(), quorum_acks: quorumAcks }) } }, errors: merge(LINK_BODY_CODES, QUORUM_CODES) }),
+    documented({ summary: 'Remove a link', tag: 'archive and links', access: 'api-key', body: { schema: linkBody }, responses: { 200: { description: 'whether a link was removed', schema: looseObject({ deleted: z.boolean(), quorum_acks: quorumAcks }) } }, errors: merge(LINK_BODY_CODES, QUORUM_CODES) }),
     async (c) => {
       const key = parseLinkBody(await readJson(c, config.limits.maxBodyBytes));
       const out = await removeLink(db, key, nowMicros());
@@ -174,7 +174,7 @@ export function archiveLinkRoutes(deps: AppDeps) {
 
   app.get(
     '/api/v1/links/:id',
-    documented({ summary: 'Links of a memory', tag: 'archive and links', access: 'api-key', responses: { 200: { description: 'links from and to the memory', schema: open({ links: z.array(link) }) } }, errors: merge(PATH_ID_CODES, NOT_FOUND_CODES) }),
+    documented({ summary: 'Links of a memory', tag: 'archive and links', access: 'api-key', responses: { 200: { description: 'links from and to the memory', schema: looseObject({ links: z.array(link) }) } }, errors: merge(PATH_ID_CODES, NOT_FOUND_CODES) }),
     async (c) => {
       const id = pathId(c);
       const stored = await getStored(db, id);

@@ -16,7 +16,7 @@ import { quorumFailure } from '../quorum-failure.js';
 import { BULK_MAX, bulkBody, bulkEnvelope, createMemoryBody, updateMemoryBody } from '../memory-bodies.js';
 import { HEADERS, documented } from '../openapi/describe.js';
 import { AGENT_HEADER_CODES, BATCH_BODY_CODES, GOVERNANCE_CODES, JSON_BODY_CODES, MEMORY_INPUT_CODES, NOT_FOUND_CODES, PATH_ID_CODES, QUERY_CODES, QUORUM_CODES, merge } from '../openapi/error-codes.js';
-import { link, memory as memorySchema, open, quorumAcks } from '../openapi/responses.js';
+import { link, memory as memorySchema, looseObject, quorumAcks } from '../openapi/responses.js';
 import { z } from 'zod';
 
 const LIST_DEFAULT = 20;
@@ -72,7 +72,7 @@ export function memoryRoutes(deps: AppDeps) {
   const replicate = (position: FeedPosition | null) => replication.afterCommit(position);
   const creates = new GroupCommit((docs) => insertMemories(db, docs), { maxBatch: config.writeBatch.max, maxInFlight: config.writeBatch.inFlight, onBatch: (n) => metrics.writeBatchSize.observe(n) });
 
-  const memoryWithLinks = open({ memory: memorySchema, links: z.array(link) });
+  const memoryWithLinks = looseObject({ memory: memorySchema, links: z.array(link) });
 
   app.post(
     '/api/v1/memories',
@@ -82,7 +82,7 @@ export function memoryRoutes(deps: AppDeps) {
       access: 'api-key',
       headers: [HEADERS.agentId],
       body: { schema: createMemoryBody },
-      responses: { 201: { description: 'committed (and, with peers, acked by the write quorum)', schema: open({ id: z.string(), tier: z.string(), namespace: z.string(), title: z.string(), agent_id: z.string(), quorum_acks: quorumAcks }) } },
+      responses: { 201: { description: 'committed (and, with peers, acked by the write quorum)', schema: looseObject({ id: z.string(), tier: z.string(), namespace: z.string(), title: z.string(), agent_id: z.string(), quorum_acks: quorumAcks }) } },
       errors: merge(AGENT_HEADER_CODES, JSON_BODY_CODES, MEMORY_INPUT_CODES, GOVERNANCE_CODES, { 409: ['ID_CONFLICT'] }, QUORUM_CODES),
     }),
     async (c) => {
@@ -112,7 +112,7 @@ export function memoryRoutes(deps: AppDeps) {
       access: 'api-key',
       headers: [HEADERS.agentId],
       body: { schema: bulkBody },
-      responses: { 200: { description: 'what was created, and why the rest was not', schema: open({ created: z.number().int(), ids: z.array(z.string()), errors: z.array(open({ index: z.number().int(), code: z.string(), error: z.string(), id: z.string().optional() })) }) } },
+      responses: { 200: { description: 'what was created, and why the rest was not', schema: looseObject({ created: z.number().int(), ids: z.array(z.string()), errors: z.array(looseObject({ index: z.number().int(), code: z.string(), error: z.string(), id: z.string().optional() })) }) } },
       errors: merge(AGENT_HEADER_CODES, BATCH_BODY_CODES, { 400: ['INVALID_BODY', 'BULK_TOO_LARGE'] }),
     }),
     async (c) => {
@@ -155,7 +155,7 @@ export function memoryRoutes(deps: AppDeps) {
       tag: 'memories',
       access: 'api-key',
       query: listQuery,
-      responses: { 200: { description: 'a page of memories', schema: open({ memories: z.array(memorySchema), count: z.number().int() }) } },
+      responses: { 200: { description: 'a page of memories', schema: looseObject({ memories: z.array(memorySchema), count: z.number().int() }) } },
       errors: QUERY_CODES,
     }),
     async (c) => {
@@ -200,7 +200,7 @@ export function memoryRoutes(deps: AppDeps) {
       access: 'api-key',
       headers: [HEADERS.ifMatch, HEADERS.agentId],
       body: { schema: updateMemoryBody },
-      responses: { 200: { description: 'the updated memory (version + 1)', schema: open({ memory: memorySchema, quorum_acks: quorumAcks }) } },
+      responses: { 200: { description: 'the updated memory (version + 1)', schema: looseObject({ memory: memorySchema, quorum_acks: quorumAcks }) } },
       errors: merge(PATH_ID_CODES, { 400: ['INVALID_IF_MATCH', 'EMPTY_UPDATE'] }, AGENT_HEADER_CODES, JSON_BODY_CODES, MEMORY_INPUT_CODES, GOVERNANCE_CODES, NOT_FOUND_CODES, { 409: ['VERSION_CONFLICT'] }, QUORUM_CODES),
     }),
     async (c) => {
@@ -230,7 +230,7 @@ export function memoryRoutes(deps: AppDeps) {
 
   app.delete(
     '/api/v1/memories/:id',
-    documented({ summary: 'Delete a memory (a tombstone replicates)', tag: 'memories', access: 'api-key', headers: [HEADERS.agentId], responses: { 200: { description: 'deleted', schema: open({ deleted: z.literal(true), quorum_acks: quorumAcks }) } }, errors: merge(PATH_ID_CODES, AGENT_HEADER_CODES, NOT_FOUND_CODES, QUORUM_CODES) }),
+    documented({ summary: 'Delete a memory (a tombstone replicates)', tag: 'memories', access: 'api-key', headers: [HEADERS.agentId], responses: { 200: { description: 'deleted', schema: looseObject({ deleted: z.literal(true), quorum_acks: quorumAcks }) } }, errors: merge(PATH_ID_CODES, AGENT_HEADER_CODES, NOT_FOUND_CODES, QUORUM_CODES) }),
     async (c) => {
       const id = pathId(c);
       const agentId = callerAgentId(c);

@@ -16,7 +16,7 @@ import { intParam, parseQuery } from '../query.js';
 import type { AppDeps } from '../deps.js';
 import { HEADERS, documented } from '../openapi/describe.js';
 import { BATCH_BODY_CODES, QUERY_CODES, merge } from '../openapi/error-codes.js';
-import { memory, open } from '../openapi/responses.js';
+import { memory, looseObject } from '../openapi/responses.js';
 
 /** `{"error": tag}` as upstream answers, plus memfed's stable `code`. */
 export function refusal(c: Context, status: number, tag: string) {
@@ -104,8 +104,8 @@ const pushBody = z
   .catchall(z.unknown())
   .meta({ description: `lanes of at most ${LANE_MAX} entries: ${CAPPED_LANES.join(', ')}; unknown lanes are ignored` });
 
-const pushAnswer = open({ applied: z.number().int(), deleted: z.number().int(), archived: z.number().int(), restored: z.number().int(), links_applied: z.number().int(), links_removed: z.number().int(), noop: z.number().int(), skipped: z.number().int(), unsupported_on_postgres: z.number().int() });
-const sincePage = open({ memories: z.array(memory), next_cursor: z.string().optional() });
+const pushAnswer = looseObject({ applied: z.number().int(), deleted: z.number().int(), archived: z.number().int(), restored: z.number().int(), links_applied: z.number().int(), links_removed: z.number().int(), noop: z.number().int(), skipped: z.number().int(), unsupported_on_postgres: z.number().int() });
+const sincePage = looseObject({ memories: z.array(memory), next_cursor: z.string().optional() });
 
 export function syncRoutes(deps: AppDeps) {
   const { config, database, federation } = deps;
