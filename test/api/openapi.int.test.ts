@@ -1,4 +1,5 @@
 import { Validator } from '@seriousme/openapi-schema-validator';
+import { readFileSync } from 'node:fs';
 import type { Hono } from 'hono';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createApp, createOpsApp } from '../../src/api/app.js';
@@ -215,6 +216,15 @@ describe('OpenAPI document', () => {
     expect(replay.status).toBe(400);
     expect(await replay.json()).toMatchObject({ code: 'INVALID_BODY', field: 'peer' });
     expect(documentedCodes(doc, 'POST', '/api/v1/admin/dlq/purge', 400)).toContain('INVALID_BODY');
+  });
+
+  it('lists only error codes that docs/api.md explains', () => {
+    const api = readFileSync(new URL('../../docs/api.md', import.meta.url), 'utf8');
+    const table = api.slice(api.indexOf('## Error codes'));
+    const codes = new Set<string>();
+    for (const [path, ops] of Object.entries(doc.paths)) for (const [method, op] of Object.entries(ops)) for (const status of Object.keys(op.responses)) for (const code of documentedCodes(doc, method, path, Number(status))) codes.add(code);
+    expect(codes.size).toBeGreaterThan(50);
+    expect([...codes].filter((code) => !table.includes(`\`${code}\``))).toEqual([]);
   });
 
   it('documents the query parameters from the shapes the routes parse with', () => {
