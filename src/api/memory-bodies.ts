@@ -63,7 +63,11 @@ export const createMemoryBody = z
     ...serverOwned,
   })
   .catchall(z.unknown())
-  .meta({ id: 'CreateMemory', description: 'A new memory; unknown keys are kept and replicated as they came.' });
+  .meta({
+    id: 'CreateMemory',
+    description: 'A new memory; unknown keys are kept and replicated as they came.',
+    examples: [{ title: 'Deploy order', content: 'Run the migrations before starting the API.', namespace: 'team/platform', tags: ['ops'], tier: 'long' }],
+  });
 
 /** PUT /api/v1/memories/{id}: present keys replace, null clears an optional key. */
 export const updateMemoryBody = z
@@ -94,7 +98,7 @@ export const updateMemoryBody = z
     ...serverOwned,
   })
   .catchall(z.unknown())
-  .meta({ id: 'UpdateMemory', description: 'Names at least one field; unknown keys are set (null removes them).' });
+  .meta({ id: 'UpdateMemory', description: 'Names at least one field; unknown keys are set (null removes them).', examples: [{ content: 'Run the migrations, then start the API.', tags: ['ops', 'deploy'] }] });
 
 export const BULK_MAX = 1000;
 
