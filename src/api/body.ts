@@ -1,4 +1,5 @@
 import type { Context } from 'hono';
+import type { z } from 'zod';
 import { ApiError, badRequest } from '../errors.js';
 import { assertSafeJson } from '../memory/model.js';
 import type { IncomingMessage } from 'node:http';
@@ -117,4 +118,19 @@ export function exceedsDepth(text: string, max: number): boolean {
     } else if (ch === 125 || ch === 93) depth--;
   }
   return false;
+}
+
+/**
+ * Holds a body to the zod schema its route documents (docs: /api/v1/openapi.json) and
+ * returns `validate()`'s result. A body the schema refuses is answered by `validate`, the
+ * domain validator, so the code and message are the ones the route has always given; only
+ * a body the schema refuses and the domain accepts is a plain `code` (INVALID_BODY). So the
+ * documented shape is enforced and cannot drift from what the route accepts.
+ */
+export function checkBody<T>(schema: z.ZodType, body: unknown, validate: () => T, code = 'INVALID_BODY'): T {
+  const r = schema.safeParse(body);
+  const value = validate();
+  if (r.success) return value;
+  const issue = r.error.issues[0];
+  throw badRequest(code, `${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'does not match the documented schema'}`, issue?.path.length ? { field: issue.path.join('.') } : {});
 }

@@ -33,8 +33,12 @@ export function intParam(o: { fallback: number; min: number; max: number; digits
         return z.NEVER;
       }
       return n;
-    });
+    })
+    // What the OpenAPI document shows of it (JSON Schema keywords); the parser above decides.
+    .meta({ pattern: `^\\d{1,${o.digits}}$`, description: `integer ${o.min}..${o.max}, default ${o.fallback}${CLAMPED[o.clamp]}` });
 }
+
+const CLAMPED = { none: '', above: '; larger values are read as the maximum', both: '; values outside the range are read as the nearest bound' } as const;
 
 /** An RFC 3339 timestamp, normalized to memfed's form; absent, undefined. */
 export const timestampParam = z
@@ -62,7 +66,8 @@ export const enumParam = <T extends string>(values: readonly T[]) =>
         return z.NEVER;
       }
       return v as T;
-    });
+    })
+    .meta({ enum: [...values] });
 
 /** A string matching `pattern`; absent, undefined. */
 export const patternParam = (pattern: RegExp, what: string) =>
@@ -76,7 +81,8 @@ export const patternParam = (pattern: RegExp, what: string) =>
         return z.NEVER;
       }
       return v;
-    });
+    })
+    .meta({ pattern: pattern.source, description: what });
 
 /** Parameters as strings (a query string, CLI flags): the parsed values, or the first problem. */
 export function parseParams<S extends z.ZodRawShape>(shape: S, raw: Record<string, string | undefined>): { ok: true; value: z.output<z.ZodObject<S>> } | { ok: false; field: string; message: string } {

@@ -4,19 +4,23 @@ import type { NonceStore } from './nonces.js';
 import type { KeyRing } from './keys.js';
 import { PEER_ID } from './peers.js';
 
-export type RefusalTag =
-  | 'x_memory_sig_missing'
-  | 'x_memory_sig_malformed'
-  | 'x_memory_sig_unknown_algorithm'
-  | 'x_memory_sig_bad_signature'
-  | 'x_memory_sig_no_enrolled_key'
-  | 'x_memory_nonce_missing'
-  | 'x_memory_nonce_malformed'
-  | 'x_memory_nonce_replay'
-  | 'x_memory_nonce_expired'
-  | 'peer_not_enrolled'
-  | 'peer_id_header_missing'
-  | 'peer_id_invalid';
+/** Every refusal of the inbound signature matrix; the API answers it as `{error: tag, code: TAG}`. */
+export const REFUSAL_TAGS = [
+  'x_memory_sig_missing',
+  'x_memory_sig_malformed',
+  'x_memory_sig_unknown_algorithm',
+  'x_memory_sig_bad_signature',
+  'x_memory_sig_no_enrolled_key',
+  'x_memory_nonce_missing',
+  'x_memory_nonce_malformed',
+  'x_memory_nonce_replay',
+  'x_memory_nonce_expired',
+  'peer_not_enrolled',
+  'peer_id_header_missing',
+  'peer_id_invalid',
+] as const;
+
+export type RefusalTag = (typeof REFUSAL_TAGS)[number];
 
 export type InboundResult =
   | { ok: true; peerId: string; signed: boolean }

@@ -15,7 +15,7 @@ export const LANE_MAX = 1000;
  * (src/handlers/federation_signing_check.rs), never acked as applied.
  */
 export const UNSUPPORTED_LANES = ['pendings', 'pending_decisions', 'namespace_meta', 'namespace_meta_clears'] as const;
-const CAPPED_LANES = ['memories', 'deletions', 'archives', 'restores', 'links', 'tombstones', 'archive_events', 'link_removals', ...UNSUPPORTED_LANES] as const;
+export const CAPPED_LANES = ['memories', 'deletions', 'archives', 'restores', 'links', 'tombstones', 'archive_events', 'link_removals', ...UNSUPPORTED_LANES] as const;
 
 export type RowStatus = 'applied' | 'noop' | 'skipped';
 export interface RowResult {

@@ -11,12 +11,15 @@ import { readJson } from '../body.js';
 import { INVALID_ID_MESSAGE, intParam, parseQuery, pathId } from '../query.js';
 import type { AppDeps } from '../deps.js';
 import { quorumFailure } from '../quorum-failure.js';
+import { documented } from '../openapi/describe.js';
+import { JSON_BODY_CODES, NOT_FOUND_CODES, PATH_ID_CODES, QUERY_CODES, QUORUM_CODES, merge } from '../openapi/error-codes.js';
+import { link, memory, looseObject, quorumAcks } from '../openapi/responses.js';
 
 /** upstream src/handlers/archive.rs: at most MAX_BULK_SIZE ids per archive request. */
 const ARCHIVE_IDS_MAX = 1000;
 
 
-const archiveBody = z.object({ ids: z.array(z.string()).max(ARCHIVE_IDS_MAX), reason: z.string().max(512).optional() }).strict();
+const archiveBody = z.object({ ids: z.array(z.string()).max(ARCHIVE_IDS_MAX), reason: z.string().max(512).optional().meta({ description: 'default "archive"' }) }).strict();
 
 /**
  * upstream src/models/link.rs `LinkBody`: canonical names with the S82 aliases
@@ -32,7 +35,16 @@ const linkBody = z
     relation: z.string().optional(),
     rel_type: z.string().optional(),
   })
-  .strict();
+  .strict()
+  .meta({ description: `source_id (or from), target_id (or to), relation (or rel_type: one of ${LINK_RELATIONS.join(', ')}; default related_to)` });
+
+const LINK_BODY_CODES = merge(JSON_BODY_CODES, { 400: ['UNKNOWN_FIELD', 'INVALID_BODY', 'INVALID_RELATION', 'SELF_LINK', 'INVALID_ID'] });
+const archiveQuery = {
+  limit: intParam({ fallback: 50, min: 1, max: 1000, digits: 10, clamp: 'above' }),
+  offset: intParam({ fallback: 0, min: 0, max: 1_000_000, digits: 10, clamp: 'none' }),
+  // Checked by the namespace rule (memory/rules.ts), not by this shape.
+  namespace: z.string().optional().meta({ description: 'only this namespace' }),
+};
 
 function parseLinkBody(raw: unknown): { source_id: string; target_id: string; relation: LinkRelation } {
   if (raw !== null && typeof raw === 'object' && !Array.isArray(raw)) {
@@ -66,76 +78,111 @@ export function archiveLinkRoutes(deps: AppDeps) {
     if (config.audit.level === 'all' && ids.length > 0) audit.record({ kind: 'memory.committed', actor: c.req.header('x-agent-id')?.trim() || 'anonymous', details: { op, ids: ids.slice(0, 100), count: ids.length, ...extra } });
   };
 
-  app.get('/api/v1/archive', async (c) => {
-    const q = parseQuery(c, {
-      limit: intParam({ fallback: 50, min: 1, max: 1000, digits: 10, clamp: 'above' }),
-      offset: intParam({ fallback: 0, min: 0, max: 1_000_000, digits: 10, clamp: 'none' }),
-    });
-    const ns = c.req.query('namespace');
-    let namespace: string | undefined;
-    if (ns) {
-      try {
-        namespace = validateNamespace(ns);
-      } catch (err) {
-        throw badRequest('INVALID_QUERY', (err as Error).message, { field: 'namespace' });
+  app.get(
+    '/api/v1/archive',
+    documented({ summary: 'List archived memories', tag: 'archive and links', access: 'api-key', query: archiveQuery, responses: { 200: { description: 'a page of archived memories', schema: looseObject({ archived: z.array(memory.extend({ archived_at: z.string(), archive_reason: z.string().nullable() })), count: z.number().int() }) } }, errors: QUERY_CODES }),
+    async (c) => {
+      const q = parseQuery(c, archiveQuery);
+      const ns = q.namespace;
+      let namespace: string | undefined;
+      if (ns) {
+        try {
+          namespace = validateNamespace(ns);
+        } catch (err) {
+          throw badRequest('INVALID_QUERY', (err as Error).message, { field: 'namespace' });
+        }
       }
-    }
-    const archived = await listArchived(db, { ...(namespace !== undefined ? { namespace } : {}), limit: q.limit, offset: q.offset });
-    return c.json({ archived, count: archived.length });
-  });
+      const archived = await listArchived(db, { ...(namespace !== undefined ? { namespace } : {}), limit: q.limit, offset: q.offset });
+      return c.json({ archived, count: archived.length });
+    },
+  );
 
-  app.post('/api/v1/archive', async (c) => {
-    const raw = await readJson(c, config.limits.maxBodyBytes);
-    if (raw && typeof raw === 'object' && Array.isArray((raw as { ids?: unknown }).ids) && (raw as { ids: unknown[] }).ids.length > ARCHIVE_IDS_MAX) {
-      throw badRequest('BULK_TOO_LARGE', `archive limited to ${ARCHIVE_IDS_MAX} ids per request`, { limit: ARCHIVE_IDS_MAX });
-    }
-    const r = archiveBody.safeParse(raw);
-    if (!r.success) throw badRequest('INVALID_BODY', `archive body: ${r.error.issues[0]?.path.join('.') || 'body'} ${r.error.issues[0]?.message ?? 'is invalid'}`);
-    const bad = r.data.ids.find((id) => !isValidId(id));
-    if (bad !== undefined) throw badRequest('INVALID_ID', `invalid id ${JSON.stringify(String(bad).slice(0, 130))}: ${INVALID_ID_MESSAGE}`);
-    const reason = r.data.reason ?? 'archive';
-    const out = await archiveMemories(db, r.data.ids, nowMicros(), reason);
-    committed(c, 'archive', out.archived, { reason });
-    const q = await replicate(c, out.position, out.archived[0] ?? '');
-    if (q.failure) return q.failure;
-    return c.json({ archived: out.archived, missing: out.missing, count: out.archived.length, reason, ...(withPeers ? { quorum_acks: q.acks } : {}) });
-  });
+  app.post(
+    '/api/v1/archive',
+    documented({
+      summary: 'Archive memories (up to 1000 ids)',
+      tag: 'archive and links',
+      access: 'api-key',
+      body: { schema: archiveBody },
+      responses: { 200: { description: 'which ids were archived and which were not found', schema: looseObject({ archived: z.array(z.string()), missing: z.array(z.string()), count: z.number().int(), reason: z.string(), quorum_acks: quorumAcks }) } },
+      errors: merge(JSON_BODY_CODES, { 400: ['BULK_TOO_LARGE', 'INVALID_BODY', 'INVALID_ID'] }, QUORUM_CODES),
+    }),
+    async (c) => {
+      const raw = await readJson(c, config.limits.maxBodyBytes);
+      if (raw && typeof raw === 'object' && Array.isArray((raw as { ids?: unknown }).ids) && (raw as { ids: unknown[] }).ids.length > ARCHIVE_IDS_MAX) {
+        throw badRequest('BULK_TOO_LARGE', `archive limited to ${ARCHIVE_IDS_MAX} ids per request`, { limit: ARCHIVE_IDS_MAX });
+      }
+      const r = archiveBody.safeParse(raw);
+      if (!r.success) throw badRequest('INVALID_BODY', `archive body: ${r.error.issues[0]?.path.join('.') || 'body'} ${r.error.issues[0]?.message ?? 'is invalid'}`);
+      const bad = r.data.ids.find((id) => !isValidId(id));
+      if (bad !== undefined) throw badRequest('INVALID_ID', `invalid id ${JSON.stringify(String(bad).slice(0, 130))}: ${INVALID_ID_MESSAGE}`);
+      const reason = r.data.reason ?? 'archive';
+      const out = await archiveMemories(db, r.data.ids, nowMicros(), reason);
+      committed(c, 'archive', out.archived, { reason });
+      const q = await replicate(c, out.position, out.archived[0] ?? '');
+      if (q.failure) return q.failure;
+      return c.json({ archived: out.archived, missing: out.missing, count: out.archived.length, reason, ...(withPeers ? { quorum_acks: q.acks } : {}) });
+    },
+  );
 
-  app.post('/api/v1/archive/:id/restore', async (c) => {
-    const id = pathId(c);
-    const out = await restoreMemory(db, id, nowMicros());
-    if (!out.restored) throw new ApiError(404, 'NOT_FOUND', 'not found in archive');
-    committed(c, 'restore', [id]);
-    const q = await replicate(c, out.position, id);
-    if (q.failure) return q.failure;
-    return c.json({ restored: true, id, ...(withPeers ? { quorum_acks: q.acks } : {}) });
-  });
+  app.post(
+    '/api/v1/archive/:id/restore',
+    documented({ summary: 'Restore an archived memory', tag: 'archive and links', access: 'api-key', responses: { 200: { description: 'restored', schema: looseObject({ restored: z.literal(true), id: z.string(), quorum_acks: quorumAcks }) } }, errors: merge(PATH_ID_CODES, NOT_FOUND_CODES, QUORUM_CODES) }),
+    async (c) => {
+      const id = pathId(c);
+      const out = await restoreMemory(db, id, nowMicros());
+      if (!out.restored) throw new ApiError(404, 'NOT_FOUND', 'not found in archive');
+      committed(c, 'restore', [id]);
+      const q = await replicate(c, out.position, id);
+      if (q.failure) return q.failure;
+      return c.json({ restored: true, id, ...(withPeers ? { quorum_acks: q.acks } : {}) });
+    },
+  );
 
-  app.post('/api/v1/links', async (c) => {
-    const key = parseLinkBody(await readJson(c, config.limits.maxBodyBytes));
-    const out = await createLink(db, key, nowMicros());
-    if (out.kind === 'not_found') throw new ApiError(404, 'NOT_FOUND', `${out.which} memory not found`, { [`${out.which}_id`]: out.which === 'source' ? key.source_id : key.target_id });
-    if (out.created) committed(c, 'link', [key.source_id], { target_id: key.target_id, relation: key.relation });
-    const q = await replicate(c, out.position, key.source_id);
-    if (q.failure) return q.failure;
-    return c.json({ linked: true, ...key, attest_level: 'unsigned', ...(withPeers ? { quorum_acks: q.acks } : {}) }, 201);
-  });
+  app.post(
+    '/api/v1/links',
+    documented({
+      summary: 'Link two memories',
+      tag: 'archive and links',
+      access: 'api-key',
+      body: { schema: linkBody },
+      responses: { 201: { description: 'linked (also when the link already existed)', schema: looseObject({ linked: z.literal(true), source_id: z.string(), target_id: z.string(), relation: z.string(), attest_level: z.string(), quorum_acks: quorumAcks }) } },
+      errors: merge(LINK_BODY_CODES, NOT_FOUND_CODES, QUORUM_CODES),
+    }),
+    async (c) => {
+      const key = parseLinkBody(await readJson(c, config.limits.maxBodyBytes));
+      const out = await createLink(db, key, nowMicros());
+      if (out.kind === 'not_found') throw new ApiError(404, 'NOT_FOUND', `${out.which} memory not found`, { [`${out.which}_id`]: out.which === 'source' ? key.source_id : key.target_id });
+      if (out.created) committed(c, 'link', [key.source_id], { target_id: key.target_id, relation: key.relation });
+      const q = await replicate(c, out.position, key.source_id);
+      if (q.failure) return q.failure;
+      return c.json({ linked: true, ...key, attest_level: 'unsigned', ...(withPeers ? { quorum_acks: q.acks } : {}) }, 201);
+    },
+  );
 
-  app.delete('/api/v1/links', async (c) => {
-    const key = parseLinkBody(await readJson(c, config.limits.maxBodyBytes));
-    const out = await removeLink(db, key, nowMicros());
-    const q = await replicate(c, out.position, key.source_id);
-    if (q.failure) return q.failure;
-    return c.json({ deleted: out.removed, ...(withPeers && out.removed ? { quorum_acks: q.acks } : {}) });
-  });
+  app.delete(
+    '/api/v1/links',
+    documented({ summary: 'Remove a link', tag: 'archive and links', access: 'api-key', body: { schema: linkBody }, responses: { 200: { description: 'whether a link was removed', schema: looseObject({ deleted: z.boolean(), quorum_acks: quorumAcks }) } }, errors: merge(LINK_BODY_CODES, QUORUM_CODES) }),
+    async (c) => {
+      const key = parseLinkBody(await readJson(c, config.limits.maxBodyBytes));
+      const out = await removeLink(db, key, nowMicros());
+      const q = await replicate(c, out.position, key.source_id);
+      if (q.failure) return q.failure;
+      return c.json({ deleted: out.removed, ...(withPeers && out.removed ? { quorum_acks: q.acks } : {}) });
+    },
+  );
 
-  app.get('/api/v1/links/:id', async (c) => {
-    const id = pathId(c);
-    const stored = await getStored(db, id);
-    if (!stored || stored.deletedAt !== null) throw notFound('memory not found');
-    const links = await linksOf(db, id);
-    return c.json({ links: links.map((l) => ({ ...wireLink(l), attest_level: l.attest_level })) });
-  });
+  app.get(
+    '/api/v1/links/:id',
+    documented({ summary: 'Links of a memory', tag: 'archive and links', access: 'api-key', responses: { 200: { description: 'links from and to the memory', schema: looseObject({ links: z.array(link) }) } }, errors: merge(PATH_ID_CODES, NOT_FOUND_CODES) }),
+    async (c) => {
+      const id = pathId(c);
+      const stored = await getStored(db, id);
+      if (!stored || stored.deletedAt !== null) throw notFound('memory not found');
+      const links = await linksOf(db, id);
+      return c.json({ links: links.map((l) => ({ ...wireLink(l), attest_level: l.attest_level })) });
+    },
+  );
 
   return app;
 }

@@ -8,13 +8,16 @@ import { PEER_ID, flavourTraits } from '../../federation/peers.js';
 import { pushIdentityProblem, receivePush } from '../../federation/receive.js';
 import { cursorPage, updatedSincePage } from '../../federation/since.js';
 import { classifyNonce, getSigningBytes, postSigningBytes } from '../../federation/signing.js';
-import { parsePushBody } from '../../federation/wire.js';
+import { CAPPED_LANES, LANE_MAX, parsePushBody } from '../../federation/wire.js';
 import { formatTimestamp, normalizeTimestamp, nowMicros } from '../../memory/time.js';
 import { decodeCursor } from '../../store/feed.js';
 import { readBatchBody } from '../body-slots.js';
-import { parseJsonBytes, requireJsonBody } from '../body.js';
+import { checkBody, parseJsonBytes, requireJsonBody } from '../body.js';
 import { intParam, parseQuery } from '../query.js';
 import type { AppDeps } from '../deps.js';
+import { HEADERS, documented } from '../openapi/describe.js';
+import { BATCH_BODY_CODES, QUERY_CODES, merge } from '../openapi/error-codes.js';
+import { memory, looseObject } from '../openapi/responses.js';
 
 /** `{"error": tag}` as upstream answers, plus memfed's stable `code`. */
 export function refusal(c: Context, status: number, tag: string) {
@@ -94,9 +97,32 @@ function timelessStamp(nonce: string | undefined): number {
 const sinceQuery = {
   // Upstream allows 1..10000 and clamps rather than refuses.
   limit: intParam({ fallback: 500, min: 1, max: 10_000, digits: 6, clamp: 'both' }),
-  since: z.string().optional(),
-  cursor: z.string().optional(),
+  since: z.string().optional().meta({ format: 'date-time', description: 'upstream form: rows updated after this time (exclusive)' }),
+  cursor: z.string().optional().meta({ description: 'memfed form: the `next_cursor` of the previous page' }),
+  // Read before the shape is parsed (the caller is authenticated first).
+  peer: z.string().optional().meta({ description: 'the caller, when it sends no x-peer-id' }),
+  to: z.string().optional().meta({ description: 'the node the caller means; must be this one' }),
 };
+
+const lane = z.array(z.unknown()).max(LANE_MAX).nullable().optional();
+
+/**
+ * POST /api/v1/sync/push as checked before parsePushBody (upstream's SyncPushBody): rows
+ * are arrays of anything here, since a bad row is skipped and reported, never a refusal.
+ */
+const pushBody = z
+  .object({
+    ...Object.fromEntries(CAPPED_LANES.map((name) => [name, lane])),
+    sender_agent_id: z.string().min(1).meta({ description: 'the sending node; must equal x-peer-id' }),
+    memories: z.array(z.unknown()).max(LANE_MAX).meta({ description: 'memory objects (docs/wire.md); an invalid row is skipped and reported' }),
+    recipient: z.string().nullable().optional().meta({ description: 'the receiving node; must be this one' }),
+    dry_run: z.boolean().nullable().optional(),
+  })
+  .catchall(z.unknown())
+  .meta({ description: `lanes of at most ${LANE_MAX} entries: ${CAPPED_LANES.join(', ')}; unknown lanes are ignored` });
+
+const pushAnswer = looseObject({ applied: z.number().int(), deleted: z.number().int(), archived: z.number().int(), restored: z.number().int(), links_applied: z.number().int(), links_removed: z.number().int(), noop: z.number().int(), skipped: z.number().int(), unsupported_on_postgres: z.number().int() });
+const sincePage = looseObject({ memories: z.array(memory), next_cursor: z.string().optional() });
 
 export function syncRoutes(deps: AppDeps) {
   const { config, database, federation } = deps;
@@ -105,26 +131,40 @@ export function syncRoutes(deps: AppDeps) {
   /** Peers whose unsigned since pulls were already warned about (once per peer per process). */
   const unsignedWarned = new Set<string>();
 
-  app.post('/api/v1/sync/push', async (c) => {
-    // Header checks first: a stranger's body is never read (it could be tens of MiB).
-    const pre = await precheckInbound({ peerId: c.req.header('x-peer-id'), signature: c.req.header('x-memory-sig'), nonce: c.req.header('x-memory-nonce') }, inboundPolicy(deps));
-    if (!pre.ok) {
-      recordRefusal(c, deps, pre.peerId, pre.tag, pre.status);
-      return refusal(c, pre.status, pre.tag);
-    }
-    // Verify the exact raw bytes before parsing anything.
-    requireJsonBody(c);
-    const raw = await readBatchBody(c, config);
-    const auth = await authenticatePeer(c, deps, c.req.header('x-peer-id'), (nonce) => postSigningBytes(raw, nonce));
-    if (auth instanceof Response) return auth;
-    if (!auth.ok) return refusal(c, auth.status, auth.tag);
-    // Per-row checks (NUL, keys, numbers) happen in validateMemory: one bad row is skipped, not the batch.
-    const push = parsePushBody(parseJsonBytes(raw, { deepChecks: false }), formatTimestamp(timelessStamp(c.req.header('x-memory-nonce'))), { memoryMaxBytes: config.limits.memoryMaxBytes });
-    const identity = pushIdentityProblem(push, auth.peerId, config.nodeId);
-    if (identity) return refuseAudited(c, deps, auth.peerId, identity);
-    federation.onPeerContact(auth.peerId);
-    return c.json(await receivePush(receiveDeps, auth.peerId, push));
-  });
+  app.post(
+    '/api/v1/sync/push',
+    documented({
+      summary: 'Receive a push from a peer',
+      description: 'Peer to peer (docs/wire.md): signed over the exact body bytes; each row is applied by last-writer-wins or skipped with a reason.',
+      tag: 'federation',
+      access: 'peer',
+      headers: [HEADERS.peerId, HEADERS.nonce],
+      body: { schema: pushBody },
+      responses: { 200: { description: 'per-lane counts and per-row results', schema: pushAnswer } },
+      errors: merge(BATCH_BODY_CODES, { 400: ['INVALID_PUSH', 'LANE_TOO_LARGE'], 403: ['SENDER_AGENT_ID_MISMATCH', 'RECIPIENT_MISMATCH'] }),
+    }),
+    async (c) => {
+      // Header checks first: a stranger's body is never read (it could be tens of MiB).
+      const pre = await precheckInbound({ peerId: c.req.header('x-peer-id'), signature: c.req.header('x-memory-sig'), nonce: c.req.header('x-memory-nonce') }, inboundPolicy(deps));
+      if (!pre.ok) {
+        recordRefusal(c, deps, pre.peerId, pre.tag, pre.status);
+        return refusal(c, pre.status, pre.tag);
+      }
+      // Verify the exact raw bytes before parsing anything.
+      requireJsonBody(c);
+      const raw = await readBatchBody(c, config);
+      const auth = await authenticatePeer(c, deps, c.req.header('x-peer-id'), (nonce) => postSigningBytes(raw, nonce));
+      if (auth instanceof Response) return auth;
+      if (!auth.ok) return refusal(c, auth.status, auth.tag);
+      // Per-row checks (NUL, keys, numbers) happen in validateMemory: one bad row is skipped, not the batch.
+      const body = parseJsonBytes(raw, { deepChecks: false });
+      const push = checkBody(pushBody, body, () => parsePushBody(body, formatTimestamp(timelessStamp(c.req.header('x-memory-nonce'))), { memoryMaxBytes: config.limits.memoryMaxBytes }), 'INVALID_PUSH');
+      const identity = pushIdentityProblem(push, auth.peerId, config.nodeId);
+      if (identity) return refuseAudited(c, deps, auth.peerId, identity);
+      federation.onPeerContact(auth.peerId);
+      return c.json(await receivePush(receiveDeps, auth.peerId, push));
+    },
+  );
 
   /*
    * GET /api/v1/sync/since. Upstream form: `since` (exclusive on updated_at) + `limit`.
@@ -134,47 +174,60 @@ export function syncRoutes(deps: AppDeps) {
    * ai-memory 0.7 peer (its poller never signs) is served; with it false, unsigned callers
    * that are not enrolled are served too. `to=` must name this node.
    */
-  app.get('/api/v1/sync/since', async (c) => {
-    const url = new URL(c.req.url);
-    const rawQuery = url.search.replace(/^\?/, '');
-    const caller = c.req.header('x-peer-id') ?? c.req.query('peer');
-    const signed = c.req.header('x-memory-sig') !== undefined;
-    const declared = caller === undefined ? undefined : config.federation.peers.find((p) => p.id === caller);
-    if (declared && !signed && flavourTraits(declared.flavour).unsignedSincePulls) {
-      // An ai-memory 0.7 poller never signs this GET (docs/wire.md, Signature matrix): it is
-      // served as an unauthenticated caller would be (API_KEY still applies), never more.
-      deps.metrics.unsignedSincePulls.inc({ peer: declared.id });
-      if (!unsignedWarned.has(declared.id)) {
-        unsignedWarned.add(declared.id);
-        deps.logger.warn({ peer: declared.id, flavour: declared.flavour }, 'accepting unsigned GET /sync/since from an ai-memory 0.7 peer (its poller never signs; warned once per peer)');
+  app.get(
+    '/api/v1/sync/since',
+    documented({
+      summary: 'Serve the change feed to a peer',
+      description: 'Peer to peer (docs/wire.md): with FED_REQUIRE_SIG=true only signed, enrolled callers (and declared ai-memory 0.7 peers) are served.',
+      tag: 'federation',
+      access: 'peer',
+      headers: [HEADERS.peerId, HEADERS.nonce],
+      query: sinceQuery,
+      responses: { 200: { description: 'a page of the feed (cursor form also has tombstones, entries, next_cursor)', schema: sincePage } },
+      errors: merge(QUERY_CODES, { 400: ['INVALID_CURSOR', 'INVALID_SINCE'], 403: ['RECIPIENT_MISMATCH'] }),
+    }),
+    async (c) => {
+      const url = new URL(c.req.url);
+      const rawQuery = url.search.replace(/^\?/, '');
+      const caller = c.req.header('x-peer-id') ?? c.req.query('peer');
+      const signed = c.req.header('x-memory-sig') !== undefined;
+      const declared = caller === undefined ? undefined : config.federation.peers.find((p) => p.id === caller);
+      if (declared && !signed && flavourTraits(declared.flavour).unsignedSincePulls) {
+        // An ai-memory 0.7 poller never signs this GET (docs/wire.md, Signature matrix): it is
+        // served as an unauthenticated caller would be (API_KEY still applies), never more.
+        deps.metrics.unsignedSincePulls.inc({ peer: declared.id });
+        if (!unsignedWarned.has(declared.id)) {
+          unsignedWarned.add(declared.id);
+          deps.logger.warn({ peer: declared.id, flavour: declared.flavour }, 'accepting unsigned GET /sync/since from an ai-memory 0.7 peer (its poller never signs; warned once per peer)');
+        }
+      } else if (caller !== undefined && (signed || config.federation.requireSig || (await federation.keys.peerKey(caller)) !== null)) {
+        // FED_REQUIRE_SIG=true: every other caller that names itself goes through the matrix
+        // (enrolled and unsigned -> x_memory_sig_missing, unknown -> peer_not_enrolled).
+        const auth = await authenticatePeer(c, deps, caller, (nonce) => getSigningBytes(url.pathname, rawQuery, nonce));
+        if (auth instanceof Response) return auth;
+        if (!auth.ok) return refusal(c, auth.status, auth.tag);
+        federation.onPeerContact(auth.peerId);
+      } else if (signed) {
+        return refusal(c, 403, 'peer_id_header_missing');
+      } else if (config.federation.requireSig) {
+        // No identity and no signature: nobody to authenticate, so nothing is served.
+        recordRefusal(c, deps, undefined, 'peer_not_enrolled', 401);
+        return refusal(c, 401, 'peer_not_enrolled');
       }
-    } else if (caller !== undefined && (signed || config.federation.requireSig || (await federation.keys.peerKey(caller)) !== null)) {
-      // FED_REQUIRE_SIG=true: every other caller that names itself goes through the matrix
-      // (enrolled and unsigned -> x_memory_sig_missing, unknown -> peer_not_enrolled).
-      const auth = await authenticatePeer(c, deps, caller, (nonce) => getSigningBytes(url.pathname, rawQuery, nonce));
-      if (auth instanceof Response) return auth;
-      if (!auth.ok) return refusal(c, auth.status, auth.tag);
-      federation.onPeerContact(auth.peerId);
-    } else if (signed) {
-      return refusal(c, 403, 'peer_id_header_missing');
-    } else if (config.federation.requireSig) {
-      // No identity and no signature: nobody to authenticate, so nothing is served.
-      recordRefusal(c, deps, undefined, 'peer_not_enrolled', 401);
-      return refusal(c, 401, 'peer_not_enrolled');
-    }
-    const to = c.req.query('to');
-    if (to !== undefined && to !== config.nodeId) return refuseAudited(c, deps, caller ?? 'unknown', 'recipient_mismatch');
+      const to = c.req.query('to');
+      if (to !== undefined && to !== config.nodeId) return refuseAudited(c, deps, caller ?? 'unknown', 'recipient_mismatch');
 
-    const q = parseQuery(c, sinceQuery);
-    if (q.cursor !== undefined) {
-      const after = decodeCursor(q.cursor);
-      if (!after) throw badRequest('INVALID_CURSOR', 'invalid `cursor` parameter', { field: 'cursor' });
-      return c.json(await cursorPage(database.db, after, q.limit, caller));
-    }
-    const since = q.since === undefined || q.since === '' ? null : normalizeTimestamp(q.since);
-    if (since === null && q.since) throw badRequest('INVALID_SINCE', 'invalid `since` parameter: expected RFC 3339', { field: 'since' });
-    return c.json(await updatedSincePage(database.db, since, q.limit));
-  });
+      const q = parseQuery(c, sinceQuery);
+      if (q.cursor !== undefined) {
+        const after = decodeCursor(q.cursor);
+        if (!after) throw badRequest('INVALID_CURSOR', 'invalid `cursor` parameter', { field: 'cursor' });
+        return c.json(await cursorPage(database.db, after, q.limit, caller));
+      }
+      const since = q.since === undefined || q.since === '' ? null : normalizeTimestamp(q.since);
+      if (since === null && q.since) throw badRequest('INVALID_SINCE', 'invalid `since` parameter: expected RFC 3339', { field: 'since' });
+      return c.json(await updatedSincePage(database.db, since, q.limit));
+    },
+  );
 
   return app;
 }
