@@ -1,4 +1,4 @@
-import { isHelp, UsageError } from '../src/cli/args.js';
+import { isHelp, RefusedError, UsageError } from '../src/cli/args.js';
 import { USAGE, runToolCommand } from '../src/cli/commands.js';
 import { ConfigError, environmentSecrets, loadConfig, type Config } from '../src/config.js';
 import { redactErrorMessage } from '../src/redact.js';
@@ -26,6 +26,10 @@ export async function main(argv: string[]): Promise<number> {
     return await runToolCommand(command, args, (s) => process.stdout.write(`${s}\n`));
   } catch (err) {
     if (err instanceof UsageError) return usageError(err.message);
+    if (err instanceof RefusedError) {
+      process.stderr.write(`memfed: ${err.message}\n`);
+      return 1;
+    }
     throw err;
   }
 }

@@ -8,6 +8,8 @@ import { createDatabase } from '../src/db/client.js';
 import { assertDriverGuard } from '../src/db/driver-guard.js';
 import { prepareDatabase } from '../src/db/migrate.js';
 import { PeerClient } from '../src/federation/client.js';
+import { PeerDirectory } from '../src/federation/peer-directory.js';
+import { seedPeers } from '../src/store/peers.js';
 import { KeyRing, ensureOwnKey, loadAuditKeys } from '../src/federation/keys.js';
 import { NonceStore } from '../src/federation/nonces.js';
 import { loadPolicy } from '../src/governance.js';
@@ -56,15 +58,26 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   if (policy) logger.info({ policy: policy.source }, 'governance policy loaded');
   // Unreadable or mismatched PEM files stop the process here too.
   const tls = await loadTls(config.tls);
-  const plainPeers = config.federation.peers.filter((p) => p.url.startsWith('http://')).map((p) => p.id);
-  if (tls && plainPeers.length > 0) logger.warn({ peers: plainPeers }, 'TLS is configured but these peers are reached over plain http://');
   const listenOptions = { limits: config.httpServer, tls };
 
   await prepareDatabase(config.databaseUrl);
   const database = createDatabase(config.databaseUrl, { max: config.databasePoolMax });
+  // FED_PEERS seeds the peers table (rows that do not exist yet); from then on the table,
+  // managed with `memfed peers`, is the peer list of every process of the node.
+  let directory: PeerDirectory;
+  try {
+    const seeded = await seedPeers(database.db, config.federation.peers);
+    if (seeded.length > 0) logger.info({ peers: seeded }, 'peers seeded from FED_PEERS');
+    directory = await PeerDirectory.open(database, logger);
+  } catch (err) {
+    await database.close();
+    throw err;
+  }
+  const plainPeers = [...directory.active.values()].filter((p) => p.url.startsWith('http://')).map((p) => p.id);
+  if (tls && plainPeers.length > 0) logger.warn({ peers: plainPeers }, 'TLS is configured but these peers are reached over plain http://');
   const own = await ensureOwnKey(config.federation.keyDir, config.nodeId);
   if (own.generated) logger.info({ pub: own.pubPath }, "generated this node's Ed25519 key; enrol it on peers by copying the .pub file");
-  const keys = await KeyRing.load(config.federation.keyDir, config.nodeId);
+  const keys = await KeyRing.load(config.federation.keyDir, config.nodeId, directory);
 
   const producer = createRedis(config.redisUrl, 'producer', 'producer');
   const queues = createQueues(producer, config.queuePrefix);
@@ -81,6 +94,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
     await audit.close();
     await closeQueues(queues);
     await producer.quit().catch(() => producer.disconnect());
+    await directory.close();
     await database.close();
   };
   const running: RunningNode = {
@@ -91,17 +105,18 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
     },
   };
   try {
-    const peers = new Map(config.federation.peers.map((p) => [p.id, p]));
+    const peers = directory.active;
     const auditKeys = await loadAuditKeys(config.federation.keyDir, config.nodeId);
     recordKeyChanges(audit, logger, { nodeId: config.nodeId, generated: own.generated ? { pubPath: own.pubPath } : null, chainHeadKeyId: await headKeyId(database.db), signer: auditKeys.signer, trustedKeys: auditKeys.keys });
-    registerDatabaseCollectors(metrics, database.db, [...peers.keys()]);
+    registerDatabaseCollectors(metrics, database.db, () => directory.all().filter((p) => p.state !== 'removed').map((p) => p.id));
     registerQueueCollectors(metrics, queues);
 
     if (role === 'api' || role === 'all') {
       const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');
-      const acks = config.federation.peers.length > 0 ? new AckTracker(subscriber, config, database, logger) : null;
-      closers.push(async () => (acks ? acks.close() : subscriber.quit()));
-      if (acks) await acks.start();
+      // Always: peers may be added at runtime to a node started without any.
+      const acks = new AckTracker(subscriber, config, database, logger, directory.active);
+      closers.push(async () => acks.close());
+      await acks.start();
       const refusalAudit = throttleRefusals(audit, { burst: config.audit.refusalBurst, windowMs: config.audit.refusalWindowMs });
       closers.push(async () => refusalAudit.stop());
       const deps: AppDeps = {
@@ -110,7 +125,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
         logger,
         metrics,
         probes,
-        replication: new QueueReplication(config, queues, acks, logger, metrics),
+        replication: new QueueReplication(config, queues, acks, logger, metrics, directory),
         audit: refusalAudit,
         policy,
         ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues, { audit, logger }) } } : {}),
@@ -119,7 +134,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
         federation: {
           keys,
           nonces: new NonceStore(producer, config.queuePrefix, config.federation.clockSkewMs, config.federation.bareNonces),
-          onPeerContact: watchPeerContact({ db: database.db, queues, logger, metrics }, peers.keys()),
+          onPeerContact: watchPeerContact({ db: database.db, queues, logger, metrics }, peers),
         },
       };
       const server = await listen(createApp(deps), config.http.host, config.http.port, listenOptions);
@@ -140,7 +155,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
       const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs, tls: clientTlsOptions(tls) });
       closers.push(() => publisher.quit());
       closers.push(() => client.close());
-      const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, audit, auditSigner: auditKeys.signer, policy });
+      const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, peerDirectory: directory, audit, auditSigner: auditKeys.signer, policy });
       closers.unshift(() => workers.close(config.shutdownGraceMs));
     }
   } catch (err) {

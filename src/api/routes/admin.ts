@@ -1,6 +1,9 @@
 import { Hono, type Context } from 'hono';
 import { badRequest } from '../../errors.js';
 import { reapplyRefusals } from '../../federation/catchup-reapply.js';
+import { addPeer, listPeers, parsePublicKey, purgePeer, rekeyPeer, setPeerState, showPeer } from '../../federation/peer-admin.js';
+import { PEER_ID } from '../../federation/peers.js';
+import { getPeerRow } from '../../store/peers.js';
 import { listRefusals, refusalStats } from '../../store/catchup-refusals.js';
 import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../../store/dlq.js';
 import { readJson, readOptionalJson } from '../body.js';
@@ -55,7 +58,7 @@ export function adminRoutes(deps: AppDeps) {
   app.post(`${ADMIN_PREFIX}/dlq/replay`, async (c) => {
     const body = objectBody(await readOptionalJson(c, config.limits.maxBodyBytes));
     const peer = typeof body.peer === 'string' ? body.peer : undefined;
-    if (peer !== undefined && !config.federation.peers.some((p) => p.id === peer)) throw badRequest('UNKNOWN_PEER', `peer ${peer} is not configured`);
+    if (peer !== undefined && !config.federation.peers.some((p) => p.id === peer) && !(PEER_ID.test(peer) && (await getPeerRow(db, peer)))) throw badRequest('UNKNOWN_PEER', `peer ${peer} is not configured (GET ${ADMIN_PREFIX}/peers)`);
     await operations.requestDlqReplay(peer);
     audit.record({ kind: 'dlq.operator', actor: actorOf(c), details: { action: 'replay', peer: peer ?? null } });
     return c.json({ requested: true, peer: peer ?? null }, 202);
@@ -96,6 +99,32 @@ export function adminRoutes(deps: AppDeps) {
     audit.record({ kind: 'catchup.operator', actor: actorOf(c), details: { action: 'reapply', selector: sel, ...r } });
     return c.json(r);
   });
+
+  // Peers at runtime (docs/operations.md, Managing peers at runtime): effective in every
+  // process of the node within seconds; each change is an audit event.
+  const peerDeps = { db, audit, nodeId: config.nodeId };
+  app.get(`${ADMIN_PREFIX}/peers`, async (c) => {
+    const peers = await listPeers(db);
+    return c.json({ peers, count: peers.length });
+  });
+  app.get(`${ADMIN_PREFIX}/peers/:id`, async (c) => c.json({ peer: await showPeer(db, c.req.param('id')) }));
+  app.post(`${ADMIN_PREFIX}/peers`, async (c) => {
+    const body = objectBody(await readJson(c, config.limits.maxBodyBytes));
+    return c.json({ peer: await addPeer(peerDeps, body, actorOf(c)) }, 201);
+  });
+  const stateRoute = (action: string, to: 'paused' | 'active' | 'removed') =>
+    app.post(`${ADMIN_PREFIX}/peers/:id/${action}`, async (c) => c.json(await setPeerState(peerDeps, c.req.param('id'), to, actorOf(c))));
+  stateRoute('pause', 'paused');
+  stateRoute('resume', 'active');
+  stateRoute('remove', 'removed');
+  app.delete(`${ADMIN_PREFIX}/peers/:id`, async (c) => c.json(await setPeerState(peerDeps, c.req.param('id'), 'removed', actorOf(c))));
+  app.put(`${ADMIN_PREFIX}/peers/:id/key`, async (c) => {
+    const body = objectBody(await readJson(c, config.limits.maxBodyBytes));
+    if (!('key' in body) || (body.key !== null && typeof body.key !== 'string')) throw badRequest('INVALID_KEY', 'key: a base64 Ed25519 public key, or null to withdraw it', { field: 'key' });
+    const key = body.key === null ? null : parsePublicKey(body.key as string);
+    return c.json(await rekeyPeer(peerDeps, c.req.param('id'), key, actorOf(c)));
+  });
+  app.post(`${ADMIN_PREFIX}/peers/:id/purge`, async (c) => c.json({ purged: await purgePeer(peerDeps, c.req.param('id'), actorOf(c)) }));
 
   return app;
 }

@@ -11,7 +11,7 @@ import { linksOf, wireLink } from '../../store/archive-links.js';
 import { readBatchBody } from '../body-slots.js';
 import { parseJsonBytes, readJson, requireJsonBody } from '../body.js';
 import { intParam, parseQuery, pathId, timestampParam } from '../query.js';
-import type { AppDeps } from '../deps.js';
+import { hasPeers, type AppDeps } from '../deps.js';
 import { quorumFailure } from '../quorum-failure.js';
 
 const BULK_MAX = 1000;
@@ -77,7 +77,7 @@ export function memoryRoutes(deps: AppDeps) {
     const q = await replicate(outcome.position);
     if (!q.met) return quorumFailure(c, q, memory.id);
     const res: Record<string, unknown> = { id: memory.id, tier: memory.tier, namespace: memory.namespace, title: memory.title, agent_id: memory.metadata.agent_id };
-    if (config.federation.peers.length > 0) res.quorum_acks = q.acks;
+    if (hasPeers(deps)) res.quorum_acks = q.acks;
     return c.json(res, 201);
   });
 
@@ -166,7 +166,7 @@ export function memoryRoutes(deps: AppDeps) {
     committed(agentId, 'update', [id]);
     const q = await replicate(r.position);
     if (!q.met) return quorumFailure(c, q, id);
-    return c.json({ memory: r.memory, ...(config.federation.peers.length > 0 ? { quorum_acks: q.acks } : {}) });
+    return c.json({ memory: r.memory, ...(hasPeers(deps) ? { quorum_acks: q.acks } : {}) });
   });
 
   app.delete('/api/v1/memories/:id', async (c) => {
@@ -178,7 +178,7 @@ export function memoryRoutes(deps: AppDeps) {
     audit.record({ kind: 'memory.deleted', actor: agentId ?? 'anonymous', subject: id, details: { via: 'api', namespace: r.memory.namespace, title: r.memory.title } });
     const q = await replicate(r.position);
     if (!q.met) return quorumFailure(c, q, id);
-    return c.json({ deleted: true, ...(config.federation.peers.length > 0 ? { quorum_acks: q.acks } : {}) });
+    return c.json({ deleted: true, ...(hasPeers(deps) ? { quorum_acks: q.acks } : {}) });
   });
 
   return app;

@@ -3,7 +3,7 @@ import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
 import { badRequest } from '../../errors.js';
 import { precheckInbound, verifyInbound, type InboundResult } from '../../federation/inbound.js';
-import { PEER_ID, flavourTraits } from '../../federation/peers.js';
+import { PEER_ID, flavourTraits, type PeerSpec } from '../../federation/peers.js';
 import { pushIdentityProblem, receivePush } from '../../federation/receive.js';
 import { cursorPage, updatedSincePage } from '../../federation/since.js';
 import { classifyNonce, getSigningBytes, postSigningBytes } from '../../federation/signing.js';
@@ -74,6 +74,14 @@ function timelessStamp(nonce: string | undefined): number {
   return form?.kind === 'memfed' ? Math.min(now, form.issuedAtMs * 1000) : now;
 }
 
+/** A peer this node federates with (active or paused), by the runtime list when there is one. */
+function declaredPeer({ config, federation }: AppDeps, id: string): PeerSpec | undefined {
+  const dir = federation.keys.directory;
+  if (!dir) return config.federation.peers.find((p) => p.id === id);
+  const row = dir.get(id);
+  return row && row.state !== 'removed' ? row : undefined;
+}
+
 const sinceQuery = {
   // Upstream allows 1..10000 and clamps rather than refuses.
   limit: intParam({ fallback: 500, min: 1, max: 10_000, digits: 6, clamp: 'both' }),
@@ -122,7 +130,11 @@ export function syncRoutes(deps: AppDeps) {
     const rawQuery = url.search.replace(/^\?/, '');
     const caller = c.req.header('x-peer-id') ?? c.req.query('peer');
     const signed = c.req.header('x-memory-sig') !== undefined;
-    const declared = caller === undefined ? undefined : config.federation.peers.find((p) => p.id === caller);
+    if (caller !== undefined && federation.keys.isRemoved(caller)) {
+      recordRefusal(c, deps, caller, 'peer_removed', 403);
+      return refusal(c, 403, 'peer_removed');
+    }
+    const declared = caller === undefined ? undefined : declaredPeer(deps, caller);
     if (declared && !signed && flavourTraits(declared.flavour).unsignedSincePulls) {
       // An ai-memory 0.7 poller never signs this GET (docs/wire.md, Signature matrix): it is
       // served as an unauthenticated caller would be (API_KEY still applies), never more.
