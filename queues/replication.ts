@@ -25,8 +25,10 @@ export class QueueReplication implements Replication {
   ) {}
 
   async afterCommit(position: FeedPosition | null): Promise<QuorumOutcome> {
-    const { quorumW, ackTimeoutMs } = this.config.federation;
+    const { ackTimeoutMs } = this.config.federation;
     const known = this.peers.knownCount();
+    // W is clamped to the peers known now (added or removed at runtime), not at start.
+    const quorumW = Math.min(this.config.federation.quorumWanted ?? this.config.federation.quorumW, 1 + known);
     // Test-only fault: die between commit and enqueue (the reconciler must still deliver).
     if (this.config.faults.crashAfterCommit && position !== null) process.kill(process.pid, 'SIGKILL');
     if (known === 0 || position === null) return { met: true, acks: 1 };
