@@ -88,13 +88,15 @@ describe('admin peers API', () => {
     await follow();
     expect(await pushAs(next)).toMatchObject({ status: 403, json: { error: 'peer_removed', code: 'PEER_REMOVED' } });
     expect((await admin('POST', '/runtime-peer/resume')).json.code).toBe('PEER_REMOVED');
-    // Its cursor row is kept; purge forgets it (the peer row stays, removed).
+    // Its cursor (and pull watermark, from the pulls tried while it was active) are kept; purge forgets them (the peer row stays, removed).
+    const stateRows = async () => Number((await n.db.database.sql`SELECT (SELECT count(*) FROM peer_cursors WHERE peer_id = 'runtime-peer') + (SELECT count(*) FROM peer_watermarks WHERE peer_id = 'runtime-peer') AS n`)[0]!.n);
     await n.db.database.sql`INSERT INTO peer_cursors (peer_id) VALUES ('runtime-peer') ON CONFLICT DO NOTHING`;
-    expect((await admin('POST', '/runtime-peer/purge')).json).toEqual({ purged: { cursor: true, watermark: false } });
+    expect((await admin('POST', '/runtime-peer/purge')).json).toMatchObject({ purged: { cursor: true } });
+    expect(await stateRows()).toBe(0);
     expect((await admin('GET', '/runtime-peer')).json.peer.state).toBe('removed');
 
     const kinds = async () => (await chain()).filter((e) => (e.kind === 'peer.changed' || e.kind === 'key.changed') && e.subject === 'runtime-peer').map((e) => `${e.kind}:${e.details.action}`);
-    await waitFor(async () => (await kinds()).length >= 7, { what: 'peer changes in the chain', timeoutMs: 20_000 });
+    await waitFor(async () => (await kinds()).length >= 8, { what: 'peer changes in the chain', timeoutMs: 20_000 });
     expect(await kinds()).toEqual(['peer.changed:added', 'key.changed:peer_rekeyed', 'peer.changed:paused', 'peer.changed:resumed', 'peer.changed:rekeyed', 'key.changed:peer_rekeyed', 'peer.changed:removed', 'peer.changed:purged']);
   });
 
