@@ -3,7 +3,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureOwnKey } from '../../src/federation/keys.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { REDIS_URL, freePort, waitFor } from '../helpers/env.js';
+import { freePort, waitFor } from '../helpers/env.js';
 import { api, newKeyDir } from '../helpers/node.js';
 import { FakePeer, send, wireMemory } from '../helpers/peer.js';
 import { startProcessMesh, type MeshProcess } from '../helpers/process-mesh.js';
