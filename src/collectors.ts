@@ -13,6 +13,14 @@ import { peerLag } from './store/cursors.js';
 export function registerDatabaseCollectors(metrics: Metrics, db: Db, peers: string[] | (() => string[])): void {
   // A function: the runtime peer list, read at each scrape (a peer added since is reported).
   const ids = () => (typeof peers === 'function' ? peers() : peers);
+  // A peer removed at runtime stops being reported (its series go, not freeze at a last value).
+  let reported = new Set<string>();
+  const perPeer = [metrics.dlqDepth, metrics.dlqQuarantined, metrics.dlqOldestPendingAge, metrics.catchupLastSuccess, metrics.catchupLagRows, metrics.catchupLagSeconds, metrics.catchupRefusalsPending, metrics.peerLagRows, metrics.peerLagSeconds];
+  metrics.onScrape(async () => {
+    const now = new Set(ids());
+    for (const gone of reported) if (!now.has(gone)) for (const g of perPeer) g.remove({ peer: gone });
+    reported = now;
+  });
   metrics.onScrape(async () => {
     const stats = await dlqStats(db);
     for (const id of ids()) {

@@ -64,20 +64,24 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
   const database = createDatabase(config.databaseUrl, { max: config.databasePoolMax });
   // FED_PEERS seeds the peers table (rows that do not exist yet); from then on the table,
   // managed with `memfed peers`, is the peer list of every process of the node.
-  let directory: PeerDirectory;
+  let directory: PeerDirectory | null = null;
+  let keys: KeyRing;
+  let own: { generated: boolean; pubPath: string };
   try {
     const seeded = await seedPeers(database.db, config.federation.peers);
     if (seeded.length > 0) logger.info({ peers: seeded }, 'peers seeded from FED_PEERS');
     directory = await PeerDirectory.open(database, logger);
+    own = await ensureOwnKey(config.federation.keyDir, config.nodeId);
+    keys = await KeyRing.load(config.federation.keyDir, config.nodeId, directory);
   } catch (err) {
+    await directory?.close();
     await database.close();
     throw err;
   }
-  const plainPeers = [...directory.active.values()].filter((p) => p.url.startsWith('http://')).map((p) => p.id);
-  if (tls && plainPeers.length > 0) logger.warn({ peers: plainPeers }, 'TLS is configured but these peers are reached over plain http://');
-  const own = await ensureOwnKey(config.federation.keyDir, config.nodeId);
+  const peerDirectory = directory;
   if (own.generated) logger.info({ pub: own.pubPath }, "generated this node's Ed25519 key; enrol it on peers by copying the .pub file");
-  const keys = await KeyRing.load(config.federation.keyDir, config.nodeId, directory);
+  const plainPeers = [...peerDirectory.active.values()].filter((p) => p.url.startsWith('http://')).map((p) => p.id);
+  if (tls && plainPeers.length > 0) logger.warn({ peers: plainPeers }, 'TLS is configured but these peers are reached over plain http://');
 
   const producer = createRedis(config.redisUrl, 'producer', 'producer');
   const queues = createQueues(producer, config.queuePrefix);
@@ -94,7 +98,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
     await audit.close();
     await closeQueues(queues);
     await producer.quit().catch(() => producer.disconnect());
-    await directory.close();
+    await peerDirectory.close();
     await database.close();
   };
   const running: RunningNode = {
@@ -105,16 +109,16 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
     },
   };
   try {
-    const peers = directory.active;
+    const peers = peerDirectory.active;
     const auditKeys = await loadAuditKeys(config.federation.keyDir, config.nodeId);
     recordKeyChanges(audit, logger, { nodeId: config.nodeId, generated: own.generated ? { pubPath: own.pubPath } : null, chainHeadKeyId: await headKeyId(database.db), signer: auditKeys.signer, trustedKeys: auditKeys.keys });
-    registerDatabaseCollectors(metrics, database.db, () => directory.all().filter((p) => p.state !== 'removed').map((p) => p.id));
+    registerDatabaseCollectors(metrics, database.db, () => peerDirectory.all().filter((p) => p.state !== 'removed').map((p) => p.id));
     registerQueueCollectors(metrics, queues);
 
     if (role === 'api' || role === 'all') {
       const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');
       // Always: peers may be added at runtime to a node started without any.
-      const acks = new AckTracker(subscriber, config, database, logger, directory.active);
+      const acks = new AckTracker(subscriber, config, database, logger, peerDirectory.active);
       closers.push(async () => acks.close());
       await acks.start();
       const refusalAudit = throttleRefusals(audit, { burst: config.audit.refusalBurst, windowMs: config.audit.refusalWindowMs });
@@ -125,7 +129,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
         logger,
         metrics,
         probes,
-        replication: new QueueReplication(config, queues, acks, logger, metrics, directory),
+        replication: new QueueReplication(config, queues, acks, logger, metrics, peerDirectory),
         audit: refusalAudit,
         policy,
         ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues, { audit, logger }) } } : {}),
@@ -155,7 +159,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
       const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs, tls: clientTlsOptions(tls) });
       closers.push(() => publisher.quit());
       closers.push(() => client.close());
-      const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, peerDirectory: directory, audit, auditSigner: auditKeys.signer, policy });
+      const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, peerDirectory, audit, auditSigner: auditKeys.signer, policy });
       closers.unshift(() => workers.close(config.shutdownGraceMs));
     }
   } catch (err) {
