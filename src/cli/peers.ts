@@ -3,7 +3,8 @@ import { tableRecorder } from '../audit/events.js';
 import { configSecrets, type Config } from '../config.js';
 import { createDatabase } from '../db/client.js';
 import { ApiError } from '../errors.js';
-import { addPeer, checkNewPeer, checkPeerId, listPeers, parsePublicKey, purgePeer, rekeyPeer, setPeerState, showPeer, type PeerView } from '../federation/peer-admin.js';
+import { addPeer, checkNewPeer, checkPeerId, listPeers, parsePublicKey, purgePeer, rekeyPeer, setPeerState, showPeer, updatePeer, type PeerView } from '../federation/peer-admin.js';
+import { peerSpecFrom } from '../federation/peers.js';
 import { createLogger } from '../logger.js';
 import { insertOutbox } from '../store/audit.js';
 import { parseFlags, RefusedError, subcommand, UsageError } from './args.js';
@@ -16,10 +17,11 @@ export const PEERS_USAGE = `memfed peers <command>
   pause   --id ID                        send nothing to it, pull nothing (its cursor holds)
   resume  --id ID                        deliver its backlog and pull from it at once
   remove  --id ID                        stop federating; its requests are refused (cursor and DLQ rows kept)
+  update  --id ID [--url URL] [--flavour F]  change its URL or wire flavour (cursor and key kept)
   rekey   --id ID (--key-file PATH | --key BASE64 | --clear)
   purge   --id ID [--yes]                forget a removed peer's cursor and watermark`;
 
-const PEER_COMMANDS = ['list', 'show', 'add', 'pause', 'resume', 'remove', 'rekey', 'purge'];
+const PEER_COMMANDS = ['list', 'show', 'add', 'pause', 'resume', 'remove', 'update', 'rekey', 'purge'];
 
 /** The admin API's checks, as CLI errors: bad input exits 2, a refusal by the node's state 1. */
 function asCliError(cmd: string, err: unknown): unknown {
@@ -65,6 +67,7 @@ export async function peersCommand(config: Config, args: string[], out: (s: stri
     pause: ['id', 'json'],
     resume: ['id', 'json'],
     remove: ['id', 'json'],
+    update: ['id', 'url', 'flavour', 'json'],
     rekey: ['id', 'key-file', 'key', 'clear', 'json'],
     purge: ['id', 'yes', 'json'],
   };
@@ -81,6 +84,13 @@ export async function peersCommand(config: Config, args: string[], out: (s: stri
     if (sub === 'add') {
       fields = { id: values.id, url: values.url, ...(values.flavour !== undefined ? { flavour: values.flavour } : {}), ...(key ? { key: key.toString('base64') } : {}) };
       checkNewPeer(fields, config.nodeId);
+    }
+    if (sub === 'update') {
+      fields = { ...(values.url !== undefined ? { url: values.url } : {}), ...(values.flavour !== undefined ? { flavour: values.flavour } : {}) };
+      if (values.url === undefined && values.flavour === undefined) throw new UsageError(`${cmd}: needs --url and/or --flavour`);
+      // The URL or flavour given, by the FED_PEERS rules (what is not given stays as stored).
+      const r = peerSpecFrom({ id: values.id!, url: values.url ?? 'http://kept.invalid', ...(values.flavour !== undefined ? { flavour: values.flavour } : {}) });
+      if (!r.ok) throw new UsageError(`${cmd}: INVALID_PEER: ${r.problem}`);
     }
     if (sub === 'rekey' && (key === null) === (values.clear !== true)) throw new UsageError(`${cmd}: needs one of --key-file, --key or --clear`);
   } catch (err) {
@@ -119,6 +129,11 @@ export async function peersCommand(config: Config, args: string[], out: (s: stri
         const to = sub === 'pause' ? 'paused' : sub === 'resume' ? 'active' : 'removed';
         const r = await setPeerState(deps, id, to, 'cli');
         show(r, r.changed ? `${r.peer.id} is now ${r.peer.state}` : `${r.peer.id} was already ${r.peer.state}`);
+        return 0;
+      }
+      case 'update': {
+        const r = await updatePeer(deps, id, fields, 'cli');
+        show(r, r.changed ? `updated ${line(r.peer)}` : `${r.peer.id}: unchanged`);
         return 0;
       }
       case 'rekey': {

@@ -159,6 +159,27 @@ export async function setPeerState(deps: PeerAdminDeps, rawId: string, to: 'paus
   });
 }
 
+/**
+ * Changes a peer's URL and/or flavour (the FED_PEERS rules); in effect at once, its cursor,
+ * watermark and key unchanged. Not for a removed peer (add it again instead).
+ */
+export async function updatePeer(deps: PeerAdminDeps, rawId: string, input: Record<string, unknown>, actor: string): Promise<{ peer: PeerView; changed: boolean }> {
+  const id = checkPeerId(rawId);
+  const url = str(input.url, 'url', false);
+  const flavour = str(input.flavour, 'flavour', false);
+  if (url === undefined && flavour === undefined) throw badRequest('INVALID_PEER', 'name a url and/or a flavour to change');
+  return change<{ peer: PeerView; changed: boolean }>(deps, id, async (tx, row, events) => {
+    if (!row) throw unknownPeer(id);
+    const r = peerSpecFrom({ id, url: url ?? row.url, flavour: flavour ?? row.flavour });
+    if (!r.ok) throw badRequest('INVALID_PEER', r.problem);
+    if (row.state === 'removed') throw new ApiError(409, 'PEER_REMOVED', `peer ${id} was removed; add it again with its new URL or flavour`);
+    if (r.peer.url === row.url && r.peer.flavour === row.flavour) return { wrote: false, result: { peer: peerView(row), changed: false } };
+    await updatePeerRow(tx, id, { url: r.peer.url, flavour: r.peer.flavour });
+    audited(events, actor, 'updated', id, row.state, { url: r.peer.url, flavour: r.peer.flavour });
+    return { wrote: true, result: { peer: peerView((await getPeerRow(tx, id))!), changed: true } };
+  });
+}
+
 /** Replaces (or, with null, withdraws) a peer's enrolled key; its key file, if any, applies again without one. */
 export async function rekeyPeer(deps: PeerAdminDeps, rawId: string, key: Buffer | null, actor: string): Promise<{ peer: PeerView; changed: boolean }> {
   const id = checkPeerId(rawId);

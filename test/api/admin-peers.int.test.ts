@@ -55,6 +55,10 @@ describe('admin peers API', () => {
       ['PUT', '/seed-peer/key', { key: 'AAAA' }, 400, 'INVALID_KEY'],
       ['PUT', '/seed-peer/key', {}, 400, 'INVALID_KEY'],
       ['POST', '/seed-peer/purge', undefined, 409, 'PEER_NOT_REMOVED'],
+      ['PATCH', '/seed-peer', {}, 400, 'INVALID_PEER'],
+      ['PATCH', '/seed-peer', { flavour: 'bogus' }, 400, 'INVALID_PEER'],
+      ['PATCH', '/seed-peer', { url: 'ftp://h' }, 400, 'INVALID_PEER'],
+      ['PATCH', '/nosuch', { url: 'http://h' }, 404, 'UNKNOWN_PEER'],
     ];
     for (const [method, p, body, status, code] of cases) {
       const r = await admin(method, p, body);
@@ -76,6 +80,8 @@ describe('admin peers API', () => {
     expect((await admin('POST', '/runtime-peer/pause')).json).toMatchObject({ changed: false, peer: { state: 'paused' } });
     expect((await pushAs(p)).status).toBe(200);
     expect((await admin('POST', '/runtime-peer/resume')).json).toMatchObject({ changed: true, peer: { state: 'active' } });
+    expect((await admin('PATCH', '/runtime-peer', { flavour: 'ai-memory-0.7' })).json).toMatchObject({ changed: true, peer: { flavour: 'ai-memory-0.7', url: 'http://127.0.0.1:9', state: 'active' } });
+    expect((await admin('PATCH', '/runtime-peer', { flavour: 'ai-memory-0.7' })).json).toMatchObject({ changed: false });
 
     const next = await new FakePeer('runtime-peer').init();
     const rekey = await admin('PUT', '/runtime-peer/key', { key: Buffer.from(next.pub).toString('base64') });
@@ -96,8 +102,8 @@ describe('admin peers API', () => {
     expect((await admin('GET', '/runtime-peer')).json.peer.state).toBe('removed');
 
     const kinds = async () => (await chain()).filter((e) => (e.kind === 'peer.changed' || e.kind === 'key.changed') && e.subject === 'runtime-peer').map((e) => `${e.kind}:${e.details.action}`);
-    await waitFor(async () => (await kinds()).length >= 8, { what: 'peer changes in the chain', timeoutMs: 20_000 });
-    expect(await kinds()).toEqual(['peer.changed:added', 'key.changed:peer_rekeyed', 'peer.changed:paused', 'peer.changed:resumed', 'peer.changed:rekeyed', 'key.changed:peer_rekeyed', 'peer.changed:removed', 'peer.changed:purged']);
+    await waitFor(async () => (await kinds()).length >= 9, { what: 'peer changes in the chain', timeoutMs: 20_000 });
+    expect(await kinds()).toEqual(['peer.changed:added', 'key.changed:peer_rekeyed', 'peer.changed:paused', 'peer.changed:resumed', 'peer.changed:updated', 'peer.changed:rekeyed', 'key.changed:peer_rekeyed', 'peer.changed:removed', 'peer.changed:purged']);
   });
 
   it('FED_PEERS seeds only missing rows: a pause made at runtime survives a restart with the same FED_PEERS', async () => {

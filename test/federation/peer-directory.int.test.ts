@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { logRecorder } from '../../src/audit/events.js';
 import { createLogger } from '../../src/logger.js';
-import { addPeer, setPeerState } from '../../src/federation/peer-admin.js';
+import { addPeer, setPeerState, updatePeer } from '../../src/federation/peer-admin.js';
 import { PeerDirectory, activePeersNow, peerStates, type PeerChange } from '../../src/federation/peer-directory.js';
 import { seedPeers } from '../../src/store/peers.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
@@ -36,6 +36,10 @@ describe('peer directory', () => {
     await waitFor(async () => live.has('added'), { what: 'the added peer', timeoutMs: 5_000 });
     expect(live.get('added')).toEqual({ id: 'added', url: 'http://h:2', flavour: 'ai-memory-0.7' });
     expect(changes.at(-1)).toEqual({ activated: [{ id: 'added', url: 'http://h:2', flavour: 'ai-memory-0.7' }], deactivated: [], updated: [] });
+
+    await updatePeer(deps(), 'added', { url: 'http://h:22/' }, 'test');
+    await waitFor(async () => live.get('added')?.url === 'http://h:22', { what: 'the new URL', timeoutMs: 5_000 });
+    expect(changes.at(-1)).toEqual({ activated: [], deactivated: [], updated: [{ id: 'added', url: 'http://h:22', flavour: 'ai-memory-0.7' }] });
 
     await setPeerState(deps(), 'seeded', 'paused', 'test');
     await waitFor(async () => !live.has('seeded'), { what: 'the pause', timeoutMs: 5_000 });

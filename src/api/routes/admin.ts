@@ -1,7 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { badRequest } from '../../errors.js';
 import { reapplyRefusals } from '../../federation/catchup-reapply.js';
-import { addPeer, listPeers, parsePublicKey, purgePeer, rekeyPeer, setPeerState, showPeer } from '../../federation/peer-admin.js';
+import { addPeer, listPeers, parsePublicKey, purgePeer, rekeyPeer, setPeerState, showPeer, updatePeer } from '../../federation/peer-admin.js';
 import { PEER_ID } from '../../federation/peers.js';
 import { getPeerRow } from '../../store/peers.js';
 import { listRefusals, refusalStats } from '../../store/catchup-refusals.js';
@@ -118,6 +118,10 @@ export function adminRoutes(deps: AppDeps) {
   stateRoute('resume', 'active');
   stateRoute('remove', 'removed');
   app.delete(`${ADMIN_PREFIX}/peers/:id`, async (c) => c.json(await setPeerState(peerDeps, c.req.param('id'), 'removed', actorOf(c))));
+  app.patch(`${ADMIN_PREFIX}/peers/:id`, async (c) => {
+    const body = objectBody(await readJson(c, config.limits.maxBodyBytes));
+    return c.json(await updatePeer(peerDeps, c.req.param('id'), body, actorOf(c)));
+  });
   app.put(`${ADMIN_PREFIX}/peers/:id/key`, async (c) => {
     const body = objectBody(await readJson(c, config.limits.maxBodyBytes));
     if (!('key' in body) || (body.key !== null && typeof body.key !== 'string')) throw badRequest('INVALID_KEY', 'key: a base64 Ed25519 public key, or null to withdraw it', { field: 'key' });
