@@ -137,9 +137,10 @@ async function change<T>(deps: PeerAdminDeps, id: string, fn: (tx: Tx, row: Peer
 export async function addPeer(deps: PeerAdminDeps, input: Record<string, unknown>, actor: string): Promise<PeerView> {
   const { spec, key } = checkNewPeer(input, deps.nodeId);
   return change(deps, spec.id, async (tx, row, events) => {
-    if (row && row.state !== 'removed') throw new ApiError(409, 'PEER_EXISTS', `peer ${spec.id} exists (state ${row.state}); remove it first, or use rekey / pause / resume`);
+    const exists = () => new ApiError(409, 'PEER_EXISTS', `peer ${spec.id} exists (state ${row?.state ?? 'active'}); use update / rekey / pause / resume, or remove it first`);
+    if (row && row.state !== 'removed') throw exists();
     if (row) await updatePeerRow(tx, spec.id, { url: spec.url, flavour: spec.flavour, publicKey: key, state: 'active' });
-    else await insertPeerRow(tx, spec, key);
+    else if (!(await insertPeerRow(tx, spec, key))) throw exists();
     audited(events, actor, row ? 're-added' : 'added', spec.id, row?.state ?? null, { url: spec.url, flavour: spec.flavour, state: 'active', key });
     auditKeyChange(events, actor, spec.id, row?.publicKey ?? null, key);
     return { wrote: true, result: peerView((await getPeerRow(tx, spec.id))!) };

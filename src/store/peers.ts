@@ -85,8 +85,10 @@ export async function changePeer<T>(db: Db, id: string, change: (tx: Tx, row: Pe
   });
 }
 
-export async function insertPeerRow(tx: Tx, spec: PeerSpec, publicKey: Buffer | null): Promise<void> {
-  await tx.insert(peers).values({ id: spec.id, url: spec.url, flavour: spec.flavour, publicKey, state: 'active', source: 'operator' });
+/** False when the row exists after all (another add of the same id committed first: no row to lock then). */
+export async function insertPeerRow(tx: Tx, spec: PeerSpec, publicKey: Buffer | null): Promise<boolean> {
+  const r = await tx.insert(peers).values({ id: spec.id, url: spec.url, flavour: spec.flavour, publicKey, state: 'active', source: 'operator' }).onConflictDoNothing().returning({ id: peers.id });
+  return r.length > 0;
 }
 
 export async function updatePeerRow(tx: Tx, id: string, set: Partial<{ url: string; flavour: PeerFlavour; publicKey: Buffer | null; state: PeerState }>): Promise<void> {

@@ -60,6 +60,13 @@ describe('peer directory', () => {
     expect([...now.keys()]).toEqual(['fresh']);
   });
 
+  it('two adds of one new id at once: one is added, the other refused PEER_EXISTS (never a database error)', async () => {
+    const results = await Promise.allSettled([0, 1, 2].map((i) => addPeer(deps(), { id: 'racing', url: `http://h:${10 + i}` }, 'test')));
+    expect(results.filter((r) => r.status === 'fulfilled')).toHaveLength(1);
+    for (const r of results.filter((x): x is PromiseRejectedResult => x.status === 'rejected')) expect(r.reason).toMatchObject({ status: 409, code: 'PEER_EXISTS' });
+    await setPeerState(deps(), 'racing', 'removed', 'test');
+  });
+
   it('seeding inserts only missing rows: a paused FED_PEERS peer stays paused', async () => {
     expect(await seedPeers(t.database.db, [{ id: 'seeded', url: 'http://other:9', flavour: 'memfed' }])).toEqual([]);
     await dir.refresh();
