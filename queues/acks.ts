@@ -54,17 +54,19 @@ export class AckTracker {
   private refused = new Map<string, Set<string>>();
   /** Per peer, advances applied one at a time in arrival order. */
   private chains = new Map<string, Promise<void>>();
-  private readonly peerIds: Set<string>;
   private started = false;
 
+  /**
+   * `active`: the peers that count for quorum, read live (the runtime peer list's map,
+   * updated in place): a paused peer is not in it, so it counts as unavailable.
+   */
   constructor(
     private readonly subscriber: Redis,
     private readonly config: Config,
     private readonly database: Database,
     private readonly logger: Logger,
-  ) {
-    this.peerIds = new Set(config.federation.peers.map((p) => p.id));
-  }
+    private readonly active: ReadonlyMap<string, unknown> = new Map(config.federation.peers.map((p) => [p.id, p])),
+  ) {}
 
   async start(): Promise<void> {
     this.subscriber.on('message', (_channel: string, message: string) => {
@@ -74,7 +76,7 @@ export class AckTracker {
       } catch {
         return; // a foreign message
       }
-      if (!this.peerIds.has(m?.peer)) return;
+      if (!this.active.has(m?.peer)) return;
       const at = { txid: String(m.txid), seq: String(m.seq) };
       const carried = Array.isArray(m.refused) ? m.refused.filter(isPosition) : [];
       void this.inOrder(m.peer, () => this.advance(m.peer, at, carried, isPosition(m.from) ? m.from : null));
@@ -86,7 +88,7 @@ export class AckTracker {
 
   /** Cursors are the truth: read at start and before declaring a timeout (a message may be missed). */
   async refreshFromDatabase(): Promise<void> {
-    const cursors = (await listCursors(this.database.db)).filter((c) => this.peerIds.has(c.peerId));
+    const cursors = (await listCursors(this.database.db)).filter((c) => this.active.has(c.peerId));
     await Promise.all(cursors.map((c) => this.inOrder(c.peerId, () => this.advance(c.peerId, { txid: c.txid, seq: c.seq }, [], null))));
   }
 
@@ -142,20 +144,20 @@ export class AckTracker {
 
   private countAcks(write: FeedPosition, exclude: Set<string> = new Set()): number {
     let n = 0;
-    for (const [peer, pos] of this.latest) if (!exclude.has(peer) && this.acks(peer, pos, write)) n++;
+    for (const [peer, pos] of this.latest) if (this.active.has(peer) && !exclude.has(peer) && this.acks(peer, pos, write)) n++;
     return n;
   }
 
-  /** Peers that dead-lettered the write at `write` (known to this process). */
+  /** Active peers that dead-lettered the write at `write` (known to this process). */
   private refusersOf(write: FeedPosition): Set<string> {
     const out = new Set<string>();
-    for (const [peer, set] of this.refused) if (set.has(posKey(write))) out.add(peer);
+    for (const [peer, set] of this.refused) if (this.active.has(peer) && set.has(posKey(write))) out.add(peer);
     return out;
   }
 
-  /** The refusals alone leave fewer than `needed` peers that could still ack. */
+  /** The refusals (and paused peers) leave fewer than `needed` peers that could still ack. */
   private hopeless(write: FeedPosition, needed: number): boolean {
-    return this.refusersOf(write).size > this.peerIds.size - needed;
+    return this.refusersOf(write).size > this.active.size - needed;
   }
 
   /** A peer acks a write when its cursor passed the write and it did not refuse it. */
@@ -171,7 +173,8 @@ export class AckTracker {
   async waitFor(position: FeedPosition, needed: number, timeoutMs: number): Promise<{ acks: number; refused: number }> {
     const early = this.countAcks(position);
     if (early >= needed) return { acks: early, refused: 0 };
-    const got = await new Promise<number>((resolve) => {
+    // Too few active peers (the others paused): answered now, as the timeout would answer.
+    const got = this.active.size < needed ? -1 : await new Promise<number>((resolve) => {
       const w: Waiter = { position, needed, resolve };
       this.waiters.add(w);
       setTimeout(() => {
@@ -183,7 +186,7 @@ export class AckTracker {
     // The DLQ is asked directly too: a refusal this process never learned of is still one.
     const refusing = await peersRefusing(this.database.db, position).catch(() => new Set<string>());
     for (const peer of this.refusersOf(position)) refusing.add(peer);
-    return { acks: this.countAcks(position, refusing), refused: [...refusing].filter((p) => this.peerIds.has(p)).length };
+    return { acks: this.countAcks(position, refusing), refused: [...refusing].filter((p) => this.active.has(p)).length };
   }
 
   async close(): Promise<void> {

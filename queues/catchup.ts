@@ -51,3 +51,8 @@ export async function peersWithoutScheduler(queue: Queue<CatchupJob>, peerIds: s
   const found = await Promise.all(peerIds.map(async (p) => ((await queue.getJobScheduler(catchupSchedulerId(p))) ? null : p)));
   return found.filter((p): p is string => p !== null);
 }
+
+/** Stops the periodic pulls from peers paused or removed at runtime. */
+export async function removeCatchupSchedulers(queue: Queue<CatchupJob>, peerIds: string[]): Promise<void> {
+  for (const peerId of peerIds) await queue.removeJobScheduler(catchupSchedulerId(peerId));
+}

@@ -21,7 +21,7 @@ export interface RecoveryDeps {
  * tick. Each follow-up that cannot be enqueued is logged and counted; the periodic
  * reconciler, replay tick and catch-up scheduler still do the same work later.
  */
-export async function onPeerRecovered(deps: RecoveryDeps, peerId: string, how: 'acked' | 'contacted'): Promise<void> {
+export async function onPeerRecovered(deps: RecoveryDeps, peerId: string, how: 'acked' | 'contacted' | 'resumed'): Promise<void> {
   deps.logger.info({ peer: peerId, how }, 'peer is back');
   const followUps: Array<[queue: keyof RecoveryDeps['queues'], run: () => Promise<void>]> = [
     ['push', () => enqueuePush(deps.queues.push, peerId, 'recovered')],
@@ -44,11 +44,10 @@ export async function onPeerRecovered(deps: RecoveryDeps, peerId: string, how: '
 const CONTACT_CHECK_MS = 5000;
 
 /**
- * For the API: a configured peer that contacts us while we had recorded failures for it
+ * For the API: an active peer (`known`, read live) that contacts us while we had recorded failures for it
  * is back. Returns the callback the federation routes call on every authenticated contact.
  */
-export function watchPeerContact(deps: RecoveryDeps, peerIds: Iterable<string>): (peerId: string) => void {
-  const known = new Set(peerIds);
+export function watchPeerContact(deps: RecoveryDeps, known: { has(peerId: string): boolean }): (peerId: string) => void {
   const lastCheck = new Map<string, number>();
   return (peerId) => {
     if (!known.has(peerId) || Date.now() - (lastCheck.get(peerId) ?? 0) < CONTACT_CHECK_MS) return;

@@ -1,5 +1,6 @@
 import type { QuorumOutcome, Replication } from '../src/api/deps.js';
 import type { Config } from '../src/config.js';
+import { PeerDirectory } from '../src/federation/peer-directory.js';
 import type { Logger } from '../src/logger.js';
 import type { Metrics } from '../src/metrics.js';
 import type { FeedPosition } from '../src/store/feed.js';
@@ -19,16 +20,21 @@ export class QueueReplication implements Replication {
     private readonly acks: AckTracker | null,
     private readonly logger: Logger,
     private readonly metrics: Metrics,
+    /** The runtime peer list: pushes go to its active peers; paused ones count as unavailable. */
+    private readonly peers: PeerDirectory = PeerDirectory.fixed(config.federation.peers),
   ) {}
 
   async afterCommit(position: FeedPosition | null): Promise<QuorumOutcome> {
-    const { peers, quorumW, ackTimeoutMs } = this.config.federation;
+    const { ackTimeoutMs } = this.config.federation;
+    const known = this.peers.knownCount();
+    // W is clamped to the peers known now (added or removed at runtime), not at start.
+    const quorumW = Math.min(this.config.federation.quorumWanted ?? this.config.federation.quorumW, 1 + known);
     // Test-only fault: die between commit and enqueue (the reconciler must still deliver).
     if (this.config.faults.crashAfterCommit && position !== null) process.kill(process.pid, 'SIGKILL');
-    if (peers.length === 0 || position === null) return { met: true, acks: 1 };
+    if (known === 0 || position === null) return { met: true, acks: 1 };
     const started = process.hrtime.bigint();
     await Promise.all(
-      peers.map((p) =>
+      [...this.peers.active.values()].map((p) =>
         enqueuePush(this.queues.push, p.id, 'commit', position).catch((err) => {
           this.metrics.enqueueFailures.inc({ queue: 'push' });
           this.logger.warn({ err: (err as Error).message, peer: p.id }, 'push enqueue failed; reconciler will deliver');
@@ -45,7 +51,7 @@ export class QueueReplication implements Replication {
     }
     // `refused`: peers refused the row (a permanent refusal, dead-lettered) and the rest
     // cannot make up the quorum; otherwise no ack at all or too few in time.
-    const reason = refused > peers.length - needed ? 'refused' : peerAcks === 0 ? 'unreachable' : 'timeout';
+    const reason = refused > known - needed ? 'refused' : peerAcks === 0 ? 'unreachable' : 'timeout';
     this.metrics.quorumOutcomes.inc({ outcome: reason });
     this.metrics.partialQuorum.inc();
     return { met: false, got: 1 + peerAcks, needed: quorumW, reason };

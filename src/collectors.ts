@@ -11,10 +11,20 @@ import type { RefusalBreaker } from './federation/refusal-breaker.js';
  * Gauges whose truth is in Postgres (DLQ, catch-up, audit), refreshed at scrape time so
  * every process (API or worker) reports the same figures without a background loop.
  */
-export function registerDatabaseCollectors(metrics: Metrics, db: Db, peerIds: string[]): void {
+export function registerDatabaseCollectors(metrics: Metrics, db: Db, peers: string[] | (() => string[])): void {
+  // A function: the runtime peer list, read at each scrape (a peer added since is reported).
+  const ids = () => (typeof peers === 'function' ? peers() : peers);
+  // A peer removed at runtime stops being reported (its series go, not freeze at a last value).
+  let reported = new Set<string>();
+  const perPeer = [metrics.dlqDepth, metrics.dlqQuarantined, metrics.dlqOldestPendingAge, metrics.catchupLastSuccess, metrics.catchupLagRows, metrics.catchupLagSeconds, metrics.catchupRefusalsPending, metrics.peerLagRows, metrics.peerLagSeconds];
+  metrics.onScrape(async () => {
+    const now = new Set(ids());
+    for (const gone of reported) if (!now.has(gone)) for (const g of perPeer) g.remove({ peer: gone });
+    reported = now;
+  });
   metrics.onScrape(async () => {
     const stats = await dlqStats(db);
-    for (const id of peerIds) {
+    for (const id of ids()) {
       const p = stats.byPeer.find((b) => b.peerId === id);
       metrics.dlqDepth.set({ peer: id }, p?.pending ?? 0);
       metrics.dlqQuarantined.set({ peer: id }, p?.quarantined ?? 0);
@@ -23,7 +33,7 @@ export function registerDatabaseCollectors(metrics: Metrics, db: Db, peerIds: st
   });
   metrics.onScrape(async () => {
     const marks = new Map((await watermarkTimes(db)).map((w) => [w.peerId, w]));
-    for (const id of peerIds) {
+    for (const id of ids()) {
       const w = marks.get(id);
       metrics.catchupLastSuccess.set({ peer: id }, w?.lastSuccessEpoch ?? 0);
       metrics.catchupLagRows.set({ peer: id }, w?.lagRows ?? 0);
@@ -32,10 +42,10 @@ export function registerDatabaseCollectors(metrics: Metrics, db: Db, peerIds: st
   });
   metrics.onScrape(async () => {
     const pending = new Map((await refusalStats(db)).byPeer.map((p) => [p.peerId, p.pending]));
-    for (const id of peerIds) metrics.catchupRefusalsPending.set({ peer: id }, pending.get(id) ?? 0);
+    for (const id of ids()) metrics.catchupRefusalsPending.set({ peer: id }, pending.get(id) ?? 0);
   });
   metrics.onScrape(async () => {
-    for (const [peer, lag] of await peerLag(db, peerIds)) {
+    for (const [peer, lag] of await peerLag(db, ids())) {
       metrics.peerLagRows.set({ peer }, lag.rows);
       metrics.peerLagSeconds.set({ peer }, lag.seconds);
     }

@@ -186,6 +186,8 @@ export interface Config {
     peers: PeerSpec[];
     /** Acks needed including the local commit, clamped to [1, 1 + peers]. */
     quorumW: number;
+    /** FED_QUORUM_W as set: peers added at runtime raise the clamp of `quorumW` (queues/replication.ts). */
+    quorumWanted: number;
     ackTimeoutMs: number;
     keyDir: string;
     requireSig: boolean;
@@ -255,6 +257,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     federation: {
       peers: r.FED_PEERS,
       quorumW: Math.min(Math.max(r.FED_QUORUM_W, 1), n),
+      quorumWanted: r.FED_QUORUM_W,
       ackTimeoutMs: r.FED_ACK_TIMEOUT_MS,
       keyDir: r.FED_KEY_DIR,
       requireSig: r.FED_REQUIRE_SIG,

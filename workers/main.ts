@@ -1,4 +1,4 @@
-import { isHelp, UsageError } from '../src/cli/args.js';
+import { isHelp, RefusedError, UsageError } from '../src/cli/args.js';
 import { USAGE, runToolCommand } from '../src/cli/commands.js';
 import { ConfigError, environmentSecrets, loadConfig, type Config } from '../src/config.js';
 import { unreachableFrom } from '../src/reachability.js';
@@ -28,6 +28,10 @@ export async function main(argv: string[]): Promise<number> {
     return await runToolCommand(command, args, (s) => process.stdout.write(`${s}\n`), { openQueues: (config) => openQueueStatus(config.redisUrl, config.queuePrefix) });
   } catch (err) {
     if (err instanceof UsageError) return usageError(err.message);
+    if (err instanceof RefusedError) {
+      process.stderr.write(`memfed: ${err.message}\n`);
+      return 1;
+    }
     throw err;
   }
 }

@@ -8,6 +8,8 @@ import { createDatabase } from '../src/db/client.js';
 import { assertDriverGuard } from '../src/db/driver-guard.js';
 import { prepareDatabase } from '../src/db/migrate.js';
 import { PeerClient } from '../src/federation/client.js';
+import { PeerDirectory } from '../src/federation/peer-directory.js';
+import { seedPeers } from '../src/store/peers.js';
 import { KeyRing, ensureOwnKey, loadAuditKeys } from '../src/federation/keys.js';
 import { NonceStore } from '../src/federation/nonces.js';
 import { refusalBreakerFor } from '../src/federation/refusal-breaker.js';
@@ -74,19 +76,33 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
   if (policy) logger.info({ policy: policy.source }, 'governance policy loaded');
   // Unreadable or mismatched PEM files stop the process here too.
   const tls = await loadTls(config.tls);
-  const plainPeers = config.federation.peers.filter((p) => p.url.startsWith('http://')).map((p) => p.id);
-  if (tls && plainPeers.length > 0) logger.warn({ peers: plainPeers }, 'TLS is configured but these peers are reached over plain http://');
   const listenOptions = { limits: config.httpServer, tls };
 
   // Both services answer (or the start ends in one line naming the one that does not).
   const waiting = (service: string) => (reason: string) => logger.warn({ service, reason, waitMs: config.startupWaitMs }, `waiting for ${service}`);
   await waitForService('Postgres', config.databaseUrl, config.startupWaitMs, () => prepareDatabase(config.databaseUrl), waiting('Postgres'));
   await waitForService('Redis', config.redisUrl, config.startupWaitMs, () => pingRedis(config.redisUrl), waiting('Redis'));
-  // Keys before any connection: an unreadable key directory opens nothing that must be closed.
-  const own = await ensureOwnKey(config.federation.keyDir, config.nodeId);
-  if (own.generated) logger.info({ pub: own.pubPath }, "generated this node's Ed25519 key; enrol it on peers by copying the .pub file");
-  const keys = await KeyRing.load(config.federation.keyDir, config.nodeId);
   const database = createDatabase(config.databaseUrl, { max: config.databasePoolMax });
+  // FED_PEERS seeds the peers table (rows that do not exist yet); from then on the table,
+  // managed with `memfed peers`, is the peer list of every process of the node.
+  let directory: PeerDirectory | null = null;
+  let keys: KeyRing;
+  let own: { generated: boolean; pubPath: string };
+  try {
+    const seeded = await seedPeers(database.db, config.federation.peers);
+    if (seeded.length > 0) logger.info({ peers: seeded }, 'peers seeded from FED_PEERS');
+    directory = await PeerDirectory.open(database, logger);
+    own = await ensureOwnKey(config.federation.keyDir, config.nodeId);
+    keys = await KeyRing.load(config.federation.keyDir, config.nodeId, directory);
+  } catch (err) {
+    await directory?.close();
+    await database.close();
+    throw err;
+  }
+  const peerDirectory = directory;
+  if (own.generated) logger.info({ pub: own.pubPath }, "generated this node's Ed25519 key; enrol it on peers by copying the .pub file");
+  const plainPeers = [...peerDirectory.active.values()].filter((p) => p.url.startsWith('http://')).map((p) => p.id);
+  if (tls && plainPeers.length > 0) logger.warn({ peers: plainPeers }, 'TLS is configured but these peers are reached over plain http://');
 
   const producer = createRedis(config.redisUrl, 'producer', 'producer');
   const queues = createQueues(producer, config.queuePrefix);
@@ -103,6 +119,7 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
     await audit.close();
     await closeQueues(queues);
     await producer.quit().catch(() => producer.disconnect());
+    await peerDirectory.close();
     await database.close();
   };
   const running: RunningNode = {
@@ -114,18 +131,19 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
     },
   };
   try {
-    const peers = new Map(config.federation.peers.map((p) => [p.id, p]));
+    const peers = peerDirectory.active;
     const auditKeys = await loadAuditKeys(config.federation.keyDir, config.nodeId);
     recordKeyChanges(audit, logger, { nodeId: config.nodeId, generated: own.generated ? { pubPath: own.pubPath } : null, chainHeadKeyId: await headKeyId(database.db), signer: auditKeys.signer, trustedKeys: auditKeys.keys });
-    registerDatabaseCollectors(metrics, database.db, [...peers.keys()]);
+    registerDatabaseCollectors(metrics, database.db, () => peerDirectory.all().filter((p) => p.state !== 'removed').map((p) => p.id));
     registerQueueCollectors(metrics, queues);
     registerBreakerCollector(metrics, refusalBreakerFor(producer, config), [...peers.keys()]);
 
     if (role === 'api' || role === 'all') {
       const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');
-      const acks = config.federation.peers.length > 0 ? new AckTracker(subscriber, config, database, logger) : null;
-      closers.push(async () => (acks ? acks.close() : subscriber.quit()));
-      if (acks) await acks.start();
+      // Always: peers may be added at runtime to a node started without any.
+      const acks = new AckTracker(subscriber, config, database, logger, peerDirectory.active);
+      closers.push(async () => acks.close());
+      await acks.start();
       const refusalAudit = throttleRefusals(audit, { burst: config.audit.refusalBurst, windowMs: config.audit.refusalWindowMs });
       closers.push(async () => refusalAudit.stop());
       const deps: AppDeps = {
@@ -134,7 +152,7 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
         logger,
         metrics,
         probes,
-        replication: new QueueReplication(config, queues, acks, logger, metrics),
+        replication: new QueueReplication(config, queues, acks, logger, metrics, peerDirectory),
         audit: refusalAudit,
         policy,
         ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues, { audit, logger, redis: producer }) } } : {}),
@@ -143,7 +161,7 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
         federation: {
           keys,
           nonces: new NonceStore(producer, config.queuePrefix, config.federation.clockSkewMs, config.federation.bareNonces),
-          onPeerContact: watchPeerContact({ db: database.db, queues, logger, metrics }, peers.keys()),
+          onPeerContact: watchPeerContact({ db: database.db, queues, logger, metrics }, peers),
         },
       };
       const server = await listen(createApp(deps), config.http.host, config.http.port, listenOptions);
@@ -164,7 +182,7 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
       const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs, tls: clientTlsOptions(tls) });
       closers.push(() => publisher.quit());
       closers.push(() => client.close());
-      const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, audit, auditSigner: auditKeys.signer, policy });
+      const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, peerDirectory, audit, auditSigner: auditKeys.signer, policy });
       closers.unshift(() => workers.close(config.shutdownGraceMs));
     }
   } catch (err) {

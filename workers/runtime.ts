@@ -3,10 +3,12 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../src/logger.js';
 import { QUEUE_NAMES, type QueueName } from '../src/queue-names.js';
 import { peersBehind } from '../src/store/cursors.js';
-import { peersWithoutScheduler, syncCatchupSchedulers } from '../queues/catchup.js';
+import { peersWithoutScheduler, removeCatchupSchedulers, syncCatchupSchedulers } from '../queues/catchup.js';
 import { createRedis } from '../queues/connection.js';
 import { hasDlqScheduler, scheduleDlqReplay } from '../queues/dlq.js';
 import { enqueuePush } from '../queues/push.js';
+import { onPeerRecovered } from '../queues/recovery.js';
+import type { PeerChange } from '../src/federation/peer-directory.js';
 import { QUEUE_DEFINITIONS } from '../queues/registry.js';
 import type { QueueDefinition } from '../queues/definition.js';
 import { defineWorker, type Processor } from '../queues/worker.js';
@@ -71,9 +73,11 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
       .finally(() => (checking = false));
   }, SCHEDULER_CHECK_MS);
   const auditMaintenance = selected.includes('audit') ? startAuditMaintenance(ctx) : null;
+  const unfollow = ctx.peerDirectory?.onChange((change) => void followPeerChange(ctx, selected, change)) ?? (() => undefined);
   return {
     queues: selected,
     async close(graceMs: number) {
+      unfollow();
       reconciler?.stop();
       auditMaintenance?.stop();
       clearInterval(schedulerTimer);
@@ -100,11 +104,11 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
  * what makes losing every Redis key lose nothing.
  */
 export function startReconciler(ctx: WorkerContext, log: Logger = ctx.logger): { stop(): void } {
-  const peerIds = [...ctx.peers.keys()];
-  if (peerIds.length === 0) return { stop() {} };
   let running = false;
   const tick = async () => {
-    if (running) return;
+    // The active peers now: a peer added at runtime is reconciled, a paused one is not.
+    const peerIds = [...ctx.peers.keys()];
+    if (running || peerIds.length === 0) return;
     running = true;
     try {
       for (const peerId of await peersBehind(ctx.database.db, peerIds)) await enqueuePush(ctx.queues.push, peerId, 'reconcile');
@@ -117,4 +121,23 @@ export function startReconciler(ctx: WorkerContext, log: Logger = ctx.logger): {
   const timer = setInterval(() => void tick(), ctx.config.push.reconcileIntervalMs);
   void tick();
   return { stop: () => clearInterval(timer) };
+}
+
+/**
+ * The peer list changed at runtime (`memfed peers`): catch-up schedulers follow it, and a
+ * peer added or resumed is delivered to, replayed to and pulled from at once (as a peer
+ * that came back). Every worker process does this; the jobs are deduplicated per peer.
+ * What fails here is done by the periodic checks (scheduler check, reconciler, DLQ tick).
+ */
+async function followPeerChange(ctx: WorkerContext, selected: QueueName[], change: PeerChange): Promise<void> {
+  try {
+    if (selected.includes('catchup')) {
+      if (change.deactivated.length > 0) await removeCatchupSchedulers(ctx.queues.catchup, change.deactivated);
+      if (change.activated.length > 0) await syncCatchupSchedulers(ctx.queues.catchup, change.activated.map((p) => p.id), ctx.config.catchup.intervalMs, false);
+    }
+    const recovery = { db: ctx.database.db, queues: ctx.queues, logger: ctx.logger, metrics: ctx.metrics };
+    for (const p of change.activated) await onPeerRecovered(recovery, p.id, 'resumed');
+  } catch (err) {
+    ctx.logger.warn({ err }, 'could not follow a peer change at once; the periodic checks will');
+  }
 }

@@ -57,3 +57,12 @@ export interface AppDeps {
   /** Queue-backed operator actions and reads (implemented in queues/). */
   operations: { requestDlqReplay(peerId?: string): Promise<void>; queueStatus: QueueStatusSource };
 }
+
+/**
+ * Whether the node federates (a write answers `quorum_acks`): any peer not removed, by the
+ * runtime peer list when the node has one, else by FED_PEERS.
+ */
+export function hasPeers({ config, federation }: Pick<AppDeps, 'config' | 'federation'>): boolean {
+  const dir = federation.keys.directory;
+  return dir ? dir.knownCount() > 0 : config.federation.peers.length > 0;
+}

@@ -15,7 +15,8 @@ export type AuditKind =
   | 'memory.deleted'
   | 'memory.committed'
   | 'key.changed'
-  | 'board.action';
+  | 'board.action'
+  | 'peer.changed';
 
 export interface AuditRecord {
   kind: AuditKind;

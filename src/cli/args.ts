@@ -5,6 +5,9 @@ import { parseParams } from '../api/query.js';
 /** A usage error: reported as one line on stderr, exit 2. */
 export class UsageError extends Error {}
 
+/** A well-formed request the node's state refuses (unknown peer, already exists): one line on stderr, exit 1. */
+export class RefusedError extends Error {}
+
 /**
  * The subcommand, when it is one of `known`; else a UsageError naming them.
  * `command` is what came before it (`dlq`), `tool` the command whose --help lists them.

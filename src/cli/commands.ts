@@ -7,6 +7,7 @@ import { AUDIT_USAGE, auditCommand } from './audit.js';
 import { CATCHUP_USAGE, catchupCommand } from './catchup.js';
 import { DLQ_USAGE, dlqCommand } from './dlq.js';
 import { STATUS_USAGE, statusCommand, type QueueAccess } from './status.js';
+import { PEERS_USAGE, peersCommand } from './peers.js';
 
 export const USAGE = `usage: memfed <command> [options]
 
@@ -19,6 +20,7 @@ tools:
   migrate                   create the database if missing and apply migrations
   keys generate --id <id> [--dir <dir>] [--force]
                             write raw 32-byte <id>.priv / <id>.pub (default dir FED_KEY_DIR)
+  ${PEERS_USAGE.replace(/\n/g, '\n  ')}
   ${DLQ_USAGE.replace(/\n/g, '\n  ')}
   ${CATCHUP_USAGE.replace(/\n/g, '\n  ')}
   ${AUDIT_USAGE}
@@ -30,7 +32,7 @@ configuration comes from environment variables; see README.md.`;
 const KEYS_USAGE = `memfed keys generate --id <id> [--dir <dir>] [--force]`;
 
 /** Each tool's own usage (`memfed <tool> --help`). */
-const TOOL_USAGE: Record<string, string> = { migrate: 'memfed migrate    create the database if missing and apply migrations', keys: KEYS_USAGE, dlq: DLQ_USAGE, catchup: CATCHUP_USAGE, audit: AUDIT_USAGE, status: STATUS_USAGE, 'alert-rules': ALERT_RULES_USAGE };
+const TOOL_USAGE: Record<string, string> = { migrate: 'memfed migrate    create the database if missing and apply migrations', keys: KEYS_USAGE, peers: PEERS_USAGE, dlq: DLQ_USAGE, catchup: CATCHUP_USAGE, audit: AUDIT_USAGE, status: STATUS_USAGE, 'alert-rules': ALERT_RULES_USAGE };
 
 /** What tools need from above src/ (wired by workers/main.ts). */
 export interface ToolDeps {
@@ -67,6 +69,8 @@ export async function runToolCommand(command: string, args: string[], out: (s: s
       out(`wrote ${r.privPath} and ${r.pubPath}\npublic key ${r.publicKeyHex}\nenrol this node on a peer by copying ${r.pubPath} into the peer's FED_KEY_DIR`);
       return 0;
     }
+    case 'peers':
+      return peersCommand(loadConfig(), args, out);
     case 'dlq':
       return dlqCommand(loadConfig(), args, out);
     case 'catchup':

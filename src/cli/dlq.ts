@@ -5,6 +5,7 @@ import { createDatabase } from '../db/client.js';
 import { PeerClient } from '../federation/client.js';
 import { replayDepsFrom, replayRound } from '../federation/dlq-replay.js';
 import { KeyRing } from '../federation/keys.js';
+import { activePeersNow } from '../federation/peer-directory.js';
 import { createLogger } from '../logger.js';
 import { clientTlsOptions, loadTls } from '../tls.js';
 import { createMetrics } from '../metrics.js';
@@ -38,7 +39,6 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
   // Checked before anything is opened, by the admin API's rules.
   const list = checkParams(cmd, dlqListParams, { status: values.status, limit: values.limit, peer: values.peer });
   const ids = idFlags(cmd, values.id);
-  if (sub === 'replay' && values.peer !== undefined && !config.federation.peers.some((p) => p.id === values.peer)) throw new UsageError(`${cmd}: peer ${values.peer} is not configured (FED_PEERS)`);
   const logger = createLogger(config.logLevel === 'info' ? 'warn' : config.logLevel, { node: config.nodeId, role: 'cli' }, { secrets: configSecrets(config) });
   const database = createDatabase(config.databaseUrl, { max: 2 });
   const db = database.db;
@@ -50,6 +50,9 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
     ...(values.all ? { all: true } : {}),
   });
   try {
+    // The node's peers as they are now (the runtime list, FED_PEERS not yet seeded included).
+    const peers = sub === 'replay' ? await activePeersNow(db, config.federation.peers) : new Map();
+    if (sub === 'replay' && values.peer !== undefined && !peers.has(values.peer)) throw new UsageError(`${cmd}: peer ${values.peer} is not configured as an active peer (memfed peers list)`);
     switch (sub) {
       case 'list': {
         const rows = await listDlq(db, { ...(list.peer ? { peerId: list.peer } : {}), ...(list.status ? { status: list.status } : {}), limit: values.limit === undefined ? 50 : list.limit, offset: 0 });
@@ -71,7 +74,7 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
         const keys = await KeyRing.load(config.federation.keyDir, config.nodeId);
         const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs, tls: clientTlsOptions(await loadTls(config.tls)) });
         const metrics = createMetrics({ nodeId: config.nodeId, role: 'cli', defaultMetrics: false });
-        const deps = replayDepsFrom(config, { db, client, logger, metrics, audit });
+        const deps = replayDepsFrom(config, { db, client, logger, metrics, audit, peers });
         let replayed = 0, failed = 0;
         for (;;) {
           const r = await replayRound(deps, values.peer ? { peerId: values.peer } : {});

@@ -1,6 +1,6 @@
 import type { Config } from '../config.js';
 import { createDatabase } from '../db/client.js';
-import { buildStatusReport, type QueueStatusSource } from '../status/report.js';
+import { buildStatusReport, statusPeers, type QueueStatusSource } from '../status/report.js';
 import { renderStatus } from '../status/render.js';
 import { parseFlags } from './args.js';
 
@@ -21,7 +21,7 @@ export async function statusCommand(config: Config, args: string[], out: (s: str
   const database = createDatabase(config.databaseUrl, { max: 2 });
   const queues = openQueues(config);
   try {
-    const report = await buildStatusReport({ db: database.db, nodeId: config.nodeId, peers: config.federation.peers, queues: queues.source });
+    const report = await buildStatusReport({ db: database.db, nodeId: config.nodeId, peers: await statusPeers(database.db, config.federation.peers), queues: queues.source });
     out(values.json ? JSON.stringify(report, null, 2) : renderStatus(report));
     return 0;
   } finally {

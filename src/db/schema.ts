@@ -236,3 +236,26 @@ export const catchupRefusals = pgTable(
     index('catchup_refusals_peer_status_idx').on(t.peerId, t.status),
   ],
 );
+
+/** Raw bytes (postgres.js hands back a Buffer). */
+const bytea = customType<{ data: Buffer; driverData: Buffer }>({ dataType: () => 'bytea' });
+
+/**
+ * The federation peers of this node, managed at runtime (`memfed peers`, the admin API);
+ * `FED_PEERS` seeds rows that do not exist yet. A removed peer keeps its row (and its
+ * cursor and DLQ rows) so its requests are refused by name and a restart with the same
+ * `FED_PEERS` does not bring it back.
+ */
+export const peers = pgTable('peers', {
+  id: text('id').primaryKey(),
+  url: text('url').notNull(),
+  flavour: text('flavour').notNull().default('memfed'),
+  /** Enrolled Ed25519 public key, raw 32 bytes; null: `<id>.pub` in FED_KEY_DIR (if any) is used. */
+  publicKey: bytea('public_key'),
+  /** active | paused | removed */
+  state: text('state').notNull().default('active'),
+  /** Where the row came from: `fed_peers` (seeded at start-up) or `operator`. */
+  source: text('source').notNull().default('operator'),
+  createdAt: ts('created_at').notNull().default(sql`now()`),
+  updatedAt: ts('updated_at').notNull().default(sql`now()`),
+});

@@ -20,7 +20,8 @@ export interface ReplayDeps {
   db: Db;
   client: PeerClient;
   selfId: string;
-  peers: Map<string, PeerConfig>;
+  /** The active peers (read live): a paused or removed peer's rows wait. */
+  peers: ReadonlyMap<string, PeerConfig>;
   batchMax: number;
   /** Body byte cap of one replay push (PUSH_BATCH_MAX_BYTES), capped per peer flavour like pushes. */
   batchMaxBytes: number;
@@ -49,7 +50,7 @@ export interface ReplayRound {
  */
 export function replayDepsFrom(
   config: Config,
-  parts: { db: Db; client: PeerClient; logger: Logger; metrics: Metrics; audit: AuditRecorder; peers?: Map<string, PeerConfig>; breaker?: RefusalBreaker },
+  parts: { db: Db; client: PeerClient; logger: Logger; metrics: Metrics; audit: AuditRecorder; peers?: ReadonlyMap<string, PeerConfig>; breaker?: RefusalBreaker },
 ): ReplayDeps {
   const { db, client, logger, metrics, audit } = parts;
   return {
@@ -84,7 +85,9 @@ export const adaptiveTake = (backlog: number, max: number) => Math.min(Math.max(
  * refusal = attempt+1 (quarantined at the limit); throttle = untouched.
  */
 export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = {}): Promise<ReplayRound> {
-  const peerIds = opts.peerId !== undefined ? (deps.peers.has(opts.peerId) ? [opts.peerId] : []) : [...deps.peers.keys()];
+  // A snapshot: the live list may lose a peer (paused) while its leased rows are sent.
+  const peers = new Map(deps.peers);
+  const peerIds = opts.peerId !== undefined ? (peers.has(opts.peerId) ? [opts.peerId] : []) : [...peers.keys()];
   const backlog = await countReplayable(deps.db, peerIds);
   const round: ReplayRound = { backlog, taken: 0, replayed: 0, failed: 0, throttled: 0, quarantined: 0 };
   if (backlog === 0) return round;
@@ -100,7 +103,7 @@ export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = 
   }
 
   for (const [peerId, peerRows] of byPeer) {
-    const peer = deps.peers.get(peerId)!;
+    const peer = peers.get(peerId)!;
     const count = (outcome: string, n: number) => n > 0 && deps.metrics.dlqReplays.inc({ peer: peerId, outcome }, n);
     // Batches of at most batchMax rows and the peer's body budget (a row over it goes alone);
     // they stop at the first peer-level failure (the rest are released).

@@ -18,6 +18,7 @@ export const REFUSAL_TAGS = [
   'peer_not_enrolled',
   'peer_id_header_missing',
   'peer_id_invalid',
+  'peer_removed',
 ] as const;
 
 export type RefusalTag = (typeof REFUSAL_TAGS)[number];
@@ -56,6 +57,8 @@ export async function precheckInbound(req: Pick<InboundRequest, 'peerId' | 'sign
   if (!peerId) return { ok: false, status: 403, tag: 'peer_id_header_missing' };
   // The invalid claim goes back so the refusal can record it (cut short, made storable).
   if (!PEER_ID.test(peerId)) return { ok: false, status: 403, tag: 'peer_id_invalid', peerId };
+  // Removed at runtime (`memfed peers remove`): refused by name, signed or not.
+  if (policy.keys.isRemoved(peerId)) return { ok: false, status: 403, tag: 'peer_removed', peerId };
   const key: KeyObject | null = await policy.keys.peerKey(peerId);
   // This node's own id is never a peer, signed or not, whatever FED_REQUIRE_SIG says.
   const self = peerId === policy.keys.selfId;

@@ -4,6 +4,7 @@ import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import * as ed from '@noble/ed25519';
 import { auditKeyRing, auditSigner, type AuditSigner } from '../audit/chain.js';
+import type { PeerDirectory } from './peer-directory.js';
 import { privateKeyObject, publicKeyObject } from './signing.js';
 
 /** Key files are `<id>.priv` / `<id>.pub`, raw 32 bytes (upstream layout). */
@@ -46,23 +47,33 @@ async function readKey(file: string): Promise<Buffer | null> {
 
 /**
  * This node's signing key and its peers' enrolled public keys, read from the key dir.
- * Peer keys are re-read when a file is missing or changed (enrolment = copying a .pub
+ * Peer keys come from the peers table (enrolled with `memfed peers`) when it holds one,
+ * else from `<id>.pub` files, re-read when missing or changed (enrolment = copying a .pub
  * file; no restart needed), with a short negative cache so floods cannot hammer the disk.
  */
 export class KeyRing {
   private peers = new Map<string, { key: KeyObject | null; checkedAt: number; mtimeMs: number }>();
+  /** Keys enrolled in the peers table, by their bytes (a re-key is a new entry). */
+  private tableKeys = new Map<string, KeyObject>();
 
   private constructor(
     readonly dir: string,
     readonly selfId: string,
     readonly signingKey: KeyObject | null,
     readonly selfPublicKey: Uint8Array | null,
+    /** The runtime peer list (src/federation/peer-directory.ts), when the node has one. */
+    readonly directory: PeerDirectory | null,
   ) {}
 
-  static async load(dir: string, selfId: string): Promise<KeyRing> {
+  static async load(dir: string, selfId: string, directory: PeerDirectory | null = null): Promise<KeyRing> {
     const priv = await readKey(`${keyFileBase(dir, selfId)}.priv`);
     const pub = priv ? await ed.getPublicKeyAsync(priv) : null;
-    return new KeyRing(dir, selfId, priv ? privateKeyObject(priv) : null, pub);
+    return new KeyRing(dir, selfId, priv ? privateKeyObject(priv) : null, pub, directory);
+  }
+
+  /** A removed peer: every request naming it is refused (`peer_removed`), whatever its key. */
+  isRemoved(peerId: string): boolean {
+    return this.directory?.isRemoved(peerId) ?? false;
   }
 
   /**
@@ -71,7 +82,10 @@ export class KeyRing {
    * claiming `x-peer-id: <NODE_ID>` past the header checks.
    */
   async peerKey(peerId: string): Promise<KeyObject | null> {
-    if (peerId === this.selfId) return null;
+    if (peerId === this.selfId || this.isRemoved(peerId)) return null;
+    // A key enrolled through `memfed peers` wins over a file: re-keying takes effect at once.
+    const enrolled = this.directory?.get(peerId)?.publicKey;
+    if (enrolled) return this.tableKey(enrolled);
     let base: string;
     try {
       base = keyFileBase(this.dir, peerId);
@@ -96,6 +110,17 @@ export class KeyRing {
     const key = raw ? publicKeyObject(raw) : null;
     if (this.peers.size > 10_000) this.peers.clear();
     this.peers.set(peerId, { key, checkedAt: now, mtimeMs });
+    return key;
+  }
+
+  private tableKey(raw: Buffer): KeyObject {
+    const hex = raw.toString('hex');
+    let key = this.tableKeys.get(hex);
+    if (!key) {
+      if (this.tableKeys.size > 10_000) this.tableKeys.clear();
+      key = publicKeyObject(raw);
+      this.tableKeys.set(hex, key);
+    }
     return key;
   }
 }

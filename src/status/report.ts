@@ -3,6 +3,7 @@ import { formatTimestamp } from '../memory/time.js';
 import { auditFigures, auditHead, lastCheckpoint } from '../store/audit.js';
 import { listCursors, peerLag } from '../store/cursors.js';
 import { dlqStats } from '../store/dlq.js';
+import { listPeerRows } from '../store/peers.js';
 import { normalizeDbTime } from '../store/memories.js';
 import { catchupLagSeconds, listWatermarks } from '../store/watermarks.js';
 import { peerState, type PeerState } from './state.js';
@@ -80,6 +81,17 @@ export interface StatusDeps {
 }
 
 const QUEUE_TIMEOUT_MS = 3000;
+
+/**
+ * The peers a report covers: the node's peer list (the peers table, active and paused;
+ * removed peers are no longer part of the mesh), plus `FED_PEERS` entries the table does
+ * not hold yet (a node that never started seeds them at its first start).
+ */
+export async function statusPeers(db: Db, configured: ReadonlyArray<{ id: string; url: string }>): Promise<StatusDeps['peers']> {
+  const rows = await listPeerRows(db);
+  const known = new Set(rows.map((r) => r.id));
+  return [...rows.filter((r) => r.state !== 'removed').map((r) => ({ id: r.id, url: r.url, paused: r.state === 'paused' })), ...configured.filter((p) => !known.has(p.id))];
+}
 
 /** The queue figures, or why there are none: a report must come back while Redis is down. */
 async function readQueues(source: QueueStatusSource, timeoutMs: number): Promise<Pick<StatusReport, 'queues' | 'queuesError'>> {

@@ -38,6 +38,21 @@ describe('usage errors', () => {
     [['dlq', 'requeue'], /^memfed: dlq requeue: needs --all, --peer or --id$/],
     [['dlq', 'replay', '--peer', 'nosuchpeer'], /^memfed: dlq replay: peer nosuchpeer is not configured/],
     [['dlq', 'frobnicate'], /^memfed: dlq: unknown command "frobnicate"/],
+    [['peers'], /^memfed: peers: a command is required \(list, show, add, pause, resume, remove, update, rekey, purge; memfed peers --help\)$/],
+    [['peers', 'pause'], /^memfed: peers pause: --id is required$/],
+    [['peers', 'pause', '--id', 'a/b'], /^memfed: peers pause: INVALID_PEER: /],
+    [['peers', 'add', '--id', 'p1'], /^memfed: peers add: INVALID_PEER: url is required$/],
+    [['peers', 'add', '--id', 'p1', '--url', 'ftp://h'], /^memfed: peers add: INVALID_PEER: bad peer URL/],
+    [['peers', 'add', '--id', 'p1', '--url', 'http://h', '--flavour', 'bogus'], /^memfed: peers add: INVALID_PEER: unknown flavour "bogus"/],
+    [['peers', 'add', '--id', 'cli-conventions', '--url', 'http://h'], /^memfed: peers add: INVALID_PEER: peer id "cli-conventions" is this node's own id/],
+    [['peers', 'add', '--id', 'p1', '--url', 'http://h', '--key', 'AAAA'], /^memfed: peers add: INVALID_KEY: /],
+    [['peers', 'add', '--id', 'p1', '--url', 'http://h', '--key-file', '/nonexistent/p1.pub'], /^memfed: peers add: cannot read --key-file \/nonexistent\/p1.pub: ENOENT$/],
+    [['peers', 'add', '--id', 'p1', '--url', 'http://h', '--key', 'x', '--key-file', 'y'], /^memfed: peers add: give --key-file or --key, not both$/],
+    [['peers', 'rekey', '--id', 'p1'], /^memfed: peers rekey: needs one of --key-file, --key or --clear$/],
+    [['peers', 'update', '--id', 'p1'], /^memfed: peers update: needs --url and\/or --flavour$/],
+    [['peers', 'update', '--id', 'p1', '--flavour', 'x'], /^memfed: peers update: INVALID_PEER: unknown flavour "x"/],
+    [['peers', 'list', '--id', 'p1'], /^memfed: peers list: --id does not apply here/],
+    [['peers', 'list', '--nope'], /^memfed: peers list: Unknown option '--nope'$/],
     [['dlq'], /^memfed: dlq: a command is required/],
     [['catchup', 'refusals', 'list', '--status', 'zz'], /^memfed: catchup refusals list: --status must be one of pending, resolved$/],
     [['catchup', 'refusals', 'reapply', '--id', '-1'], /^memfed: catchup refusals reapply: /],
@@ -64,7 +79,7 @@ describe('usage errors', () => {
 });
 
 describe('--help', () => {
-  for (const args of [['dlq', '--help'], ['dlq', 'list', '--help'], ['dlq', 'purge', '-h'], ['catchup', 'refusals', 'list', '--help'], ['audit', 'verify', '--help'], ['keys', 'generate', '--help'], ['migrate', '--help'], ['status', '--help'], ['alert-rules', '--help'], ['--help']]) {
+  for (const args of [['peers', '--help'], ['peers', 'add', '--help'], ['dlq', '--help'], ['dlq', 'list', '--help'], ['dlq', 'purge', '-h'], ['catchup', 'refusals', 'list', '--help'], ['audit', 'verify', '--help'], ['keys', 'generate', '--help'], ['migrate', '--help'], ['status', '--help'], ['alert-rules', '--help'], ['--help']]) {
     it(`memfed ${args.join(' ')} prints the usage and exits 0`, async () => {
       const r = await run(args);
       expect(r.code).toBe(0);
@@ -99,5 +114,16 @@ describe('the same rules as the admin API', () => {
     expect((await run(['dlq', 'replay', '--peer', 'nosuchpeer'])).code).toBe(2);
     // a configured peer is accepted by both
     expect((await admin('POST', '/api/v1/admin/dlq/replay', { peer: 'known-peer' })).status).toBe(202);
+  });
+
+  it('refuses the same peer input, and the same unknown peer (404 / exit 1)', async () => {
+    const bad = await admin('POST', '/api/v1/admin/peers', { id: 'p1', url: 'ftp://h' });
+    expect(bad).toMatchObject({ status: 400, json: { code: 'INVALID_PEER' } });
+    expect((await run(['peers', 'add', '--id', 'p1', '--url', 'ftp://h'])).stderr).toContain(`INVALID_PEER: ${bad.json.error}`);
+    const unknown = await admin('POST', '/api/v1/admin/peers/nosuch/pause');
+    expect(unknown).toMatchObject({ status: 404, json: { code: 'UNKNOWN_PEER' } });
+    const cli = await run(['peers', 'pause', '--id', 'nosuch']);
+    expect(cli.code).toBe(1);
+    expect(cli.stderr.trim()).toBe(`memfed: peers pause: UNKNOWN_PEER: ${unknown.json.error}`);
   });
 });

@@ -33,9 +33,9 @@ afterAll(async () => {
   await t.drop();
 });
 
-async function tracker(prefix: string): Promise<AckTracker> {
+async function tracker(prefix: string, active?: Map<string, unknown>): Promise<AckTracker> {
   const config = { queuePrefix: prefix, federation: { peers: PEERS.map((id) => ({ id })) } } as unknown as Config;
-  const tr = new AckTracker(new Redis(REDIS_URL, { maxRetriesPerRequest: null }), config, t.database, createLogger('silent'));
+  const tr = new AckTracker(new Redis(REDIS_URL, { maxRetriesPerRequest: null }), config, t.database, createLogger('silent'), active);
   trackers.push(tr);
   await tr.start();
   return tr;
@@ -102,6 +102,27 @@ describe('quorum acks', () => {
     expect(await refusedWait).toEqual({ acks: 1, refused: 1 });
     // Neither waited for its 60 s deadline.
     expect(Date.now() - started).toBeLessThan(30_000);
+  });
+
+  it('a paused peer counts as unavailable: its acks do not count, and a quorum only paused peers could meet is answered at once', async () => {
+    const prefix = `acks-paused-${uniqueSuffix()}`;
+    // The runtime peer list's live map: peer-b paused (absent), peer-c active.
+    const active = new Map<string, unknown>([['peer-c', {}]]);
+    const acks = await tracker(prefix, active);
+    const w = await write();
+    const fromB = acks.waitFor(w.at, 1, 800);
+    await publishAck(pub, prefix, 'peer-b', w.at, [], FEED_START);
+    expect(await fromB).toEqual({ acks: 0, refused: 0 });
+    // W=3 (two peer acks) with one peer paused: no waiting for the deadline.
+    const started = Date.now();
+    expect(await acks.waitFor(w.at, 2, 60_000)).toEqual({ acks: 0, refused: 0 });
+    expect(Date.now() - started).toBeLessThan(10_000);
+    // Resumed (back in the map, updated in place): its next ack counts.
+    active.set('peer-b', {});
+    const next = await write();
+    const resumed = acks.waitFor(next.at, 1, 10_000);
+    await publishAck(pub, prefix, 'peer-b', next.at, [], w.at);
+    expect(await resumed).toEqual({ acks: 1, refused: 0 });
   });
 
   it('ignores foreign and malformed messages on the channel', async () => {

@@ -1,6 +1,9 @@
 import { Hono, type Context } from 'hono';
 import { badRequest } from '../../errors.js';
 import { reapplyRefusals } from '../../federation/catchup-reapply.js';
+import { addPeer, checkNewPeer, checkPeerUpdate, listPeers, parsePublicKey, purgePeer, rekeyPeer, setPeerState, showPeer, updatePeer } from '../../federation/peer-admin.js';
+import { PEER_ID } from '../../federation/peers.js';
+import { getPeerRow } from '../../store/peers.js';
 import { listRefusals, refusalStats } from '../../store/catchup-refusals.js';
 import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../../store/dlq.js';
 import { checkBody, readJson, readOptionalJson } from '../body.js';
@@ -8,13 +11,21 @@ import { parseQuery } from '../query.js';
 import { dlqListParams, refusalListParams } from '../operator-params.js';
 import type { AppDeps } from '../deps.js';
 import { adminAuth } from '../middleware/auth.js';
-import { buildStatusReport } from '../../status/report.js';
-import { documented } from '../openapi/describe.js';
-import { JSON_BODY_CODES, QUERY_CODES, merge } from '../openapi/error-codes.js';
+import { buildStatusReport, statusPeers } from '../../status/report.js';
+import { documented, type RouteDoc } from '../openapi/describe.js';
+import { JSON_BODY_CODES, QUERY_CODES, merge, type ErrorCodes } from '../openapi/error-codes.js';
 import { looseObject } from '../openapi/responses.js';
 import { z } from 'zod';
 
 export const ADMIN_PREFIX = '/api/v1/admin';
+
+// Peer bodies: the shape is checked here (and documented from these objects); the peer
+// rules (id form, URL, flavour, key bytes) and their codes are peer-admin.ts's.
+const peerAddBody = looseObject({ id: z.string(), url: z.string(), flavour: z.string().nullable().optional(), key: z.string().nullable().optional().describe('base64 of the raw 32-byte Ed25519 public key') });
+const peerUpdateBody = looseObject({ url: z.string().nullable().optional(), flavour: z.string().nullable().optional() });
+const peerKeyBody = looseObject({ key: z.string().nullable() });
+const UNKNOWN_PEER_CODES: ErrorCodes = { 404: ['UNKNOWN_PEER'] };
+const PEER_INPUT_CODES: ErrorCodes = { 400: ['INVALID_PEER', 'INVALID_KEY'] };
 
 function selector(body: Record<string, unknown>, allowAll: boolean): DlqSelector {
   const sel: DlqSelector = {};
@@ -74,14 +85,14 @@ export function adminRoutes(deps: AppDeps) {
 
   // The mesh at a glance; `memfed status --json` prints the same report.
   app.get(`${ADMIN_PREFIX}/status`, documented({ summary: "The node's view of the mesh: per peer state, lag, DLQ, failure streaks; per queue counts and workers; the audit head", tag: 'admin', access: 'admin', responses: { 200: { description: 'the status report (as memfed status --json)', schema: looseObject({ nodeId: z.string(), generatedAt: z.string(), peers: z.array(looseObject()) }) } } }), async (c) =>
-    c.json(await buildStatusReport({ db, nodeId: config.nodeId, peers: config.federation.peers, queues: operations.queueStatus })),
+    c.json(await buildStatusReport({ db, nodeId: config.nodeId, peers: await statusPeers(db, config.federation.peers), queues: operations.queueStatus })),
   );
 
   app.post(`${ADMIN_PREFIX}/dlq/replay`, documented({ summary: 'Replay pending DLQ rows now', tag: 'admin', access: 'admin', body: { schema: replayBody, required: false }, responses: { 202: { description: 'replay requested', schema: looseObject({ requested: z.literal(true), peer: z.string().nullable() }) } }, errors: merge(JSON_BODY_CODES, { 400: ['INVALID_BODY', 'UNKNOWN_PEER'] }) }), async (c) => {
     const raw = await readOptionalJson(c, config.limits.maxBodyBytes);
     const body = checkBody(replayBody, raw, () => objectBody(raw));
     const peer = typeof body.peer === 'string' ? body.peer : undefined;
-    if (peer !== undefined && !config.federation.peers.some((p) => p.id === peer)) throw badRequest('UNKNOWN_PEER', `peer ${peer} is not configured`);
+    if (peer !== undefined && !config.federation.peers.some((p) => p.id === peer) && !(PEER_ID.test(peer) && (await getPeerRow(db, peer)))) throw badRequest('UNKNOWN_PEER', `peer ${peer} is not configured (GET ${ADMIN_PREFIX}/peers)`);
     await operations.requestDlqReplay(peer);
     audit.record({ kind: 'dlq.operator', actor: actorOf(c), details: { action: 'replay', peer: peer ?? null } });
     return c.json({ requested: true, peer: peer ?? null }, 202);
@@ -126,6 +137,60 @@ export function adminRoutes(deps: AppDeps) {
     audit.record({ kind: 'catchup.operator', actor: actorOf(c), details: { action: 'reapply', selector: sel, ...r } });
     return c.json(r);
   });
+
+  // Peers at runtime (docs/operations.md, Managing peers at runtime): effective in every
+  // process of the node within seconds; each change is an audit event.
+  const peerDeps = { db, audit, nodeId: config.nodeId };
+  const peerAnswer = looseObject({ peer: looseObject(), changed: z.boolean() });
+  const peerDoc = (summary: string, errors: ErrorCodes, extra: Partial<RouteDoc> = {}) =>
+    documented({ summary, tag: 'peers', access: 'admin', responses: { 200: { description: 'the peer after the call; changed: false when it was in that state already', schema: peerAnswer } }, errors, ...extra });
+  app.get(`${ADMIN_PREFIX}/peers`, documented({ summary: "The node's peers (active, paused, removed)", tag: 'peers', access: 'admin', responses: { 200: { description: 'every peer, by id', schema: looseObject({ peers: z.array(looseObject()), count: z.number().int() }) } } }), async (c) => {
+    const peers = await listPeers(db);
+    return c.json({ peers, count: peers.length });
+  });
+  app.get(`${ADMIN_PREFIX}/peers/:id`, documented({ summary: 'One peer', tag: 'peers', access: 'admin', responses: { 200: { description: 'the peer', schema: looseObject({ peer: looseObject() }) } }, errors: UNKNOWN_PEER_CODES }), async (c) => c.json({ peer: await showPeer(db, c.req.param('id')) }));
+  app.post(
+    `${ADMIN_PREFIX}/peers`,
+    documented({ summary: 'Add (or re-add) a peer, optionally enrolling its key', tag: 'peers', access: 'admin', body: { schema: peerAddBody }, responses: { 201: { description: 'the peer as added', schema: looseObject({ peer: looseObject() }) } }, errors: merge(JSON_BODY_CODES, PEER_INPUT_CODES, { 400: ['INVALID_BODY'], 409: ['PEER_EXISTS'] }) }),
+    async (c) => {
+      const raw = await readJson(c, config.limits.maxBodyBytes);
+      const body = checkBody(peerAddBody, raw, () => {
+        const b = objectBody(raw);
+        checkNewPeer(b, config.nodeId);
+        return b;
+      });
+      return c.json({ peer: await addPeer(peerDeps, body, actorOf(c)) }, 201);
+    },
+  );
+  const stateRoute = (action: string, to: 'paused' | 'active' | 'removed', summary: string) =>
+    app.post(`${ADMIN_PREFIX}/peers/:id/${action}`, peerDoc(summary, to === 'removed' ? UNKNOWN_PEER_CODES : merge(UNKNOWN_PEER_CODES, { 409: ['PEER_REMOVED'] })), async (c) => c.json(await setPeerState(peerDeps, c.req.param('id'), to, actorOf(c))));
+  stateRoute('pause', 'paused', 'Pause a peer: nothing is sent to it, its cursor holds');
+  stateRoute('resume', 'active', 'Resume a paused peer: it catches up at once');
+  stateRoute('remove', 'removed', 'Remove a peer: its requests are refused; cursor and DLQ rows kept until purged');
+  app.delete(`${ADMIN_PREFIX}/peers/:id`, peerDoc('Remove a peer (as POST .../remove)', UNKNOWN_PEER_CODES), async (c) => c.json(await setPeerState(peerDeps, c.req.param('id'), 'removed', actorOf(c))));
+  app.patch(`${ADMIN_PREFIX}/peers/:id`, peerDoc("Change a peer's URL or flavour (cursor and key kept)", merge(JSON_BODY_CODES, UNKNOWN_PEER_CODES, { 400: ['INVALID_BODY', 'INVALID_PEER'], 409: ['PEER_REMOVED'] }), { body: { schema: peerUpdateBody } }), async (c) => {
+    const raw = await readJson(c, config.limits.maxBodyBytes);
+    const body = checkBody(peerUpdateBody, raw, () => {
+      const b = objectBody(raw);
+      checkPeerUpdate(b);
+      return b;
+    });
+    return c.json(await updatePeer(peerDeps, c.req.param('id'), body, actorOf(c)));
+  });
+  app.put(`${ADMIN_PREFIX}/peers/:id/key`, peerDoc("Enrol, replace or withdraw (null) a peer's public key", merge(JSON_BODY_CODES, UNKNOWN_PEER_CODES, { 400: ['INVALID_BODY', 'INVALID_KEY'], 409: ['PEER_REMOVED'] }), { body: { schema: peerKeyBody } }), async (c) => {
+    const raw = await readJson(c, config.limits.maxBodyBytes);
+    const key = checkBody(peerKeyBody, raw, () => {
+      const body = objectBody(raw);
+      if (!('key' in body) || (body.key !== null && typeof body.key !== 'string')) throw badRequest('INVALID_KEY', 'key: a base64 Ed25519 public key, or null to withdraw it', { field: 'key' });
+      return body.key === null ? null : parsePublicKey(body.key as string);
+    });
+    return c.json(await rekeyPeer(peerDeps, c.req.param('id'), key, actorOf(c)));
+  });
+  app.post(
+    `${ADMIN_PREFIX}/peers/:id/purge`,
+    documented({ summary: "Delete a removed peer's cursor and pull watermark", tag: 'peers', access: 'admin', responses: { 200: { description: 'what was deleted', schema: looseObject({ purged: looseObject({ cursor: z.boolean(), watermark: z.boolean() }) }) } }, errors: merge(UNKNOWN_PEER_CODES, { 409: ['PEER_NOT_REMOVED'] }) }),
+    async (c) => c.json({ purged: await purgePeer(peerDeps, c.req.param('id'), actorOf(c)) }),
+  );
 
   return app;
 }

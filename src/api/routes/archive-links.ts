@@ -9,7 +9,7 @@ import { getStored } from '../../store/memories.js';
 import type { FeedPosition } from '../../store/feed.js';
 import { readJson } from '../body.js';
 import { INVALID_ID_MESSAGE, intParam, parseQuery, pathId } from '../query.js';
-import type { AppDeps } from '../deps.js';
+import { hasPeers, type AppDeps } from '../deps.js';
 import { quorumFailure } from '../quorum-failure.js';
 import { documented } from '../openapi/describe.js';
 import { JSON_BODY_CODES, NOT_FOUND_CODES, PATH_ID_CODES, QUERY_CODES, QUORUM_CODES, merge } from '../openapi/error-codes.js';
@@ -67,7 +67,6 @@ export function archiveLinkRoutes(deps: AppDeps) {
   const { database, config, replication, audit } = deps;
   const db = database.db;
   const app = new Hono();
-  const withPeers = config.federation.peers.length > 0;
 
   /** Commit stands; a missed quorum is the same 503 as every write (docs/wire.md). */
   const replicate = async (c: Context, position: FeedPosition | null, id: string) => {
@@ -121,7 +120,7 @@ export function archiveLinkRoutes(deps: AppDeps) {
       committed(c, 'archive', out.archived, { reason });
       const q = await replicate(c, out.position, out.archived[0] ?? '');
       if (q.failure) return q.failure;
-      return c.json({ archived: out.archived, missing: out.missing, count: out.archived.length, reason, ...(withPeers ? { quorum_acks: q.acks } : {}) });
+      return c.json({ archived: out.archived, missing: out.missing, count: out.archived.length, reason, ...(hasPeers(deps) ? { quorum_acks: q.acks } : {}) });
     },
   );
 
@@ -135,7 +134,7 @@ export function archiveLinkRoutes(deps: AppDeps) {
       committed(c, 'restore', [id]);
       const q = await replicate(c, out.position, id);
       if (q.failure) return q.failure;
-      return c.json({ restored: true, id, ...(withPeers ? { quorum_acks: q.acks } : {}) });
+      return c.json({ restored: true, id, ...(hasPeers(deps) ? { quorum_acks: q.acks } : {}) });
     },
   );
 
@@ -156,7 +155,7 @@ export function archiveLinkRoutes(deps: AppDeps) {
       if (out.created) committed(c, 'link', [key.source_id], { target_id: key.target_id, relation: key.relation });
       const q = await replicate(c, out.position, key.source_id);
       if (q.failure) return q.failure;
-      return c.json({ linked: true, ...key, attest_level: 'unsigned', ...(withPeers ? { quorum_acks: q.acks } : {}) }, 201);
+      return c.json({ linked: true, ...key, attest_level: 'unsigned', ...(hasPeers(deps) ? { quorum_acks: q.acks } : {}) }, 201);
     },
   );
 
@@ -168,7 +167,7 @@ export function archiveLinkRoutes(deps: AppDeps) {
       const out = await removeLink(db, key, nowMicros());
       const q = await replicate(c, out.position, key.source_id);
       if (q.failure) return q.failure;
-      return c.json({ deleted: out.removed, ...(withPeers && out.removed ? { quorum_acks: q.acks } : {}) });
+      return c.json({ deleted: out.removed, ...(hasPeers(deps) && out.removed ? { quorum_acks: q.acks } : {}) });
     },
   );
 

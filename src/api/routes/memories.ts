@@ -11,7 +11,7 @@ import { linksOf, wireLink } from '../../store/archive-links.js';
 import { readBatchBody } from '../body-slots.js';
 import { checkBody, parseJsonBytes, readJson, requireJsonBody } from '../body.js';
 import { intParam, parseQuery, pathId, timestampParam } from '../query.js';
-import type { AppDeps } from '../deps.js';
+import { hasPeers, type AppDeps } from '../deps.js';
 import { quorumFailure } from '../quorum-failure.js';
 import { BULK_MAX, bulkBody, bulkEnvelope, createMemoryBody, updateMemoryBody } from '../memory-bodies.js';
 import { HEADERS, documented } from '../openapi/describe.js';
@@ -98,7 +98,7 @@ export function memoryRoutes(deps: AppDeps) {
       const q = await replicate(outcome.position);
       if (!q.met) return quorumFailure(c, q, memory.id);
       const res: Record<string, unknown> = { id: memory.id, tier: memory.tier, namespace: memory.namespace, title: memory.title, agent_id: memory.metadata.agent_id };
-      if (config.federation.peers.length > 0) res.quorum_acks = q.acks;
+      if (hasPeers(deps)) res.quorum_acks = q.acks;
       return c.json(res, 201);
     },
   );
@@ -224,7 +224,7 @@ export function memoryRoutes(deps: AppDeps) {
       committed(agentId, 'update', [id]);
       const q = await replicate(r.position);
       if (!q.met) return quorumFailure(c, q, id);
-      return c.json({ memory: r.memory, ...(config.federation.peers.length > 0 ? { quorum_acks: q.acks } : {}) });
+      return c.json({ memory: r.memory, ...(hasPeers(deps) ? { quorum_acks: q.acks } : {}) });
     },
   );
 
@@ -240,7 +240,7 @@ export function memoryRoutes(deps: AppDeps) {
       audit.record({ kind: 'memory.deleted', actor: agentId ?? 'anonymous', subject: id, details: { via: 'api', namespace: r.memory.namespace, title: r.memory.title } });
       const q = await replicate(r.position);
       if (!q.met) return quorumFailure(c, q, id);
-      return c.json({ deleted: true, ...(config.federation.peers.length > 0 ? { quorum_acks: q.acks } : {}) });
+      return c.json({ deleted: true, ...(hasPeers(deps) ? { quorum_acks: q.acks } : {}) });
     },
   );
 

@@ -4,7 +4,7 @@ import { z } from 'zod';
 import { burstWindow, type BurstWindow } from '../../burst-window.js';
 import { badRequest } from '../../errors.js';
 import { precheckInbound, verifyInbound, type InboundResult } from '../../federation/inbound.js';
-import { PEER_ID, flavourTraits } from '../../federation/peers.js';
+import { PEER_ID, flavourTraits, type PeerSpec } from '../../federation/peers.js';
 import { pushIdentityProblem, receivePush } from '../../federation/receive.js';
 import { cursorPage, updatedSincePage } from '../../federation/since.js';
 import { classifyNonce, getSigningBytes, postSigningBytes } from '../../federation/signing.js';
@@ -94,6 +94,14 @@ function timelessStamp(nonce: string | undefined): number {
   return form?.kind === 'memfed' ? Math.min(now, form.issuedAtMs * 1000) : now;
 }
 
+/** A peer this node federates with (active or paused), by the runtime list when there is one. */
+function declaredPeer({ config, federation }: AppDeps, id: string): PeerSpec | undefined {
+  const dir = federation.keys.directory;
+  if (!dir) return config.federation.peers.find((p) => p.id === id);
+  const row = dir.get(id);
+  return row && row.state !== 'removed' ? row : undefined;
+}
+
 const sinceQuery = {
   // Upstream allows 1..10000 and clamps rather than refuses.
   limit: intParam({ fallback: 500, min: 1, max: 10_000, digits: 6, clamp: 'both' }),
@@ -141,7 +149,7 @@ export function syncRoutes(deps: AppDeps) {
       headers: [HEADERS.peerId, HEADERS.nonce],
       body: { schema: pushBody },
       responses: { 200: { description: 'per-lane counts and per-row results', schema: pushAnswer } },
-      errors: merge(BATCH_BODY_CODES, { 400: ['INVALID_PUSH', 'LANE_TOO_LARGE'], 403: ['SENDER_AGENT_ID_MISMATCH', 'RECIPIENT_MISMATCH'] }),
+      errors: merge(BATCH_BODY_CODES, { 400: ['INVALID_PUSH', 'LANE_TOO_LARGE'], 403: ['SENDER_AGENT_ID_MISMATCH', 'RECIPIENT_MISMATCH', 'PEER_REMOVED'] }),
     }),
     async (c) => {
       // Header checks first: a stranger's body is never read (it could be tens of MiB).
@@ -184,14 +192,18 @@ export function syncRoutes(deps: AppDeps) {
       headers: [HEADERS.peerId, HEADERS.nonce],
       query: sinceQuery,
       responses: { 200: { description: 'a page of the feed (cursor form also has tombstones, entries, next_cursor)', schema: sincePage } },
-      errors: merge(QUERY_CODES, { 400: ['INVALID_CURSOR', 'INVALID_SINCE'], 403: ['RECIPIENT_MISMATCH'] }),
+      errors: merge(QUERY_CODES, { 400: ['INVALID_CURSOR', 'INVALID_SINCE'], 403: ['RECIPIENT_MISMATCH', 'PEER_REMOVED'] }),
     }),
     async (c) => {
       const url = new URL(c.req.url);
       const rawQuery = url.search.replace(/^\?/, '');
       const caller = c.req.header('x-peer-id') ?? c.req.query('peer');
       const signed = c.req.header('x-memory-sig') !== undefined;
-      const declared = caller === undefined ? undefined : config.federation.peers.find((p) => p.id === caller);
+      if (caller !== undefined && federation.keys.isRemoved(caller)) {
+        recordRefusal(c, deps, caller, 'peer_removed', 403);
+        return refusal(c, 403, 'peer_removed');
+      }
+      const declared = caller === undefined ? undefined : declaredPeer(deps, caller);
       if (declared && !signed && flavourTraits(declared.flavour).unsignedSincePulls) {
         // An ai-memory 0.7 poller never signs this GET (docs/wire.md, Signature matrix): it is
         // served as an unauthenticated caller would be (API_KEY still applies), never more.
