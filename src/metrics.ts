@@ -136,6 +136,12 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
       labelNames: ['peer'] as const,
       registers: [registry],
     }),
+    peerPaused: new Gauge({
+      name: 'memfed_peer_paused',
+      help: '1 while the peer is paused (memfed peers pause): nothing is sent to it and its lag grows on purpose',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
     dlqDepth: new Gauge({
       name: 'ai_memory_federation_push_dlq_depth',
       help: 'Pending (replayable) push DLQ rows per peer',

@@ -134,9 +134,10 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
     const peers = peerDirectory.active;
     const auditKeys = await loadAuditKeys(config.federation.keyDir, config.nodeId);
     recordKeyChanges(audit, logger, { nodeId: config.nodeId, generated: own.generated ? { pubPath: own.pubPath } : null, chainHeadKeyId: await headKeyId(database.db), signer: auditKeys.signer, trustedKeys: auditKeys.keys });
-    registerDatabaseCollectors(metrics, database.db, () => peerDirectory.all().filter((p) => p.state !== 'removed').map((p) => p.id));
+    const reportedPeers = () => peerDirectory.all().filter((p) => p.state !== 'removed').map((p) => p.id);
+    registerDatabaseCollectors(metrics, database.db, reportedPeers, () => peerDirectory.ids('paused'));
     registerQueueCollectors(metrics, queues);
-    registerBreakerCollector(metrics, refusalBreakerFor(producer, config), [...peers.keys()]);
+    registerBreakerCollector(metrics, refusalBreakerFor(producer, config), reportedPeers);
 
     if (role === 'api' || role === 'all') {
       const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');
