@@ -5,6 +5,7 @@ import type { BenchContext, Section } from './context.js';
 import { dlqSection } from './dlq.js';
 import { enqueueSection } from './enqueue.js';
 import { httpSection, soakSection } from './http.js';
+import { processesSection } from './processes.js';
 import { BenchInfra } from './infra.js';
 import { replicationSection } from './replication.js';
 import { Report } from './report.js';
@@ -29,6 +30,7 @@ const SECTIONS: Array<[string, Section]> = [
   ['dlq', dlqSection],
   ['catchup', catchupSection],
   ['audit', auditSection],
+  ['processes', processesSection],
 ];
 // Run only when named in BENCH_ONLY (minutes long).
 const OPT_IN: Array<[string, Section]> = [['soak', soakSection]];
