@@ -64,7 +64,12 @@ export function registerDatabaseCollectors(metrics: Metrics, db: Db, peers: stri
 
 /** The refusal breaker per peer, from Redis (shared by every process of the node). */
 export function registerBreakerCollector(metrics: Metrics, breaker: RefusalBreaker, peers: string[] | (() => string[])): void {
+  // A removed peer's gauge goes (a breaker left at 1 would page for ever).
+  let reported = new Set<string>();
   metrics.onScrape(async () => {
-    for (const id of typeof peers === 'function' ? peers() : peers) metrics.pushRefusalBreakerOpen.set({ peer: id }, (await breaker.state(id)).open ? 1 : 0);
+    const now = new Set(typeof peers === 'function' ? peers() : peers);
+    for (const gone of reported) if (!now.has(gone)) metrics.pushRefusalBreakerOpen.remove({ peer: gone });
+    reported = now;
+    for (const id of now) metrics.pushRefusalBreakerOpen.set({ peer: id }, (await breaker.state(id)).open ? 1 : 0);
   });
 }
