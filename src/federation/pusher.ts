@@ -159,10 +159,14 @@ export function verdictOf(items: Item[], outcome: BatchOutcome): BatchVerdict {
  * while it is open (a probe is a normal split attempt). The verdict goes back to the breaker.
  * Transient, throttle and unenrolled failures still throw, whatever the mode.
  */
-export async function sendThroughBreaker(deps: Pick<PusherDeps, 'client' | 'selfId' | 'metrics' | 'breaker'>, peer: PeerConfig, items: Item[], mode?: BreakerMode): Promise<Refusal[]> {
+export async function sendThroughBreaker(deps: Pick<PusherDeps, 'client' | 'selfId' | 'metrics' | 'breaker'>, peer: PeerConfig, items: Item[], mode?: BreakerMode, opts: { mayOpen?: boolean } = {}): Promise<Refusal[]> {
   const m = mode ?? (deps.breaker ? await deps.breaker.mode(peer.id) : 'split');
   const outcome = await sendBatch(deps, peer, items, { split: m !== 'whole' });
-  if (deps.breaker) await deps.breaker.record(peer.id, verdictOf(items, outcome), outcome.wholeRefusal ?? '');
+  let verdict = verdictOf(items, outcome);
+  // A DLQ replay resends rows the peer refused before: its refusals say nothing new about
+  // live batches, so they never open the breaker (an accepted row still closes it).
+  if (verdict === 'refused_whole' && opts.mayOpen === false && m !== 'probe') verdict = 'neutral';
+  if (deps.breaker) await deps.breaker.record(peer.id, verdict, outcome.wholeRefusal ?? '');
   return outcome.refused;
 }
 
