@@ -27,6 +27,11 @@ export interface PusherDeps {
    * except the `refused` positions (rows it dead-lettered): those are not acks.
    */
   publishAck(peerId: string, position: FeedPosition, refused: FeedPosition[], from: FeedPosition): Promise<void>;
+  /**
+   * Whether the peer is still one to send to (runtime peers): asked before every batch, so
+   * a run stops at once when the peer is paused or removed (absent: always).
+   */
+  stillActive?: (peerId: string) => boolean;
 }
 
 /** The keys of the optional lanes (present only when a batch carries archives or links). */
@@ -98,6 +103,8 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
   let hadError: boolean | undefined;
   const rowBudget = rowBudgetFor(peer, deps.selfId, deps.batchMaxBytes);
   for (;;) {
+    // Not even the cursor read: a purged peer's cursor must not be re-created by a run.
+    if (deps.stillActive && !deps.stillActive(peer.id)) return { ...out, caughtUp: true };
     const cursor = await getCursor(deps.db, peer.id);
     hadError ??= cursor.lastErrorClass !== null;
     out.cursor = { txid: cursor.txid, seq: cursor.seq };
