@@ -15,10 +15,10 @@ import { FakePeer, send, wireMemory } from '../helpers/peer.js';
 import { startProcessMesh, type MeshProcess } from '../helpers/process-mesh.js';
 
 /*
- * One node (proc-a) run as 2 `memfed api` + 2 `memfed worker` processes (same NODE_ID,
- * database, queue prefix, key dir) behind one front, in a mesh with two single-process
- * nodes: it must behave as one node (docs/operations.md, "Running several processes per
- * node"). Only one node is split: 6 node processes are what 2 cores carry in time.
+ * Three nodes, each run as 2 `memfed api` + 2 `memfed worker` processes (same NODE_ID,
+ * database, queue prefix, key dir) behind one round-robin front: each must behave as one
+ * node (docs/operations.md, "Running several processes per node"). The checks on one
+ * node's internals look at proc-a. 12 node processes: about 40-60 s on 2 loaded cores.
  */
 
 let mesh: Awaited<ReturnType<typeof startProcessMesh>>;
@@ -33,7 +33,7 @@ beforeAll(async () => {
     // Catch-up every second: both workers pull from the peers while the writes flow.
     { FED_ACK_TIMEOUT_MS: '15000', AUDIT_LEVEL: 'all', DLQ_REPLAY_MAX_BATCH: '64', CATCHUP_INTERVAL_MS: '1000' },
     {
-      processes: (i) => (i === 0 ? { api: 2, worker: 2 } : undefined),
+      processes: () => ({ api: 2, worker: 2 }),
       // W=2 where quorum acks cross processes (a) and on b; W=1 on c.
       nodeEnv: (i) => ({ FED_QUORUM_W: i === 2 ? '1' : '2' }),
     },
@@ -41,7 +41,7 @@ beforeAll(async () => {
   [a, b, c] = mesh.nodes as [MeshProcess, MeshProcess, MeshProcess];
   redis = new Redis(REDIS_URL, { maxRetriesPerRequest: null });
   queuesA = createQueues(redis, a.prefix);
-}, 120_000);
+}, 180_000);
 afterAll(async () => {
   if (queuesA) await closeQueues(queuesA);
   redis?.disconnect();
@@ -59,23 +59,26 @@ function sumOf(text: string, name: string, labels: Record<string, string>): numb
   return total;
 }
 
-describe('a node of 2 API and 2 worker processes', () => {
-  it('converges with the mesh on writes through both API processes (W=2 and W=1): the checker finds nothing lost, unexpected or applied twice', async () => {
+describe('nodes of 2 API and 2 worker processes each', () => {
+  it('converges on writes through every API process (W=2 and W=1): the checker finds nothing lost, unexpected or applied twice', async () => {
     const views: NodeView[] = mesh.nodes.map((n) => ({ kind: 'memfed', id: n.id, sql: n.db.database.sql, peers: mesh.nodes.filter((p) => p !== n).map((p) => p.id) }));
     const checker = new SetChecker('multi-process', views);
-    // Each API process of a directly, so both take writes and wait for quorum acks.
-    const targets: Target[] = [...a.apiUrls.map((url) => ({ id: a.id, url })), { id: b.id, url: b.url }, { id: c.id, url: c.url }];
+    // Each API process directly, so both of a node's take writes and wait for quorum acks.
+    const targets: Target[] = mesh.nodes.flatMap((n) => n.apiUrls.map((url) => ({ id: n.id, url })));
     checker.startSampling(250);
     await checker.burst(targets, 80, { concurrency: 4, timeoutMs: 20_000 });
     const report = await checker.verify({ deadlineMs: 60_000 });
     checker.stopSampling();
     expect(problems(report, { acked: 40, samples: 5 }), summarize(report)).toEqual([]);
-    // W=2 on a: every write a took was acked by a peer, though the ack was published by
-    // whichever worker pushed and received by whichever API process waited.
-    const onA = checker.writes.filter((w) => w.node === a.id);
-    expect(onA.length).toBeGreaterThan(20);
-    expect(onA.filter((w) => w.op !== 'bulk' && w.outcome !== 'acked' && w.outcome !== 'conflict').map((w) => `${w.op} ${w.id} ${w.outcome}`)).toEqual([]);
-  }, 120_000);
+    // No server error and no refusal, on any process (a client timeout under load is an
+    // unknown outcome the checker accounts for).
+    expect(checker.writes.filter((w) => w.outcome === 'refused' || /^HTTP 5/.test(w.error ?? '')).map((w) => `${w.op} ${w.id} on ${w.node}: ${w.error}`)).toEqual([]);
+    // W=2 on a (and b): each API process met quorums, though the acks were published by
+    // whichever worker pushed and had to reach whichever API process waited.
+    for (const n of [a, b]) {
+      for (const url of n.apiUrls) expect(sumOf(await metricsOf(url), 'memfed_quorum_outcomes_total', { outcome: 'met' }), `quorums met at ${url}`).toBeGreaterThanOrEqual(3);
+    }
+  }, 180_000);
 
   it("never runs a node's push to one peer twice at once, though both workers push", async () => {
     // Counted at the receivers' fronts over the whole run above (no DLQ rows then: every
