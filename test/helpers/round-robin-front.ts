@@ -1,12 +1,10 @@
 import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 
-/** Push requests one sender made through the front: in flight now, the most at once, in all, and the rows they carried. */
+/** Push requests one sender made through the front: in flight now, the most at once, in all. */
 export interface PushCount {
   inFlight: number;
   maxInFlight: number;
   total: number;
-  /** Memories and tombstones in the bodies sent. */
-  rows: number;
 }
 
 /**
@@ -52,18 +50,13 @@ export class RoundRobinFront {
     this.pushDelayMs = ms;
   }
 
-  /** Forgets the push counts (a test phase starts afresh). */
-  resetPushCounts(): void {
-    this.pushes.clear();
-  }
-
   private forward(req: IncomingMessage, res: ServerResponse): void {
     if (this.targets.length === 0) return void req.socket.destroy();
     const port = this.targets[this.next++ % this.targets.length]!;
     const sender = req.method === 'POST' && req.url?.startsWith('/api/v1/sync/push') ? String(req.headers['x-peer-id'] ?? '?') : null;
     let done: (() => void) | null = null;
     if (sender !== null) {
-      const c = this.pushes.get(sender) ?? { inFlight: 0, maxInFlight: 0, total: 0, rows: 0 };
+      const c = this.pushes.get(sender) ?? { inFlight: 0, maxInFlight: 0, total: 0 };
       this.pushes.set(sender, c);
       c.inFlight++;
       c.total++;
@@ -72,16 +65,6 @@ export class RoundRobinFront {
         done = null;
         c.inFlight--;
       };
-      const chunks: Buffer[] = [];
-      req.on('data', (d: Buffer) => chunks.push(d));
-      req.on('end', () => {
-        try {
-          const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { memories?: unknown[]; tombstones?: unknown[] };
-          c.rows += (body.memories?.length ?? 0) + (body.tombstones?.length ?? 0);
-        } catch {
-          // not JSON: the receiver answers it; no rows
-        }
-      });
     }
     // Counted until the answer is complete or the exchange is cut, once.
     res.once('close', () => done?.());
