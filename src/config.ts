@@ -103,6 +103,8 @@ const schema = z.object({
   WRITE_BATCH_IN_FLIGHT: int(1, 1, 64),
   REDIS_URL: url('redis://127.0.0.1:6379', ['redis:', 'rediss:']),
   QUEUE_PREFIX: str('memfed').refine((v) => /^[A-Za-z0-9_\-.]{1,64}$/.test(v), 'expected 1-64 chars of [A-Za-z0-9_-.]'),
+  // The metrics' `process` label; empty: `<role>-<hostname>-<pid>` (src/metrics.ts).
+  PROCESS_ID: str('').refine((v) => /^[A-Za-z0-9_\-.:]{0,64}$/.test(v), 'expected 0-64 chars of [A-Za-z0-9_-.:]'),
   FED_PEERS: peers,
   FED_QUORUM_W: int(1, 1, 64),
   FED_ACK_TIMEOUT_MS: int(2000, 1, 600_000),
@@ -182,6 +184,8 @@ export interface Config {
   writeBatch: { max: number; inFlight: number };
   redisUrl: string;
   queuePrefix: string;
+  /** The metrics' `process` label ('' = derived from role, host name and pid). */
+  processId: string;
   federation: {
     peers: PeerSpec[];
     /** Acks needed including the local commit, clamped to [1, 1 + peers]. */
@@ -254,6 +258,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     writeBatch: { max: r.WRITE_BATCH_MAX, inFlight: r.WRITE_BATCH_IN_FLIGHT },
     redisUrl: r.REDIS_URL,
     queuePrefix: r.QUEUE_PREFIX,
+    processId: r.PROCESS_ID,
     federation: {
       peers: r.FED_PEERS,
       quorumW: Math.min(Math.max(r.FED_QUORUM_W, 1), n),
@@ -337,6 +342,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     database: redactUrl(config.databaseUrl),
     redis: redactUrl(config.redisUrl),
     queuePrefix: config.queuePrefix,
+    processId: config.processId || 'derived',
     peers: config.federation.peers.map((p) => ({ id: p.id, flavour: p.flavour })),
     quorumW: config.federation.quorumW,
     concurrency: config.concurrency,

@@ -69,7 +69,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
 export const startFailureReason = (err: unknown): string => String((err as Error | undefined)?.message ?? err).split('\n')[0]!;
 
 async function startRole(role: Role, config: Config, logger: Logger): Promise<RunningNode> {
-  const metrics = createMetrics({ nodeId: config.nodeId, role });
+  const metrics = createMetrics({ nodeId: config.nodeId, role, processId: config.processId });
   // Before any connection is opened: an invalid policy must stop the process, not leave
   // it hanging on open pools after the error.
   const policy = await loadPolicy(config.governance);
