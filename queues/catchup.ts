@@ -31,19 +31,23 @@ export async function enqueueCatchup(queue: Queue<CatchupJob>, peerId: string, r
  * longer configured are removed.
  */
 export async function syncCatchupSchedulers(queue: Queue<CatchupJob>, peerIds: string[], everyMs: number, prune = true): Promise<{ removed: string[] }> {
-  const wanted = new Set(peerIds.map(catchupSchedulerId));
   for (const peerId of peerIds) {
     await queue.upsertJobScheduler(catchupSchedulerId(peerId), { every: everyMs }, { name: jobName(CATCHUP_PULL, peerId), data: { peerId, reason: 'tick' } });
   }
+  return { removed: prune ? await pruneCatchupSchedulers(queue, peerIds) : [] };
+}
+
+/** Removes the catch-up schedulers of every peer not in `keepPeerIds`; returns their keys. */
+export async function pruneCatchupSchedulers(queue: Queue<CatchupJob>, keepPeerIds: string[]): Promise<string[]> {
+  const wanted = new Set(keepPeerIds.map(catchupSchedulerId));
   const removed: string[] = [];
-  if (!prune) return { removed };
   for (const s of await queue.getJobSchedulers(0, -1)) {
     if (s.key.startsWith(SCHEDULER_PREFIX) && !wanted.has(s.key)) {
       await queue.removeJobScheduler(s.key);
       removed.push(s.key);
     }
   }
-  return { removed };
+  return removed;
 }
 
 /** The peers (of `peerIds`) whose scheduler is missing (a Redis restarted empty). */

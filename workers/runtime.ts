@@ -3,7 +3,7 @@ import type { Redis } from 'ioredis';
 import type { Logger } from '../src/logger.js';
 import { QUEUE_NAMES, type QueueName } from '../src/queue-names.js';
 import { peersBehind } from '../src/store/cursors.js';
-import { peersWithoutScheduler, removeCatchupSchedulers, syncCatchupSchedulers } from '../queues/catchup.js';
+import { peersWithoutScheduler, pruneCatchupSchedulers, removeCatchupSchedulers, syncCatchupSchedulers } from '../queues/catchup.js';
 import { createRedis } from '../queues/connection.js';
 import { hasDlqScheduler, scheduleDlqReplay } from '../queues/dlq.js';
 import { enqueuePush } from '../queues/push.js';
@@ -36,6 +36,12 @@ async function ensureSchedulers(ctx: WorkerContext, selected: QueueName[], initi
       const { removed } = await syncCatchupSchedulers(ctx.queues.catchup, missing, ctx.config.catchup.intervalMs, initial);
       ctx.logger.info({ everyMs: ctx.config.catchup.intervalMs, peers: missing, removed, restored: !initial }, 'catch-up scheduled');
     }
+    // A scheduler left for a peer paused or removed since (a change followed from a stale
+    // view, in this or another process) goes too: the schedulers follow the peer list.
+    if (!initial) {
+      const stale = await pruneCatchupSchedulers(ctx.queues.catchup, peers);
+      if (stale.length > 0) ctx.logger.info({ removed: stale }, 'catch-up schedulers of inactive peers removed');
+    }
   }
   for (const name of selected) {
     const wanted = QUEUE_DEFINITIONS[name].globalConcurrency;
@@ -64,16 +70,22 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
   // A Redis restarted without persistence forgets schedulers and queue settings. Check
   // every few seconds and put back only what is missing (upserting an existing scheduler
   // would reset its next run). Postgres, which holds the real state, lost nothing.
+  // Scheduler changes of this process run one at a time, in order: a pause followed at
+  // once by a resume must not have its removal land after the re-creation.
+  let serial: Promise<void> = Promise.resolve();
+  const inTurn = (step: () => Promise<void>) => (serial = serial.then(step, step));
   let checking = false;
   const schedulerTimer = setInterval(() => {
     if (checking) return;
     checking = true;
-    ensureSchedulers(ctx, selected, false)
-      .catch((err) => ctx.logger.debug({ err }, 'scheduler check failed; retrying'))
-      .finally(() => (checking = false));
+    void inTurn(() =>
+      ensureSchedulers(ctx, selected, false)
+        .catch((err) => ctx.logger.debug({ err }, 'scheduler check failed; retrying'))
+        .finally(() => (checking = false)),
+    );
   }, SCHEDULER_CHECK_MS);
   const auditMaintenance = selected.includes('audit') ? startAuditMaintenance(ctx) : null;
-  const unfollow = ctx.peerDirectory?.onChange((change) => void followPeerChange(ctx, selected, change)) ?? (() => undefined);
+  const unfollow = ctx.peerDirectory?.onChange((change) => void inTurn(() => followPeerChange(ctx, selected, change))) ?? (() => undefined);
   return {
     queues: selected,
     async close(graceMs: number) {
