@@ -46,14 +46,19 @@ async function privateClusterDatabase(): Promise<TestDatabase> {
  * change-feed horizon of every database on it, so on a shared cluster it would stall the
  * other nodes' feeds (and every other test file's) until it resumes.
  */
-export async function startProcessMesh(n: number, env: Record<string, string> = {}, opts: { privateClusters?: boolean } = {}): Promise<{ nodes: MeshProcess[]; destroy(): Promise<void> }> {
+export async function startProcessMesh(
+  n: number,
+  env: Record<string, string> = {},
+  /** `queuePrefix`: each node's QUEUE_PREFIX (e.g. hash-tagged, on a Redis of the test's own: nothing is dropped from the shared one). */
+  opts: { privateClusters?: boolean; queuePrefix?: (id: string) => string } = {},
+): Promise<{ nodes: MeshProcess[]; destroy(): Promise<void> }> {
   const keyDir = newKeyDir();
   const specs = await Promise.all(Array.from({ length: n }, async (_, i) => ({ id: `proc-${String.fromCharCode(97 + i)}`, front: await new StableFront().start() })));
   for (const s of specs) await ensureOwnKey(keyDir, s.id);
   const nodes: MeshProcess[] = [];
   for (const s of specs) {
     const db = opts.privateClusters ? await privateClusterDatabase() : await createTestDatabase();
-    const prefix = uniquePrefix();
+    const prefix = opts.queuePrefix?.(s.id) ?? uniquePrefix();
     const listen = await freePort();
     const nodeEnv: Record<string, string> = {
       NODE_ID: s.id,
@@ -96,7 +101,7 @@ export async function startProcessMesh(n: number, env: Record<string, string> = 
       await Promise.all(specs.map((s) => s.front.stop()));
       for (const m of nodes) {
         await m.db.drop();
-        await dropPrefix(m.prefix);
+        if (!opts.queuePrefix) await dropPrefix(m.prefix);
       }
     },
   };

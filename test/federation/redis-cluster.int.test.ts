@@ -1,0 +1,84 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Cluster } from 'ioredis';
+import { QUEUE_NAMES } from '../../src/queue-names.js';
+import { queuePrefixFor } from '../../queues/definition.js';
+import { waitFor } from '../helpers/env.js';
+import { failoverRun } from '../helpers/failover-run.js';
+import { api } from '../helpers/node.js';
+import { PrivateCluster, redisToolsMissing } from '../helpers/private-cluster.js';
+import { startProcessMesh } from '../helpers/process-mesh.js';
+import { spawnMemfed } from '../helpers/process.js';
+import { skipNote } from '../helpers/skip.js';
+
+/*
+ * memfed on a Redis Cluster of the test's own (3 primaries, 3 replicas, free ports):
+ * REDIS_CLUSTER_NODES replaces REDIS_URL, each node's QUEUE_PREFIX carries a hash tag, and
+ * every queue gets its own tag (its keys share a slot, the queues spread over the shards).
+ */
+const missing = redisToolsMissing();
+const TAG = (id: string) => `{mf-${id}}`;
+let topology: PrivateCluster;
+
+beforeAll(async () => {
+  if (!missing) topology = await new PrivateCluster().start();
+}, 60_000);
+afterAll(async () => {
+  await topology?.stop();
+});
+
+describe.skipIf(missing !== null)(`memfed on a Redis Cluster${skipNote(missing !== null, missing ?? '')}`, () => {
+  it('a three-node mesh on the cluster accepts writes with a quorum, converges, spreads its queues over the shards and shows them on Bull Board', async () => {
+    const mesh = await startProcessMesh(3, { REDIS_CLUSTER_NODES: topology.seeds, FED_QUORUM_W: '2', FED_ACK_TIMEOUT_MS: '15000', ADMIN_TOKEN: 'board-token' }, { queuePrefix: TAG });
+    try {
+      const ids: string[] = [];
+      for (const n of mesh.nodes) {
+        const r = await api(n.url, 'POST', '/api/v1/memories', { title: `from ${n.id}`, content: 'on a cluster' });
+        expect(r.status).toBe(201);
+        expect(r.json.quorum_acks).toBeGreaterThanOrEqual(2);
+        ids.push(r.json.id);
+      }
+      for (const n of mesh.nodes) for (const id of ids) await waitFor(async () => (await api(n.url, 'GET', `/api/v1/memories/${id}`)).status === 200, { what: `${id} on ${n.id}` });
+
+      // Each queue's keys live in its own slot; the node's queues are not all on one shard.
+      const shards = new Set<number>();
+      for (const q of QUEUE_NAMES) shards.add((await topology.primaryOf(queuePrefixFor(TAG('proc-a'), q))).port);
+      expect(shards.size).toBeGreaterThan(1);
+      const client = new Cluster(topology.seeds.split(',').map((s) => ({ host: '127.0.0.1', port: Number(s.split(':')[1]) })));
+      try {
+        expect(await client.exists(`${queuePrefixFor(TAG('proc-a'), 'push')}:push:meta`)).toBe(1);
+      } finally {
+        client.disconnect();
+      }
+
+      const board = await api(mesh.nodes[0]!.url, 'GET', '/admin/queues/api/queues', undefined, { authorization: 'Bearer board-token' });
+      expect(board.status).toBe(200);
+      expect((board.json.queues as Array<{ name: string }>).map((q) => q.name).sort()).toEqual([...QUEUE_NAMES].sort());
+    } finally {
+      await mesh.destroy();
+    }
+  }, 90_000);
+
+  it('a cluster primary killed during a write burst loses no acknowledged write, applies none twice, and delivery resumes', async () => {
+    const run = await failoverRun({
+      name: 'cluster-primary-killed',
+      env: { REDIS_CLUSTER_NODES: topology.seeds },
+      nodeEnv: (id) => ({ QUEUE_PREFIX: TAG(id) }),
+      fail: async () => {
+        // The shard that holds node a's push queue: its deliveries stop until a replica takes over.
+        const victim = await topology.primaryOf(queuePrefixFor(TAG('a'), 'push'));
+        await victim.kill();
+        await topology.waitHealthy();
+      },
+    });
+    if (run.found.length) console.log(run.logs);
+    expect(run.found).toEqual([]);
+    expect(run.report.outcomes.acked).toBeGreaterThanOrEqual(30);
+  }, 90_000);
+
+  it('refuses to start with a QUEUE_PREFIX without a hash tag on a cluster, in one readable line (exit 2)', async () => {
+    const p = spawnMemfed(['all'], { NODE_ID: 'plain', REDIS_CLUSTER_NODES: topology.seeds, QUEUE_PREFIX: 'mf-plain' });
+    expect(await p.exited).toBe(2);
+    expect(p.output()).toContain('QUEUE_PREFIX: "mf-plain" has no hash tag; on a Redis Cluster (REDIS_CLUSTER_NODES) use one, e.g. {mf-plain}');
+    expect(p.output()).not.toContain('CROSSSLOT');
+  });
+});
