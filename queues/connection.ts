@@ -53,8 +53,12 @@ export function createRedis(target: RedisTarget | string, use: RedisUse, name: s
     client = new Cluster(t.nodes, cluster);
   } else if (t.kind === 'sentinel') {
     // ioredis asks the sentinels for the primary at each (re)connect, so after a failover
-    // every connection finds the new primary by itself.
-    client = new Redis({ ...opts, sentinels: t.sentinels, name: t.name, sentinelRetryStrategy: retry, failoverDetector: true });
+    // every connection finds the new primary by itself. A primary demoted while it still
+    // answers (a manual failover) refuses writes with READONLY: reconnect, which asks the
+    // sentinels again (the failed command is not resent: its caller retries). Not ioredis's
+    // failoverDetector: a +switch-master arriving while a connection is being re-made
+    // ends that connection for good (status "end", never retried).
+    client = new Redis({ ...opts, sentinels: t.sentinels, name: t.name, sentinelRetryStrategy: retry, reconnectOnError: (err) => /^READONLY/.test(err.message) });
   } else {
     client = new Redis(t.url, opts);
   }
