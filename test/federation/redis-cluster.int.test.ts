@@ -1,7 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Cluster } from 'ioredis';
 import { QUEUE_NAMES } from '../../src/queue-names.js';
+import { NonceStore } from '../../src/federation/nonces.js';
+import { RefusalBreaker } from '../../src/federation/refusal-breaker.js';
+import { createRedis } from '../../queues/connection.js';
 import { queuePrefixFor } from '../../queues/definition.js';
+import { openQueueStatus } from '../../queues/status.js';
 import { waitFor } from '../helpers/env.js';
 import { failoverRun } from '../helpers/failover-run.js';
 import { api } from '../helpers/node.js';
@@ -74,6 +78,30 @@ describe.skipIf(missing !== null)(`memfed on a Redis Cluster${skipNote(missing !
     expect(run.found).toEqual([]);
     expect(run.report.outcomes.acked).toBeGreaterThanOrEqual(30);
   }, 90_000);
+
+  it('the nonce store, the refusal breaker and the status report work on the cluster', async () => {
+    const target = { kind: 'cluster' as const, nodes: topology.seeds.split(',').map((s) => ({ host: '127.0.0.1', port: Number(s.split(':')[1]) })) };
+    const redis = createRedis(target, 'producer', 'test');
+    const status = openQueueStatus(target, TAG('status'));
+    try {
+      await waitFor(async () => redis.status === 'ready', { what: 'cluster client ready' });
+      const nonces = new NonceStore(redis, TAG('nonces'), 300_000);
+      const memfedNonce = `${Date.now()}.0b7c8d0e-1111-4222-8333-444455556666`;
+      expect(await nonces.claim('peer-x', memfedNonce, 'memfed')).toBe(true);
+      expect(await nonces.claim('peer-x', memfedNonce, 'memfed')).toBe(false);
+      expect(await nonces.claim('peer-x', 'bare-1', 'bare')).toBe(true);
+      expect(await nonces.claim('peer-x', 'bare-1', 'bare')).toBe(false);
+      const breaker = new RefusalBreaker(redis, TAG('breaker'), { batches: 2, probeMs: 60_000 });
+      expect(await breaker.record('peer-x', 'refused_whole', 'r')).toBe(null);
+      expect(await breaker.record('peer-x', 'refused_whole', 'r')).toBe('opened');
+      expect(await breaker.mode('peer-x')).toBe('whole');
+      const queues = await status.source();
+      expect(queues.map((q) => q.name)).toEqual([...QUEUE_NAMES]);
+    } finally {
+      await status.close();
+      redis.disconnect();
+    }
+  });
 
   it('refuses to start with a QUEUE_PREFIX without a hash tag on a cluster, in one readable line (exit 2)', async () => {
     const p = spawnMemfed(['all'], { NODE_ID: 'plain', REDIS_CLUSTER_NODES: topology.seeds, QUEUE_PREFIX: 'mf-plain' });
