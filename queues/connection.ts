@@ -1,5 +1,6 @@
 import { Cluster, Redis, type ClusterOptions, type RedisOptions } from 'ioredis';
 import type { RedisTarget } from '../src/config.js';
+import { REDIS_TOPOLOGY_UNREACHABLE } from '../src/reachability.js';
 
 /** A connection to any Redis target: one server or Sentinel (Redis), or a Redis Cluster. */
 export type RedisClient = Redis | Cluster;
@@ -83,10 +84,24 @@ export async function pingRedis(target: RedisTarget | string, timeoutMs = 2000):
   probe.on('error', (err: Error) => (socketError ??= err));
   try {
     await probe.connect().catch((err: unknown) => {
-      throw socketError ?? err;
+      throw t.kind === 'single' ? (socketError ?? err) : topologyUnreachable(t, err);
     });
     await probe.ping();
   } finally {
     probe.disconnect();
   }
+}
+
+/*
+ * A cluster or sentinel set of which no member answered fails with the topology's own
+ * error ("Failed to refresh slots cache.", "All sentinels are unreachable ..."), without a
+ * socket code: marked as unreachable (src/reachability.ts), so a start waits
+ * STARTUP_WAIT_MS for it and then ends in the usual one line.
+ */
+function topologyUnreachable(t: RedisTarget, err: unknown): unknown {
+  const e = err as { message?: string; lastNodeError?: { message?: string } } | undefined;
+  const all = /Failed to refresh slots cache|None of startup nodes is available|All sentinels are unreachable/.test(String(e?.message));
+  if (!all) return err;
+  const detail = e?.lastNodeError?.message ? `${e.message} ${e.lastNodeError.message}` : String(e?.message);
+  return Object.assign(new Error(t.kind === 'cluster' ? `no cluster node answered: ${detail}` : `no sentinel named a reachable primary: ${detail}`), { code: REDIS_TOPOLOGY_UNREACHABLE });
 }

@@ -6,9 +6,10 @@ import { RefusalBreaker } from '../../src/federation/refusal-breaker.js';
 import { createRedis } from '../../queues/connection.js';
 import { queuePrefixFor } from '../../queues/definition.js';
 import { openQueueStatus } from '../../queues/status.js';
-import { waitFor } from '../helpers/env.js';
+import { createTestDatabase } from '../helpers/db.js';
+import { freePort, waitFor } from '../helpers/env.js';
 import { failoverRun } from '../helpers/failover-run.js';
-import { api } from '../helpers/node.js';
+import { api, newKeyDir } from '../helpers/node.js';
 import { PrivateCluster, redisToolsMissing } from '../helpers/private-cluster.js';
 import { startProcessMesh } from '../helpers/process-mesh.js';
 import { spawnMemfed } from '../helpers/process.js';
@@ -108,5 +109,18 @@ describe.skipIf(missing !== null)(`memfed on a Redis Cluster${skipNote(missing !
     expect(await p.exited).toBe(2);
     expect(p.output()).toContain('QUEUE_PREFIX: "mf-plain" has no hash tag; on a Redis Cluster (REDIS_CLUSTER_NODES) use one, e.g. {mf-plain}');
     expect(p.output()).not.toContain('CROSSSLOT');
+  });
+
+  it('with no cluster node answering: waits STARTUP_WAIT_MS, then exits 1 with one line naming the seeds', async () => {
+    const nobody = await freePort();
+    const db = await createTestDatabase();
+    try {
+      const p = spawnMemfed(['all'], { NODE_ID: 'lonely', DATABASE_URL: db.url, FED_KEY_DIR: newKeyDir(), REDIS_CLUSTER_NODES: `127.0.0.1:${nobody}`, QUEUE_PREFIX: '{lonely}', STARTUP_WAIT_MS: '1000' });
+      expect(await p.exited).toBe(1);
+      expect(p.output()).toContain(`memfed: all failed to start: cannot reach Redis at cluster 127.0.0.1:${nobody} (no cluster node answered`);
+      expect(p.output()).toContain('waiting for Redis');
+    } finally {
+      await db.drop();
+    }
   });
 });
