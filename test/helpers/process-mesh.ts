@@ -2,7 +2,7 @@ import { ensureOwnKey } from '../../src/federation/keys.js';
 import { createDatabase } from '../../src/db/client.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import { PrivatePostgres } from './private-postgres.js';
-import { REDIS_URL, freePort } from './env.js';
+import { REDIS_TOPOLOGY_ENV, REDIS_URL, freePort } from './env.js';
 import { newKeyDir } from './node.js';
 import { spawnMemfed, waitHealthy, type NodeProcess } from './process.js';
 import { dropPrefix, uniquePrefix } from './redis.js';
@@ -66,6 +66,7 @@ export async function startProcessMesh(
       WORKER_HTTP_PORT: '0',
       DATABASE_URL: db.url,
       REDIS_URL,
+      ...REDIS_TOPOLOGY_ENV,
       QUEUE_PREFIX: prefix,
       FED_KEY_DIR: keyDir,
       FED_PEERS: specs.filter((p) => p.id !== s.id).map((p) => `${p.id}=http://127.0.0.1:${p.front.port}`).join(','),
