@@ -125,6 +125,8 @@ const schema = z.object({
   REDIS_SENTINEL_NAME: str(''),
   // At most one hash tag ({...}): on a cluster every queue's keys must share a slot.
   QUEUE_PREFIX: str('memfed').refine((v) => v.length <= 64 && QUEUE_PREFIX_SHAPE.test(v), 'expected 1-64 chars of [A-Za-z0-9_-.], with at most one hash tag {...} (e.g. {memfed})'),
+  // The metrics' `process` label; empty: `<role>-<hostname>-<pid>` (src/metrics.ts).
+  PROCESS_ID: str('').refine((v) => /^[A-Za-z0-9_\-.:]{0,64}$/.test(v), 'expected 0-64 chars of [A-Za-z0-9_-.:]'),
   FED_PEERS: peers,
   FED_QUORUM_W: int(1, 1, 64),
   FED_ACK_TIMEOUT_MS: int(2000, 1, 600_000),
@@ -229,6 +231,8 @@ export interface Config {
   /** The Redis every connection goes to (REDIS_URL unless cluster or sentinel settings replace it). */
   redis: RedisTarget;
   queuePrefix: string;
+  /** The metrics' `process` label ('' = derived from role, host name and pid). */
+  processId: string;
   federation: {
     peers: PeerSpec[];
     /** Acks needed including the local commit, clamped to [1, 1 + peers]. */
@@ -308,6 +312,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
           ? { kind: 'sentinel', sentinels: r.REDIS_SENTINELS, name: r.REDIS_SENTINEL_NAME }
           : { kind: 'single', url: r.REDIS_URL },
     queuePrefix: r.QUEUE_PREFIX,
+    processId: r.PROCESS_ID,
     federation: {
       peers: r.FED_PEERS,
       quorumW: Math.min(Math.max(r.FED_QUORUM_W, 1), n),
@@ -408,6 +413,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     database: redactUrl(config.databaseUrl),
     redis: describeRedisTarget(config.redis),
     queuePrefix: config.queuePrefix,
+    processId: config.processId || 'derived',
     peers: config.federation.peers.map((p) => ({ id: p.id, flavour: p.flavour })),
     quorumW: config.federation.quorumW,
     concurrency: config.concurrency,

@@ -1,13 +1,22 @@
+import os from 'node:os';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/**
+ * The `process` label: PROCESS_ID when set (a stable name, e.g. the pod or unit name),
+ * else `<role>-<hostname>-<pid>`. It tells apart the processes of one node (several API
+ * and worker processes share `node` and `role`), so their series never overwrite each
+ * other and sum correctly; one value per process keeps its cardinality bounded.
+ */
+export const processLabel = (role: string, configured = '') => configured || `${role}-${os.hostname()}-${process.pid}`;
 
 /**
  * Every metric memfed exposes is defined here, on a registry per process (so several
  * in-process nodes in tests never collide). Labels are bounded: peer ids come from
  * config, outcome classes and routes from fixed sets.
  */
-export function createMetrics(opts: { nodeId: string; role: string; defaultMetrics?: boolean }) {
+export function createMetrics(opts: { nodeId: string; role: string; processId?: string; defaultMetrics?: boolean }) {
   const registry = new Registry();
-  registry.setDefaultLabels({ node: opts.nodeId, role: opts.role });
+  registry.setDefaultLabels({ node: opts.nodeId, role: opts.role, process: processLabel(opts.role, opts.processId) });
   if (opts.defaultMetrics !== false) {
     collectDefaultMetrics({ register: registry, prefix: 'memfed_' });
     // prom-client names these gauges *_total, which Prometheus reserves for counters
@@ -133,6 +142,12 @@ export function createMetrics(opts: { nodeId: string; role: string; defaultMetri
     peerLagSeconds: new Gauge({
       name: 'memfed_peer_lag_seconds',
       help: 'Age of the oldest change not yet acknowledged by the peer',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    peerPaused: new Gauge({
+      name: 'memfed_peer_paused',
+      help: '1 while the peer is paused (memfed peers pause): nothing is sent to it and its lag grows on purpose',
       labelNames: ['peer'] as const,
       registers: [registry],
     }),

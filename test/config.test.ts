@@ -351,6 +351,7 @@ const SPEC: Record<string, Spec> = {
   REDIS_SENTINELS: { read: (c) => (c.redis.kind === 'sentinel' ? c.redis.sentinels : []), default: [], bad: 'r:0', error: /bad entry "r:0": expected host:port/ },
   REDIS_SENTINEL_NAME: { read: (c) => (c.redis.kind === 'sentinel' ? c.redis.name : ''), default: '', bad: 'mymaster', error: /needs REDIS_SENTINELS \(the sentinel addresses\)/ },
   QUEUE_PREFIX: { read: (c) => c.queuePrefix, default: 'memfed', bad: 'has space', error: /expected 1-64 chars of \[A-Za-z0-9_-.\]/ },
+  PROCESS_ID: { read: (c) => c.processId, default: '', bad: 'a b', error: /expected 0-64 chars of \[A-Za-z0-9_-.:\]/ },
   FED_PEERS: { read: (c) => c.federation.peers, default: [], bad: 'nope', error: /bad peer entry "nope": expected id=url/ },
   FED_QUORUM_W: { read: (c) => c.federation.quorumW, default: 1, bad: '0', error: /expected an integer in \[1, 64\], got "0"/ },
   FED_ACK_TIMEOUT_MS: { read: (c) => c.federation.ackTimeoutMs, default: 2000, bad: '0', error: /expected an integer in \[1, 600000\], got "0"/ },

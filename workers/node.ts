@@ -69,7 +69,7 @@ export async function startNode(role: Role, config: Config): Promise<RunningNode
 export const startFailureReason = (err: unknown): string => String((err as Error | undefined)?.message ?? err).split('\n')[0]!;
 
 async function startRole(role: Role, config: Config, logger: Logger): Promise<RunningNode> {
-  const metrics = createMetrics({ nodeId: config.nodeId, role });
+  const metrics = createMetrics({ nodeId: config.nodeId, role, processId: config.processId });
   // Before any connection is opened: an invalid policy must stop the process, not leave
   // it hanging on open pools after the error.
   const policy = await loadPolicy(config.governance);
@@ -134,9 +134,10 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
     const peers = peerDirectory.active;
     const auditKeys = await loadAuditKeys(config.federation.keyDir, config.nodeId);
     recordKeyChanges(audit, logger, { nodeId: config.nodeId, generated: own.generated ? { pubPath: own.pubPath } : null, chainHeadKeyId: await headKeyId(database.db), signer: auditKeys.signer, trustedKeys: auditKeys.keys });
-    registerDatabaseCollectors(metrics, database.db, () => peerDirectory.all().filter((p) => p.state !== 'removed').map((p) => p.id));
+    const reportedPeers = () => peerDirectory.all().filter((p) => p.state !== 'removed').map((p) => p.id);
+    registerDatabaseCollectors(metrics, database.db, reportedPeers, () => peerDirectory.ids('paused'));
     registerQueueCollectors(metrics, queues);
-    registerBreakerCollector(metrics, refusalBreakerFor(producer, config), [...peers.keys()]);
+    registerBreakerCollector(metrics, refusalBreakerFor(producer, config), reportedPeers);
 
     if (role === 'api' || role === 'all') {
       const subscriber = createRedis(config.redis, 'subscriber', 'acks');

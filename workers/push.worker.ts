@@ -43,6 +43,7 @@ export function pushProcessor(ctx: WorkerContext) {
           logger: ctx.logger,
           metrics: ctx.metrics,
           breaker,
+          stillActive: (id) => ctx.peers.has(id),
           publishAck: (peerId, pos, refused, from) => publishAck(ctx.redis, ctx.config.queuePrefix, peerId, pos, refused, from),
         },
         peer,
@@ -65,6 +66,8 @@ export function pushProcessor(ctx: WorkerContext) {
       ctx.metrics.fanoutRetries.inc({ peer: peer.id });
       throw err;
     }
+    // Paused or removed while it ran: the run stopped before its next batch; no follow-up.
+    if (!ctx.peers.has(peer.id)) return { skipped: `peer ${peer.id} was paused or removed during the run (after ${result.batches} batches)` };
     // keepLastIfActive dedup turns this into exactly one follow-up run.
     if (!result.caughtUp) await enqueuePush(ctx.queues.push, peer.id, 'reconcile', job.data.until);
     else if (job.data.until && comparePositions(result.cursor, job.data.until) < 0 && token) {

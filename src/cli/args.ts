@@ -1,6 +1,7 @@
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import type { z } from 'zod';
 import { parseParams } from '../api/query.js';
+import { ApiError } from '../errors.js';
 
 /** A usage error: reported as one line on stderr, exit 2. */
 export class UsageError extends Error {}
@@ -50,4 +51,10 @@ export function checkParams<S extends z.ZodRawShape>(command: string, shape: S, 
 export function idFlags(command: string, ids: string[] | undefined): number[] | undefined {
   if (ids === undefined) return undefined;
   return ids.map((v) => positiveInt(v, `${command}: --id expects a positive integer, got "${v}"`));
+}
+
+/** The admin API's checks, as CLI errors: bad input exits 2, a refusal by the node's state 1. */
+export function asCliError(cmd: string, err: unknown): unknown {
+  if (!(err instanceof ApiError)) return err;
+  return err.status === 400 ? new UsageError(`${cmd}: ${err.code}: ${err.message}`) : new RefusedError(`${cmd}: ${err.code}: ${err.message}`);
 }

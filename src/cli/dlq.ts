@@ -5,12 +5,13 @@ import { createDatabase } from '../db/client.js';
 import { PeerClient } from '../federation/client.js';
 import { replayDepsFrom, replayRound } from '../federation/dlq-replay.js';
 import { KeyRing } from '../federation/keys.js';
+import { checkReplayPeer } from '../federation/peer-admin.js';
 import { activePeersNow } from '../federation/peer-directory.js';
 import { createLogger } from '../logger.js';
 import { clientTlsOptions, loadTls } from '../tls.js';
 import { createMetrics } from '../metrics.js';
 import { dlqListParams } from '../api/operator-params.js';
-import { checkParams, idFlags, parseFlags, subcommand, UsageError } from './args.js';
+import { asCliError, checkParams, idFlags, parseFlags, subcommand, UsageError } from './args.js';
 import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../store/dlq.js';
 
 export const DLQ_USAGE = `memfed dlq <command>
@@ -52,7 +53,7 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
   try {
     // The node's peers as they are now (the runtime list, FED_PEERS not yet seeded included).
     const peers = sub === 'replay' ? await activePeersNow(db, config.federation.peers) : new Map();
-    if (sub === 'replay' && values.peer !== undefined && !peers.has(values.peer)) throw new UsageError(`${cmd}: peer ${values.peer} is not configured as an active peer (memfed peers list)`);
+    if (sub === 'replay' && values.peer !== undefined) await checkReplayPeer(db, config.federation.peers, values.peer).catch((err: unknown) => Promise.reject(asCliError(cmd, err)));
     switch (sub) {
       case 'list': {
         const rows = await listDlq(db, { ...(list.peer ? { peerId: list.peer } : {}), ...(list.status ? { status: list.status } : {}), limit: values.limit === undefined ? 50 : list.limit, offset: 0 });

@@ -7,7 +7,7 @@ import { addPeer, checkNewPeer, checkPeerId, listPeers, parsePublicKey, purgePee
 import { peerSpecFrom } from '../federation/peers.js';
 import { createLogger } from '../logger.js';
 import { insertOutbox } from '../store/audit.js';
-import { parseFlags, RefusedError, subcommand, UsageError } from './args.js';
+import { asCliError, parseFlags, subcommand, UsageError } from './args.js';
 
 export const PEERS_USAGE = `memfed peers <command>
   list    [--json]                       every peer: state (active|paused|removed), flavour, URL, key
@@ -23,11 +23,6 @@ export const PEERS_USAGE = `memfed peers <command>
 
 const PEER_COMMANDS = ['list', 'show', 'add', 'pause', 'resume', 'remove', 'update', 'rekey', 'purge'];
 
-/** The admin API's checks, as CLI errors: bad input exits 2, a refusal by the node's state 1. */
-function asCliError(cmd: string, err: unknown): unknown {
-  if (!(err instanceof ApiError)) return err;
-  return err.status === 400 ? new UsageError(`${cmd}: ${err.code}: ${err.message}`) : new RefusedError(`${cmd}: ${err.code}: ${err.message}`);
-}
 
 async function keyFrom(cmd: string, values: { 'key-file'?: string; key?: string }): Promise<Buffer | null> {
   if (values['key-file'] !== undefined && values.key !== undefined) throw new UsageError(`${cmd}: give --key-file or --key, not both`);

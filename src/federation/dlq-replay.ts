@@ -124,7 +124,7 @@ export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = 
         break;
       }
       try {
-        const refused = await sendThroughBreaker(deps, peer, items, mode);
+        const refused = await sendThroughBreaker(deps, peer, items, mode, { mayOpen: false });
         const refusedIds = new Map(refused.map((f) => [itemId(f.item), f]));
         const ok = chunk.filter((r) => !refusedIds.has(r.memoryId)).map((r) => r.id);
         const failures = chunk.filter((r) => refusedIds.has(r.memoryId)).map((r) => ({ id: r.id, failureClass: refusedIds.get(r.memoryId)!.failureClass, error: refusedIds.get(r.memoryId)!.error }));

@@ -3,7 +3,8 @@ import type { AuditRecord, AuditRecorder } from '../audit/events.js';
 import type { Db, Tx } from '../db/client.js';
 import { ApiError, badRequest } from '../errors.js';
 import { changePeer, getPeerRow, insertPeerRow, listPeerRows, purgePeerState, updatePeerRow, type PeerRow, type PeerState } from '../store/peers.js';
-import { peerSpecFrom, type PeerSpec } from './peers.js';
+import { activePeersNow } from './peer-directory.js';
+import { PEER_ID, peerSpecFrom, type PeerSpec } from './peers.js';
 import { publicKeyObject } from './signing.js';
 
 /*
@@ -169,6 +170,10 @@ export function checkPeerUpdate(input: Record<string, unknown>): { url: string |
   const url = str(input.url, 'url', false);
   const flavour = str(input.flavour, 'flavour', false);
   if (url === undefined && flavour === undefined) throw badRequest('INVALID_PEER', 'name a url and/or a flavour to change');
+  // The values themselves are judged before the peer is looked up: bad input is a 400
+  // whether or not the peer exists, from the CLI and the API alike.
+  const r = peerSpecFrom({ id: 'x', url: url ?? 'http://x', ...(flavour !== undefined ? { flavour } : {}) }, 'the update');
+  if (!r.ok) throw badRequest('INVALID_PEER', r.problem);
   return { url, flavour };
 }
 
@@ -215,4 +220,16 @@ export async function purgePeer(deps: PeerAdminDeps, rawId: string, actor: strin
     audited(events, actor, 'purged', id, row.state, {});
     return { wrote: false, result: r };
   });
+}
+
+/**
+ * A DLQ replay for one peer is for a peer this node sends to now: an unknown id is 400
+ * UNKNOWN_PEER, a paused or removed one 409 PEER_NOT_ACTIVE (nothing would be sent; resume
+ * it first). The admin API and `memfed dlq replay --peer` both ask here.
+ */
+export async function checkReplayPeer(db: Db, fedPeers: PeerSpec[], id: string): Promise<void> {
+  if ((await activePeersNow(db, fedPeers)).has(id)) return;
+  const row = PEER_ID.test(id) ? await getPeerRow(db, id) : null;
+  if (row) throw new ApiError(409, 'PEER_NOT_ACTIVE', `peer ${id} is ${row.state}: nothing would be replayed (memfed peers resume --id ${id})`);
+  throw new ApiError(400, 'UNKNOWN_PEER', `peer ${id} is not configured (memfed peers list)`);
 }

@@ -42,7 +42,9 @@ export class PeerDirectory {
   /** Reads the table, then keeps following it until `close()`. */
   static async open(database: Database, logger: Logger, opts: { pollMs?: number } = {}): Promise<PeerDirectory> {
     const dir = new PeerDirectory(database.db, logger);
-    await dir.refresh();
+    // The first read must succeed: a directory that never loaded would report no peers
+    // (quorum met alone, removed peers accepted, schedulers pruned), so the start fails.
+    dir.apply(await listPeerRows(database.db));
     dir.timer = setInterval(() => void dir.refresh(), opts.pollMs ?? POLL_MS);
     dir.timer.unref();
     try {

@@ -27,6 +27,11 @@ export interface PusherDeps {
    * except the `refused` positions (rows it dead-lettered): those are not acks.
    */
   publishAck(peerId: string, position: FeedPosition, refused: FeedPosition[], from: FeedPosition): Promise<void>;
+  /**
+   * Whether the peer is still one to send to (runtime peers): asked before every batch, so
+   * a run stops at once when the peer is paused or removed (absent: always).
+   */
+  stillActive?: (peerId: string) => boolean;
 }
 
 /** The keys of the optional lanes (present only when a batch carries archives or links). */
@@ -98,6 +103,8 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
   let hadError: boolean | undefined;
   const rowBudget = rowBudgetFor(peer, deps.selfId, deps.batchMaxBytes);
   for (;;) {
+    // Not even the cursor read: a purged peer's cursor must not be re-created by a run.
+    if (deps.stillActive && !deps.stillActive(peer.id)) return { ...out, caughtUp: true };
     const cursor = await getCursor(deps.db, peer.id);
     hadError ??= cursor.lastErrorClass !== null;
     out.cursor = { txid: cursor.txid, seq: cursor.seq };
@@ -159,10 +166,14 @@ export function verdictOf(items: Item[], outcome: BatchOutcome): BatchVerdict {
  * while it is open (a probe is a normal split attempt). The verdict goes back to the breaker.
  * Transient, throttle and unenrolled failures still throw, whatever the mode.
  */
-export async function sendThroughBreaker(deps: Pick<PusherDeps, 'client' | 'selfId' | 'metrics' | 'breaker'>, peer: PeerConfig, items: Item[], mode?: BreakerMode): Promise<Refusal[]> {
+export async function sendThroughBreaker(deps: Pick<PusherDeps, 'client' | 'selfId' | 'metrics' | 'breaker'>, peer: PeerConfig, items: Item[], mode?: BreakerMode, opts: { mayOpen?: boolean } = {}): Promise<Refusal[]> {
   const m = mode ?? (deps.breaker ? await deps.breaker.mode(peer.id) : 'split');
   const outcome = await sendBatch(deps, peer, items, { split: m !== 'whole' });
-  if (deps.breaker) await deps.breaker.record(peer.id, verdictOf(items, outcome), outcome.wholeRefusal ?? '');
+  let verdict = verdictOf(items, outcome);
+  // A DLQ replay resends rows the peer refused before: its refusals say nothing new about
+  // live batches, so they never open the breaker (an accepted row still closes it).
+  if (verdict === 'refused_whole' && opts.mayOpen === false && m !== 'probe') verdict = 'neutral';
+  if (deps.breaker) await deps.breaker.record(peer.id, verdict, outcome.wholeRefusal ?? '');
   return outcome.refused;
 }
 

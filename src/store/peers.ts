@@ -64,7 +64,8 @@ export async function seedPeers(db: Db, specs: PeerSpec[]): Promise<string[]> {
   return db.transaction(async (tx) => {
     const r = await tx
       .insert(peers)
-      .values(specs.map((p) => ({ id: p.id, url: p.url, flavour: p.flavour, source: 'fed_peers' })))
+      // In id order: processes seeding at once lock the same rows in the same order (no deadlock).
+      .values([...specs].sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map((p) => ({ id: p.id, url: p.url, flavour: p.flavour, source: 'fed_peers' })))
       .onConflictDoNothing()
       .returning({ id: peers.id });
     for (const { id } of r) await notify(tx, id);

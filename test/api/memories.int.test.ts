@@ -193,7 +193,7 @@ describe('memory routes', () => {
     const m = await api(n.url, 'GET', '/metrics');
     expect(m.status).toBe(200);
     expect(m.text).toContain('memfed_http_request_duration_seconds_bucket');
-    expect(m.text).toMatch(/memfed_memory_writes_total\{op="create",node="crud-node",role="all"\} [1-9]\d*/);
+    expect(m.text).toMatch(/memfed_memory_writes_total\{op="create",node="crud-node",role="all",process="[^"]+"\} [1-9]\d*/);
   });
 });
 

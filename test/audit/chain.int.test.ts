@@ -129,7 +129,7 @@ describe('audit events from a running node', () => {
     const cps = await api(n.url, 'GET', '/api/v1/audit/checkpoints');
     expect(cps.json.checkpoints.length).toBeGreaterThanOrEqual(1);
     const m = await api(n.url, 'GET', '/metrics');
-    expect(m.text).toMatch(/memfed_audit_head_sequence\{node="audited",role="all"\} [1-9]/);
+    expect(m.text).toMatch(/memfed_audit_head_sequence\{node="audited",role="all",process="[^"]+"\} [1-9]/);
   });
 });
 

@@ -1,7 +1,5 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import autocannon from 'autocannon';
 import type postgres from 'postgres';
 import { prepareDatabase } from '../../src/db/migrate.js';
@@ -10,9 +8,9 @@ import { freePort } from '../helpers/env.js';
 import type { BenchContext } from './context.js';
 import { newMemories } from './data.js';
 import { REDIS_URL } from './infra.js';
+import { startRole, type RoleProcess } from './role-process.js';
 import { now, pool } from './stats.js';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const CONNECTIONS = 32;
 const BODY = JSON.stringify({ title: 'bench write', content: 'a memory written by the HTTP bench', namespace: 'bench/http', tags: ['bench', 'http'], metadata: { source: 'bench' } });
 const P99_TARGET_MS = 25;
@@ -97,7 +95,7 @@ async function withWarmApi(ctx: BenchContext, tag: string, run: (a: { api: { pro
   }
 }
 
-interface LoadResult {
+export interface LoadResult {
   rate: number;
   requests: number;
   p50: number;
@@ -106,8 +104,10 @@ interface LoadResult {
   errors: number;
 }
 
-async function load(url: string, seconds: number, opts: { overallRate?: number }): Promise<LoadResult> {
-  const r = await autocannon({ url, method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY, connections: CONNECTIONS, duration: seconds, ...opts });
+/** autocannon POSTing one memory per request at `url` (closed loop, or `overallRate` per second). */
+export async function load(url: string, seconds: number, opts: { overallRate?: number; connections?: number }): Promise<LoadResult> {
+  const { connections = CONNECTIONS, ...rest } = opts;
+  const r = await autocannon({ url, method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY, connections, duration: seconds, ...rest });
   return { rate: r.requests.total / seconds, requests: r.requests.total, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
 }
 
@@ -145,26 +145,6 @@ function rssMiB(proc: ChildProcess): number {
   }
 }
 
-async function startApi(databaseUrl: string, port: number, prefix: string, keyDir: string): Promise<{ proc: ChildProcess; stop(): Promise<void> }> {
-  const env = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', NODE_ID: 'bench-http', HTTP_HOST: '127.0.0.1', HTTP_PORT: String(port), DATABASE_URL: databaseUrl, REDIS_URL, QUEUE_PREFIX: prefix, FED_KEY_DIR: keyDir, LOG_LEVEL: 'warn' };
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/bench/api-process.ts'), 'api'], { cwd: ROOT, env, stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  proc.stderr!.on('data', (d) => (stderr += d));
-  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
-  const deadline = Date.now() + 30_000;
-  for (;;) {
-    if (proc.exitCode !== null) throw new Error(`memfed api exited at start: ${stderr.slice(-500)}`);
-    const ok = await fetch(`http://127.0.0.1:${port}/api/v1/ready`).then((r) => r.ok, () => false);
-    if (ok) break;
-    if (Date.now() > deadline) throw new Error(`memfed api not ready after 30 s: ${stderr.slice(-500)}`);
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  return {
-    proc,
-    async stop() {
-      proc.kill('SIGTERM');
-      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
-      if (proc.exitCode === null) proc.kill('SIGKILL');
-    },
-  };
+async function startApi(databaseUrl: string, port: number, prefix: string, keyDir: string): Promise<RoleProcess> {
+  return startRole('api', { NODE_ID: 'bench-http', HTTP_HOST: '127.0.0.1', HTTP_PORT: String(port), DATABASE_URL: databaseUrl, REDIS_URL, QUEUE_PREFIX: prefix, FED_KEY_DIR: keyDir, LOG_LEVEL: 'warn' }, port);
 }

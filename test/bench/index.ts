@@ -4,7 +4,9 @@ import { catchupSection } from './catchup.js';
 import type { BenchContext, Section } from './context.js';
 import { dlqSection } from './dlq.js';
 import { enqueueSection } from './enqueue.js';
+import { growthSection } from './growth.js';
 import { httpSection, soakSection } from './http.js';
+import { processesSection } from './processes.js';
 import { BenchInfra } from './infra.js';
 import { replicationSection } from './replication.js';
 import { Report } from './report.js';
@@ -29,9 +31,13 @@ const SECTIONS: Array<[string, Section]> = [
   ['dlq', dlqSection],
   ['catchup', catchupSection],
   ['audit', auditSection],
+  ['processes', processesSection],
 ];
 // Run only when named in BENCH_ONLY (minutes long).
-const OPT_IN: Array<[string, Section]> = [['soak', soakSection]];
+const OPT_IN: Array<[string, Section]> = [
+  ['soak', soakSection],
+  ['growth', growthSection],
+];
 
 async function main(): Promise<number> {
   const quick = process.env.BENCH_QUICK === '1';

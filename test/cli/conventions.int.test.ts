@@ -36,7 +36,7 @@ describe('usage errors', () => {
     [['dlq', 'list', '--limit'], /^memfed: dlq list: Option '--limit <value>' argument missing$/],
     [['dlq', 'requeue', '--id', 'x'], /^memfed: dlq requeue: --id expects a positive integer, got "x"$/],
     [['dlq', 'requeue'], /^memfed: dlq requeue: needs --all, --peer or --id$/],
-    [['dlq', 'replay', '--peer', 'nosuchpeer'], /^memfed: dlq replay: peer nosuchpeer is not configured/],
+    [['dlq', 'replay', '--peer', 'nosuchpeer'], /^memfed: dlq replay: UNKNOWN_PEER: peer nosuchpeer is not configured/],
     [['dlq', 'frobnicate'], /^memfed: dlq: unknown command "frobnicate"/],
     [['peers'], /^memfed: peers: a command is required \(list, show, add, pause, resume, remove, update, rekey, purge; memfed peers --help\)$/],
     [['peers', 'pause'], /^memfed: peers pause: --id is required$/],
@@ -114,6 +114,20 @@ describe('the same rules as the admin API', () => {
     expect((await run(['dlq', 'replay', '--peer', 'nosuchpeer'])).code).toBe(2);
     // a configured peer is accepted by both
     expect((await admin('POST', '/api/v1/admin/dlq/replay', { peer: 'known-peer' })).status).toBe(202);
+    // a paused peer is refused by both, with the same code and message (nothing would be sent)
+    expect((await admin('POST', '/api/v1/admin/peers/known-peer/pause')).status).toBe(200);
+    try {
+      const paused = await admin('POST', '/api/v1/admin/dlq/replay', { peer: 'known-peer' });
+      expect(paused).toMatchObject({ status: 409, json: { code: 'PEER_NOT_ACTIVE' } });
+      // The CLI judges by its own database's peers table (the node above has another).
+      expect((await run(['peers', 'add', '--id', 'known-peer', '--url', 'http://127.0.0.1:9'])).code).toBe(0);
+      expect((await run(['peers', 'pause', '--id', 'known-peer'])).code).toBe(0);
+      const cli = await run(['dlq', 'replay', '--peer', 'known-peer']);
+      expect(cli.code).toBe(1);
+      expect(cli.stderr.trim()).toBe(`memfed: dlq replay: PEER_NOT_ACTIVE: ${paused.json.error}`);
+    } finally {
+      await admin('POST', '/api/v1/admin/peers/known-peer/resume');
+    }
   });
 
   it('refuses the same peer input, and the same unknown peer (404 / exit 1)', async () => {

@@ -123,7 +123,7 @@ describe('a since peer serving a row memfed refuses for good, between valid rows
     ]);
     // the pending gauge, read from Postgres at scrape time
     registerDatabaseCollectors(deps.metrics, deps.db, ['up-bad']);
-    expect(await deps.metrics.render()).toMatch(/memfed_catchup_refusals_pending\{peer="up-bad",node="refusal-puller",role="test"\} 1/);
+    expect(await deps.metrics.render()).toMatch(/memfed_catchup_refusals_pending\{peer="up-bad",node="refusal-puller",role="test",process="[^"]+"\} 1/);
     // the next pull starts past it and fetches nothing
     expect(await pullFromPeer(deps, { id: 'up-bad', url: f.peer.url }, 30_000)).toMatchObject({ applied: 0, caughtUp: true });
     expect(f.peer.served.at(-1)).toBe(0);

@@ -57,7 +57,7 @@ describe('catch-up between memfed nodes', () => {
     // The run counts itself once its last (empty) page is in, just after the last row lands.
     await waitFor(async () => (await pulls(fresh, source.id, 'ok')) >= 1, { what: 'pull counted' });
     const m = await api(fresh.url, 'GET', '/metrics');
-    expect(m.text).toMatch(/memfed_catchup_last_success_timestamp_seconds\{peer="bulk-source",node="bulk-puller",role="all"\} \d{10}/);
+    expect(m.text).toMatch(/memfed_catchup_last_success_timestamp_seconds\{peer="bulk-source",node="bulk-puller",role="all",process="[^"]+"\} \d{10}/);
   });
 
   it('a node that was down while its peer took 1,000 writes pulls them all after restarting', async () => {

@@ -63,8 +63,8 @@ describe('push DLQ', () => {
     const stats = await api(n.url, 'GET', '/api/v1/admin/dlq/stats', undefined, ADMIN);
     expect(stats.json.byPeer).toEqual([{ peerId: 'peer-d', pending: 0, quarantined: 1, oldestPendingAgeSeconds: null }]);
     const metrics = await api(n.url, 'GET', '/metrics');
-    expect(metrics.text).toMatch(/memfed_push_dlq_quarantined\{peer="peer-d",node="dlq-node",role="all"\} 1/);
-    expect(metrics.text).toMatch(/ai_memory_federation_push_dlq_quarantined_total\{peer="peer-d",node="dlq-node",role="all"\} 1/);
+    expect(metrics.text).toMatch(/memfed_push_dlq_quarantined\{peer="peer-d",node="dlq-node",role="all",process="[^"]+"\} 1/);
+    expect(metrics.text).toMatch(/ai_memory_federation_push_dlq_quarantined_total\{peer="peer-d",node="dlq-node",role="all",process="[^"]+"\} 1/);
 
     peer.refuse.delete('poison-1');
     const requeue = await api(n.url, 'POST', '/api/v1/admin/dlq/requeue', { peer: 'peer-d' }, ADMIN);

@@ -30,13 +30,13 @@ describe('a peer that comes back', () => {
     // The push failed and now waits out a 60 s Retry-After.
     await waitFor(async () => (await n.db.database.sql`SELECT last_error_class FROM peer_cursors WHERE peer_id = 'peer-u'`)[0]?.last_error_class === 'transient', { what: 'push failure recorded' });
     // the backlog shows as push lag for the peer (once the collector has sampled it)
-    const lagRows = (text: string) => Number(text.match(/memfed_peer_lag_rows\{peer="peer-u",node="recovering",role="all"\} (\d+)/)?.[1] ?? 0);
+    const lagRows = (text: string) => Number(text.match(/memfed_peer_lag_rows\{peer="peer-u",node="recovering",role="all",process="[^"]+"\} (\d+)/)?.[1] ?? 0);
     const m = await waitFor(async () => {
       const r = await api(n.url, 'GET', '/metrics');
       return lagRows(r.text) >= 1 ? r : undefined;
     }, { what: 'push lag reported' });
     expect(lagRows(m.text)).toBeGreaterThanOrEqual(1);
-    expect(Number(m.text.match(/memfed_peer_lag_seconds\{peer="peer-u",node="recovering",role="all"\} ([\d.e+-]+)/)?.[1])).toBeGreaterThan(0);
+    expect(Number(m.text.match(/memfed_peer_lag_seconds\{peer="peer-u",node="recovering",role="all",process="[^"]+"\} ([\d.e+-]+)/)?.[1])).toBeGreaterThan(0);
     receiver.failWith = null;
     expect(receiver.received.has(w.json.id)).toBe(false);
     // The peer talks to us: that is how we learn it is back.
@@ -45,7 +45,7 @@ describe('a peer that comes back', () => {
     await waitFor(async () => receiver.received.has(w.json.id), { timeoutMs: 10_000, what: 'delivered well before the 60 s backoff' });
     // and the failure state is cleared by the successful push
     await waitFor(async () => (await n.db.database.sql`SELECT last_error_class FROM peer_cursors WHERE peer_id = 'peer-u'`)[0]?.last_error_class === null);
-    await waitFor(async () => /memfed_peer_lag_rows\{peer="peer-u",node="recovering",role="all"\} 0/.test((await api(n.url, 'GET', '/metrics')).text), { what: 'lag back to 0' });
+    await waitFor(async () => /memfed_peer_lag_rows\{peer="peer-u",node="recovering",role="all",process="[^"]+"\} 0/.test((await api(n.url, 'GET', '/metrics')).text), { what: 'lag back to 0' });
   });
 
   it('a throttled push (429) does not burn attempts', async () => {

@@ -110,6 +110,24 @@ describe('refusal breaker', () => {
     expect(s.peer.requests).toBe(3 * BISECTED + 7);
   });
 
+  it('DLQ replays the peer refuses again never open the breaker: only live batches do', async () => {
+    const s = await setup();
+    await s.commit(2 * BATCH);
+    s.peer.failWith = { status: 422 };
+    // Two live batches refused whole: one short of opening.
+    expect((await s.push()).deadLettered).toBe(2 * BATCH);
+    expect(await s.breaker.state(PEER_ID)).toMatchObject({ open: false, refusedBatches: 2 });
+    // Replay rounds resend those rows, refused whole again, more often than the threshold.
+    for (let i = 0; i < 4; i++) await replayRound(s.replay);
+    expect(await s.breaker.state(PEER_ID)).toMatchObject({ open: false, refusedBatches: 2 });
+    // The next live batch refused whole is what opens it (and it was still bisected).
+    const before = s.peer.requests;
+    await s.commit(BATCH);
+    await s.push();
+    expect(s.peer.requests - before).toBe(BISECTED);
+    expect((await s.breaker.state(PEER_ID)).open).toBe(true);
+  });
+
   it('without the breaker (PUSH_REFUSAL_BREAKER_BATCHES=0) every refused batch is bisected', async () => {
     const s = await setup({ breakerBatches: 0 });
     await s.commit(10 * BATCH);

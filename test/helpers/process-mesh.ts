@@ -6,6 +6,7 @@ import { REDIS_TOPOLOGY_ENV, REDIS_URL, freePort } from './env.js';
 import { newKeyDir } from './node.js';
 import { spawnMemfed, waitHealthy, type NodeProcess } from './process.js';
 import { dropPrefix, uniquePrefix } from './redis.js';
+import { RoundRobinFront } from './round-robin-front.js';
 import { StableFront } from './stable-front.js';
 
 export interface MeshProcess {
@@ -14,7 +15,16 @@ export interface MeshProcess {
   db: TestDatabase;
   prefix: string;
   env: Record<string, string>;
+  /** The node's process (`memfed all`); for a node of several processes, its first API process. */
   proc: NodeProcess;
+  /** Every process of the node: one `memfed all`, or its API processes then its workers. */
+  procs: NodeProcess[];
+  /** Each API process's own address (behind `url`). */
+  apiUrls: string[];
+  /** Each worker process's metrics/health address (nodes of several processes only). */
+  workerUrls: string[];
+  /** The HTTP front when the mesh runs with `processes` (it counts pushes per sender). */
+  front?: RoundRobinFront;
   /**
    * Starts the process again with the same database and prefix, at the same address
    * (`url`, a stable front port the peers are configured with) but listening on a fresh
@@ -39,24 +49,39 @@ async function privateClusterDatabase(): Promise<TestDatabase> {
   };
 }
 
+/** How a node runs: one `memfed all` (undefined), or `api` + `worker` separate processes. */
+export type NodeProcesses = { api: number; worker: number } | undefined;
+
 /**
  * N real `memfed all` processes peered with each other (one shared key dir). With
  * `privateClusters`, each node's database is on a Postgres cluster of its own: a node
  * frozen (SIGSTOP) inside a transaction pins the snapshot xmin of its whole cluster, the
  * change-feed horizon of every database on it, so on a shared cluster it would stall the
  * other nodes' feeds (and every other test file's) until it resumes.
+ *
+ * With `processes`, node i runs as `processes(i)` says: N `memfed api` and M `memfed worker`
+ * processes of one node (same NODE_ID, database, queue prefix and key dir; PROCESS_ID
+ * `<node>-api-<k>` / `<node>-worker-<k>`), its URL an HTTP front handing requests to its
+ * API processes in turn. Every node then has such a front (one target for a single
+ * process), so pushes can be counted at any receiver.
  */
 export async function startProcessMesh(
   n: number,
   env: Record<string, string> = {},
-  /** `queuePrefix`: each node's QUEUE_PREFIX (e.g. hash-tagged, on a Redis of the test's own: nothing is dropped from the shared one). */
-  opts: { privateClusters?: boolean; queuePrefix?: (id: string) => string } = {},
-): Promise<{ nodes: MeshProcess[]; destroy(): Promise<void> }> {
+  /**
+   * `queuePrefix`: each node's QUEUE_PREFIX (e.g. hash-tagged, on a Redis of the test's own:
+   * nothing is dropped from the shared one).
+   */
+  opts: { privateClusters?: boolean; processes?: (index: number) => NodeProcesses; nodeEnv?: (index: number) => Record<string, string>; queuePrefix?: (id: string) => string } = {},
+): Promise<{ nodes: MeshProcess[]; keyDir: string; destroy(): Promise<void> }> {
   const keyDir = newKeyDir();
-  const specs = await Promise.all(Array.from({ length: n }, async (_, i) => ({ id: `proc-${String.fromCharCode(97 + i)}`, front: await new StableFront().start() })));
+  const specs = await Promise.all(
+    Array.from({ length: n }, async (_, i) => ({ id: `proc-${String.fromCharCode(97 + i)}`, front: opts.processes ? await new RoundRobinFront().start() : await new StableFront().start(), split: opts.processes?.(i) })),
+  );
+  const point = (front: StableFront | RoundRobinFront, ports: number[]) => (front instanceof StableFront ? front.retarget(ports[0] ?? null) : front.retarget(ports));
   for (const s of specs) await ensureOwnKey(keyDir, s.id);
   const nodes: MeshProcess[] = [];
-  for (const s of specs) {
+  for (const [i, s] of specs.entries()) {
     const db = opts.privateClusters ? await privateClusterDatabase() : await createTestDatabase();
     const prefix = opts.queuePrefix?.(s.id) ?? uniquePrefix();
     const listen = await freePort();
@@ -75,30 +100,62 @@ export async function startProcessMesh(
       LOG_LEVEL: 'warn',
       SHUTDOWN_GRACE_MS: '2000',
       ...env,
+      ...opts.nodeEnv?.(i),
     };
-    s.front.retarget(listen);
+    const url = `http://127.0.0.1:${s.front.port}`;
+    const front = s.front instanceof RoundRobinFront ? { front: s.front } : {};
+    if (s.split) {
+      const apiPorts = await Promise.all(Array.from({ length: s.split.api }, () => freePort()));
+      const workerPorts = await Promise.all(Array.from({ length: s.split.worker }, () => freePort()));
+      const apis = apiPorts.map((port, k) => spawnMemfed(['api'], { ...nodeEnv, HTTP_PORT: String(port), PROCESS_ID: `${s.id}-api-${k + 1}` }));
+      const workers = workerPorts.map((port, k) => spawnMemfed(['worker'], { ...nodeEnv, WORKER_HTTP_PORT: String(port), PROCESS_ID: `${s.id}-worker-${k + 1}` }));
+      point(s.front, apiPorts);
+      nodes.push({
+        id: s.id,
+        url,
+        db,
+        prefix,
+        env: nodeEnv,
+        proc: apis[0]!,
+        procs: [...apis, ...workers],
+        apiUrls: apiPorts.map((p) => `http://127.0.0.1:${p}`),
+        workerUrls: workerPorts.map((p) => `http://127.0.0.1:${p}`),
+        ...front,
+        restart: () => Promise.reject(new Error('restart: not supported for a node of several processes')),
+      });
+      continue;
+    }
+    point(s.front, [listen]);
     const node: MeshProcess = {
       id: s.id,
-      url: `http://127.0.0.1:${s.front.port}`,
+      url,
       db,
       prefix,
       env: nodeEnv,
       proc: spawnMemfed(['all'], nodeEnv),
+      procs: [],
+      apiUrls: [`http://127.0.0.1:${listen}`],
+      workerUrls: [],
+      ...front,
       async restart() {
         const port = await freePort();
         nodeEnv.HTTP_PORT = String(port);
-        s.front.retarget(port);
+        point(s.front, [port]);
         node.proc = spawnMemfed(['all'], nodeEnv);
+        node.procs = [node.proc];
+        node.apiUrls = [`http://127.0.0.1:${port}`];
         await waitHealthy(node.url);
       },
     };
+    node.procs = [node.proc];
     nodes.push(node);
   }
-  await Promise.all(nodes.map((m) => waitHealthy(m.url)));
+  await Promise.all(nodes.flatMap((m) => [...m.apiUrls, ...m.workerUrls].map((u) => waitHealthy(u))));
   return {
     nodes,
+    keyDir,
     async destroy() {
-      await Promise.all(nodes.map((m) => m.proc.stop()));
+      await Promise.all(nodes.flatMap((m) => m.procs.map((p) => p.stop())));
       await Promise.all(specs.map((s) => s.front.stop()));
       for (const m of nodes) {
         await m.db.drop();

@@ -107,7 +107,7 @@ describe('push processor failure mapping', () => {
     expect(s.peer.requests).toBe(3 * 19 + 5);
     const [dlq] = (await s.ctx.database.sql`SELECT count(*)::int AS n FROM federation_push_dlq WHERE peer_id = 'peer-pp' AND status = 'pending'`) as unknown as [{ n: number }];
     expect(dlq.n).toBe(80);
-    expect(await s.ctx.metrics.render()).toMatch(/^memfed_push_refusal_breaker_open\{peer="peer-pp",node="pp-node",role="worker"\} 1$/m);
+    expect(await s.ctx.metrics.render()).toMatch(/^memfed_push_refusal_breaker_open\{peer="peer-pp",node="pp-node",role="worker",process="[^"]+"\} 1$/m);
     expect(s.logLines().some((l) => l.msg?.startsWith('refusal breaker opened') && l.peer === 'peer-pp')).toBe(true);
   });
 

@@ -1,9 +1,7 @@
 import { Hono, type Context } from 'hono';
 import { badRequest } from '../../errors.js';
 import { reapplyRefusals } from '../../federation/catchup-reapply.js';
-import { addPeer, checkNewPeer, checkPeerUpdate, listPeers, parsePublicKey, purgePeer, rekeyPeer, setPeerState, showPeer, updatePeer } from '../../federation/peer-admin.js';
-import { PEER_ID } from '../../federation/peers.js';
-import { getPeerRow } from '../../store/peers.js';
+import { addPeer, checkNewPeer, checkReplayPeer, checkPeerUpdate, listPeers, parsePublicKey, purgePeer, rekeyPeer, setPeerState, showPeer, updatePeer } from '../../federation/peer-admin.js';
 import { listRefusals, refusalStats } from '../../store/catchup-refusals.js';
 import { dlqStats, listDlq, purgeDlq, requeueQuarantined, type DlqSelector } from '../../store/dlq.js';
 import { checkBody, readJson, readOptionalJson } from '../body.js';
@@ -24,7 +22,8 @@ export const ADMIN_PREFIX = '/api/v1/admin';
 const peerAddBody = looseObject({ id: z.string(), url: z.string(), flavour: z.string().nullable().optional(), key: z.string().nullable().optional().describe('base64 of the raw 32-byte Ed25519 public key') });
 const peerUpdateBody = looseObject({ url: z.string().nullable().optional(), flavour: z.string().nullable().optional() });
 const peerKeyBody = looseObject({ key: z.string().nullable() });
-const UNKNOWN_PEER_CODES: ErrorCodes = { 404: ['UNKNOWN_PEER'] };
+// A peer id in the path is checked by the FED_PEERS rules (400) before it is looked up (404).
+const UNKNOWN_PEER_CODES: ErrorCodes = { 400: ['INVALID_PEER'], 404: ['UNKNOWN_PEER'] };
 const PEER_INPUT_CODES: ErrorCodes = { 400: ['INVALID_PEER', 'INVALID_KEY'] };
 
 function selector(body: Record<string, unknown>, allowAll: boolean): DlqSelector {
@@ -88,11 +87,11 @@ export function adminRoutes(deps: AppDeps) {
     c.json(await buildStatusReport({ db, nodeId: config.nodeId, peers: await statusPeers(db, config.federation.peers), queues: operations.queueStatus })),
   );
 
-  app.post(`${ADMIN_PREFIX}/dlq/replay`, documented({ summary: 'Replay pending DLQ rows now', tag: 'admin', access: 'admin', body: { schema: replayBody, required: false }, responses: { 202: { description: 'replay requested', schema: looseObject({ requested: z.literal(true), peer: z.string().nullable() }) } }, errors: merge(JSON_BODY_CODES, { 400: ['INVALID_BODY', 'UNKNOWN_PEER'] }) }), async (c) => {
+  app.post(`${ADMIN_PREFIX}/dlq/replay`, documented({ summary: 'Replay pending DLQ rows now', tag: 'admin', access: 'admin', body: { schema: replayBody, required: false }, responses: { 202: { description: 'replay requested', schema: looseObject({ requested: z.literal(true), peer: z.string().nullable() }) } }, errors: merge(JSON_BODY_CODES, { 400: ['INVALID_BODY', 'UNKNOWN_PEER'], 409: ['PEER_NOT_ACTIVE'] }) }), async (c) => {
     const raw = await readOptionalJson(c, config.limits.maxBodyBytes);
     const body = checkBody(replayBody, raw, () => objectBody(raw));
     const peer = typeof body.peer === 'string' ? body.peer : undefined;
-    if (peer !== undefined && !config.federation.peers.some((p) => p.id === peer) && !(PEER_ID.test(peer) && (await getPeerRow(db, peer)))) throw badRequest('UNKNOWN_PEER', `peer ${peer} is not configured (GET ${ADMIN_PREFIX}/peers)`);
+    if (peer !== undefined) await checkReplayPeer(db, config.federation.peers, peer);
     await operations.requestDlqReplay(peer);
     audit.record({ kind: 'dlq.operator', actor: actorOf(c), details: { action: 'replay', peer: peer ?? null } });
     return c.json({ requested: true, peer: peer ?? null }, 202);

@@ -1,7 +1,7 @@
 import { Hono } from 'hono';
 import { federationEnabled } from '../../config.js';
 import { SERVICE_NAME, VERSION } from '../../version.js';
-import type { AppDeps } from '../deps.js';
+import { hasPeers, type AppDeps } from '../deps.js';
 import { documented } from '../openapi/describe.js';
 import { looseObject } from '../openapi/responses.js';
 import { z } from 'zod';
@@ -22,11 +22,11 @@ class ProbeTimeout extends Error {}
  * open, so a failed probe answers in the service's error envelope with one status word
  * per probe (`ok`, `failed`, `timeout`); what failed and why goes to the log only.
  */
-export function healthRoutes(deps: Pick<AppDeps, 'config' | 'probes' | 'logger'>) {
+export function healthRoutes(deps: Pick<AppDeps, 'config' | 'probes' | 'logger'> & Partial<Pick<AppDeps, 'federation'>>) {
   const app = new Hono();
   const checks = z.record(z.string(), z.enum(['ok', 'failed', 'timeout'])).meta({ description: 'one status word per probe (postgres, redis)' });
   app.get('/api/v1/health', documented({ summary: 'Liveness', tag: 'health', access: 'open', responses: { 200: { description: 'the process is up', schema: looseObject({ status: z.literal('ok'), service: z.string(), version: z.string(), node_id: z.string(), federation_enabled: z.boolean() }) } } }), (c) =>
-    c.json({ status: 'ok', service: SERVICE_NAME, version: VERSION, node_id: deps.config.nodeId, federation_enabled: federationEnabled(deps.config) }),
+    c.json({ status: 'ok', service: SERVICE_NAME, version: VERSION, node_id: deps.config.nodeId, federation_enabled: deps.federation ? hasPeers({ config: deps.config, federation: deps.federation }) : federationEnabled(deps.config) }),
   );
   app.get('/api/v1/ready', documented({ summary: 'Readiness: Postgres and Redis answer', tag: 'health', access: 'open', responses: { 200: { description: 'ready', schema: looseObject({ status: z.literal('ready'), checks }) } }, errors: { 503: ['NOT_READY'] } }), async (c) => {
     const checks: Record<string, 'ok' | 'failed' | 'timeout'> = {};

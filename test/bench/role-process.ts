@@ -1,0 +1,38 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+
+export interface RoleProcess {
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/**
+ * `memfed <role>` as a process of its own, from the TypeScript sources (api-process.ts),
+ * resolved once `/api/v1/ready` answers on `readyPort` (HTTP_PORT for api, WORKER_HTTP_PORT
+ * for worker).
+ */
+export async function startRole(role: 'api' | 'worker', env: Record<string, string>, readyPort: number): Promise<RoleProcess> {
+  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/bench/api-process.ts'), role], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  proc.stderr!.on('data', (d) => (stderr += d));
+  const exited = new Promise<void>((r) => proc.once('exit', () => r()));
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (proc.exitCode !== null) throw new Error(`memfed ${role} exited at start: ${stderr.slice(-500)}`);
+    const ok = await fetch(`http://127.0.0.1:${readyPort}/api/v1/ready`).then((r) => r.ok, () => false);
+    if (ok) break;
+    if (Date.now() > deadline) throw new Error(`memfed ${role} not ready after 30 s: ${stderr.slice(-500)}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  return {
+    proc,
+    async stop() {
+      proc.kill('SIGTERM');
+      await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
+      if (proc.exitCode === null) proc.kill('SIGKILL');
+    },
+  };
+}
