@@ -42,7 +42,7 @@ describe.skipIf(missing !== null)(`memfed on a Redis Cluster${skipNote(missing !
         expect(r.json.quorum_acks).toBeGreaterThanOrEqual(2);
         ids.push(r.json.id);
       }
-      for (const n of mesh.nodes) for (const id of ids) await waitFor(async () => (await api(n.url, 'GET', `/api/v1/memories/${id}`)).status === 200, { what: `${id} on ${n.id}` });
+      for (const n of mesh.nodes) for (const id of ids) await waitFor(async () => (await api(n.url, 'GET', `/api/v1/memories/${id}`)).status === 200, { timeoutMs: 40_000, what: `${id} on ${n.id}` });
 
       // Each queue's keys live in its own slot; the node's queues are not all on one shard.
       const shards = new Set<number>();

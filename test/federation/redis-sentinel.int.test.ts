@@ -35,7 +35,7 @@ describe.skipIf(missing !== null)(`memfed behind Redis Sentinel${skipNote(missin
         expect(r.json.quorum_acks).toBeGreaterThanOrEqual(2);
         ids.push(r.json.id);
       }
-      for (const n of mesh.nodes) for (const id of ids) await waitFor(async () => (await api(n.url, 'GET', `/api/v1/memories/${id}`)).status === 200, { what: `${id} on ${n.id}` });
+      for (const n of mesh.nodes) for (const id of ids) await waitFor(async () => (await api(n.url, 'GET', `/api/v1/memories/${id}`)).status === 200, { timeoutMs: 40_000, what: `${id} on ${n.id}` });
       // The queues are on the primary the sentinels name.
       const port = await topology.primaryPort();
       expect(port).toBe(topology.primary.port);
