@@ -1,10 +1,11 @@
-import type { Redis } from 'ioredis';
+import type { Cluster } from 'ioredis';
 import type { Config } from '../src/config.js';
 import type { Database } from '../src/db/client.js';
 import type { Logger } from '../src/logger.js';
 import { listCursors } from '../src/store/cursors.js';
 import { peersRefusing, refusedBetween } from '../src/store/dlq.js';
 import { FEED_START, comparePositions, type FeedPosition } from '../src/store/feed.js';
+import type { RedisClient } from './connection.js';
 
 export const ackChannel = (prefix: string) => `${prefix}:memfed:acks`;
 
@@ -12,8 +13,45 @@ export const ackChannel = (prefix: string) => `${prefix}:memfed:acks`;
  * Published by a push run after it advanced a peer's cursor from `from` to the position:
  * `refused` lists every position in between that the peer refused (dead-lettered).
  */
-export async function publishAck(redis: Redis, prefix: string, peerId: string, position: FeedPosition, refused: FeedPosition[], from: FeedPosition): Promise<void> {
-  await redis.publish(ackChannel(prefix), JSON.stringify({ peer: peerId, txid: position.txid, seq: position.seq, refused, from }));
+export async function publishAck(redis: RedisClient, prefix: string, peerId: string, position: FeedPosition, refused: FeedPosition[], from: FeedPosition): Promise<void> {
+  const message = JSON.stringify({ peer: peerId, txid: position.txid, seq: position.seq, refused, from });
+  if (isCluster(redis) && shardedPubSub.get(redis) !== false) {
+    try {
+      await redis.spublish(ackChannel(prefix), message);
+      return;
+    } catch (err) {
+      if (!isUnknownCommand(err)) throw err;
+      shardedPubSub.set(redis, false);
+    }
+  }
+  await redis.publish(ackChannel(prefix), message);
+}
+
+/*
+ * On a Redis Cluster the channel is sharded (SPUBLISH/SSUBSCRIBE, Redis 7): a message goes
+ * to the shard that owns the channel's slot only, not over the cluster bus to every node.
+ * A server without sharded pub/sub (Redis 6) answers "unknown command": classic pub/sub
+ * then, which a cluster forwards everywhere. Lost or late messages only delay a quorum
+ * answer: a waiter reads the cursors in Postgres before it gives up.
+ */
+const isCluster = (r: RedisClient): r is Cluster => (r as Cluster).isCluster === true;
+const isUnknownCommand = (err: unknown) => /unknown command/i.test(String((err as Error | undefined)?.message ?? err));
+const shardedPubSub = new WeakMap<RedisClient, boolean>();
+
+/** Subscribes to the ack channel, sharded on a cluster where the server supports it. */
+async function subscribeAcks(subscriber: RedisClient, channel: string, onMessage: (channel: string, message: string) => void): Promise<void> {
+  if (isCluster(subscriber)) {
+    try {
+      subscriber.on('smessage', onMessage);
+      await subscriber.ssubscribe(channel);
+      return;
+    } catch (err) {
+      subscriber.off('smessage', onMessage);
+      if (!isUnknownCommand(err)) throw err;
+    }
+  }
+  subscriber.on('message', onMessage);
+  await subscriber.subscribe(channel);
 }
 
 const posKey = (p: FeedPosition) => `${p.txid}.${p.seq}`;
@@ -61,7 +99,7 @@ export class AckTracker {
    * updated in place): a paused peer is not in it, so it counts as unavailable.
    */
   constructor(
-    private readonly subscriber: Redis,
+    private readonly subscriber: RedisClient,
     private readonly config: Config,
     private readonly database: Database,
     private readonly logger: Logger,
@@ -69,7 +107,7 @@ export class AckTracker {
   ) {}
 
   async start(): Promise<void> {
-    this.subscriber.on('message', (_channel: string, message: string) => {
+    await subscribeAcks(this.subscriber, ackChannel(this.config.queuePrefix), (_channel: string, message: string) => {
       let m: AckMessage;
       try {
         m = JSON.parse(message) as AckMessage;
@@ -81,7 +119,6 @@ export class AckTracker {
       const carried = Array.isArray(m.refused) ? m.refused.filter(isPosition) : [];
       void this.inOrder(m.peer, () => this.advance(m.peer, at, carried, isPosition(m.from) ? m.from : null));
     });
-    await this.subscriber.subscribe(ackChannel(this.config.queuePrefix));
     await this.refreshFromDatabase();
     this.started = true;
   }

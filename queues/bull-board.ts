@@ -5,11 +5,11 @@ import { serveStatic } from '@hono/node-server/serve-static';
 import type { ControllerHandlerReturnType, HookContext } from '@bull-board/api/typings/app';
 import type { Queue } from 'bullmq';
 import { Hono, type Context } from 'hono';
-import type { Redis } from 'ioredis';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import type { AuditRecorder } from '../src/audit/events.js';
 import type { Logger } from '../src/logger.js';
 import { auditQueue } from './audit.js';
+import type { RedisClient } from './connection.js';
 import type { Queues } from './registry.js';
 
 export const BULL_BOARD_PATH = '/admin/queues';
@@ -23,7 +23,7 @@ const READ_ONLY_QUEUES = new Set<string>([auditQueue.name]);
  * action (retry, remove, pause, add, clean, ...) is audited with the admin as actor, and
  * the board's error bodies are answered in the service's envelope, without internals.
  */
-export function bullBoardApp(queues: Queues, deps: { audit: AuditRecorder; logger: Logger; redis: Redis }): Hono {
+export function bullBoardApp(queues: Queues, deps: { audit: AuditRecorder; logger: Logger; redis: RedisClient }): Hono {
   const serverAdapter = new HonoAdapter(serveStatic).setBasePath(BULL_BOARD_PATH);
   const byName = new Map<string, Queue>(Object.values(queues).map((q) => [q.name, q]));
   createBullBoard({
@@ -62,16 +62,15 @@ interface BoardJob {
  * delayed job in a board answer, `delay` becomes what makes that sum the time BullMQ will
  * really run it: its score in the queue's delayed set. A failed lookup leaves the answer as is.
  */
-export async function withTrueRunTimes(redis: Redis, byName: Map<string, Queue>, ctx: HookContext, result: ControllerHandlerReturnType): Promise<ControllerHandlerReturnType> {
+export async function withTrueRunTimes(redis: RedisClient, byName: Map<string, Queue>, ctx: HookContext, result: ControllerHandlerReturnType): Promise<ControllerHandlerReturnType> {
   const body = result.body as { queues?: Array<{ name?: string; jobs?: BoardJob[] }>; job?: BoardJob; status?: string } | undefined;
   const lists: Array<[Queue | undefined, BoardJob[]]> = [];
   if (ctx.route === '/api/queues') for (const q of body?.queues ?? []) lists.push([byName.get(q.name ?? ''), q.jobs ?? []]);
   else if (ctx.route === '/api/queues/:queueName/:jobId' && body?.job && body.status === 'delayed') lists.push([byName.get(String(ctx.request.params.queueName)), [body.job]]);
   const pending = lists.flatMap(([queue, jobs]) => (queue ? jobs.filter((j) => j.id && typeof j.timestamp === 'number' && (j.delay ?? 0) > 0).map((job) => ({ key: queue.keys.delayed!, job })) : []));
   if (pending.length === 0) return result;
-  const pipeline = redis.pipeline();
-  for (const { key, job } of pending) pipeline.zscore(key, job.id!);
-  const scores = await pipeline.exec().catch(() => null);
+  // One lookup each, not a pipeline: on a cluster the queues' keys sit in different slots.
+  const scores = await Promise.all(pending.map(({ key, job }) => redis.zscore(key, job.id!).then((s): [Error | null, unknown] => [null, s], (err: Error): [Error | null, unknown] => [err, null])));
   pending.forEach(({ job }, i) => {
     const [err, score] = scores?.[i] ?? [null, null];
     // BullMQ's delayed score: the run time in ms times 0x1000, plus a tie-breaking counter.

@@ -30,6 +30,16 @@ export const RETENTION: JobsOptions = {
   keepLogs: 50,
 };
 
+/**
+ * The BullMQ prefix of one queue. A QUEUE_PREFIX with a hash tag (`{mf-a}`) gets the
+ * queue's name inside the tag (`{mf-a:push}`): every key of a queue shares one slot (its
+ * scripts touch many at once) while the queues spread over a cluster's shards. A plain
+ * prefix is used as it is (keys unchanged from before clusters were supported).
+ */
+export function queuePrefixFor(prefix: string, queue: QueueName): string {
+  return prefix.replace(/\{([^}]+)\}/, (_all, tag: string) => `{${tag}:${queue}}`);
+}
+
 /** Job ids and scheduler ids never contain ':' (BullMQ's key separator); peer ids may. */
 export function safeKey(s: string): string {
   return Buffer.from(s, 'utf8').toString('base64url');

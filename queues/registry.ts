@@ -1,9 +1,9 @@
 import { Queue } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { QUEUE_NAMES, type QueueName } from '../src/queue-names.js';
 import { auditQueue, type AuditJob } from './audit.js';
 import { catchupQueue, type CatchupJob } from './catchup.js';
-import type { QueueDefinition } from './definition.js';
+import type { RedisClient } from './connection.js';
+import { queuePrefixFor, type QueueDefinition } from './definition.js';
 import { dlqQueue, type DlqJob } from './dlq.js';
 import { pushQueue, type PushJob } from './push.js';
 
@@ -25,10 +25,10 @@ export const QUEUE_DEFINITIONS: { [Q in QueueName]: QueueDefinition<Q, JobPayloa
 
 export type Queues = { [Q in QueueName]: Queue<JobPayloads[Q]> };
 
-/** One producer-side Queue per definition, sharing a connection. */
-export function createQueues(connection: Redis, prefix: string): Queues {
+/** One producer-side Queue per definition, sharing a connection; `prefix` is QUEUE_PREFIX. */
+export function createQueues(connection: RedisClient, prefix: string): Queues {
   const out = {} as Record<QueueName, Queue>;
-  for (const name of QUEUE_NAMES) out[name] = new Queue(name, { connection, prefix, defaultJobOptions: QUEUE_DEFINITIONS[name].jobOptions });
+  for (const name of QUEUE_NAMES) out[name] = new Queue(name, { connection, prefix: queuePrefixFor(prefix, name), defaultJobOptions: QUEUE_DEFINITIONS[name].jobOptions });
   return out as Queues;
 }
 

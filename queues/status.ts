@@ -1,3 +1,4 @@
+import type { RedisTarget } from '../src/config.js';
 import type { QueueStatus, QueueStatusSource } from '../src/status/report.js';
 import { QUEUE_NAMES } from '../src/queue-names.js';
 import { createRedis } from './connection.js';
@@ -21,8 +22,8 @@ export function queueStatusSource(queues: Queues): QueueStatusSource {
 }
 
 /** The status report's queue access for a tool process: its own fail-fast connection. */
-export function openQueueStatus(redisUrl: string, prefix: string): { source: QueueStatusSource; close(): Promise<void> } {
-  const redis = createRedis(redisUrl, 'producer', 'status');
+export function openQueueStatus(target: RedisTarget | string, prefix: string): { source: QueueStatusSource; close(): Promise<void> } {
+  const redis = createRedis(target, 'producer', 'status');
   const queues = createQueues(redis, prefix);
   // Failures surface through the reads (BullMQ would print each reconnect attempt).
   for (const q of Object.values(queues)) q.on('error', () => {});

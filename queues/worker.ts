@@ -1,15 +1,16 @@
 import { DelayedError, UnrecoverableError, Worker, type Job } from 'bullmq';
-import type { Redis } from 'ioredis';
 import { PeerRequestError } from '../src/federation/client.js';
 import type { Logger } from '../src/logger.js';
 import type { Metrics } from '../src/metrics.js';
 import type { QueueName } from '../src/queue-names.js';
-import type { QueueDefinition } from './definition.js';
+import type { RedisClient } from './connection.js';
+import { queuePrefixFor, type QueueDefinition } from './definition.js';
 
 export type Processor<P> = (job: Job<P>, token?: string) => Promise<unknown>;
 
 export interface WorkerSettings {
-  connection: Redis;
+  connection: RedisClient;
+  /** QUEUE_PREFIX; the queue's own prefix is derived from it (queuePrefixFor). */
   prefix: string;
   /** BullMQ lock duration; a dead worker's jobs are re-run after about twice this. */
   lockMs: number;
@@ -141,7 +142,7 @@ export function wasFinalAttempt(job: Job, err: Error): boolean {
 export function defineWorker<Q extends QueueName, P>(def: QueueDefinition<Q, P>, processor: Processor<P>, s: WorkerSettings): Worker<P> {
   const worker = new Worker<P>(def.name, withAttemptLog(processor, def.afterFinalFailure, s.logger), {
     connection: s.connection,
-    prefix: s.prefix,
+    prefix: queuePrefixFor(s.prefix, def.name),
     concurrency: s.concurrency,
     maxStalledCount: 3,
     lockDuration: s.lockMs,

@@ -86,6 +86,23 @@ const peers = z
     return out;
   });
 
+/** `host:port,...` (IPv6 as `[::1]:7001`) -> HostPort[]; empty = unset. */
+const hostPorts = z
+  .string()
+  .optional()
+  .transform((v, ctx): HostPort[] => {
+    const out: HostPort[] = [];
+    for (const entry of (v ?? '').split(',').map((e) => e.trim()).filter(Boolean)) {
+      const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([A-Za-z0-9_.-]+)):(\d{1,5})$/.exec(entry);
+      const port = Number(m?.[3]);
+      if (!m || port < 1 || port > 65535) ctx.addIssue({ code: 'custom', message: `bad entry "${entry}": expected host:port` });
+      else out.push({ host: m[1] ?? m[2]!, port });
+    }
+    return out;
+  });
+
+const QUEUE_PREFIX_SHAPE = /^[A-Za-z0-9_\-.]*(\{[A-Za-z0-9_\-.:]+\})?[A-Za-z0-9_\-.]*$/;
+
 const schema = z.object({
   NODE_ID: str(`host:${os.hostname()}`).superRefine((v, ctx) => {
     if (!AGENT_ID.test(v)) ctx.addIssue({ code: 'custom', message: 'expected 1-128 chars of [A-Za-z0-9_-:@.] (it names the key files)' });
@@ -102,7 +119,12 @@ const schema = z.object({
   WRITE_BATCH_MAX: int(256, 1, 1000),
   WRITE_BATCH_IN_FLIGHT: int(1, 1, 64),
   REDIS_URL: url('redis://127.0.0.1:6379', ['redis:', 'rediss:']),
-  QUEUE_PREFIX: str('memfed').refine((v) => /^[A-Za-z0-9_\-.]{1,64}$/.test(v), 'expected 1-64 chars of [A-Za-z0-9_-.]'),
+  // Redis Cluster seeds or a Sentinel set instead of REDIS_URL (docs/operations.md, "Scaling out").
+  REDIS_CLUSTER_NODES: hostPorts,
+  REDIS_SENTINELS: hostPorts,
+  REDIS_SENTINEL_NAME: str(''),
+  // At most one hash tag ({...}): on a cluster every queue's keys must share a slot.
+  QUEUE_PREFIX: str('memfed').refine((v) => v.length <= 64 && QUEUE_PREFIX_SHAPE.test(v), 'expected 1-64 chars of [A-Za-z0-9_-.], with at most one hash tag {...} (e.g. {memfed})'),
   // The metrics' `process` label; empty: `<role>-<hostname>-<pid>` (src/metrics.ts).
   PROCESS_ID: str('').refine((v) => /^[A-Za-z0-9_\-.:]{0,64}$/.test(v), 'expected 0-64 chars of [A-Za-z0-9_-.:]'),
   FED_PEERS: peers,
@@ -174,6 +196,29 @@ export const CONFIG_VARIABLES: readonly string[] = Object.keys(schema.shape);
 
 type Raw = z.infer<typeof schema>;
 
+export interface HostPort {
+  host: string;
+  port: number;
+}
+
+/**
+ * Where the node's Redis is: one server (REDIS_URL), a Redis Cluster reached through its
+ * seed nodes (REDIS_CLUSTER_NODES), or a primary found through Sentinel (REDIS_SENTINELS +
+ * REDIS_SENTINEL_NAME). queues/connection.ts makes every connection for any of them.
+ */
+export type RedisTarget = { kind: 'single'; url: string } | { kind: 'cluster'; nodes: HostPort[] } | { kind: 'sentinel'; sentinels: HostPort[]; name: string };
+
+/** The target in one line for logs and errors (no secrets: cluster and sentinel carry none). */
+export function describeRedisTarget(t: RedisTarget): string {
+  const list = (hs: HostPort[]) => hs.map((h) => (h.host.includes(':') ? `[${h.host}]:${h.port}` : `${h.host}:${h.port}`)).join(',');
+  if (t.kind === 'cluster') return `cluster ${list(t.nodes)}`;
+  if (t.kind === 'sentinel') return `sentinel ${t.name} via ${list(t.sentinels)}`;
+  return redactUrl(t.url);
+}
+
+/** The hash tag of a prefix (`{memfed}` -> `memfed`), or null. */
+export const hashTagOf = (prefix: string): string | null => /\{([^}]+)\}/.exec(prefix)?.[1] ?? null;
+
 export interface Config {
   nodeId: string;
   http: { host: string; port: number };
@@ -183,6 +228,8 @@ export interface Config {
   /** Group commit of single-memory creates (src/store/group-commit.ts). */
   writeBatch: { max: number; inFlight: number };
   redisUrl: string;
+  /** The Redis every connection goes to (REDIS_URL unless cluster or sentinel settings replace it). */
+  redis: RedisTarget;
   queuePrefix: string;
   /** The metrics' `process` label ('' = derived from role, host name and pid). */
   processId: string;
@@ -245,6 +292,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const lock = Number(env.JOB_LOCK_MS || 30_000);
   if (Number.isFinite(timeout) && Number.isFinite(lock) && timeout >= lock) problems.push(`FED_REQUEST_TIMEOUT_MS: must be below JOB_LOCK_MS (${lock})`);
   problems.push(...transportProblems(env));
+  problems.push(...redisTargetProblems(env));
   if (!parsed.success || problems.length) throw new ConfigError(problems, secretsOf(env));
   const r = parsed.data;
   const workerQueues = r.WORKER_QUEUES.split(',').map((q) => q.trim()).filter(isQueueName);
@@ -257,6 +305,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     databasePoolMax: r.DATABASE_POOL_MAX,
     writeBatch: { max: r.WRITE_BATCH_MAX, inFlight: r.WRITE_BATCH_IN_FLIGHT },
     redisUrl: r.REDIS_URL,
+    redis:
+      r.REDIS_CLUSTER_NODES.length > 0
+        ? { kind: 'cluster', nodes: r.REDIS_CLUSTER_NODES }
+        : r.REDIS_SENTINELS.length > 0
+          ? { kind: 'sentinel', sentinels: r.REDIS_SENTINELS, name: r.REDIS_SENTINEL_NAME }
+          : { kind: 'single', url: r.REDIS_URL },
     queuePrefix: r.QUEUE_PREFIX,
     processId: r.PROCESS_ID,
     federation: {
@@ -311,6 +365,23 @@ function transportProblems(env: Record<string, string | undefined>): string[] {
   return out;
 }
 
+/** Cross-variable rules of the Redis block: one topology, and a cluster-safe prefix on a cluster. */
+function redisTargetProblems(env: Record<string, string | undefined>): string[] {
+  const out: string[] = [];
+  const set = (name: string) => (env[name] ?? '').trim() !== '';
+  // A list that does not parse is reported by the schema; its dependent rules wait for a good one.
+  const valid = (name: string) => set(name) && hostPorts.safeParse(env[name]).success;
+  if (set('REDIS_CLUSTER_NODES') && set('REDIS_SENTINELS')) out.push('REDIS_CLUSTER_NODES: set together with REDIS_SENTINELS (choose one topology)');
+  if (valid('REDIS_SENTINELS') && !set('REDIS_SENTINEL_NAME')) out.push('REDIS_SENTINELS: needs REDIS_SENTINEL_NAME (the master name the sentinels monitor)');
+  if (set('REDIS_SENTINEL_NAME') && !set('REDIS_SENTINELS')) out.push('REDIS_SENTINEL_NAME: needs REDIS_SENTINELS (the sentinel addresses)');
+  // BullMQ's scripts touch many keys of a queue at once: on a cluster they must share a
+  // slot, which only a hash tag in the prefix guarantees. Refused here, not by CROSSSLOT later.
+  if (valid('REDIS_CLUSTER_NODES') && hashTagOf(env.QUEUE_PREFIX || 'memfed') === null) {
+    out.push(`QUEUE_PREFIX: "${env.QUEUE_PREFIX || 'memfed'}" has no hash tag; on a Redis Cluster (REDIS_CLUSTER_NODES) use one, e.g. {${env.QUEUE_PREFIX || 'memfed'}}, so each queue's keys share a slot`);
+  }
+  return out;
+}
+
 /** The secret values of this process's environment (for errors raised before a Config exists). */
 export function environmentSecrets(): string[] {
   return secretsOf(process.env);
@@ -340,7 +411,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     http: config.http,
     workerHttpPort: config.workerHttpPort,
     database: redactUrl(config.databaseUrl),
-    redis: redactUrl(config.redisUrl),
+    redis: describeRedisTarget(config.redis),
     queuePrefix: config.queuePrefix,
     processId: config.processId || 'derived',
     peers: config.federation.peers.map((p) => ({ id: p.id, flavour: p.flavour })),

@@ -13,7 +13,10 @@ export const START_SERVICES_HINT = 'start it, or point the URL at a running one 
 
 // Socket-level failures (Node), postgres.js's own connect timeout, and the server states
 // in which Postgres refuses connections (57P03 starting up / shutting down, 53300 too many clients).
-const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE', 'CONNECT_TIMEOUT', '57P03', '53300']);
+/** No member of a Redis Cluster or Sentinel set answered (queues/connection.ts pingRedis). */
+export const REDIS_TOPOLOGY_UNREACHABLE = 'REDIS_TOPOLOGY_UNREACHABLE';
+
+const UNREACHABLE_CODES = new Set([REDIS_TOPOLOGY_UNREACHABLE, 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE', 'CONNECT_TIMEOUT', '57P03', '53300']);
 
 /**
  * The error in `err`'s chain (itself, AggregateError members, causes: drizzle wraps the

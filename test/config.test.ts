@@ -199,6 +199,40 @@ describe('numbers and URLs', () => {
   });
 });
 
+describe('Redis topology', () => {
+  it('uses REDIS_URL alone by default', () => {
+    expect(loadConfig(base).redis).toEqual({ kind: 'single', url: 'redis://127.0.0.1:6379' });
+  });
+
+  it('REDIS_CLUSTER_NODES replaces REDIS_URL with the cluster seeds (IPv6 in brackets)', () => {
+    const c = loadConfig({ ...base, REDIS_URL: 'redis://r:6379', REDIS_CLUSTER_NODES: '127.0.0.1:7001, redis-2:7002,[::1]:7003', QUEUE_PREFIX: '{mf-a}' });
+    expect(c.redis).toEqual({ kind: 'cluster', nodes: [{ host: '127.0.0.1', port: 7001 }, { host: 'redis-2', port: 7002 }, { host: '::1', port: 7003 }] });
+    expect(describeConfig(c).redis).toBe('cluster 127.0.0.1:7001,redis-2:7002,[::1]:7003');
+  });
+
+  it('REDIS_SENTINELS and REDIS_SENTINEL_NAME make a sentinel target', () => {
+    const c = loadConfig({ ...base, REDIS_SENTINELS: '127.0.0.1:26379,127.0.0.1:26380', REDIS_SENTINEL_NAME: 'mymaster' });
+    expect(c.redis).toEqual({ kind: 'sentinel', name: 'mymaster', sentinels: [{ host: '127.0.0.1', port: 26379 }, { host: '127.0.0.1', port: 26380 }] });
+    expect(describeConfig(c).redis).toBe('sentinel mymaster via 127.0.0.1:26379,127.0.0.1:26380');
+  });
+
+  it('refuses a cluster and sentinels at once, and sentinels without a master name', () => {
+    expect(configError({ ...base, REDIS_CLUSTER_NODES: 'a:1', QUEUE_PREFIX: '{x}', REDIS_SENTINELS: 'b:2', REDIS_SENTINEL_NAME: 'm' }).problems).toEqual(['REDIS_CLUSTER_NODES: set together with REDIS_SENTINELS (choose one topology)']);
+    expect(configError({ ...base, REDIS_SENTINELS: 'b:2' }).problems).toEqual(['REDIS_SENTINELS: needs REDIS_SENTINEL_NAME (the master name the sentinels monitor)']);
+  });
+
+  it('on a cluster refuses a QUEUE_PREFIX without a hash tag, the default included, saying how to fix it', () => {
+    expect(configError({ ...base, REDIS_CLUSTER_NODES: 'a:1' }).problems).toEqual(['QUEUE_PREFIX: "memfed" has no hash tag; on a Redis Cluster (REDIS_CLUSTER_NODES) use one, e.g. {memfed}, so each queue\'s keys share a slot']);
+    expect(configError({ ...base, REDIS_CLUSTER_NODES: 'a:1', QUEUE_PREFIX: 'mf-a' }).problems[0]).toMatch(/e\.g\. \{mf-a\}/);
+    expect(loadConfig({ ...base, REDIS_CLUSTER_NODES: 'a:1', QUEUE_PREFIX: 'node-{mf-a}' }).queuePrefix).toBe('node-{mf-a}');
+  });
+
+  it('accepts at most one well-formed hash tag in QUEUE_PREFIX, on any topology', () => {
+    expect(loadConfig({ ...base, QUEUE_PREFIX: '{memfed}' }).queuePrefix).toBe('{memfed}');
+    for (const bad of ['{a}{b}', '{}', 'a{b', 'a}b', '{a b}']) expect(configError({ ...base, QUEUE_PREFIX: bad }).problems[0], bad).toMatch(/^QUEUE_PREFIX: expected 1-64 chars/);
+  });
+});
+
 describe('ConfigError', () => {
   it('lists every bad variable at once', () => {
     const bad = {
@@ -313,6 +347,9 @@ const SPEC: Record<string, Spec> = {
   WRITE_BATCH_MAX: { read: (c) => c.writeBatch.max, default: 256, bad: '1001', error: /expected an integer in \[1, 1000\], got "1001"/ },
   WRITE_BATCH_IN_FLIGHT: { read: (c) => c.writeBatch.inFlight, default: 1, bad: '0', error: /expected an integer in \[1, 64\], got "0"/ },
   REDIS_URL: { read: (c) => c.redisUrl, default: 'redis://127.0.0.1:6379', bad: 'http://r:6379', error: /expected redis: or rediss: URL/ },
+  REDIS_CLUSTER_NODES: { read: (c) => (c.redis.kind === 'cluster' ? c.redis.nodes : []), default: [], bad: '127.0.0.1', error: /bad entry "127.0.0.1": expected host:port/ },
+  REDIS_SENTINELS: { read: (c) => (c.redis.kind === 'sentinel' ? c.redis.sentinels : []), default: [], bad: 'r:0', error: /bad entry "r:0": expected host:port/ },
+  REDIS_SENTINEL_NAME: { read: (c) => (c.redis.kind === 'sentinel' ? c.redis.name : ''), default: '', bad: 'mymaster', error: /needs REDIS_SENTINELS \(the sentinel addresses\)/ },
   QUEUE_PREFIX: { read: (c) => c.queuePrefix, default: 'memfed', bad: 'has space', error: /expected 1-64 chars of \[A-Za-z0-9_-.\]/ },
   PROCESS_ID: { read: (c) => c.processId, default: '', bad: 'a b', error: /expected 0-64 chars of \[A-Za-z0-9_-.:\]/ },
   FED_PEERS: { read: (c) => c.federation.peers, default: [], bad: 'nope', error: /bad peer entry "nope": expected id=url/ },

@@ -1,4 +1,3 @@
-import type { Redis } from 'ioredis';
 import type { AuditSigner } from '../src/audit/chain.js';
 import type { AuditRecorder } from '../src/audit/events.js';
 import type { Config, PeerConfig } from '../src/config.js';
@@ -8,6 +7,7 @@ import type { PeerClient } from '../src/federation/client.js';
 import type { PeerDirectory } from '../src/federation/peer-directory.js';
 import type { Logger } from '../src/logger.js';
 import type { Metrics } from '../src/metrics.js';
+import type { RedisClient } from '../queues/connection.js';
 import type { Queues } from '../queues/registry.js';
 
 /** What every processor may use; built once per worker process. */
@@ -18,7 +18,7 @@ export interface WorkerContext {
   metrics: Metrics;
   queues: Queues;
   /** Plain (non-blocking) Redis connection for publishing acks. */
-  redis: Redis;
+  redis: RedisClient;
   client: PeerClient;
   /** The active peers, read live (the runtime peer list's map, updated in place). */
   peers: ReadonlyMap<string, PeerConfig>;

@@ -1,6 +1,6 @@
 import { isHelp, RefusedError, UsageError } from '../src/cli/args.js';
 import { USAGE, runToolCommand } from '../src/cli/commands.js';
-import { ConfigError, environmentSecrets, loadConfig, type Config } from '../src/config.js';
+import { ConfigError, describeRedisTarget, environmentSecrets, loadConfig, type Config } from '../src/config.js';
 import { unreachableFrom } from '../src/reachability.js';
 import { redactErrorMessage } from '../src/redact.js';
 import { openQueueStatus } from '../queues/status.js';
@@ -25,7 +25,7 @@ export async function main(argv: string[]): Promise<number> {
     return runRole(command as Role);
   }
   try {
-    return await runToolCommand(command, args, (s) => process.stdout.write(`${s}\n`), { openQueues: (config) => openQueueStatus(config.redisUrl, config.queuePrefix) });
+    return await runToolCommand(command, args, (s) => process.stdout.write(`${s}\n`), { openQueues: (config) => openQueueStatus(config.redis, config.queuePrefix) });
   } catch (err) {
     if (err instanceof UsageError) return usageError(err.message);
     if (err instanceof RefusedError) {
@@ -52,7 +52,7 @@ export function fatalMessage(err: unknown): string {
 function configuredUrls(): { Postgres: string; Redis: string } {
   try {
     const c = loadConfig();
-    return { Postgres: c.databaseUrl, Redis: c.redisUrl };
+    return { Postgres: c.databaseUrl, Redis: describeRedisTarget(c.redis) };
   } catch {
     return { Postgres: 'DATABASE_URL', Redis: 'REDIS_URL' };
   }

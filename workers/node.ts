@@ -3,7 +3,7 @@ import type { AppDeps, HealthProbe } from '../src/api/deps.js';
 import { recordKeyChanges } from '../src/audit/key-changes.js';
 import { throttleRefusals } from '../src/audit/throttle.js';
 import { registerBreakerCollector, registerDatabaseCollectors } from '../src/collectors.js';
-import { configSecrets, describeConfig, type Config } from '../src/config.js';
+import { configSecrets, describeConfig, describeRedisTarget, type Config } from '../src/config.js';
 import { createDatabase } from '../src/db/client.js';
 import { assertDriverGuard } from '../src/db/driver-guard.js';
 import { prepareDatabase } from '../src/db/migrate.js';
@@ -81,7 +81,7 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
   // Both services answer (or the start ends in one line naming the one that does not).
   const waiting = (service: string) => (reason: string) => logger.warn({ service, reason, waitMs: config.startupWaitMs }, `waiting for ${service}`);
   await waitForService('Postgres', config.databaseUrl, config.startupWaitMs, () => prepareDatabase(config.databaseUrl), waiting('Postgres'));
-  await waitForService('Redis', config.redisUrl, config.startupWaitMs, () => pingRedis(config.redisUrl), waiting('Redis'));
+  await waitForService('Redis', describeRedisTarget(config.redis), config.startupWaitMs, () => pingRedis(config.redis), waiting('Redis'));
   const database = createDatabase(config.databaseUrl, { max: config.databasePoolMax });
   // FED_PEERS seeds the peers table (rows that do not exist yet); from then on the table,
   // managed with `memfed peers`, is the peer list of every process of the node.
@@ -104,7 +104,7 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
   const plainPeers = [...peerDirectory.active.values()].filter((p) => p.url.startsWith('http://')).map((p) => p.id);
   if (tls && plainPeers.length > 0) logger.warn({ peers: plainPeers }, 'TLS is configured but these peers are reached over plain http://');
 
-  const producer = createRedis(config.redisUrl, 'producer', 'producer');
+  const producer = createRedis(config.redis, 'producer', 'producer');
   const queues = createQueues(producer, config.queuePrefix);
   const probes: HealthProbe[] = [
     { name: 'postgres', check: async () => void (await database.sql`SELECT 1`) },
@@ -140,7 +140,7 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
     registerBreakerCollector(metrics, refusalBreakerFor(producer, config), reportedPeers);
 
     if (role === 'api' || role === 'all') {
-      const subscriber = createRedis(config.redisUrl, 'subscriber', 'acks');
+      const subscriber = createRedis(config.redis, 'subscriber', 'acks');
       // Always: peers may be added at runtime to a node started without any.
       const acks = new AckTracker(subscriber, config, database, logger, peerDirectory.active);
       closers.push(async () => acks.close());
@@ -179,7 +179,7 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
         logger.info({ url: running.workerUrl }, 'worker metrics/health listening');
         closers.unshift(() => closeServer(ops));
       }
-      const publisher = createRedis(config.redisUrl, 'worker', 'publisher');
+      const publisher = createRedis(config.redis, 'worker', 'publisher');
       const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs, tls: clientTlsOptions(tls) });
       closers.push(() => publisher.quit());
       closers.push(() => client.close());

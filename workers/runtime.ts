@@ -1,10 +1,9 @@
 import type { Worker } from 'bullmq';
-import type { Redis } from 'ioredis';
 import type { Logger } from '../src/logger.js';
 import { QUEUE_NAMES, type QueueName } from '../src/queue-names.js';
 import { peersBehind } from '../src/store/cursors.js';
 import { peersWithoutScheduler, pruneCatchupSchedulers, removeCatchupSchedulers, syncCatchupSchedulers } from '../queues/catchup.js';
-import { createRedis } from '../queues/connection.js';
+import { createRedis, type RedisClient } from '../queues/connection.js';
 import { hasDlqScheduler, scheduleDlqReplay } from '../queues/dlq.js';
 import { enqueuePush } from '../queues/push.js';
 import { onPeerRecovered } from '../queues/recovery.js';
@@ -54,9 +53,9 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
   const processors = createProcessors(ctx);
   const selected = QUEUE_NAMES.filter((q) => ctx.config.workerQueues.includes(q));
   const workers: Worker[] = [];
-  const connections: Redis[] = [];
+  const connections: RedisClient[] = [];
   for (const name of selected) {
-    const connection = createRedis(ctx.config.redisUrl, 'worker', `worker-${name}`);
+    const connection = createRedis(ctx.config.redis, 'worker', `worker-${name}`);
     connections.push(connection);
     // The typed maps pair each definition with its processor; the loop sees their union.
     const def = QUEUE_DEFINITIONS[name] as QueueDefinition<QueueName, unknown>;

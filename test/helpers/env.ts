@@ -3,6 +3,18 @@ import { createServer } from 'node:net';
 export const PG_ADMIN_URL = process.env.MEMFED_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.MEMFED_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
 
+/**
+ * Optional: the nodes test helpers start (test/helpers/node.ts, process-mesh.ts) use a
+ * Redis Cluster (MEMFED_TEST_REDIS_CLUSTER_NODES) or Sentinel (MEMFED_TEST_REDIS_SENTINELS,
+ * MEMFED_TEST_REDIS_SENTINEL_NAME) instead of REDIS_URL, to run a suite such as the mesh
+ * tests on that topology (docs/testing.md). Unset: nothing changes.
+ */
+export const REDIS_TOPOLOGY_ENV: Record<string, string> = process.env.MEMFED_TEST_REDIS_CLUSTER_NODES
+  ? { REDIS_CLUSTER_NODES: process.env.MEMFED_TEST_REDIS_CLUSTER_NODES }
+  : process.env.MEMFED_TEST_REDIS_SENTINELS
+    ? { REDIS_SENTINELS: process.env.MEMFED_TEST_REDIS_SENTINELS, REDIS_SENTINEL_NAME: process.env.MEMFED_TEST_REDIS_SENTINEL_NAME ?? 'mymaster' }
+    : {};
+
 export function dbUrl(name: string): string {
   const u = new URL(PG_ADMIN_URL);
   u.pathname = `/${name}`;

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { loadConfig } from '../../src/config.js';
 import { startNode, type Role, type RunningNode } from '../../workers/node.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
-import { REDIS_URL, freePort } from './env.js';
+import { REDIS_TOPOLOGY_ENV, REDIS_URL, freePort } from './env.js';
 import { dropPrefix, uniquePrefix } from './redis.js';
 
 export const newKeyDir = () => mkdtempSync(path.join(tmpdir(), 'memfed-keys-'));
@@ -47,6 +47,7 @@ export async function startTestNode(opts: TestNodeOptions = {}): Promise<TestNod
     DATABASE_URL: db.url,
     DATABASE_POOL_MAX: '5',
     REDIS_URL,
+    ...REDIS_TOPOLOGY_ENV,
     QUEUE_PREFIX: prefix,
     FED_KEY_DIR: opts.keyDir ?? newKeyDir(),
     FED_PEERS: (opts.peers ?? []).map((p) => `${p.id}=${p.url}${p.flavour ? `;flavour=${p.flavour}` : ''}`).join(','),

@@ -2,7 +2,7 @@ import { ensureOwnKey } from '../../src/federation/keys.js';
 import { createDatabase } from '../../src/db/client.js';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import { PrivatePostgres } from './private-postgres.js';
-import { REDIS_URL, freePort } from './env.js';
+import { REDIS_TOPOLOGY_ENV, REDIS_URL, freePort } from './env.js';
 import { newKeyDir } from './node.js';
 import { spawnMemfed, waitHealthy, type NodeProcess } from './process.js';
 import { dropPrefix, uniquePrefix } from './redis.js';
@@ -68,7 +68,11 @@ export type NodeProcesses = { api: number; worker: number } | undefined;
 export async function startProcessMesh(
   n: number,
   env: Record<string, string> = {},
-  opts: { privateClusters?: boolean; processes?: (index: number) => NodeProcesses; nodeEnv?: (index: number) => Record<string, string> } = {},
+  /**
+   * `queuePrefix`: each node's QUEUE_PREFIX (e.g. hash-tagged, on a Redis of the test's own:
+   * nothing is dropped from the shared one).
+   */
+  opts: { privateClusters?: boolean; processes?: (index: number) => NodeProcesses; nodeEnv?: (index: number) => Record<string, string>; queuePrefix?: (id: string) => string } = {},
 ): Promise<{ nodes: MeshProcess[]; keyDir: string; destroy(): Promise<void> }> {
   const keyDir = newKeyDir();
   const specs = await Promise.all(
@@ -79,7 +83,7 @@ export async function startProcessMesh(
   const nodes: MeshProcess[] = [];
   for (const [i, s] of specs.entries()) {
     const db = opts.privateClusters ? await privateClusterDatabase() : await createTestDatabase();
-    const prefix = uniquePrefix();
+    const prefix = opts.queuePrefix?.(s.id) ?? uniquePrefix();
     const listen = await freePort();
     const nodeEnv: Record<string, string> = {
       NODE_ID: s.id,
@@ -87,6 +91,7 @@ export async function startProcessMesh(
       WORKER_HTTP_PORT: '0',
       DATABASE_URL: db.url,
       REDIS_URL,
+      ...REDIS_TOPOLOGY_ENV,
       QUEUE_PREFIX: prefix,
       FED_KEY_DIR: keyDir,
       FED_PEERS: specs.filter((p) => p.id !== s.id).map((p) => `${p.id}=http://127.0.0.1:${p.front.port}`).join(','),
@@ -154,7 +159,7 @@ export async function startProcessMesh(
       await Promise.all(specs.map((s) => s.front.stop()));
       for (const m of nodes) {
         await m.db.drop();
-        await dropPrefix(m.prefix);
+        if (!opts.queuePrefix) await dropPrefix(m.prefix);
       }
     },
   };

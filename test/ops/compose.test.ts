@@ -35,11 +35,11 @@ if (!compose) {
 
 const FIXED_ENV = { MEMFED_ADMIN_TOKEN: 'test-admin-token', MEMFED_PG_PASSWORD: 'test-pg', MEMFED_LOG_LEVEL: 'info' };
 
-function run(args: string[], env: Record<string, string> = FIXED_ENV): { code: number; stdout: string; stderr: string } {
+function run(args: string[], env: Record<string, string> = FIXED_ENV, files: string[] = ['docker-compose.yml']): { code: number; stdout: string; stderr: string } {
   const [cmd, ...pre] = compose ?? ['docker-compose'];
   const inherited = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('MEMFED_')));
   try {
-    const stdout = execFileSync(cmd!, [...pre, '-f', 'docker-compose.yml', ...args], {
+    const stdout = execFileSync(cmd!, [...pre, ...files.flatMap((f) => ['-f', f]), ...args], {
       cwd: ROOT,
       encoding: 'utf8',
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -170,5 +170,31 @@ describe.skipIf(!compose)(`docker-compose.yml${skipNote(!compose, 'neither docke
       return `${name}:${port}`;
     });
     expect(targets.sort()).toEqual(expected.sort());
+  });
+
+  describe('the cluster variant (docker-compose.cluster.yml over docker-compose.yml)', () => {
+    const CLUSTER = ['docker-compose.yml', 'docker-compose.cluster.yml'];
+
+    it('is valid, with six cluster Redis nodes and the one-shot cluster init', () => {
+      expect(run(['config', '-q'], FIXED_ENV, CLUSTER).code).toBe(0);
+      const services = run(['config', '--services'], FIXED_ENV, CLUSTER).stdout.split('\n').map((s) => s.trim());
+      for (const s of ['redis-1', 'redis-2', 'redis-3', 'redis-4', 'redis-5', 'redis-6', 'redis-cluster-init', ...NODE_SERVICES]) expect(services).toContain(s);
+      const yaml = run(['config'], FIXED_ENV, CLUSTER).stdout;
+      const redis1 = flat(serviceBlock(yaml, 'redis-1'));
+      expect(redis1).toContain('--cluster-enabled yes');
+      expect(redis1).toContain('--appendonly yes');
+      expect(redis1).toContain('--maxmemory-policy noeviction');
+      expect(flat(serviceBlock(yaml, 'redis-cluster-init'))).toContain('--cluster-replicas 1');
+    });
+
+    it('points every node service at the cluster with its own hash-tagged queue prefix, after the cluster is formed', () => {
+      const yaml = run(['config'], FIXED_ENV, CLUSTER).stdout;
+      for (const name of NODE_SERVICES) {
+        const block = flat(serviceBlock(yaml, name));
+        expect(block, name).toContain('REDIS_CLUSTER_NODES: redis-1:6379,redis-2:6379,redis-3:6379');
+        expect(block, name).toContain(`QUEUE_PREFIX: {mf-${name.charAt(5)}}`);
+        expect(block, name).toMatch(/redis-cluster-init: condition: service_completed_successfully/);
+      }
+    });
   });
 });

@@ -3,7 +3,7 @@ import { loadConfig } from '../../src/config.js';
 import { PeerRequestError } from '../../src/federation/client.js';
 import { QUEUE_NAMES } from '../../src/queue-names.js';
 import { catchupDedupId, catchupSchedulerId } from '../../queues/catchup.js';
-import { jobName, safeKey } from '../../queues/definition.js';
+import { jobName, queuePrefixFor, safeKey } from '../../queues/definition.js';
 import { dlqDedupId } from '../../queues/dlq.js';
 import { pushDedupId } from '../../queues/push.js';
 import { QUEUE_DEFINITIONS } from '../../queues/registry.js';
@@ -61,5 +61,16 @@ describe('backoff', () => {
         expect(d).toBeLessThanOrEqual(base);
       }
     }
+  });
+});
+
+describe('queue prefixes', () => {
+  it('puts the queue name inside a hash tag, so each queue has a slot of its own on a cluster', () => {
+    expect(QUEUE_NAMES.map((q) => queuePrefixFor('{mf-a}', q))).toEqual(['{mf-a:push}', '{mf-a:dlq}', '{mf-a:catchup}', '{mf-a:audit}']);
+    expect(queuePrefixFor('node-{mf-a}-x', 'push')).toBe('node-{mf-a:push}-x');
+  });
+
+  it('keeps a plain prefix as it is (the key names of a single Redis do not change)', () => {
+    expect(queuePrefixFor('mf-a', 'push')).toBe('mf-a');
   });
 });
