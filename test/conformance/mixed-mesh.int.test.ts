@@ -52,6 +52,31 @@ async function memfedLinks(n: TestNode, id: string): Promise<string[]> {
 const upstreamLinks = (u: UpstreamPeer, id: string) =>
   [...u.store.links.values()].filter((l) => l.source_id === id).map((l) => `${l.source_id}>${l.relation}>${l.target_id}`);
 
+/**
+ * Every memfed node has pushed everything it holds to every upstream peer (no feed row
+ * after any such cursor that is not the peer's own). A memfed node relays what it got from
+ * another, so an upstream peer's own row can come back to it a hop later; upstream 0.7
+ * re-inserts such a row if it has archived it meanwhile, and then refuses the restore
+ * (ArchiveRestoreCollision). An operator archiving right after a write meets the same;
+ * this test lets the relays settle first.
+ */
+async function pushesSettled(): Promise<void> {
+  const upIds = ups.map((u) => u.id);
+  await waitFor(
+    async () => {
+      for (const n of nodes) {
+        const [{ behind }] = (await n.db.database.sql`
+          SELECT count(*)::int AS behind FROM unnest(${upIds}::text[]) AS p(id)
+          LEFT JOIN peer_cursors c ON c.peer_id = p.id
+          WHERE EXISTS (SELECT 1 FROM change_feed f WHERE (c.peer_id IS NULL OR (f.txid, f.seq) > (c.txid, c.seq)) AND f.origin_peer IS DISTINCT FROM p.id)`) as unknown as [{ behind: number }];
+        if (behind > 0) return false;
+      }
+      return true;
+    },
+    { timeoutMs: 30_000, what: 'every memfed node pushed everything to the upstream peers' },
+  );
+}
+
 /** One poll of every memfed node by every upstream peer (upstream's 0.7 catch-up tick). */
 async function pollAll() {
   const out = [];
@@ -138,6 +163,7 @@ describe('a mesh of two memfed nodes and two ai-memory 0.7 peers', () => {
     await u1.write(u1s, toAllFrom(u1));
     const u2a = u2.newMemory({ title: 'mesh u2a', namespace: 'mesh/u2' });
     await u2.write(u2a, toAllFrom(u2));
+    await pushesSettled();
     await u2.archiveLocal(u2a.id, toAllFrom(u2));
     await u2.restoreLocal(u2a.id, toAllFrom(u2));
     const u2d = u2.newMemory({ title: 'mesh u2d', namespace: 'mesh/u2' });
@@ -145,10 +171,12 @@ describe('a mesh of two memfed nodes and two ai-memory 0.7 peers', () => {
     await u2.remove(u2d.id, toAllFrom(u2));
     const u1r = u1.newMemory({ title: 'mesh u1r', namespace: 'mesh/u1' });
     await u1.write(u1r, toAllFrom(u1));
+    await pushesSettled();
     await u1.archiveLocal(u1r.id, toAllFrom(u1));
     await u1.restoreLocal(u1r.id, toAllFrom(u1));
     const u2b = u2.newMemory({ title: 'mesh u2b', namespace: 'mesh/u2' });
     await u2.write(u2b, toAllFrom(u2));
+    await pushesSettled();
     await u2.archiveLocal(u2b.id, toAllFrom(u2));
 
     const expected: Record<string, State> = {

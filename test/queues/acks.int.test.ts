@@ -95,8 +95,10 @@ describe('quorum acks', () => {
     const refusedWait = acks.waitFor(refusedRow.at, 2, 60_000);
     const acceptedWait = acks.waitFor(accepted.at, 2, 60_000);
     const started = Date.now();
-    await publishAck(pub, prefix, 'peer-b', accepted.at, [refusedRow.at], { txid: start.txid, seq: start.seq });
+    // peer-c's ack first: once peer-b's refusal arrives the refused write can no longer be
+    // met and resolves with what it has then (in this order, deterministically c's ack).
     await publishAck(pub, prefix, 'peer-c', accepted.at, [], (await getCursor(t.database.db, 'peer-c')) as FeedPosition);
+    await publishAck(pub, prefix, 'peer-b', accepted.at, [refusedRow.at], { txid: start.txid, seq: start.seq });
     // Both peers answered: the accepted write is met; the refused one can never reach W=3.
     expect(await acceptedWait).toEqual({ acks: 2, refused: 0 });
     expect(await refusedWait).toEqual({ acks: 1, refused: 1 });
