@@ -1,4 +1,4 @@
-import { createServer } from 'node:net';
+import { createServer, type Server } from 'node:net';
 
 export const PG_ADMIN_URL = process.env.MEMFED_TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.MEMFED_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -49,4 +49,15 @@ export async function waitFor<T>(fn: () => Promise<T | undefined | false | null>
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${opts.what ?? 'condition'}${last ? `: ${String(last)}` : ''}`);
     await new Promise((r) => setTimeout(r, opts.intervalMs ?? 50));
   }
+}
+
+/** Starts `server` on a free loopback port, never what keeps the test process alive; resolves with the port. */
+export async function listenOnLoopback(server: Server): Promise<number> {
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(0, '127.0.0.1', () => resolve());
+  });
+  server.unref();
+  const addr = server.address();
+  return typeof addr === 'object' && addr ? addr.port : 0;
 }

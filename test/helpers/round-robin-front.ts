@@ -1,4 +1,5 @@
 import { Agent, createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { listenOnLoopback } from './env.js';
 
 /** Push requests one sender made through the front: in flight now, the most at once, in all. */
 export interface PushCount {
@@ -30,13 +31,7 @@ export class RoundRobinFront {
     this.server = createServer((req, res) => this.forward(req, res));
     // Peers' keep-alive sockets must not hold stop() up.
     this.server.keepAliveTimeout = 1000;
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(0, '127.0.0.1', () => resolve());
-    });
-    this.server.unref();
-    const addr = this.server.address();
-    this.port = typeof addr === 'object' && addr ? addr.port : 0;
+    this.port = await listenOnLoopback(this.server);
     return this;
   }
 

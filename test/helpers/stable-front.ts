@@ -1,4 +1,5 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { listenOnLoopback } from './env.js';
 
 /**
  * A TCP forwarder that keeps one port bound for the whole test while the server behind it
@@ -33,14 +34,7 @@ export class StableFront {
       client.pipe(upstream);
       upstream.pipe(client);
     });
-    await new Promise<void>((resolve, reject) => {
-      this.server!.once('error', reject);
-      this.server!.listen(0, '127.0.0.1', () => resolve());
-    });
-    // Never what keeps a test process alive.
-    this.server.unref();
-    const addr = this.server.address();
-    this.port = typeof addr === 'object' && addr ? addr.port : 0;
+    this.port = await listenOnLoopback(this.server);
     return this;
   }
 
