@@ -6,7 +6,7 @@ import { PeerClient } from '../federation/client.js';
 import { replayDepsFrom, replayRound } from '../federation/dlq-replay.js';
 import { KeyRing } from '../federation/keys.js';
 import { checkReplayPeer } from '../federation/peer-admin.js';
-import { activePeersNow } from '../federation/peer-directory.js';
+import { activeOf, peersNow, type PeerNow } from '../federation/peer-directory.js';
 import { createLogger } from '../logger.js';
 import { clientTlsOptions, loadTls } from '../tls.js';
 import { createMetrics } from '../metrics.js';
@@ -52,8 +52,15 @@ export async function dlqCommand(config: Config, args: string[], out: (s: string
   });
   try {
     // The node's peers as they are now (the runtime list, FED_PEERS not yet seeded included).
-    const peers = sub === 'replay' ? await activePeersNow(db, config.federation.peers) : new Map();
-    if (sub === 'replay' && values.peer !== undefined) await checkReplayPeer(db, config.federation.peers, values.peer).catch((err: unknown) => Promise.reject(asCliError(cmd, err)));
+    const known = sub === 'replay' ? await peersNow(db, config.federation.peers) : new Map<string, PeerNow>();
+    if (sub === 'replay' && values.peer !== undefined) {
+      try {
+        checkReplayPeer(known, values.peer);
+      } catch (err) {
+        throw asCliError(cmd, err);
+      }
+    }
+    const peers = activeOf(known);
     switch (sub) {
       case 'list': {
         const rows = await listDlq(db, { ...(list.peer ? { peerId: list.peer } : {}), ...(list.status ? { status: list.status } : {}), limit: values.limit === undefined ? 50 : list.limit, offset: 0 });

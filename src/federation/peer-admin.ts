@@ -3,8 +3,8 @@ import type { AuditRecord, AuditRecorder } from '../audit/events.js';
 import type { Db, Tx } from '../db/client.js';
 import { ApiError, badRequest } from '../errors.js';
 import { changePeer, getPeerRow, insertPeerRow, listPeerRows, purgePeerState, updatePeerRow, type PeerRow, type PeerState } from '../store/peers.js';
-import { activePeersNow } from './peer-directory.js';
-import { PEER_ID, peerSpecFrom, type PeerSpec } from './peers.js';
+import type { PeerNow } from './peer-directory.js';
+import { peerSpecFrom, type PeerSpec } from './peers.js';
 import { publicKeyObject } from './signing.js';
 
 /*
@@ -225,11 +225,11 @@ export async function purgePeer(deps: PeerAdminDeps, rawId: string, actor: strin
 /**
  * A DLQ replay for one peer is for a peer this node sends to now: an unknown id is 400
  * UNKNOWN_PEER, a paused or removed one 409 PEER_NOT_ACTIVE (nothing would be sent; resume
- * it first). The admin API and `memfed dlq replay --peer` both ask here.
+ * it first). The admin API and `memfed dlq replay --peer` both ask here, of `peersNow`.
  */
-export async function checkReplayPeer(db: Db, fedPeers: PeerSpec[], id: string): Promise<void> {
-  if ((await activePeersNow(db, fedPeers)).has(id)) return;
-  const row = PEER_ID.test(id) ? await getPeerRow(db, id) : null;
-  if (row) throw new ApiError(409, 'PEER_NOT_ACTIVE', `peer ${id} is ${row.state}: nothing would be replayed (memfed peers resume --id ${id})`);
+export function checkReplayPeer(peers: ReadonlyMap<string, PeerNow>, id: string): void {
+  const peer = peers.get(id);
+  if (peer?.state === 'active') return;
+  if (peer) throw new ApiError(409, 'PEER_NOT_ACTIVE', `peer ${id} is ${peer.state}: nothing would be replayed (memfed peers resume --id ${id})`);
   throw new ApiError(400, 'UNKNOWN_PEER', `peer ${id} is not configured (memfed peers list)`);
 }

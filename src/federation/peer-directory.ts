@@ -1,6 +1,6 @@
 import type { Database, Db } from '../db/client.js';
 import type { Logger } from '../logger.js';
-import { PEERS_CHANNEL, listPeerRows, peerStates, type PeerRow } from '../store/peers.js';
+import { PEERS_CHANNEL, listPeerRows, peerStates, type PeerRow, type PeerState } from '../store/peers.js';
 import type { PeerSpec } from './peers.js';
 
 /** What changed between two reads of the table, as the schedulers need it. */
@@ -159,14 +159,27 @@ export class PeerDirectory {
 /** Which peers are paused or removed, read from the table (usable without a running node, e.g. a CLI). */
 export { peerStates };
 
+/** A peer as the node has it now, with its state. */
+export type PeerNow = PeerSpec & { state: PeerState };
+
 /**
- * The active peers as the node has them now, read once (a CLI without a running node):
- * the table's, plus `FED_PEERS` entries not seeded yet (the node seeds them at start).
+ * Every peer as the node has it now, read once (a CLI, a status report, an admin check;
+ * no running directory needed): the table's rows by id, then `FED_PEERS` entries not
+ * seeded yet, as active (the node seeds them at its next start). A row wins over FED_PEERS.
  */
-export async function activePeersNow(db: Db, fedPeers: PeerSpec[]): Promise<Map<string, PeerSpec>> {
-  const rows = await listPeerRows(db);
-  const out = new Map<string, PeerSpec>();
-  for (const p of fedPeers) if (!rows.some((r) => r.id === p.id)) out.set(p.id, p);
-  for (const r of rows) if (r.state === 'active') out.set(r.id, { id: r.id, url: r.url, flavour: r.flavour });
+export async function peersNow(db: Db, fedPeers: readonly PeerSpec[]): Promise<Map<string, PeerNow>> {
+  const out = new Map<string, PeerNow>();
+  for (const r of await listPeerRows(db)) out.set(r.id, { id: r.id, url: r.url, flavour: r.flavour, state: r.state });
+  for (const p of fedPeers) if (!out.has(p.id)) out.set(p.id, { ...p, state: 'active' });
   return out;
 }
+
+/** The active peers of `peersNow` (the ones a replay may send to). */
+export function activeOf(peers: ReadonlyMap<string, PeerNow>): Map<string, PeerSpec> {
+  const out = new Map<string, PeerSpec>();
+  for (const { state, ...spec } of peers.values()) if (state === 'active') out.set(spec.id, spec);
+  return out;
+}
+
+/** The active peers as the node has them now, read once. */
+export const activePeersNow = async (db: Db, fedPeers: readonly PeerSpec[]): Promise<Map<string, PeerSpec>> => activeOf(await peersNow(db, fedPeers));

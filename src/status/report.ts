@@ -1,9 +1,10 @@
 import type { Db } from '../db/client.js';
+import { peersNow } from '../federation/peer-directory.js';
+import type { PeerSpec } from '../federation/peers.js';
 import { formatTimestamp } from '../memory/time.js';
 import { auditFigures, auditHead, lastCheckpoint } from '../store/audit.js';
 import { listCursors, peerLag } from '../store/cursors.js';
 import { dlqStats } from '../store/dlq.js';
-import { listPeerRows } from '../store/peers.js';
 import { normalizeDbTime } from '../store/memories.js';
 import { catchupLagSeconds, listWatermarks } from '../store/watermarks.js';
 import { peerState, type PeerState } from './state.js';
@@ -87,10 +88,8 @@ const QUEUE_TIMEOUT_MS = 3000;
  * removed peers are no longer part of the mesh), plus `FED_PEERS` entries the table does
  * not hold yet (a node that never started seeds them at its first start).
  */
-export async function statusPeers(db: Db, configured: ReadonlyArray<{ id: string; url: string }>): Promise<StatusDeps['peers']> {
-  const rows = await listPeerRows(db);
-  const known = new Set(rows.map((r) => r.id));
-  return [...rows.filter((r) => r.state !== 'removed').map((r) => ({ id: r.id, url: r.url, paused: r.state === 'paused' })), ...configured.filter((p) => !known.has(p.id))];
+export async function statusPeers(db: Db, configured: readonly PeerSpec[]): Promise<StatusDeps['peers']> {
+  return [...(await peersNow(db, configured)).values()].filter((p) => p.state !== 'removed').map((p) => ({ id: p.id, url: p.url, paused: p.state === 'paused' }));
 }
 
 /** The queue figures, or why there are none: a report must come back while Redis is down. */

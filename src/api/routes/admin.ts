@@ -9,6 +9,7 @@ import { parseQuery } from '../query.js';
 import { dlqListParams, refusalListParams } from '../operator-params.js';
 import type { AppDeps } from '../deps.js';
 import { adminAuth } from '../middleware/auth.js';
+import { peersNow } from '../../federation/peer-directory.js';
 import { buildStatusReport, statusPeers } from '../../status/report.js';
 import { documented, type RouteDoc } from '../openapi/describe.js';
 import { JSON_BODY_CODES, QUERY_CODES, merge, type ErrorCodes } from '../openapi/error-codes.js';
@@ -91,7 +92,7 @@ export function adminRoutes(deps: AppDeps) {
     const raw = await readOptionalJson(c, config.limits.maxBodyBytes);
     const body = checkBody(replayBody, raw, () => objectBody(raw));
     const peer = typeof body.peer === 'string' ? body.peer : undefined;
-    if (peer !== undefined) await checkReplayPeer(db, config.federation.peers, peer);
+    if (peer !== undefined) checkReplayPeer(await peersNow(db, config.federation.peers), peer);
     await operations.requestDlqReplay(peer);
     audit.record({ kind: 'dlq.operator', actor: actorOf(c), details: { action: 'replay', peer: peer ?? null } });
     return c.json({ requested: true, peer: peer ?? null }, 202);
