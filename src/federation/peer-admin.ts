@@ -161,10 +161,6 @@ export async function setPeerState(deps: PeerAdminDeps, rawId: string, to: 'paus
   });
 }
 
-/**
- * Changes a peer's URL and/or flavour (the FED_PEERS rules); in effect at once, its cursor,
- * watermark and key unchanged. Not for a removed peer (add it again instead).
- */
 /** `{url?, flavour?}` of an update: strings, at least one (their values are judged with the stored peer). */
 export function checkPeerUpdate(input: Record<string, unknown>): { url: string | undefined; flavour: string | undefined } {
   const url = str(input.url, 'url', false);
@@ -177,6 +173,10 @@ export function checkPeerUpdate(input: Record<string, unknown>): { url: string |
   return { url, flavour };
 }
 
+/**
+ * Changes a peer's URL and/or flavour (the FED_PEERS rules); in effect at once, its cursor,
+ * watermark and key unchanged. Not for a removed peer (add it again instead).
+ */
 export async function updatePeer(deps: PeerAdminDeps, rawId: string, input: Record<string, unknown>, actor: string): Promise<{ peer: PeerView; changed: boolean }> {
   const id = checkPeerId(rawId);
   const { url, flavour } = checkPeerUpdate(input);
