@@ -11,17 +11,26 @@ import type { RefusalBreaker } from './federation/refusal-breaker.js';
  * Gauges whose truth is in Postgres (DLQ, catch-up, audit), refreshed at scrape time so
  * every process (API or worker) reports the same figures without a background loop.
  */
-export function registerDatabaseCollectors(metrics: Metrics, db: Db, peers: string[] | (() => string[]), pausedPeers: () => string[] = () => []): void {
-  // A function: the runtime peer list, read at each scrape (a peer added since is reported).
+/** The peers to report: a fixed list, or the runtime peer list read at each scrape. */
+type ReportedPeers = string[] | (() => string[]);
+
+/**
+ * The peer ids to report at a scrape; at each scrape the series of `gauges` of a peer no
+ * longer among them (removed at runtime) are dropped, not frozen at a last value.
+ */
+function followReportedPeers(metrics: Metrics, peers: ReportedPeers, gauges: ReadonlyArray<{ remove(labels: { peer: string }): void }>): () => string[] {
   const ids = () => (typeof peers === 'function' ? peers() : peers);
-  // A peer removed at runtime stops being reported (its series go, not freeze at a last value).
   let reported = new Set<string>();
-  const perPeer = [metrics.dlqDepth, metrics.dlqQuarantined, metrics.dlqOldestPendingAge, metrics.catchupLastSuccess, metrics.catchupLagRows, metrics.catchupLagSeconds, metrics.catchupRefusalsPending, metrics.peerLagRows, metrics.peerLagSeconds, metrics.peerPaused];
   metrics.onScrape(async () => {
     const now = new Set(ids());
-    for (const gone of reported) if (!now.has(gone)) for (const g of perPeer) g.remove({ peer: gone });
+    for (const gone of reported) if (!now.has(gone)) for (const g of gauges) g.remove({ peer: gone });
     reported = now;
   });
+  return ids;
+}
+
+export function registerDatabaseCollectors(metrics: Metrics, db: Db, peers: ReportedPeers, pausedPeers: () => string[] = () => []): void {
+  const ids = followReportedPeers(metrics, peers, [metrics.dlqDepth, metrics.dlqQuarantined, metrics.dlqOldestPendingAge, metrics.catchupLastSuccess, metrics.catchupLagRows, metrics.catchupLagSeconds, metrics.catchupRefusalsPending, metrics.peerLagRows, metrics.peerLagSeconds, metrics.peerPaused]);
   metrics.onScrape(async () => {
     const stats = await dlqStats(db);
     for (const id of ids()) {
@@ -63,13 +72,10 @@ export function registerDatabaseCollectors(metrics: Metrics, db: Db, peers: stri
 }
 
 /** The refusal breaker per peer, from Redis (shared by every process of the node). */
-export function registerBreakerCollector(metrics: Metrics, breaker: RefusalBreaker, peers: string[] | (() => string[])): void {
+export function registerBreakerCollector(metrics: Metrics, breaker: RefusalBreaker, peers: ReportedPeers): void {
   // A removed peer's gauge goes (a breaker left at 1 would page for ever).
-  let reported = new Set<string>();
+  const ids = followReportedPeers(metrics, peers, [metrics.pushRefusalBreakerOpen]);
   metrics.onScrape(async () => {
-    const now = new Set(typeof peers === 'function' ? peers() : peers);
-    for (const gone of reported) if (!now.has(gone)) metrics.pushRefusalBreakerOpen.remove({ peer: gone });
-    reported = now;
-    for (const id of now) metrics.pushRefusalBreakerOpen.set({ peer: id }, (await breaker.state(id)).open ? 1 : 0);
+    for (const id of ids()) metrics.pushRefusalBreakerOpen.set({ peer: id }, (await breaker.state(id)).open ? 1 : 0);
   });
 }
