@@ -9,6 +9,9 @@ export type RedisUse = 'worker' | 'producer' | 'subscriber';
 
 const retry = (n: number) => Math.min(n * 200, 2000);
 
+/** A string target is a single server's URL (tests, tools). */
+const targetOf = (target: RedisTarget | string): RedisTarget => (typeof target === 'string' ? { kind: 'single', url: target } : target);
+
 /** The per-connection options of a use (for a cluster: of each node's connection). */
 function optionsFor(use: RedisUse, name: string): RedisOptions {
   const common: RedisOptions = { connectionName: `memfed-${name}`, lazyConnect: false };
@@ -25,12 +28,11 @@ function optionsFor(use: RedisUse, name: string): RedisOptions {
  * Redis connections by use. Workers and subscribers block and must retry for ever
  * (maxRetriesPerRequest: null, as BullMQ requires); producers in the API fail fast so a
  * Redis outage never hangs a request: the commit stands and the reconciler delivers later.
- * A string target is a single server's URL (tests, tools).
  */
 export function createRedis(url: string, use: RedisUse, name: string): Redis;
 export function createRedis(target: RedisTarget | string, use: RedisUse, name: string): RedisClient;
 export function createRedis(target: RedisTarget | string, use: RedisUse, name: string): RedisClient {
-  const t: RedisTarget = typeof target === 'string' ? { kind: 'single', url: target } : target;
+  const t = targetOf(target);
   const opts = optionsFor(use, name);
   let client: RedisClient;
   if (t.kind === 'cluster') {
@@ -70,7 +72,7 @@ export function createRedis(target: RedisTarget | string, use: RedisUse, name: s
 
 /** One connection attempt and a PING, no retries: how a starting role learns Redis answers. */
 export async function pingRedis(target: RedisTarget | string, timeoutMs = 2000): Promise<void> {
-  const t: RedisTarget = typeof target === 'string' ? { kind: 'single', url: target } : target;
+  const t = targetOf(target);
   const base: RedisOptions = { connectionName: 'memfed-probe', lazyConnect: true, connectTimeout: timeoutMs, commandTimeout: timeoutMs, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null };
   const probe: RedisClient =
     t.kind === 'cluster'

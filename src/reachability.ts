@@ -11,11 +11,12 @@ export type Service = 'Postgres' | 'Redis';
 /** The README section that says how to start the two services. */
 export const START_SERVICES_HINT = 'start it, or point the URL at a running one (README: "Postgres and Redis")';
 
-// Socket-level failures (Node), postgres.js's own connect timeout, and the server states
-// in which Postgres refuses connections (57P03 starting up / shutting down, 53300 too many clients).
 /** No member of a Redis Cluster or Sentinel set answered (queues/connection.ts pingRedis). */
 export const REDIS_TOPOLOGY_UNREACHABLE = 'REDIS_TOPOLOGY_UNREACHABLE';
 
+// Socket-level failures (Node), postgres.js's own connect timeout, the server states in
+// which Postgres refuses connections (57P03 starting up / shutting down, 53300 too many
+// clients), and a Redis topology none of whose members answered.
 const UNREACHABLE_CODES = new Set([REDIS_TOPOLOGY_UNREACHABLE, 'ECONNREFUSED', 'ENOTFOUND', 'EAI_AGAIN', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH', 'ECONNRESET', 'EPIPE', 'CONNECT_TIMEOUT', '57P03', '53300']);
 
 /**
