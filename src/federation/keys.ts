@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, stat, writeFile } from 'node:fs/promises';
+import { link, mkdir, readFile, readdir, rename, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import * as ed from '@noble/ed25519';
@@ -16,14 +16,32 @@ export function keyFileBase(dir: string, id: string): string {
 export async function generateKeyFiles(dir: string, id: string, opts: { overwrite?: boolean } = {}): Promise<{ privPath: string; pubPath: string; publicKeyHex: string }> {
   const base = keyFileBase(dir, id);
   await mkdir(dir, { recursive: true, mode: 0o700 });
-  if (!opts.overwrite && (await exists(`${base}.priv`))) throw new Error(`${base}.priv exists; refusing to overwrite (pass --force)`);
+  const refuse = () => Object.assign(new Error(`${base}.priv exists; refusing to overwrite (pass --force)`), { code: 'EEXIST' });
+  if (!opts.overwrite && (await exists(`${base}.priv`))) throw refuse();
   const priv = randomBytes(32);
   const pub = await ed.getPublicKeyAsync(priv);
-  // 'wx' unless overwriting: two processes generating at once never swap keys under each other.
-  await writeFile(`${base}.priv`, priv, { mode: 0o600, flag: opts.overwrite ? 'w' : 'wx' });
-  await writeFile(`${base}.pub`, pub, { mode: 0o644 });
+  if (opts.overwrite) {
+    await writeFile(`${base}.priv`, priv, { mode: 0o600 });
+  } else {
+    // Written whole under a temporary name, then linked in: the link fails if the name
+    // exists, so of processes generating at once exactly one key wins, and no reader ever
+    // sees a half-written .priv.
+    const tmp = `${base}.priv.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+    await writeFile(tmp, priv, { mode: 0o600, flag: 'wx' });
+    try {
+      await link(tmp, `${base}.priv`).catch((err: NodeJS.ErrnoException) => Promise.reject(err.code === 'EEXIST' ? refuse() : err));
+    } finally {
+      await unlink(tmp).catch(() => undefined);
+    }
+  }
+  // The .pub whole or not at all, too (renamed into place).
+  const pubTmp = `${base}.pub.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  await writeFile(pubTmp, pub, { mode: 0o644 });
+  await rename(pubTmp, `${base}.pub`);
   return { privPath: `${base}.priv`, pubPath: `${base}.pub`, publicKeyHex: Buffer.from(pub).toString('hex') };
 }
+
+const PUB_WAIT_MS = 5_000;
 
 async function exists(p: string): Promise<boolean> {
   try {
@@ -133,8 +151,11 @@ export async function ensureOwnKey(dir: string, id: string): Promise<{ generated
     const r = await generateKeyFiles(dir, id);
     return { generated: true, pubPath: r.pubPath };
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return { generated: false, pubPath: `${base}.pub` };
-    throw err;
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    // Another process of this node generated it a moment ago: its .pub follows the .priv.
+    const deadline = Date.now() + PUB_WAIT_MS;
+    while (!(await exists(`${base}.pub`)) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    return { generated: false, pubPath: `${base}.pub` };
   }
 }
 
