@@ -235,6 +235,12 @@ export function createMetrics(opts: { nodeId: string; role: string; processId?: 
       labelNames: ['queue'] as const,
       registers: [registry],
     }),
+    workerReplacements: new Counter({
+      name: 'memfed_worker_replacements_total',
+      help: 'Workers replaced by the watchdog because they stopped taking jobs while one waited',
+      labelNames: ['queue'] as const,
+      registers: [registry],
+    }),
     queueOldestWaitingAge: new Gauge({
       name: 'memfed_queue_oldest_waiting_age_seconds',
       help: 'Age of the oldest waiting job per queue (0 when none)',

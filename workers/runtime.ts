@@ -1,9 +1,8 @@
-import type { Worker } from 'bullmq';
 import type { Logger } from '../src/logger.js';
 import { QUEUE_NAMES, type QueueName } from '../src/queue-names.js';
 import { peersBehind } from '../src/store/cursors.js';
 import { peersWithoutScheduler, pruneCatchupSchedulers, removeCatchupSchedulers, syncCatchupSchedulers } from '../queues/catchup.js';
-import { createRedis, type RedisClient } from '../queues/connection.js';
+import { createRedis } from '../queues/connection.js';
 import { hasDlqScheduler, scheduleDlqReplay } from '../queues/dlq.js';
 import { enqueuePush } from '../queues/push.js';
 import { onPeerRecovered } from '../queues/recovery.js';
@@ -11,6 +10,7 @@ import type { PeerChange } from '../src/federation/peer-directory.js';
 import { QUEUE_DEFINITIONS } from '../queues/registry.js';
 import type { QueueDefinition } from '../queues/definition.js';
 import { defineWorker, type Processor } from '../queues/worker.js';
+import { SupervisedWorker } from '../queues/worker-watchdog.js';
 import type { WorkerContext } from './context.js';
 import { createProcessors } from './processors.js';
 import { startAuditMaintenance } from './audit.worker.js';
@@ -52,16 +52,17 @@ async function ensureSchedulers(ctx: WorkerContext, selected: QueueName[], initi
 export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> {
   const processors = createProcessors(ctx);
   const selected = QUEUE_NAMES.filter((q) => ctx.config.workerQueues.includes(q));
-  const workers: Worker[] = [];
-  const connections: RedisClient[] = [];
+  const supervised: SupervisedWorker[] = [];
   for (const name of selected) {
-    const connection = createRedis(ctx.config.redis, 'worker', `worker-${name}`);
-    connections.push(connection);
     // The typed maps pair each definition with its processor; the loop sees their union.
     const def = QUEUE_DEFINITIONS[name] as QueueDefinition<QueueName, unknown>;
-    const processor = processors[name] as Processor<unknown>;
     const concurrency = def.concurrency(ctx.config);
-    workers.push(defineWorker(def, processor, { connection, prefix: ctx.config.queuePrefix, lockMs: ctx.config.jobLockMs, logger: ctx.logger, metrics: ctx.metrics, concurrency }));
+    const create = (processor: Processor<unknown>) => {
+      const connection = createRedis(ctx.config.redis, 'worker', `worker-${name}`);
+      return { connection, worker: defineWorker(def, processor, { connection, prefix: ctx.config.queuePrefix, lockMs: ctx.config.jobLockMs, logger: ctx.logger, metrics: ctx.metrics, concurrency }) };
+    };
+    const base = { queueName: name, queue: ctx.queues[name], concurrency, create, processor: processors[name] as Processor<unknown>, logger: ctx.logger, metrics: ctx.metrics };
+    supervised.push(new SupervisedWorker(def.globalConcurrency === undefined ? base : { ...base, globalConcurrency: def.globalConcurrency }));
     ctx.logger.info({ queue: name, concurrency }, 'worker started');
   }
   const reconciler = selected.includes('push') ? startReconciler(ctx) : null;
@@ -92,6 +93,8 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
       reconciler?.stop();
       auditMaintenance?.stop();
       clearInterval(schedulerTimer);
+      for (const s of supervised) s.stop();
+      const workers = supervised.map((s) => s.worker);
       // Stop taking jobs, give active ones the grace period, then force-close (their
       // locks lapse and another worker picks them up: nothing is lost, at most re-sent).
       const graceful = Promise.all(workers.map((w) => w.close()));
@@ -104,7 +107,7 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
         await Promise.race([graceful, new Promise((r) => setTimeout(r, 1000).unref())]);
         await Promise.all(workers.map((w) => w.close(true)));
       }
-      await Promise.allSettled(connections.map((c) => c.quit()));
+      await Promise.allSettled(supervised.map((s) => s.connection.quit()));
     },
   };
 }
