@@ -1,4 +1,4 @@
-import type { JobsOptions, Queue } from 'bullmq';
+import type { Job, JobsOptions, Queue } from 'bullmq';
 import type { Config } from '../src/config.js';
 import type { QueueName } from '../src/queue-names.js';
 
@@ -52,6 +52,12 @@ export function safeKey(s: string): string {
 export const jobName = (base: string, peerId?: string) => (peerId === undefined ? base : `${base} ${peerId}`);
 
 /** If the job holding a dedup key sits delayed (in backoff), run it now. */
+/** The waiting job due next (BullMQ adds at the list's head and takes from its tail). */
+export async function nextWaitingJob(queue: Pick<Queue, 'getJobs'>): Promise<Job | undefined> {
+  const [job] = await queue.getJobs(['waiting'], 0, 0, true);
+  return job;
+}
+
 export async function promoteDelayed(queue: Queue, dedupId: string): Promise<void> {
   const jobId = await queue.getDeduplicationJobId(dedupId);
   if (!jobId) return;

@@ -1,5 +1,6 @@
 import type { Metrics } from '../src/metrics.js';
 import { QUEUE_NAMES } from '../src/queue-names.js';
+import { nextWaitingJob } from './definition.js';
 import type { Queues } from './registry.js';
 
 const STATES = ['waiting', 'active', 'delayed', 'failed', 'completed', 'prioritized'] as const;
@@ -17,7 +18,7 @@ export function registerQueueCollectors(metrics: Metrics, queues: Queues): void 
         const q = queues[name];
         const counts = await q.getJobCounts(...STATES);
         for (const state of STATES) metrics.queueJobs.set({ queue: name, state }, counts[state] ?? 0);
-        const [oldest] = await q.getJobs(['waiting'], 0, 0, true);
+        const oldest = await nextWaitingJob(q);
         metrics.queueOldestWaitingAge.set({ queue: name }, oldest ? Math.max(0, (Date.now() - oldest.timestamp) / 1000) : 0);
         metrics.queueWorkers.set({ queue: name }, await q.getWorkersCount());
       }),

@@ -3,6 +3,7 @@ import type { RedisClient } from './connection.js';
 import type { Logger } from '../src/logger.js';
 import type { Metrics } from '../src/metrics.js';
 import type { QueueName } from '../src/queue-names.js';
+import { nextWaitingJob } from './definition.js';
 import type { Processor } from './worker.js';
 
 /** How often the watchdog looks, and how long a job may wait on an idle worker. */
@@ -55,7 +56,7 @@ export interface SupervisedWorkerOptions {
  * A worker that is replaced when it stops taking jobs. BullMQ leaves reconnection to
  * ioredis; after a Redis Cluster failover a worker's fetch loop can stay parked on a
  * blocking read that never returns, while its jobs wait (seen in the cluster failover
- * test). The watchdog notices the same job being the oldest waiting one for `stallMs`
+ * test). The watchdog notices the same job being the next one due for `stallMs`
  * while this worker had a free slot and started nothing, and swaps in a fresh worker on
  * a fresh connection. The old one is force-closed: a job it still runs loses its lock and
  * is re-run, which every processor tolerates (cursors only move forward).
@@ -63,6 +64,7 @@ export interface SupervisedWorkerOptions {
 export class SupervisedWorker {
   private current: WorkerOnConnection;
   private activity = new WorkerActivity();
+  private readonly tracked: Processor<unknown>;
   private timer: NodeJS.Timeout;
   private watched: { jobId: string; since: number } | null = null;
   private replacing = false;
@@ -71,7 +73,8 @@ export class SupervisedWorker {
 
   constructor(private readonly opts: SupervisedWorkerOptions) {
     this.timing = opts.timing ?? WATCHDOG_TIMING;
-    this.current = opts.create(this.activity.track(opts.processor));
+    this.tracked = this.activity.track(opts.processor);
+    this.current = opts.create(this.tracked);
     this.timer = setInterval(() => void this.check().catch((err) => opts.logger.debug({ err, queue: opts.queueName }, 'worker watchdog check failed')), this.timing.checkMs);
     this.timer.unref();
   }
@@ -87,9 +90,7 @@ export class SupervisedWorker {
   /** One look; public for tests. Returns whether the worker was replaced. */
   async check(now = Date.now()): Promise<boolean> {
     if (this.closed || this.replacing) return false;
-    const [oldest] = await this.opts.queue.getJobs(['waiting'], -1, -1, true);
-    // BullMQ takes waiting jobs from the tail: index -1 is the next one due.
-    const jobId = oldest?.id;
+    const jobId = (await nextWaitingJob(this.opts.queue))?.id;
     if (!jobId) {
       this.watched = null;
       return false;
@@ -114,7 +115,7 @@ export class SupervisedWorker {
       this.opts.logger.warn({ queue: this.opts.queueName, jobId, waitedMs }, 'worker stopped taking jobs while one waited; replacing it with a fresh worker and connection');
       this.opts.metrics.workerReplacements.inc({ queue: this.opts.queueName });
       const old = this.current;
-      this.current = this.opts.create(this.activity.track(this.opts.processor));
+      this.current = this.opts.create(this.tracked);
       this.watched = null;
       // Not awaited for long: a parked worker may never finish closing.
       await Promise.race([old.worker.close(true), new Promise((r) => setTimeout(r, 2_000).unref())]).catch(() => undefined);

@@ -66,6 +66,23 @@ describe('the worker watchdog', () => {
     expect(log.lines().some((l) => String(l.msg).startsWith('worker stopped taking jobs'))).toBe(true);
   });
 
+  it('watches the job due next, so newer jobs arriving all the time do not hide a parked worker', async () => {
+    const ran: number[] = [];
+    const { queue, supervised, created } = start(async (job) => void ran.push((job.data as { n: number }).n));
+    await supervised.worker.waitUntilReady();
+    await supervised.worker.pause();
+    await queue.add('first', { n: 0 });
+    // A new job at every check: the newest waiting job never stays the same for long.
+    let n = 1;
+    const arrivals = setInterval(() => void queue.add('newer', { n: n++ }), timing.checkMs);
+    try {
+      await waitFor(async () => ran.includes(0), { timeoutMs: 10_000, what: 'the first job ran on the replacement' });
+    } finally {
+      clearInterval(arrivals);
+    }
+    expect(created).toHaveLength(2);
+  });
+
   it('leaves alone a worker busy on all its slots, and a queue an operator paused', async () => {
     let release!: () => void;
     const held = new Promise<void>((r) => (release = r));
