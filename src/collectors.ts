@@ -7,10 +7,6 @@ import { catchupLagSeconds, watermarkTimes } from './store/watermarks.js';
 import { peerLag } from './store/cursors.js';
 import type { RefusalBreaker } from './federation/refusal-breaker.js';
 
-/**
- * Gauges whose truth is in Postgres (DLQ, catch-up, audit), refreshed at scrape time so
- * every process (API or worker) reports the same figures without a background loop.
- */
 /** The peers to report: a fixed list, or the runtime peer list read at each scrape. */
 type ReportedPeers = string[] | (() => string[]);
 
@@ -29,6 +25,10 @@ function followReportedPeers(metrics: Metrics, peers: ReportedPeers, gauges: Rea
   return ids;
 }
 
+/**
+ * Gauges whose truth is in Postgres (DLQ, catch-up, audit), refreshed at scrape time so
+ * every process (API or worker) reports the same figures without a background loop.
+ */
 export function registerDatabaseCollectors(metrics: Metrics, db: Db, peers: ReportedPeers, pausedPeers: () => string[] = () => []): void {
   const ids = followReportedPeers(metrics, peers, [metrics.dlqDepth, metrics.dlqQuarantined, metrics.dlqOldestPendingAge, metrics.catchupLastSuccess, metrics.catchupLagRows, metrics.catchupLagSeconds, metrics.catchupRefusalsPending, metrics.peerLagRows, metrics.peerLagSeconds, metrics.peerPaused]);
   metrics.onScrape(async () => {
