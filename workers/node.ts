@@ -110,17 +110,31 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
     { name: 'postgres', check: async () => void (await database.sql`SELECT 1`) },
     { name: 'redis', check: async () => void (await producer.ping()) },
   ];
-  const closers: Array<() => Promise<unknown>> = [];
+  const closers: Array<{ step: string; run: () => Promise<unknown> }> = [];
   const audit = new QueueAuditRecorder(queues.audit, database, logger);
   // Used by close() and by a failed start alike: what was opened is closed.
+  // Each step is bounded: one that never settles (a request or connection stuck on a
+  // service that went away) must not keep the process from exiting.
+  const stepBoundMs = config.shutdownGraceMs + 5_000;
+  const bounded = async (step: string, run: () => Promise<unknown>) => {
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timed out'>((r) => (timer = setTimeout(() => r('timed out'), stepBoundMs).unref()));
+    try {
+      if ((await Promise.race([run(), timedOut])) === 'timed out') logger.warn({ step, boundMs: stepBoundMs }, 'shutdown step did not finish in time; going on');
+    } catch (err) {
+      logger.warn({ err, step }, 'shutdown step failed');
+    } finally {
+      clearTimeout(timer);
+    }
+  };
   const closeAll = async () => {
     // Order: stop intake (HTTP, workers), then connections.
-    for (const c of closers) await c().catch((err) => logger.warn({ err }, 'shutdown step failed'));
-    await audit.close();
-    await closeQueues(queues);
-    await producer.quit().catch(() => producer.disconnect());
-    await peerDirectory.close();
-    await database.close();
+    for (const c of closers) await bounded(c.step, c.run);
+    await bounded('audit', () => audit.close());
+    await bounded('queues', () => closeQueues(queues));
+    await bounded('producer', () => producer.quit().catch(() => producer.disconnect()));
+    await bounded('peer directory', () => peerDirectory.close());
+    await bounded('database', () => database.close());
   };
   const running: RunningNode = {
     config,
@@ -143,10 +157,10 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
       const subscriber = createRedis(config.redis, 'subscriber', 'acks');
       // Always: peers may be added at runtime to a node started without any.
       const acks = new AckTracker(subscriber, config, database, logger, peerDirectory.active);
-      closers.push(async () => acks.close());
+      closers.push({ step: 'acks', run: async () => acks.close() });
       await acks.start();
       const refusalAudit = throttleRefusals(audit, { burst: config.audit.refusalBurst, windowMs: config.audit.refusalWindowMs });
-      closers.push(async () => refusalAudit.stop());
+      closers.push({ step: 'refusal audit', run: async () => refusalAudit.stop() });
       const deps: AppDeps = {
         config,
         database,
@@ -168,7 +182,7 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
       const server = await listen(createApp(deps), config.http.host, config.http.port, listenOptions);
       running.apiUrl = boundUrl(server, config.http.host);
       logger.info({ url: running.apiUrl }, 'api listening');
-      closers.unshift(() => closeServer(server));
+      closers.unshift({ step: 'api server', run: () => closeServer(server) });
     }
 
     if (role === 'worker' || role === 'all') {
@@ -177,14 +191,14 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
         const ops = await listen(createOpsApp({ config, probes, metrics, logger }), config.http.host, config.workerHttpPort, listenOptions);
         running.workerUrl = boundUrl(ops, config.http.host);
         logger.info({ url: running.workerUrl }, 'worker metrics/health listening');
-        closers.unshift(() => closeServer(ops));
+        closers.unshift({ step: 'worker ops server', run: () => closeServer(ops) });
       }
       const publisher = createRedis(config.redis, 'worker', 'publisher');
       const client = new PeerClient({ selfId: config.nodeId, signingKey: keys.signingKey, apiKey: config.apiKey, timeoutMs: config.federation.requestTimeoutMs, tls: clientTlsOptions(tls) });
-      closers.push(() => publisher.quit());
-      closers.push(() => client.close());
+      closers.push({ step: 'publisher', run: () => publisher.quit() });
+      closers.push({ step: 'peer client', run: () => client.close() });
       const workers = await startWorkers({ config, database, logger, metrics, queues, redis: publisher, client, peers, peerDirectory, audit, auditSigner: auditKeys.signer, policy });
-      closers.unshift(() => workers.close(config.shutdownGraceMs));
+      closers.unshift({ step: 'workers', run: () => workers.close(config.shutdownGraceMs) });
     }
   } catch (err) {
     await closeAll();
