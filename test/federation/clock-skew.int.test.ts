@@ -69,7 +69,7 @@ describe('clock skew within FED_CLOCK_SKEW_MS: a 3 min ahead, b on time, c 3 min
     const report = await checker.verify({ deadlineMs: 60_000 });
     console.log(summarize(report, { skews: { [a.id]: '+3 min', [b.id]: '0', [c.id]: '-3 min' } }));
     expect(problems(report, { acked: 60, samples: 5 })).toEqual([]);
-  });
+  }, 120_000);
 
   it('runs each node on its own clock: new writes are stamped with it', async () => {
     for (const [m, skew] of [[a, 3 * MIN], [b, 0], [c, -3 * MIN]] as const) {
@@ -107,7 +107,7 @@ describe('clock skew within FED_CLOCK_SKEW_MS: a 3 min ahead, b on time, c 3 min
     await everywhere(mesh, id, 'slow clock, after seeing it');
     const s = await stateOf(c, id);
     expect(Date.parse(`${s!.updatedAt}Z`)).toBeGreaterThan(Date.now() + 2 * MIN);
-  });
+  }, 120_000);
 
   it('judges a signed request on the receiver clock: within +-FED_CLOCK_SKEW_MS of c accepted, beyond refused with x_memory_nonce_expired', async () => {
     const peer = await new FakePeer(a.id, readFileSync(path.join(mesh.keyDir, `${a.id}.priv`))).init();
@@ -189,5 +189,5 @@ describe('a node further ahead than FED_CLOCK_SKEW_MS: a 60 s ahead, allowance 2
     expect(problems(report, { acked: 12, samples: 5 })).toEqual([]);
     // The pulls refused the same rows visibly (cursor form: recorded, then passed).
     expect(refusals.every((r) => r.code === 'FUTURE_TIMESTAMP')).toBe(true);
-  });
+  }, 180_000);
 });

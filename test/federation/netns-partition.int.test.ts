@@ -84,7 +84,7 @@ describe.skipIf(skip)(`real partitions between network namespaces, W=1${note}`, 
     const report = await checker.verify({ deadlineMs: 60_000 });
     console.log(summarize(report, { cuts: ['c isolated', 'a->c and b->c one way'], isolatedMs, oneWayMs }));
     expect(problems(report, { acked: 150, samples: 10 })).toEqual([]);
-  });
+  }, 180_000);
 });
 
 describe.skipIf(skip)(`real partitions between network namespaces, W=2${note}`, () => {
@@ -116,5 +116,5 @@ describe.skipIf(skip)(`real partitions between network namespaces, W=2${note}`, 
     const report = await checker.verify({ deadlineMs: 60_000 });
     console.log(summarize(report, { cut: 'c isolated, W=2' }));
     expect(problems(report, { acked: 60, samples: 10 })).toEqual([]);
-  });
+  }, 180_000);
 });
