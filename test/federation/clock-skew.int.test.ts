@@ -71,15 +71,17 @@ describe('clock skew within FED_CLOCK_SKEW_MS: a 3 min ahead, b on time, c 3 min
     expect(problems(report, { acked: 60, samples: 5 })).toEqual([]);
   }, 120_000);
 
-  it('runs each node on its own clock: new writes are stamped with it', async () => {
+  it('runs each node on its own clock: new writes are stamped with it, and expires_at from a TTL counts from it', async () => {
     for (const [m, skew] of [[a, 3 * MIN], [b, 0], [c, -3 * MIN]] as const) {
       const before = Date.now();
-      const r = await api(m.url, 'POST', '/api/v1/memories', { title: `stamp ${m.id}`, content: 'x', tier: 'long', namespace: 'skew/stamp' });
+      const r = await api(m.url, 'POST', '/api/v1/memories', { title: `stamp ${m.id}`, content: 'x', tier: 'long', namespace: 'skew/stamp', ttl_secs: 3600 });
       expect(r.status).toBe(201);
       const got = await api(m.url, 'GET', `/api/v1/memories/${r.json.id}`);
       const at = Date.parse(got.json.memory.created_at);
       expect(at - before).toBeGreaterThanOrEqual(skew - 1000);
       expect(at - Date.now()).toBeLessThanOrEqual(skew + 1000);
+      // Expiry counts from the node's own clock too: the TTL lands skew later in real time.
+      expect(Date.parse(got.json.memory.expires_at) - at).toBe(3_600_000);
     }
   });
 
