@@ -41,6 +41,20 @@ export default defineConfig({
           hookTimeout: 120_000,
         },
       },
+      {
+        // The soak (npm run test:soak): one long run, minutes by default.
+        test: {
+          name: 'soak',
+          sequence: { groupOrder: 3 },
+          include: ['test/soak/**/*.soak.ts'],
+          environment: 'node',
+          globalSetup: ['test/helpers/global-setup.ts'],
+          pool: 'forks',
+          maxWorkers: 1,
+          testTimeout: 3_600_000,
+          hookTimeout: 120_000,
+        },
+      },
     ],
   },
 });

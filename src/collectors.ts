@@ -6,6 +6,7 @@ import { refusalStats } from './store/catchup-refusals.js';
 import { catchupLagSeconds, watermarkTimes } from './store/watermarks.js';
 import { peerLag } from './store/cursors.js';
 import type { RefusalBreaker } from './federation/refusal-breaker.js';
+import { now } from './clock.js';
 
 /** The peers to report: a fixed list, or the runtime peer list read at each scrape. */
 type ReportedPeers = string[] | (() => string[]);
@@ -46,7 +47,7 @@ export function registerDatabaseCollectors(metrics: Metrics, db: Db, peers: Repo
       const w = marks.get(id);
       metrics.catchupLastSuccess.set({ peer: id }, w?.lastSuccessEpoch ?? 0);
       metrics.catchupLagRows.set({ peer: id }, w?.lagRows ?? 0);
-      metrics.catchupLagSeconds.set({ peer: id }, w ? catchupLagSeconds(w.lagRows, w.lastRowEpoch, Date.now() / 1000) : 0);
+      metrics.catchupLagSeconds.set({ peer: id }, w ? catchupLagSeconds(w.lagRows, w.lastRowEpoch, now() / 1000) : 0);
     }
   });
   metrics.onScrape(async () => {

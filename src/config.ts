@@ -399,6 +399,12 @@ export function configSecrets(config: Config): string[] {
  */
 export const testFaultEnv = { faults: process.env.MEMFED_TEST_FAULT, nodeEnv: process.env.NODE_ENV };
 
+/**
+ * MEMFED_TEST_CLOCK_SKEW_MS (TEST-ONLY signed offset of the wall clock, ms): the raw process
+ * values, parsed and guarded in src/clock.ts, process-wide for the same reason.
+ */
+export const testClockEnv = { skewMs: process.env.MEMFED_TEST_CLOCK_SKEW_MS, nodeEnv: process.env.NODE_ENV };
+
 /** Whether federation is on (docs/wire.md: W >= 1, which config enforces, and at least one peer). */
 export function federationEnabled(config: Config): boolean {
   return config.federation.peers.length > 0;

@@ -17,6 +17,7 @@ import type { Policy } from '../governance.js';
 import { PeerRequestError, type PeerClient } from './client.js';
 import { applyFromPeer } from './receive.js';
 import { parsePushBody } from './wire.js';
+import { now } from '../clock.js';
 
 /** The largest `limit` the since form allows (docs/wire.md). */
 const SINCE_LIMIT_MAX = 10_000;
@@ -335,7 +336,7 @@ function rootCause(err: unknown): string {
  * body's lanes are.
  */
 function pageLanes(page: SincePage, taken: Set<string>) {
-  const parsed = parsePushBody({ sender_agent_id: 'page', memories: [], archive_events: page.archive_events ?? [], links: page.links ?? [], link_removals: page.link_removals ?? [] }, formatTimestamp(Date.now() * 1000));
+  const parsed = parsePushBody({ sender_agent_id: 'page', memories: [], archive_events: page.archive_events ?? [], links: page.links ?? [], link_removals: page.link_removals ?? [] }, formatTimestamp(now() * 1000));
   return {
     archives: parsed.archives.filter((e) => taken.has(e.id)),
     links: parsed.links.filter((l) => taken.has(l.source_id)),

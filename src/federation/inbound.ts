@@ -3,6 +3,7 @@ import { classifyNonce, parseSignatureHeader, verifySignature } from './signing.
 import type { NonceStore } from './nonces.js';
 import type { KeyRing } from './keys.js';
 import { PEER_ID } from './peers.js';
+import { now } from '../clock.js';
 
 /** Every refusal of the inbound signature matrix; the API answers it as `{error: tag, code: TAG}`. */
 export const REFUSAL_TAGS = [
@@ -89,8 +90,8 @@ export async function verifyInbound(req: InboundRequest, policy: InboundPolicy):
   const form = classifyNonce(nonce);
   if (!verifySignature(key, req.signedBytes(nonce), signature)) return { ok: false, status: 401, tag: 'x_memory_sig_bad_signature', peerId };
   if (form.kind === 'memfed') {
-    const now = (policy.now ?? Date.now)();
-    if (Math.abs(now - form.issuedAtMs) > policy.clockSkewMs) return { ok: false, status: 401, tag: 'x_memory_nonce_expired', peerId };
+    const at = (policy.now ?? now)();
+    if (Math.abs(at - form.issuedAtMs) > policy.clockSkewMs) return { ok: false, status: 401, tag: 'x_memory_nonce_expired', peerId };
   }
   if (form.kind === 'malformed' || !(await policy.nonces.claim(peerId, nonce, form.kind))) return { ok: false, status: 401, tag: 'x_memory_nonce_replay', peerId };
   return { ok: true, peerId, signed: true };

@@ -1,4 +1,5 @@
 import { createPrivateKey, createPublicKey, randomUUID, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { now } from '../clock.js';
 
 /**
  * Ed25519 request signing as docs/wire.md fixes it. Signing and verifying use node:crypto
@@ -60,7 +61,7 @@ export function verifySignature(key: KeyObject, bytes: Uint8Array, signature: Ui
 }
 
 /** memfed nonce form `<unix-ms>.<uuid>`: time-bounded and remembered by receivers. */
-export function newNonce(nowMs = Date.now()): string {
+export function newNonce(nowMs = now()): string {
   return `${nowMs}.${randomUUID()}`;
 }
 

@@ -1,3 +1,4 @@
+import { now } from '../clock.js';
 /**
  * Timestamps as docs/wire.md fixes them: accept any valid RFC 3339, emit
  * `YYYY-MM-DDTHH:MM:SS.ffffff+00:00` (upstream compares them as strings, so the
@@ -100,7 +101,7 @@ let lastNow = 0;
 /** Current time in microseconds, strictly increasing within this process. */
 export function nowMicros(): number {
   const hr = process.hrtime.bigint();
-  const candidate = Date.now() * 1000 + Number((hr / 1000n) % 1000n);
+  const candidate = now() * 1000 + Number((hr / 1000n) % 1000n);
   lastNow = candidate > lastNow ? candidate : lastNow + 1;
   return lastNow;
 }

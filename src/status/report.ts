@@ -8,6 +8,7 @@ import { dlqStats } from '../store/dlq.js';
 import { normalizeDbTime } from '../store/memories.js';
 import { catchupLagSeconds, listWatermarks } from '../store/watermarks.js';
 import { peerState, type PeerState } from './state.js';
+import { now as clockNow } from '../clock.js';
 
 /** One queue's job counts and the workers connected to it (any process, this prefix). */
 export interface QueueStatus {
@@ -121,7 +122,7 @@ export async function buildStatusReport(deps: StatusDeps): Promise<StatusReport>
   // most when something is down.
   const queues = readQueues(deps.queues, deps.queueTimeoutMs ?? QUEUE_TIMEOUT_MS);
   const [cursors, marks, lag, dlq, figures, head, checkpoint] = await Promise.all([listCursors(db), listWatermarks(db), peerLag(db, ids), dlqStats(db), auditFigures(db), auditHead(db), lastCheckpoint(db)]);
-  const now = (deps.now ?? (() => new Date()))();
+  const now = (deps.now ?? (() => new Date(clockNow())))();
   const cursorOf = new Map(cursors.map((c) => [c.peerId, c]));
   const markOf = new Map(marks.map((w) => [w.peerId, w]));
   const dlqOf = new Map(dlq.byPeer.map((d) => [d.peerId, d]));

@@ -18,6 +18,11 @@ export class PrivateRedis {
     return `redis://127.0.0.1:${this.port}`;
   }
 
+  /** The running redis-server's pid (a restart gives a new one). */
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
   async start(): Promise<this> {
     if (!this.front) {
       this.front = await new StableFront().start();

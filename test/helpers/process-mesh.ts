@@ -31,6 +31,12 @@ export interface MeshProcess {
    * port behind it: re-binding the port just released can collide.
    */
   restart(): Promise<void>;
+  /**
+   * Whether the node's address (`url`, what its peers dial) takes connections; false: the
+   * front resets every new one (a node of one process: and closes the open ones). The node's own processes, reached at `apiUrls`, and its
+   * outbound requests are untouched.
+   */
+  setReachable(reachable: boolean): void;
 }
 
 /** A migrated database on a Postgres cluster of its own, dropped with the cluster. */
@@ -122,6 +128,7 @@ export async function startProcessMesh(
         workerUrls: workerPorts.map((p) => `http://127.0.0.1:${p}`),
         ...front,
         restart: () => Promise.reject(new Error('restart: not supported for a node of several processes')),
+        setReachable: (reachable) => point(s.front, reachable ? apiPorts : []),
       });
       continue;
     }
@@ -145,6 +152,11 @@ export async function startProcessMesh(
         node.procs = [node.proc];
         node.apiUrls = [`http://127.0.0.1:${port}`];
         await waitHealthy(node.url);
+      },
+      setReachable(reachable) {
+        point(s.front, reachable ? [Number(nodeEnv.HTTP_PORT)] : []);
+        // Open keep-alive connections would carry on past the cut.
+        if (!reachable && s.front instanceof StableFront) s.front.dropConnections();
       },
     };
     node.procs = [node.proc];

@@ -17,9 +17,13 @@ export interface NodeProcess {
   stop(): Promise<number | string>;
 }
 
-/** Runs `memfed <args>` as a real child process with the given environment. */
-export function spawnMemfed(args: string[], env: Record<string, string>): NodeProcess {
-  const proc = spawn(process.execPath, [MEMFED_BIN, ...args], {
+/**
+ * Runs `memfed <args>` as a real child process with the given environment. `wrap`: a
+ * command that execs the rest (e.g. `ip netns exec <ns>`), so the pid is still memfed's.
+ */
+export function spawnMemfed(args: string[], env: Record<string, string>, opts: { wrap?: string[] } = {}): NodeProcess {
+  const cmd = [...(opts.wrap ?? []), process.execPath, MEMFED_BIN, ...args];
+  const proc = spawn(cmd[0]!, cmd.slice(1), {
     cwd: ROOT,
     // The broken-build proof (docs/testing.md) reaches spawned nodes too.
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...(process.env.MEMFED_TEST_FAULT ? { MEMFED_TEST_FAULT: process.env.MEMFED_TEST_FAULT, NODE_ENV: process.env.NODE_ENV ?? '' } : {}), ...env },

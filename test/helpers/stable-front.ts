@@ -43,6 +43,11 @@ export class StableFront {
     this.target = port;
   }
 
+  /** Closes every open connection (with no target, new ones are reset too: the server is cut off). */
+  dropConnections(): void {
+    for (const s of this.sockets) s.destroy();
+  }
+
   async stop(): Promise<void> {
     this.retarget(null);
     for (const s of this.sockets) s.destroy();
