@@ -312,7 +312,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   // A tombstone must outlive the feed entry that delivers it (and a peer's snapshot of it).
   const grace = Number(env.TOMBSTONE_GRACE_MS || 30 * 86_400_000);
   const retention = Number(env.FEED_RETENTION_MS || 7 * 86_400_000);
-  if (Number.isFinite(grace) && Number.isFinite(retention) && grace <= retention) problems.push(`TOMBSTONE_GRACE_MS: must be longer than FEED_RETENTION_MS (${retention})`);
+  if (Number.isFinite(grace) && Number.isFinite(retention) && grace <= retention) {
+    problems.push(env.TOMBSTONE_GRACE_MS ? `TOMBSTONE_GRACE_MS: must be longer than FEED_RETENTION_MS (${retention})` : `FEED_RETENTION_MS: must be shorter than TOMBSTONE_GRACE_MS (${grace})`);
+  }
   problems.push(...transportProblems(env));
   problems.push(...redisTargetProblems(env));
   if (!parsed.success || problems.length) throw new ConfigError(problems, secretsOf(env));

@@ -19,15 +19,18 @@ import { parseTimestamp } from '../memory/time.js';
  * delete (no tombstone, no feed entry), as upstream's GC. Returns the ids deleted.
  */
 export async function sweepExpiredBatch(db: Db, limit: number): Promise<string[]> {
+  // The batch is materialized once: as an IN (subquery) the planner may re-run the
+  // LIMITed subquery for every row it joins, deleting far more than `limit`.
   const rows = await db.execute<{ id: string }>(sql`
-    DELETE FROM ${memories} WHERE id IN (
+    WITH batch AS MATERIALIZED (
       SELECT id FROM ${memories}
       WHERE deleted_at IS NULL AND expires_at IS NOT NULL AND expires_at <= now()
       ORDER BY expires_at
       LIMIT ${limit}
       FOR UPDATE SKIP LOCKED)
-    AND deleted_at IS NULL AND expires_at <= now()
-    RETURNING id`);
+    DELETE FROM ${memories} m USING batch
+    WHERE m.id = batch.id AND m.deleted_at IS NULL AND m.expires_at <= now()
+    RETURNING m.id`);
   return rows.map((r) => r.id);
 }
 
@@ -55,15 +58,16 @@ export async function collectTombstonesBatch(db: Db, horizon: string, slowest: F
   // One statement: the delete and the raised mark commit together (an apply that finds
   // the tombstone gone also finds the mark covering it, src/store/replica.ts).
   const rows = await db.execute<{ id: string }>(sql`
-    WITH gone AS (
-      DELETE FROM ${memories} WHERE id IN (
-        SELECT m.id FROM ${memories} m
-        WHERE m.deleted_at IS NOT NULL AND m.deleted_at < ${horizon}::timestamptz ${undelivered}
-        ORDER BY m.deleted_at
-        LIMIT ${limit}
-        FOR UPDATE SKIP LOCKED)
-      AND deleted_at IS NOT NULL
-      RETURNING id, deleted_at),
+    WITH batch AS MATERIALIZED (
+      SELECT m.id FROM ${memories} m
+      WHERE m.deleted_at IS NOT NULL AND m.deleted_at < ${horizon}::timestamptz ${undelivered}
+      ORDER BY m.deleted_at
+      LIMIT ${limit}
+      FOR UPDATE SKIP LOCKED),
+    gone AS (
+      DELETE FROM ${memories} t USING batch
+      WHERE t.id = batch.id AND t.deleted_at IS NOT NULL
+      RETURNING t.id, t.deleted_at),
     mark AS (
       INSERT INTO ${tombstoneGc} (id, collected_through)
       SELECT 1, max(deleted_at) FROM gone HAVING count(*) > 0

@@ -184,8 +184,9 @@ export async function updateMemory(
 ): Promise<MutationResult> {
   return db.transaction(async (tx) => {
     const cur = await getStored(tx, id, { forUpdate: true });
-    // An archived memory is not updatable until restored (upstream: it is not in `memories`).
-    if (!cur || cur.deletedAt !== null || isArchived(cur.archive, cur.memory.updated_at)) return { kind: 'not_found' } as const;
+    // An archived memory is not updatable until restored (upstream: it is not in `memories`);
+    // an expired one is gone for every reader, so for writers too (the sweep removes it).
+    if (!cur || cur.deletedAt !== null || isArchived(cur.archive, cur.memory.updated_at) || isExpired(cur.memory, nowMicros())) return { kind: 'not_found' } as const;
     if (expectedVersion !== undefined && expectedVersion !== cur.memory.version) return { kind: 'version_conflict', current: cur.memory.version } as const;
     // Never move updated_at backwards, even under clock skew: the new version must win LWW.
     const floor = (parseTimestamp(cur.memory.updated_at) ?? 0) + 1;
@@ -201,7 +202,8 @@ export async function updateMemory(
 export async function deleteMemory(db: Db, id: string, nowMicros: number): Promise<MutationResult> {
   return db.transaction(async (tx) => {
     const cur = await getStored(tx, id, { forUpdate: true });
-    if (!cur || cur.deletedAt !== null) return { kind: 'not_found' } as const;
+    // An expired memory is not there to delete: every node sweeps it by itself.
+    if (!cur || cur.deletedAt !== null || isExpired(cur.memory, nowMicros)) return { kind: 'not_found' } as const;
     const floor = (parseTimestamp(cur.memory.updated_at) ?? 0) + 1;
     const deletedAt = formatTimestamp(Math.max(nowMicros, floor));
     await tx.update(memories).set({ deletedAt }).where(eq(memories.id, id));
