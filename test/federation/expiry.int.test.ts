@@ -121,7 +121,7 @@ describe('tier expiry on one node', () => {
     const v2 = { ...v1, title: 'v2', version: 2, updated_at: ago(30_000), expires_at: ago(10_000) };
     expect((await send(n.url, peer.push({ sender_agent_id: 'peer-p', memories: [v2] }))).json.results[0].status).toBe('applied');
     expect((await api(n.url, 'GET', `/api/v1/memories/${v1.id}`)).status).toBe(404);
-    expect((await stored(n, v1.id as string)).doc.title).toBe('v2');
+    expect((await stored(n, v1.id as string))?.doc.title).toBe('v2');
     await runExpirySweep(deps());
     expect(await stored(n, v1.id as string)).toBeUndefined();
     // The same expired version arriving again (a catch-up, a DLQ replay) is not stored.
@@ -139,7 +139,7 @@ describe('tier expiry on one node', () => {
     expect((await api(n.url, 'PUT', `/api/v1/memories/${m.id}`, { expires_at: later })).json.memory.expires_at).toBe(later);
     // The tier TTL of a new memory follows SHORT_TTL_SECS / MID_TTL_SECS (defaults 6 h / 7 days).
     const mid = (await create(n, { title: 'mid default', content: 'c' }));
-    expect(Date.parse(mid.expires_at) - Date.parse(mid.created_at)).toBe(7 * 86_400_000);
+    expect(Date.parse(mid.expires_at!) - Date.parse(mid.created_at)).toBe(7 * 86_400_000);
     const long = (await create(n, { title: 'long default', content: 'c', tier: 'long' }));
     expect(long.expires_at).toBeUndefined();
   });
@@ -149,7 +149,7 @@ describe('an extended TTL replicates: the peer keeps serving the memory past its
   let a: TestNode, b: TestNode;
   beforeAll(async () => {
     const { startMesh } = await import('../helpers/mesh.js');
-    [a, b] = await startMesh(2, { env: { SHORT_TTL_SECS: '3', EXPIRY_SWEEP_INTERVAL_MS: '500' } });
+    [a, b] = (await startMesh(2, { env: { SHORT_TTL_SECS: '3', EXPIRY_SWEEP_INTERVAL_MS: '500' } })) as [TestNode, TestNode];
   });
   afterAll(async () => {
     await Promise.all([a?.destroy(), b?.destroy()]);
@@ -158,7 +158,7 @@ describe('an extended TTL replicates: the peer keeps serving the memory past its
   it('follows the new expires_at on every node, and expires the unextended one everywhere', async () => {
     const extended = (await create(a, { title: 'extended', content: 'c', tier: 'short' }));
     const plain = (await create(a, { title: 'plain', content: 'c', tier: 'short' }));
-    expect(Date.parse(plain.expires_at) - Date.parse(plain.created_at)).toBe(3000);
+    expect(Date.parse(plain.expires_at!) - Date.parse(plain.created_at)).toBe(3000);
     const later = ahead(3600_000);
     expect((await api(a.url, 'PUT', `/api/v1/memories/${extended.id}`, { expires_at: later })).status).toBe(200);
     await waitFor(async () => (await api(b.url, 'GET', `/api/v1/memories/${extended.id}`)).json?.memory?.expires_at === later, { timeoutMs: 30_000, what: 'the extension on b' });
@@ -252,7 +252,7 @@ describe('beyond_tombstone_grace is recorded where refusals are: the sender DLQ 
   let a: TestNode, b: TestNode;
   beforeAll(async () => {
     const { startMesh } = await import('../helpers/mesh.js');
-    [a, b] = await startMesh(2, { env: { TOMBSTONE_GRACE_MS: '2000', FEED_RETENTION_MS: '1000', CATCHUP_INTERVAL_MS: '500', TOMBSTONE_GC_INTERVAL_MS: '86400000', DLQ_REPLAY_INTERVAL_MS: '3600000' } });
+    [a, b] = (await startMesh(2, { env: { TOMBSTONE_GRACE_MS: '2000', FEED_RETENTION_MS: '1000', CATCHUP_INTERVAL_MS: '500', TOMBSTONE_GC_INTERVAL_MS: '86400000', DLQ_REPLAY_INTERVAL_MS: '3600000' } })) as [TestNode, TestNode];
   });
   afterAll(async () => {
     await Promise.all([a?.destroy(), b?.destroy()]);
