@@ -110,6 +110,9 @@ export async function applyFromPeer(
     for (const r of out.refused) deps.metrics.beyondGraceRefused.inc({ via, lane: r.lane });
     deps.metrics.appliedRows.inc({ status: 'skipped', via }, out.refused.length);
     refused.push(...out.refused.map(graceRefusal));
+    // A pushing ai-memory 0.7 sender ignores `skipped`: the receiver's audit chain is where
+    // such a refusal stays visible (a catch-up records its own, catchup.refused).
+    if (via === 'push') deps.audit.record({ kind: 'federation.refused', actor: peerId, details: { tag: BEYOND_TOMBSTONE_GRACE, status: 200, via, rows: out.refused.slice(0, 100).map((r) => ({ id: r.id, lane: r.lane, at: r.at })), count: out.refused.length } });
   }
   const exp = out.expired;
   if (exp.applied.length > 0) deps.metrics.expiredArrivals.inc({ via, outcome: 'applied' }, exp.applied.length);
