@@ -238,6 +238,13 @@ describe('tombstone GC', () => {
     const t = await send(g.url, peer.push({ sender_agent_id: 'peer-q', memories: [], tombstones: [{ id: 'never-here', deleted_at: old.updated_at }] }));
     expect(t.json.results).toEqual([{ id: 'never-here', status: 'skipped', reason: expect.stringMatching(/^beyond_tombstone_grace: /) }]);
     expect(await counter(g, 'memfed_beyond_grace_refused_total')).toBe(before + 2);
+    // Recorded on the receiver too (an ai-memory sender ignores `skipped`): the audit chain.
+    const audited = await waitFor(async () => {
+      const rows = await g.db.database.sql`SELECT event FROM audit_outbox WHERE event->>'kind' = 'federation.refused' AND event->'details'->>'tag' = 'beyond_tombstone_grace'`;
+      return rows.length >= 2 && rows.map((r) => r.event as { actor: string; details: { rows: Array<{ id: string }> } });
+    }, { timeoutMs: 20_000, what: 'the refusals in the audit outbox' });
+    expect(audited.flatMap((e) => e.details.rows.map((r) => r.id))).toEqual(expect.arrayContaining([old.id, 'never-here']));
+    expect(audited[0]!.actor).toBe('peer-q');
     // Newer than every collected tombstone: applied.
     const fresh = wireMemory({ title: 'fresh', created_at: ago(1000), updated_at: ago(1000) });
     expect((await send(g.url, peer.push({ sender_agent_id: 'peer-q', memories: [fresh] }))).json.results).toEqual([{ id: fresh.id, status: 'applied' }]);
