@@ -5,7 +5,7 @@ import type { Memory } from '../memory/model.js';
 import type { Metrics } from '../metrics.js';
 import { linkKey, type LinkRemoval, type MemoryLink } from '../memory/link.js';
 import type { ArchiveEvent } from '../store/archive-links.js';
-import { applyReplicated, type GraceRefusal, type LinkOutcome, type Tombstone } from '../store/replica.js';
+import { applyReplicated, graceRefusals, type GraceRefusal, type LinkOutcome, type Tombstone } from '../store/replica.js';
 import { BEYOND_TOMBSTONE_GRACE } from '../memory/expiry.js';
 import { admitReplicated, beyondSkew, type AdmissionRefusal } from './admission.js';
 import type { ParsedPush, RowResult } from './wire.js';
@@ -98,12 +98,16 @@ export async function applyFromPeer(
   if (refusedEvents.length > 0) deps.metrics.appliedRows.inc({ status: 'skipped', via }, refusedEvents.length);
   const none = { applied: [], deleted: [], noop: [], archived: [], restored: [], archiveNoop: [], links: { applied: [], noop: [], removed: [] } };
   // upstream src/handlers/federation_receive.rs: in a dry run every row that passes the checks counts as noop.
+  const guard = { graceMs: deps.tombstoneGraceMs ?? DEFAULT_TOMBSTONE_GRACE_MS };
   if (opts.dryRun) {
-    const noop = [...admitted.memories.map((m) => m.id), ...admitted.tombstones.map((t) => t.id), ...admitted.archives.map((e) => e.id), ...admitted.links.map((l) => l.source_id), ...admitted.linkRemovals.map((l) => l.source_id)];
+    // The grace screen too, so a dry run answers as the real one would (nothing is counted).
+    const beyond = await graceRefusals(deps.db, admitted, guard);
+    const out = new Set(beyond.map((r) => `${r.lane}:${r.id}`));
+    refused.push(...beyond.map(graceRefusal));
+    const noop = [...admitted.memories.filter((m) => !out.has(`memories:${m.id}`)).map((m) => m.id), ...admitted.tombstones.filter((t) => !out.has(`tombstones:${t.id}`)).map((t) => t.id), ...admitted.archives.map((e) => e.id), ...admitted.links.map((l) => l.source_id), ...admitted.linkRemovals.map((l) => l.source_id)];
     return { ...none, noop, refused, refusedEvents, admitted };
   }
   const inTx = opts.inTransaction;
-  const guard = { graceMs: deps.tombstoneGraceMs ?? DEFAULT_TOMBSTONE_GRACE_MS };
   const out = await applyReplicated(deps.db, { ...admitted, originPeer: peerId }, inTx ? (tx, graceRefused) => inTx(tx, [...refused, ...graceRefused.map(graceRefusal)]) : undefined, guard);
   // Refused as beyond the grace horizon: answered and recorded like admission's refusals.
   if (out.refused.length > 0) {

@@ -229,6 +229,11 @@ async function screenArrivals(tx: Tx, mems: Memory[], tombs: Tombstone[], guard:
   return { refused, discarded, expired: new Set([...expired].filter((id) => !refusedMems.has(id))) };
 }
 
+/** The rows a guarded apply would refuse as beyond_tombstone_grace, applying nothing (a dry run). */
+export async function graceRefusals(db: Db, rows: { memories: Memory[]; tombstones: Tombstone[] }, guard: ApplyGuard): Promise<GraceRefusal[]> {
+  return db.transaction(async (tx) => (await screenArrivals(tx, dedupeMemories(rows.memories), dedupeTombstones(rows.tombstones), guard)).refused);
+}
+
 /** Which of the ids have a row here (live or tombstone), locked against a concurrent create. */
 async function knownIds(tx: Tx, ids: string[]): Promise<Set<string>> {
   if (ids.length === 0) return new Set();

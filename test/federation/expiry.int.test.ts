@@ -229,6 +229,10 @@ describe('tombstone GC', () => {
   it('refuses an old copy of a deleted memory whose tombstone was collected (beyond_tombstone_grace), and applies newer rows', async () => {
     const before = await counter(g, 'memfed_beyond_grace_refused_total');
     const old = deleted[0]!;
+    // A dry run answers as the real push will.
+    const dry = await send(g.url, peer.push({ sender_agent_id: 'peer-q', memories: [old], dry_run: true }));
+    expect(dry.json).toMatchObject({ dry_run: true, skipped: 1, noop: 0 });
+    expect(dry.json.results).toEqual([{ id: old.id, status: 'skipped', reason: expect.stringMatching(/^beyond_tombstone_grace: /) }]);
     const r = await send(g.url, peer.push({ sender_agent_id: 'peer-q', memories: [old] }));
     expect(r.status).toBe(200);
     expect(r.json.skipped).toBe(1);
