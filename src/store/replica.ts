@@ -204,14 +204,21 @@ export async function applyReplicated(
  * - a memory already expired for an id held nowhere here is not stored (it would be
  *   served nowhere and swept); one for an id held here goes through LWW (a newer expired
  *   version must still replace an older live one, or the replicas would differ).
- * Only rows older than the grace horizon, or expired, are looked at (live replication
- * pays nothing). Their ids are locked first and the collected-through mark read after: a
- * tombstone GC committing meanwhile is waited for and its raised mark seen.
+ * Only rows older than the grace horizon or the mark, or expired, are looked at (live
+ * replication pays one read of the mark). Their ids are locked first and the mark read
+ * again after: a tombstone GC committing meanwhile is waited for and its raised mark seen.
  */
 async function screenArrivals(tx: Tx, mems: Memory[], tombs: Tombstone[], guard: ApplyGuard) {
   const now = nowMicros();
   const horizon = now - guard.graceMs * 1000;
-  const old = (ts: string) => (parseTimestamp(ts) ?? 0) < horizon;
+  // Candidates: rows older than the grace horizon (a GC committing meanwhile collects only
+  // tombstones older than it) or no newer than the mark already raised (which a longer
+  // TOMBSTONE_GRACE_MS set since may put after the horizon).
+  const marked = await collectedThrough(tx);
+  const old = (ts: string) => {
+    const t = parseTimestamp(ts) ?? 0;
+    return t < horizon || (marked !== null && t <= marked);
+  };
   const expired = new Set(mems.filter((m) => isExpired(m, now)).map((m) => m.id));
   const oldMems = mems.filter((m) => old(m.updated_at));
   const oldTombs = tombs.filter((t) => !t.untimed && old(t.deleted_at));

@@ -249,6 +249,12 @@ describe('tombstone GC', () => {
     }, { timeoutMs: 20_000, what: 'the refusals in the audit outbox' });
     expect(audited.flatMap((e) => e.details.rows.map((r) => r.id))).toEqual(expect.arrayContaining([old.id, 'never-here']));
     expect(audited[0]!.actor).toBe('peer-q');
+    // A longer grace set since (the mark now lies after the grace horizon) still refuses what the mark covers.
+    const through = (await collectedThrough(g.db.database.db))!;
+    const underMark = validateMemory(wireMemory({ id: 'under-the-mark', created_at: formatTimestamp(through - 1000), updated_at: formatTimestamp(through - 1000) }));
+    const longer = await applyReplicated(g.db.database.db, { memories: [underMark], tombstones: [], originPeer: 'peer-q' }, undefined, { graceMs: 10 * 86_400_000 });
+    expect(longer.refused.map((x) => x.id)).toEqual(['under-the-mark']);
+    expect(await stored(g, 'under-the-mark')).toBeUndefined();
     // Newer than every collected tombstone: applied.
     const fresh = wireMemory({ title: 'fresh', created_at: ago(1000), updated_at: ago(1000) });
     expect((await send(g.url, peer.push({ sender_agent_id: 'peer-q', memories: [fresh] }))).json.results).toEqual([{ id: fresh.id, status: 'applied' }]);
