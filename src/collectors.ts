@@ -5,6 +5,7 @@ import { dlqStats } from './store/dlq.js';
 import { refusalStats } from './store/catchup-refusals.js';
 import { catchupLagSeconds, watermarkTimes } from './store/watermarks.js';
 import { peerLag } from './store/cursors.js';
+import { tombstoneCount } from './store/expiry.js';
 import type { RefusalBreaker } from './federation/refusal-breaker.js';
 import { now } from './clock.js';
 
@@ -63,6 +64,9 @@ export function registerDatabaseCollectors(metrics: Metrics, db: Db, peers: Repo
       metrics.peerLagRows.set({ peer }, lag.rows);
       metrics.peerLagSeconds.set({ peer }, lag.seconds);
     }
+  });
+  metrics.onScrape(async () => {
+    metrics.tombstones.set(await tombstoneCount(db));
   });
   metrics.onScrape(async () => {
     const a = await auditFigures(db);

@@ -155,7 +155,20 @@ const schema = z.object({
   DLQ_MAX_REPLAY_ATTEMPTS: int(100, 1, 1_000_000),
   DLQ_REPLAY_MAX_BATCH: int(2048, 64, 100_000),
   DLQ_RUN_BUDGET_MS: int(20_000, 0, 600_000),
-  WORKER_QUEUES: str('push,dlq,catchup,audit').superRefine((v, ctx) => {
+  // Tier TTLs of a new memory without ttl_secs/expires_at (upstream [ttl] short_ttl_secs, mid_ttl_secs).
+  SHORT_TTL_SECS: int(6 * 3600, 1, 315_360_000),
+  MID_TTL_SECS: int(7 * 86400, 1, 315_360_000),
+  // Tier expiry sweep and tombstone GC (queues/expiry.ts, docs/operations.md "Tier expiry", "Tombstone GC").
+  EXPIRY_SWEEP_INTERVAL_MS: int(60_000, 100, 86_400_000),
+  TOMBSTONE_GC_INTERVAL_MS: int(3_600_000, 100, 86_400_000),
+  EXPIRY_BATCH_MAX: int(1000, 1, 100_000),
+  EXPIRY_RUN_BUDGET_MS: int(20_000, 0, 600_000),
+  // Tombstones are kept at least this long; must be longer than FEED_RETENTION_MS.
+  TOMBSTONE_GRACE_MS: int(30 * 86_400_000, 1_000, 3650 * 86_400_000),
+  // Change-feed retention window (feed entries every peer has passed are pruned after it);
+  // tombstone GC only needs it to refuse a grace that is not longer.
+  FEED_RETENTION_MS: int(7 * 86_400_000, 1_000, 3650 * 86_400_000),
+  WORKER_QUEUES: str('push,dlq,catchup,audit,expiry').superRefine((v, ctx) => {
     for (const q of v.split(',').map((x) => x.trim()).filter(Boolean)) {
       if (!isQueueName(q)) ctx.addIssue({ code: 'custom', message: `unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})` });
     }
@@ -252,6 +265,11 @@ export interface Config {
   push: { batchMax: number; batchMaxBytes: number; reconcileIntervalMs: number; refusalBreaker: { batches: number; probeMs: number } };
   catchup: { intervalMs: number };
   dlq: { replayIntervalMs: number; maxReplayAttempts: number; replayMaxBatch: number; runBudgetMs: number };
+  /** Default TTL of a new memory per tier, in seconds (null: never expires). */
+  tierTtlSecs: { short: number | null; mid: number | null; long: number | null };
+  expiry: { sweepIntervalMs: number; tombstoneGcIntervalMs: number; batchMax: number; runBudgetMs: number; tombstoneGraceMs: number };
+  /** FEED_RETENTION_MS: how long feed entries every peer has passed are kept. */
+  feedRetentionMs: number;
   workerQueues: QueueName[];
   shutdownGraceMs: number;
   /** How long a starting role waits for Postgres and Redis to answer before it gives up (exit 1). */
@@ -291,6 +309,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const timeout = Number(env.FED_REQUEST_TIMEOUT_MS || 10_000);
   const lock = Number(env.JOB_LOCK_MS || 30_000);
   if (Number.isFinite(timeout) && Number.isFinite(lock) && timeout >= lock) problems.push(`FED_REQUEST_TIMEOUT_MS: must be below JOB_LOCK_MS (${lock})`);
+  // A tombstone must outlive the feed entry that delivers it (and a peer's snapshot of it).
+  const grace = Number(env.TOMBSTONE_GRACE_MS || 30 * 86_400_000);
+  const retention = Number(env.FEED_RETENTION_MS || 7 * 86_400_000);
+  if (Number.isFinite(grace) && Number.isFinite(retention) && grace <= retention) {
+    problems.push(env.TOMBSTONE_GRACE_MS ? `TOMBSTONE_GRACE_MS: must be longer than FEED_RETENTION_MS (${retention})` : `FEED_RETENTION_MS: must be shorter than TOMBSTONE_GRACE_MS (${grace})`);
+  }
   problems.push(...transportProblems(env));
   problems.push(...redisTargetProblems(env));
   if (!parsed.success || problems.length) throw new ConfigError(problems, secretsOf(env));
@@ -335,6 +359,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     catchup: { intervalMs: r.CATCHUP_INTERVAL_MS },
     dlq: { replayIntervalMs: r.DLQ_REPLAY_INTERVAL_MS, maxReplayAttempts: r.DLQ_MAX_REPLAY_ATTEMPTS, replayMaxBatch: r.DLQ_REPLAY_MAX_BATCH, runBudgetMs: r.DLQ_RUN_BUDGET_MS },
+    tierTtlSecs: { short: r.SHORT_TTL_SECS, mid: r.MID_TTL_SECS, long: null },
+    expiry: { sweepIntervalMs: r.EXPIRY_SWEEP_INTERVAL_MS, tombstoneGcIntervalMs: r.TOMBSTONE_GC_INTERVAL_MS, batchMax: r.EXPIRY_BATCH_MAX, runBudgetMs: r.EXPIRY_RUN_BUDGET_MS, tombstoneGraceMs: r.TOMBSTONE_GRACE_MS },
+    feedRetentionMs: r.FEED_RETENTION_MS,
     workerQueues,
     shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
     startupWaitMs: r.STARTUP_WAIT_MS,
@@ -426,6 +453,9 @@ export function describeConfig(config: Config): Record<string, unknown> {
     push: config.push,
     catchup: config.catchup,
     dlq: config.dlq,
+    tierTtlSecs: config.tierTtlSecs,
+    expiry: config.expiry,
+    feedRetentionMs: config.feedRetentionMs,
     workerQueues: config.workerQueues,
     audit: config.audit,
     governance: config.governance.file ? `file ${config.governance.file}` : config.governance.inline ? 'inline' : 'none',

@@ -177,7 +177,7 @@ export function createMetrics(opts: { nodeId: string; role: string; processId?: 
     }),
     dlqReplays: new Counter({
       name: 'memfed_push_dlq_replay_total',
-      help: 'Push DLQ rows replayed, by outcome (replayed, failed = refused again, throttled, peer_unavailable, breaker_open = not sent: the peer refusal breaker is open)',
+      help: 'Push DLQ rows replayed, by outcome (replayed, failed = refused again, throttled, peer_unavailable, breaker_open = not sent: the peer refusal breaker is open, expired = the memory expired: nothing left to deliver)',
       labelNames: ['peer', 'outcome'] as const,
       registers: [registry],
     }),
@@ -265,6 +265,33 @@ export function createMetrics(opts: { nodeId: string; role: string; processId?: 
     auditCheckpointAge: new Gauge({
       name: 'memfed_audit_last_checkpoint_age_seconds',
       help: 'Age of the oldest audit entry no signed checkpoint covers yet (0 = all covered)',
+      registers: [registry],
+    }),
+    expiredSwept: new Counter({
+      name: 'memfed_expired_swept_total',
+      help: 'Expired memories deleted locally by the expiry sweep (never replicated)',
+      registers: [registry],
+    }),
+    tombstonesCollected: new Counter({
+      name: 'memfed_tombstones_collected_total',
+      help: 'Tombstones removed by tombstone GC (older than TOMBSTONE_GRACE_MS and sent to every peer)',
+      registers: [registry],
+    }),
+    tombstones: new Gauge({
+      name: 'memfed_tombstones',
+      help: 'Tombstones held in the memories table',
+      registers: [registry],
+    }),
+    beyondGraceRefused: new Counter({
+      name: 'memfed_beyond_grace_refused_total',
+      help: 'Rows from peers refused as beyond_tombstone_grace (an id held nowhere here, no newer than a collected tombstone)',
+      labelNames: ['via', 'lane'] as const,
+      registers: [registry],
+    }),
+    expiredArrivals: new Counter({
+      name: 'memfed_expired_arrivals_total',
+      help: 'Already expired memories received from peers, by outcome (applied = replaced an older version, hidden; noop = an equal or newer version is here; discarded = nothing of the id here, not stored)',
+      labelNames: ['via', 'outcome'] as const,
       registers: [registry],
     }),
   };

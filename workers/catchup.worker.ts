@@ -15,7 +15,7 @@ export function catchupProcessor(ctx: WorkerContext) {
     if (!peer) return { skipped: `peer ${job.data.peerId} is no longer configured` };
     try {
       const r = await pullFromPeer(
-        { db: ctx.database.db, client: ctx.client, logger: ctx.logger, metrics: ctx.metrics, pageLimit: PAGE_LIMIT, policy: ctx.policy, audit: ctx.audit, clockSkewMs: ctx.config.federation.clockSkewMs, memoryMaxBytes: ctx.config.limits.memoryMaxBytes },
+        { db: ctx.database.db, client: ctx.client, logger: ctx.logger, metrics: ctx.metrics, pageLimit: PAGE_LIMIT, policy: ctx.policy, audit: ctx.audit, clockSkewMs: ctx.config.federation.clockSkewMs, tombstoneGraceMs: ctx.config.expiry.tombstoneGraceMs, memoryMaxBytes: ctx.config.limits.memoryMaxBytes },
         peer,
         RUN_BUDGET_MS,
       );

@@ -5,6 +5,7 @@ import { peersWithoutScheduler, pruneCatchupSchedulers, removeCatchupSchedulers,
 import { createRedis } from '../queues/connection.js';
 import { hasDlqScheduler, scheduleDlqReplay } from '../queues/dlq.js';
 import { enqueuePush } from '../queues/push.js';
+import { hasExpirySchedulers, scheduleExpiry } from '../queues/expiry.js';
 import { onPeerRecovered } from '../queues/recovery.js';
 import type { PeerChange } from '../src/federation/peer-directory.js';
 import { QUEUE_DEFINITIONS } from '../queues/registry.js';
@@ -27,6 +28,11 @@ async function ensureSchedulers(ctx: WorkerContext, selected: QueueName[], initi
   if (selected.includes('dlq') && (initial || !(await hasDlqScheduler(ctx.queues.dlq)))) {
     await scheduleDlqReplay(ctx.queues.dlq, ctx.config.dlq.replayIntervalMs);
     ctx.logger.info({ everyMs: ctx.config.dlq.replayIntervalMs, restored: !initial }, 'DLQ replay scheduled');
+  }
+  if (selected.includes('expiry') && (initial || !(await hasExpirySchedulers(ctx.queues.expiry)))) {
+    const { sweepIntervalMs, tombstoneGcIntervalMs } = ctx.config.expiry;
+    await scheduleExpiry(ctx.queues.expiry, sweepIntervalMs, tombstoneGcIntervalMs);
+    ctx.logger.info({ sweepEveryMs: sweepIntervalMs, tombstoneGcEveryMs: tombstoneGcIntervalMs, restored: !initial }, 'expiry sweep and tombstone GC scheduled');
   }
   if (selected.includes('catchup')) {
     const peers = [...ctx.peers.keys()];

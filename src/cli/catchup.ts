@@ -56,7 +56,7 @@ export async function catchupCommand(config: Config, args: string[], out: (s: st
       }
       case 'reapply': {
         const metrics = createMetrics({ nodeId: config.nodeId, role: 'cli', defaultMetrics: false });
-        const r = await reapplyRefusals({ db, policy, metrics, audit, logger, clockSkewMs: config.federation.clockSkewMs, memoryMaxBytes: config.limits.memoryMaxBytes }, sel);
+        const r = await reapplyRefusals({ db, policy, metrics, audit, logger, clockSkewMs: config.federation.clockSkewMs, tombstoneGraceMs: config.expiry.tombstoneGraceMs, memoryMaxBytes: config.limits.memoryMaxBytes }, sel);
         audit.record({ kind: 'catchup.operator', actor: 'cli', details: { action: 'reapply', selector: sel, ...r } });
         out(`re-applied ${r.taken}: applied ${r.applied}, superseded ${r.superseded}, still refused ${r.refused}`);
         return r.refused > 0 ? 1 : 0;

@@ -44,6 +44,9 @@ export const memories = pgTable(
     index('memories_updated_idx').on(t.updatedAt, t.id),
     index('memories_created_idx').on(t.createdAt),
     index('memories_tags_idx').using('gin', t.tags),
+    // The expiry sweep and tombstone GC take their oldest candidates first (src/store/expiry.ts).
+    index('memories_expiring_idx').on(t.expiresAt).where(sql`deleted_at IS NULL AND expires_at IS NOT NULL`),
+    index('memories_tombstones_idx').on(t.deletedAt).where(sql`deleted_at IS NOT NULL`),
   ],
 );
 
@@ -257,5 +260,17 @@ export const peers = pgTable('peers', {
   /** Where the row came from: `fed_peers` (seeded at start-up) or `operator`. */
   source: text('source').notNull().default('operator'),
   createdAt: ts('created_at').notNull().default(sql`now()`),
+  updatedAt: ts('updated_at').notNull().default(sql`now()`),
+});
+
+/**
+ * Tombstone GC's high-water mark (one row, id 1): the newest `deleted_at` of any tombstone
+ * this node ever collected. A row version for an id held nowhere here, no newer than it,
+ * may be the copy of a deleted memory whose tombstone is gone: it is refused
+ * (`beyond_tombstone_grace`, docs/operations.md "Tombstone GC").
+ */
+export const tombstoneGc = pgTable('tombstone_gc', {
+  id: integer('id').primaryKey(),
+  collectedThrough: ts('collected_through').notNull(),
   updatedAt: ts('updated_at').notNull().default(sql`now()`),
 });

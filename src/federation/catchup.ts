@@ -31,6 +31,8 @@ export interface CatchupDeps {
   policy: Policy | null;
   audit: AuditRecorder;
   clockSkewMs: number;
+  /** TOMBSTONE_GRACE_MS (src/federation/receive.ts). */
+  tombstoneGraceMs?: number;
   /** MEMORY_MAX_BYTES: a served row over it is refused for good (recorded and passed). */
   memoryMaxBytes?: number;
 }

@@ -8,6 +8,8 @@ import { countReplayable, leaseReplayable, markFailed, markReplayed, releaseLeas
 import type { StoredMemory } from '../store/memories.js';
 import { loadStored, type Tombstone } from '../store/replica.js';
 import type { Memory } from '../memory/model.js';
+import { isExpired, isExpiredAt } from '../memory/expiry.js';
+import { nowMicros } from '../memory/time.js';
 import { PeerRequestError, type PeerClient } from './client.js';
 import { itemFromStored, itemId, memoryItem, tombstoneItem, type Item } from './feed-page.js';
 import { rowBudgetFor, sendThroughBreaker } from './pusher.js';
@@ -102,9 +104,19 @@ export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = 
     else byPeer.set(r.peerId, [r]);
   }
 
-  for (const [peerId, peerRows] of byPeer) {
+  const now = nowMicros();
+  for (const [peerId, leased] of byPeer) {
     const peer = peers.get(peerId)!;
     const count = (outcome: string, n: number) => n > 0 && deps.metrics.dlqReplays.inc({ peer: peerId, outcome }, n);
+    // A row whose memory has expired since it was refused is served to no peer: nothing is
+    // left to deliver (the peer expires or never needs it), so it is settled as replayed.
+    const expired = leased.filter((r) => expiredNow(r, stored, now));
+    if (expired.length > 0) {
+      round.replayed += await markReplayed(deps.db, expired.map((r) => r.id), owner);
+      count('expired', expired.length);
+    }
+    const peerRows = leased.filter((r) => !expired.includes(r));
+    if (peerRows.length === 0) continue;
     // Batches of at most batchMax rows and the peer's body budget (a row over it goes alone);
     // they stop at the first peer-level failure (the rest are released).
     const itemOf = new Map(peerRows.map((r) => [r.id, toItem(r, stored)]));
@@ -196,6 +208,13 @@ export function chunkRows<T>(rows: T[], bytesOf: (row: T) => number, maxRows: nu
   }
   if (cur.length > 0) out.push(cur);
   return out;
+}
+
+/** The row's memory as it would be sent (current state, else the refused payload) has expired. */
+function expiredNow(row: DlqRow, stored: Map<string, StoredMemory>, now: number): boolean {
+  const current = stored.get(row.memoryId);
+  if (current) return current.deletedAt === null && isExpired(current.memory, now);
+  return row.op !== 'delete' && isExpiredAt((row.payload as Partial<Memory> | null)?.expires_at, now);
 }
 
 function toItem(row: DlqRow, stored: Map<string, StoredMemory>): Item {

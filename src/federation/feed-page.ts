@@ -4,6 +4,8 @@ import { readFeed, type FeedEntry, type FeedPosition } from '../store/feed.js';
 import { archiveEventOf, type ArchiveEvent } from '../store/archive-links.js';
 import type { StoredLink, StoredMemory } from '../store/memories.js';
 import { loadStored, type Tombstone } from '../store/replica.js';
+import { isExpired } from '../memory/expiry.js';
+import { nowMicros } from '../memory/time.js';
 
 /**
  * One row to deliver: a memory's current state (content, archive register, outgoing
@@ -55,7 +57,17 @@ export interface FeedPage {
 export async function readFeedPage(db: Db, after: FeedPosition, limit: number, opts: PageOptions): Promise<FeedPage> {
   const entries = await readFeed(db, after, limit);
   const stored = await loadStored(db, [...new Set(entries.filter((e) => wanted(e, opts)).map((e) => e.memoryId))]);
-  return pageOf(entries, stored, opts);
+  return pageOf(entries, servable(stored, nowMicros()), opts);
+}
+
+/**
+ * The stored rows a sender may serve: an expired memory is sent to no peer (every peer
+ * holding it expires it by itself; one that missed it never needs it). Its entries are
+ * passed like those of a row no longer stored.
+ */
+export function servable(stored: Map<string, StoredMemory>, now: number): Map<string, StoredMemory> {
+  for (const [id, s] of stored) if (s.deletedAt === null && isExpired(s.memory, now)) stored.delete(id);
+  return stored;
 }
 
 export interface PageOptions {

@@ -5,7 +5,8 @@ import type { Memory } from '../memory/model.js';
 import type { Metrics } from '../metrics.js';
 import { linkKey, type LinkRemoval, type MemoryLink } from '../memory/link.js';
 import type { ArchiveEvent } from '../store/archive-links.js';
-import { applyReplicated, type LinkOutcome, type Tombstone } from '../store/replica.js';
+import { applyReplicated, graceRefusals, type GraceRefusal, type LinkOutcome, type Tombstone } from '../store/replica.js';
+import { BEYOND_TOMBSTONE_GRACE } from '../memory/expiry.js';
 import { admitReplicated, beyondSkew, type AdmissionRefusal } from './admission.js';
 import type { ParsedPush, RowResult } from './wire.js';
 
@@ -16,7 +17,20 @@ export interface ReceiveDeps {
   metrics: Metrics;
   audit: AuditRecorder;
   clockSkewMs: number;
+  /** TOMBSTONE_GRACE_MS (absent: the default, 30 days): rows newer than now - grace are never screened. */
+  tombstoneGraceMs?: number;
 }
+
+export const DEFAULT_TOMBSTONE_GRACE_MS = 30 * 86_400_000;
+
+/** A row the apply refused as possibly the old copy of a deleted memory whose tombstone was collected. */
+const graceRefusal = (r: GraceRefusal): AdmissionRefusal => ({
+  id: r.id,
+  lane: r.lane,
+  code: BEYOND_TOMBSTONE_GRACE,
+  rule: 'tombstone_grace',
+  reason: `${r.lane === 'memories' ? 'updated_at' : 'deleted_at'} ${r.at} is no newer than a tombstone this node collected, and nothing of ${r.id} is held here (it may be a copy of a deleted memory)`,
+});
 
 /** Rows from a peer: every lane memfed applies. */
 export interface PeerRows {
@@ -84,12 +98,30 @@ export async function applyFromPeer(
   if (refusedEvents.length > 0) deps.metrics.appliedRows.inc({ status: 'skipped', via }, refusedEvents.length);
   const none = { applied: [], deleted: [], noop: [], archived: [], restored: [], archiveNoop: [], links: { applied: [], noop: [], removed: [] } };
   // upstream src/handlers/federation_receive.rs: in a dry run every row that passes the checks counts as noop.
+  const guard = { graceMs: deps.tombstoneGraceMs ?? DEFAULT_TOMBSTONE_GRACE_MS };
   if (opts.dryRun) {
-    const noop = [...admitted.memories.map((m) => m.id), ...admitted.tombstones.map((t) => t.id), ...admitted.archives.map((e) => e.id), ...admitted.links.map((l) => l.source_id), ...admitted.linkRemovals.map((l) => l.source_id)];
+    // The grace screen too, so a dry run answers as the real one would (nothing is counted).
+    const beyond = await graceRefusals(deps.db, admitted, guard);
+    const out = new Set(beyond.map((r) => `${r.lane}:${r.id}`));
+    refused.push(...beyond.map(graceRefusal));
+    const noop = [...admitted.memories.filter((m) => !out.has(`memories:${m.id}`)).map((m) => m.id), ...admitted.tombstones.filter((t) => !out.has(`tombstones:${t.id}`)).map((t) => t.id), ...admitted.archives.map((e) => e.id), ...admitted.links.map((l) => l.source_id), ...admitted.linkRemovals.map((l) => l.source_id)];
     return { ...none, noop, refused, refusedEvents, admitted };
   }
   const inTx = opts.inTransaction;
-  const out = await applyReplicated(deps.db, { ...admitted, originPeer: peerId }, inTx ? (tx) => inTx(tx, refused) : undefined);
+  const out = await applyReplicated(deps.db, { ...admitted, originPeer: peerId }, inTx ? (tx, graceRefused) => inTx(tx, [...refused, ...graceRefused.map(graceRefusal)]) : undefined, guard);
+  // Refused as beyond the grace horizon: answered and recorded like admission's refusals.
+  if (out.refused.length > 0) {
+    for (const r of out.refused) deps.metrics.beyondGraceRefused.inc({ via, lane: r.lane });
+    deps.metrics.appliedRows.inc({ status: 'skipped', via }, out.refused.length);
+    refused.push(...out.refused.map(graceRefusal));
+    // A pushing ai-memory 0.7 sender ignores `skipped`: the receiver's audit chain is where
+    // such a refusal stays visible (a catch-up records its own, catchup.refused).
+    if (via === 'push') deps.audit.record({ kind: 'federation.refused', actor: peerId, details: { tag: BEYOND_TOMBSTONE_GRACE, status: 200, via, rows: out.refused.slice(0, 100).map((r) => ({ id: r.id, lane: r.lane, at: r.at })), count: out.refused.length } });
+  }
+  const exp = out.expired;
+  if (exp.applied.length > 0) deps.metrics.expiredArrivals.inc({ via, outcome: 'applied' }, exp.applied.length);
+  if (exp.noop.length > 0) deps.metrics.expiredArrivals.inc({ via, outcome: 'noop' }, exp.noop.length);
+  if (exp.discarded.length > 0) deps.metrics.expiredArrivals.inc({ via, outcome: 'discarded' }, exp.discarded.length);
   const changedEvents = out.archived.length + out.restored.length + out.links.applied.length + out.links.removed.length;
   deps.metrics.appliedRows.inc({ status: 'applied', via }, out.applied.length + out.deleted.length + changedEvents);
   deps.metrics.appliedRows.inc({ status: 'noop', via }, out.noop.length + out.archiveNoop.length + out.links.noop.length);
@@ -115,8 +147,10 @@ export async function receivePush(deps: ReceiveDeps & { nodeId: string }, peerId
   const applied = new Set(out.applied);
   const deleted = new Set(out.deleted);
   const results: RowResult[] = [...skipped];
-  for (const m of out.admitted.memories) results.push({ id: m.id, status: applied.has(m.id) ? 'applied' : 'noop' });
-  for (const t of out.admitted.tombstones) results.push({ id: t.id, status: deleted.has(t.id) ? 'applied' : 'noop' });
+  // A row refused in the apply (beyond the grace horizon) is answered once, as skipped.
+  const refusedIn = new Set(out.refused.filter((r) => r.code === BEYOND_TOMBSTONE_GRACE).map((r) => `${r.lane}:${r.id}`));
+  for (const m of out.admitted.memories) if (!refusedIn.has(`memories:${m.id}`)) results.push({ id: m.id, status: applied.has(m.id) ? 'applied' : 'noop' });
+  for (const t of out.admitted.tombstones) if (!refusedIn.has(`tombstones:${t.id}`)) results.push({ id: t.id, status: deleted.has(t.id) ? 'applied' : 'noop' });
   // Archive and link elements answer under their memory id, once per id not answered by a
   // row already (a skipped element is among the skipped results: a memfed sender reads a
   // skipped result for an id as a non-ack even when another result for it says applied).

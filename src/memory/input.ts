@@ -4,7 +4,6 @@ import { CODES, validateScope, validateTtlSecs } from './rules.js';
 import {
   SERVER_FIELDS,
   assertSafeJson,
-  defaultExpiry,
   validateAgentId,
   validateConfidence,
   validateContent,
@@ -22,6 +21,7 @@ import {
   type Tier,
 } from './model.js';
 import { formatTimestamp, parseTimestamp } from './time.js';
+import { tierExpiry, type TierTtls } from './expiry.js';
 
 function asObject(input: unknown, what: string): Record<string, unknown> {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) throw new ValidationError(what, 'must be a JSON object', 'INVALID_BODY');
@@ -43,7 +43,7 @@ const CREATE_ONLY = new Set(['agent_id', 'ttl_secs', 'scope']);
  * priority 5, confidence 1.0, source api), caller identity into metadata.agent_id,
  * expires_at from ttl_secs or the tier TTL. Unknown keys are kept.
  */
-export function buildNewMemory(input: unknown, ctx: { agentId: string | undefined; nowMicros: number; maxBytes?: number }): Memory {
+export function buildNewMemory(input: unknown, ctx: { agentId: string | undefined; nowMicros: number; maxBytes?: number; tierTtls?: TierTtls }): Memory {
   const body = asObject(input, 'body');
   assertSafeJson(body);
   refuseServerFields(body);
@@ -61,7 +61,7 @@ export function buildNewMemory(input: unknown, ctx: { agentId: string | undefine
     expiresAt = validateTimestampField('expires_at', body.expires_at, CODES.expiresAt);
     if (parseTimestamp(expiresAt)! < ctx.nowMicros) throw new ValidationError('expires_at', 'must not be in the past', CODES.expiresAt);
   } else if (body.ttl_secs !== undefined && body.ttl_secs !== null) expiresAt = formatTimestamp(ctx.nowMicros + (body.ttl_secs as number) * 1e6);
-  else expiresAt = defaultExpiry(tier, now);
+  else expiresAt = tierExpiry(tier, now, ctx.tierTtls);
 
   const memory: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(body)) if (!CREATE_ONLY.has(k) && v !== null && v !== undefined) memory[k] = v;

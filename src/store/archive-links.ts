@@ -6,7 +6,7 @@ import { orderKeys, type Memory } from '../memory/model.js';
 import type { LinkRelation, LinkRemoval, MemoryLink } from '../memory/link.js';
 import { formatTimestamp, parseTimestamp } from '../memory/time.js';
 import { appendChanges, type FeedPosition } from './feed.js';
-import { ARCHIVED, NOT_ARCHIVED, isArchived, normalizeDbTime, type ArchiveState, type StoredLink } from './memories.js';
+import { ARCHIVED, NOT_ARCHIVED, NOT_EXPIRED, isArchived, normalizeDbTime, type ArchiveState, type StoredLink } from './memories.js';
 
 export { isArchived, type ArchiveState, type StoredLink };
 
@@ -128,9 +128,9 @@ export async function restoreMemory(db: Db, id: string, nowMicros: number): Prom
   });
 }
 
-/** Archived memories, most recently archived first (upstream GET /api/v1/archive). */
+/** Archived, not expired memories, most recently archived first (upstream GET /api/v1/archive). */
 export async function listArchived(db: Exec, f: { namespace?: string; limit: number; offset: number }) {
-  const conds = [isNull(memories.deletedAt), ARCHIVED];
+  const conds = [isNull(memories.deletedAt), ARCHIVED, NOT_EXPIRED];
   if (f.namespace !== undefined) conds.push(eq(memories.namespace, f.namespace));
   const rows = await db
     .select({ doc: memories.doc, archivedAt: memories.archivedAt, reason: memories.archiveReason })

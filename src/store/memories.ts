@@ -3,7 +3,8 @@ import type { Db, Tx } from '../db/client.js';
 import { changeFeed, memories } from '../db/schema.js';
 import { memoryDigest, orderKeys, type Memory } from '../memory/model.js';
 import type { MemoryLink } from '../memory/link.js';
-import { formatTimestamp, parseTimestamp } from '../memory/time.js';
+import { formatTimestamp, nowMicros, parseTimestamp } from '../memory/time.js';
+import { isExpired } from '../memory/expiry.js';
 import { appendChanges, comparePositions, type FeedPosition } from './feed.js';
 
 type Exec = Db | Tx;
@@ -24,6 +25,9 @@ export function isArchived(state: ArchiveState | null | undefined, updatedAt: st
 /** The same rule in SQL, on the memories row. */
 export const ARCHIVED = sql`(${memories.archivedAt} IS NOT NULL AND ${memories.archivedAt} >= ${memories.updatedAt})`;
 export const NOT_ARCHIVED = sql`NOT ${ARCHIVED}`;
+
+/** Not expired at the statement's time (expires_at <= now is expired: src/memory/expiry.ts). */
+export const NOT_EXPIRED = sql`(${memories.expiresAt} IS NULL OR ${memories.expiresAt} > now())`;
 
 /** A link as stored: the wire link, its removal time (null: never removed) and attest level. */
 export interface StoredLink extends MemoryLink {
@@ -132,10 +136,13 @@ export async function getStored(db: Exec, id: string, opts: { forUpdate?: boolea
   return rows[0] ? fromRow(rows[0]) : null;
 }
 
-/** A live memory, or null for unknown, tombstoned and archived ids (upstream: archived rows leave `memories`). */
+/**
+ * A live memory, or null for unknown, tombstoned, archived (upstream: archived rows leave
+ * `memories`) and expired ids (memfed: an expired memory is served nowhere).
+ */
 export async function getMemory(db: Exec, id: string): Promise<Memory | null> {
   const row = await getStored(db, id);
-  return row && row.deletedAt === null && !isArchived(row.archive, row.memory.updated_at) ? row.memory : null;
+  return row && row.deletedAt === null && !isArchived(row.archive, row.memory.updated_at) && !isExpired(row.memory, nowMicros()) ? row.memory : null;
 }
 
 export interface ListFilters {
@@ -148,9 +155,9 @@ export interface ListFilters {
   offset: number;
 }
 
-/** Live, not archived memories, newest change first; `since`/`until` bound `updated_at` (since exclusive). */
+/** Live, not archived, not expired memories, newest change first; `since`/`until` bound `updated_at` (since exclusive). */
 export async function listMemories(db: Exec, f: ListFilters): Promise<Memory[]> {
-  const conds = [isNull(memories.deletedAt), NOT_ARCHIVED];
+  const conds = [isNull(memories.deletedAt), NOT_ARCHIVED, NOT_EXPIRED];
   if (f.namespace !== undefined) conds.push(eq(memories.namespace, f.namespace));
   if (f.tier !== undefined) conds.push(eq(memories.tier, f.tier));
   if (f.tags && f.tags.length > 0) conds.push(arrayContains(memories.tags, f.tags));
@@ -177,8 +184,9 @@ export async function updateMemory(
 ): Promise<MutationResult> {
   return db.transaction(async (tx) => {
     const cur = await getStored(tx, id, { forUpdate: true });
-    // An archived memory is not updatable until restored (upstream: it is not in `memories`).
-    if (!cur || cur.deletedAt !== null || isArchived(cur.archive, cur.memory.updated_at)) return { kind: 'not_found' } as const;
+    // An archived memory is not updatable until restored (upstream: it is not in `memories`);
+    // an expired one is gone for every reader, so for writers too (the sweep removes it).
+    if (!cur || cur.deletedAt !== null || isArchived(cur.archive, cur.memory.updated_at) || isExpired(cur.memory, nowMicros())) return { kind: 'not_found' } as const;
     if (expectedVersion !== undefined && expectedVersion !== cur.memory.version) return { kind: 'version_conflict', current: cur.memory.version } as const;
     // Never move updated_at backwards, even under clock skew: the new version must win LWW.
     const floor = (parseTimestamp(cur.memory.updated_at) ?? 0) + 1;
@@ -194,7 +202,8 @@ export async function updateMemory(
 export async function deleteMemory(db: Db, id: string, nowMicros: number): Promise<MutationResult> {
   return db.transaction(async (tx) => {
     const cur = await getStored(tx, id, { forUpdate: true });
-    if (!cur || cur.deletedAt !== null) return { kind: 'not_found' } as const;
+    // An expired memory is not there to delete: every node sweeps it by itself.
+    if (!cur || cur.deletedAt !== null || isExpired(cur.memory, nowMicros)) return { kind: 'not_found' } as const;
     const floor = (parseTimestamp(cur.memory.updated_at) ?? 0) + 1;
     const deletedAt = formatTimestamp(Math.max(nowMicros, floor));
     await tx.update(memories).set({ deletedAt }).where(eq(memories.id, id));
@@ -210,20 +219,23 @@ export async function countLive(db: Exec): Promise<number> {
 
 export { toRow as memoryRow, fromRow as storedFromRow };
 
-/** Live, not archived memories with exactly this `updated_at` and an id after `afterId`, by id (the rest of a page's last timestamp). */
+/** Live, not archived, not expired memories with exactly this `updated_at` and an id after `afterId`, by id (the rest of a page's last timestamp). */
 export async function memoriesAtUpdatedAfterId(db: Exec, updatedAt: string, afterId: string, limit: number): Promise<Memory[]> {
   const rows = await db
     .select({ doc: memories.doc })
     .from(memories)
-    .where(and(isNull(memories.deletedAt), NOT_ARCHIVED, eq(memories.updatedAt, updatedAt), gt(memories.id, afterId)))
+    .where(and(isNull(memories.deletedAt), NOT_ARCHIVED, NOT_EXPIRED, eq(memories.updatedAt, updatedAt), gt(memories.id, afterId)))
     .orderBy(asc(memories.id))
     .limit(limit);
   return rows.map((r) => orderKeys(r.doc as Memory));
 }
 
-/** Upstream `since` form: live, not archived memories with updated_at > since, oldest first. */
+/**
+ * Upstream `since` form: live, not archived, not expired memories with updated_at > since,
+ * oldest first (the filter is in the query, so a page is never short for rows it skipped).
+ */
 export async function memoriesUpdatedSince(db: Exec, since: string | null, limit: number): Promise<Memory[]> {
-  const conds = [isNull(memories.deletedAt), NOT_ARCHIVED];
+  const conds = [isNull(memories.deletedAt), NOT_ARCHIVED, NOT_EXPIRED];
   if (since !== null) conds.push(gt(memories.updatedAt, since));
   const rows = await db.select({ doc: memories.doc }).from(memories).where(and(...conds)).orderBy(asc(memories.updatedAt), asc(memories.id)).limit(limit);
   return rows.map((r) => orderKeys(r.doc as Memory));

@@ -8,6 +8,9 @@ import { appendChanges, type FeedPosition } from './feed.js';
 import type { LinkRemoval, MemoryLink } from '../memory/link.js';
 import { applyArchiveEvents, applyLinkChanges, linksBySource, type ArchiveEvent } from './archive-links.js';
 import { RECORDSET_COLUMNS, recordsetJson, storedColumns, storedFromRow, type StoredMemory } from './memories.js';
+import { collectedThrough } from './expiry.js';
+import { beyondTombstoneGrace, isExpired } from '../memory/expiry.js';
+import { nowMicros, parseTimestamp } from '../memory/time.js';
 
 /**
  * A deletion as replicated: the id and the tombstone's LWW time. `untimed`: the sender
@@ -21,7 +24,25 @@ export interface Tombstone {
   untimed?: true;
 }
 
+/** A row refused as beyond_tombstone_grace (see applyReplicated's `guard`). */
+export interface GraceRefusal {
+  id: string;
+  lane: 'memories' | 'tombstones';
+  /** The row's LWW time. */
+  at: string;
+}
+
+/** Guard of a replicated apply against resurrection (docs/operations.md, "Tombstone GC", "Tier expiry"). */
+export interface ApplyGuard {
+  /** TOMBSTONE_GRACE_MS: rows newer than now - grace cannot be covered by a collected tombstone. */
+  graceMs: number;
+}
+
 export interface ApplyOutcome {
+  /** Rows refused as beyond_tombstone_grace (not applied, not in `noop`). */
+  refused: GraceRefusal[];
+  /** Memories that arrived already expired: replaced an older version (hidden), lost LWW, or were not stored (nothing of the id here). */
+  expired: { applied: string[]; noop: string[]; discarded: string[] };
   applied: string[];
   deleted: string[];
   noop: string[];
@@ -86,18 +107,24 @@ function chunks<T>(rows: T[], size: number): T[][] {
 export async function applyReplicated(
   db: Db,
   input: { memories: Memory[]; tombstones: Tombstone[]; archives?: ArchiveEvent[]; links?: MemoryLink[]; linkRemovals?: LinkRemoval[]; originPeer: string | null },
-  /** Runs inside the applying transaction (catch-up stores its watermark here). */
-  inTransaction?: (tx: Tx) => Promise<void>,
+  /** Runs inside the applying transaction (catch-up stores its watermark and refusals here). */
+  inTransaction?: (tx: Tx, refused: GraceRefusal[]) => Promise<void>,
+  /** Rows from a peer are guarded; a local or bootstrap apply passes none. */
+  guard?: ApplyGuard,
 ): Promise<ApplyOutcome> {
-  const mems = dropEveryTenthUpdate(dedupeMemories(input.memories));
-  const tombs = dedupeTombstones(input.tombstones);
+  const allMems = dropEveryTenthUpdate(dedupeMemories(input.memories));
+  const allTombs = dedupeTombstones(input.tombstones);
   const archives = input.archives ?? [];
   const links = input.links ?? [];
   const linkRemovals = input.linkRemovals ?? [];
-  if (mems.length === 0 && tombs.length === 0 && archives.length === 0 && links.length === 0 && linkRemovals.length === 0 && !inTransaction) {
-    return { applied: [], deleted: [], noop: [], archived: [], restored: [], archiveNoop: [], links: NO_LINKS, position: null };
+  if (allMems.length === 0 && allTombs.length === 0 && archives.length === 0 && links.length === 0 && linkRemovals.length === 0 && !inTransaction) {
+    return { refused: [], expired: { applied: [], noop: [], discarded: [] }, applied: [], deleted: [], noop: [], archived: [], restored: [], archiveNoop: [], links: NO_LINKS, position: null };
   }
   return db.transaction(async (tx) => {
+    const screen = guard ? await screenArrivals(tx, allMems, allTombs, guard) : { refused: [], discarded: new Set<string>(), expired: new Set<string>() };
+    const out = new Set([...screen.refused.map((r) => `${r.lane}:${r.id}`), ...[...screen.discarded].map((id) => `memories:${id}`)]);
+    const mems = allMems.filter((m) => !out.has(`memories:${m.id}`));
+    const tombs = allTombs.filter((t) => !out.has(`tombstones:${t.id}`));
     const applied: string[] = [];
     const deleted: string[] = [];
     // In statements of APPLY_CHUNK rows, each sent as one JSON parameter.
@@ -146,7 +173,10 @@ export async function applyReplicated(
       deleted.push(...res.map((r) => r.id));
     }
     const changed = new Set([...applied, ...deleted]);
-    const noop = [...mems.map((m) => m.id), ...tombs.map((t) => t.id)].filter((id) => !changed.has(id));
+    // A discarded expired arrival is a no-op: nothing of it is here, as nothing of it is served anywhere.
+    const noop = [...mems.map((m) => m.id), ...tombs.map((t) => t.id), ...screen.discarded].filter((id) => !changed.has(id));
+    const expiredHeld = [...screen.expired].filter((id) => !screen.discarded.has(id));
+    const expired = { applied: expiredHeld.filter((id) => changed.has(id)), noop: expiredHeld.filter((id) => !changed.has(id)), discarded: [...screen.discarded] };
     // After the memories: an archive or link in the same body may name a memory just applied.
     const arch = archives.length > 0 ? await applyArchiveEvents(tx, archives) : { archived: [], restored: [] };
     const archChanged = new Set([...arch.archived, ...arch.restored]);
@@ -160,10 +190,55 @@ export async function applyReplicated(
       ...arch.restored.map((id) => ({ memoryId: id, op: 'restore' as const, originPeer: origin })),
       ...linkOut.changedSources.map((id) => ({ memoryId: id, op: 'link' as const, originPeer: origin })),
     ]);
-    if (inTransaction) await inTransaction(tx);
+    if (inTransaction) await inTransaction(tx, screen.refused);
     const { changedSources: _c, ...linkOutcome } = linkOut;
-    return { applied, deleted, noop, archived: arch.archived, restored: arch.restored, archiveNoop, links: linkOutcome, position };
+    return { refused: screen.refused, expired, applied, deleted, noop, archived: arch.archived, restored: arch.restored, archiveNoop, links: linkOutcome, position };
   });
+}
+
+/**
+ * Screens rows from a peer before they are applied, inside the applying transaction:
+ * - beyond_tombstone_grace: a version of an id held nowhere here (no row, no tombstone)
+ *   no newer than the newest tombstone this node collected may be the old copy of a
+ *   deleted memory whose tombstone is gone: refused (never resurrected);
+ * - a memory already expired for an id held nowhere here is not stored (it would be
+ *   served nowhere and swept); one for an id held here goes through LWW (a newer expired
+ *   version must still replace an older live one, or the replicas would differ).
+ * Only rows older than the grace horizon or the mark, or expired, are looked at (live
+ * replication pays one read of the mark). Their ids are locked first and the mark read
+ * again after: a tombstone GC committing meanwhile is waited for and its raised mark seen.
+ */
+async function screenArrivals(tx: Tx, mems: Memory[], tombs: Tombstone[], guard: ApplyGuard) {
+  const now = nowMicros();
+  const horizon = now - guard.graceMs * 1000;
+  // Candidates: rows older than the grace horizon (a GC committing meanwhile collects only
+  // tombstones older than it) or no newer than the mark already raised (which a longer
+  // TOMBSTONE_GRACE_MS set since may put after the horizon).
+  const marked = await collectedThrough(tx);
+  const old = (ts: string) => {
+    const t = parseTimestamp(ts) ?? 0;
+    return t < horizon || (marked !== null && t <= marked);
+  };
+  const expired = new Set(mems.filter((m) => isExpired(m, now)).map((m) => m.id));
+  const oldMems = mems.filter((m) => old(m.updated_at));
+  const oldTombs = tombs.filter((t) => !t.untimed && old(t.deleted_at));
+  const refused: GraceRefusal[] = [];
+  const discarded = new Set<string>();
+  const ids = [...new Set([...expired, ...oldMems.map((m) => m.id), ...oldTombs.map((t) => t.id)])];
+  if (ids.length === 0) return { refused, discarded, expired };
+  const held = await knownIds(tx, ids);
+  const through = oldMems.length + oldTombs.length > 0 ? await collectedThrough(tx) : null;
+  const beyond = (ts: string, id: string) => beyondTombstoneGrace(parseTimestamp(ts) ?? 0, held.has(id), through);
+  for (const m of oldMems) if (beyond(m.updated_at, m.id)) refused.push({ id: m.id, lane: 'memories', at: m.updated_at });
+  for (const t of oldTombs) if (beyond(t.deleted_at, t.id)) refused.push({ id: t.id, lane: 'tombstones', at: t.deleted_at });
+  const refusedMems = new Set(refused.filter((r) => r.lane === 'memories').map((r) => r.id));
+  for (const id of expired) if (!held.has(id) && !refusedMems.has(id)) discarded.add(id);
+  return { refused, discarded, expired: new Set([...expired].filter((id) => !refusedMems.has(id))) };
+}
+
+/** The rows a guarded apply would refuse as beyond_tombstone_grace, applying nothing (a dry run). */
+export async function graceRefusals(db: Db, rows: { memories: Memory[]; tombstones: Tombstone[] }, guard: ApplyGuard): Promise<GraceRefusal[]> {
+  return db.transaction(async (tx) => (await screenArrivals(tx, dedupeMemories(rows.memories), dedupeTombstones(rows.tombstones), guard)).refused);
 }
 
 /** Which of the ids have a row here (live or tombstone), locked against a concurrent create. */

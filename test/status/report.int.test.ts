@@ -120,7 +120,7 @@ describe('status report', () => {
       await push.close();
       await worker.waitUntilReady();
       const byName = Object.fromEntries((await access.source()).map((q) => [q.name, q]));
-      expect(Object.keys(byName).sort()).toEqual(['audit', 'catchup', 'dlq', 'push']);
+      expect(Object.keys(byName).sort()).toEqual(['audit', 'catchup', 'dlq', 'expiry', 'push']);
       expect(byName.push).toEqual({ name: 'push', waiting: 1, active: 0, delayed: 1, failed: 0, workers: 0 });
       expect(byName.dlq!.workers).toBe(1);
     } finally {

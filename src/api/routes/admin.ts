@@ -133,7 +133,7 @@ export function adminRoutes(deps: AppDeps) {
       const body = objectBody(raw);
       return body.peer === undefined && body.ids === undefined ? {} : selector(body, false);
     });
-    const r = await reapplyRefusals({ db, policy, metrics, audit, logger, clockSkewMs: config.federation.clockSkewMs, memoryMaxBytes: config.limits.memoryMaxBytes }, { ...(sel.peerId ? { peerId: sel.peerId } : {}), ...(sel.ids ? { ids: sel.ids } : {}) });
+    const r = await reapplyRefusals({ db, policy, metrics, audit, logger, clockSkewMs: config.federation.clockSkewMs, tombstoneGraceMs: config.expiry.tombstoneGraceMs, memoryMaxBytes: config.limits.memoryMaxBytes }, { ...(sel.peerId ? { peerId: sel.peerId } : {}), ...(sel.ids ? { ids: sel.ids } : {}) });
     audit.record({ kind: 'catchup.operator', actor: actorOf(c), details: { action: 'reapply', selector: sel, ...r } });
     return c.json(r);
   });

@@ -89,7 +89,7 @@ export function memoryRoutes(deps: AppDeps) {
       const agentId = callerAgentId(c);
       // buildNewMemory runs the NUL/key/number checks over the whole body before anything else.
       const body = await readJson(c, config.limits.maxBodyBytes, { deepChecks: false });
-      const memory = checkBody(createMemoryBody, body, () => buildNewMemory(body, { agentId, nowMicros: nowMicros(), maxBytes: config.limits.memoryMaxBytes }));
+      const memory = checkBody(createMemoryBody, body, () => buildNewMemory(body, { agentId, nowMicros: nowMicros(), maxBytes: config.limits.memoryMaxBytes, tierTtls: config.tierTtlSecs }));
       govern(memory, agentId, 'create');
       const outcome = await creates.create(memory);
       if (!outcome.created) throw new ApiError(409, 'ID_CONFLICT', `memory ${memory.id} already exists`, { id: memory.id });
@@ -126,7 +126,7 @@ export function memoryRoutes(deps: AppDeps) {
       const seen = new Set<string>();
       items.forEach((item, index) => {
         try {
-          const m = checkBody(createMemoryBody, item, () => buildNewMemory(item, { agentId, nowMicros: nowMicros(), maxBytes: config.limits.memoryMaxBytes }));
+          const m = checkBody(createMemoryBody, item, () => buildNewMemory(item, { agentId, nowMicros: nowMicros(), maxBytes: config.limits.memoryMaxBytes, tierTtls: config.tierTtlSecs }));
           govern(m, agentId, 'bulk');
           if (seen.has(m.id)) throw new ValidationError('id', `duplicate id ${m.id} in this request`, 'ID_CONFLICT');
           seen.add(m.id);

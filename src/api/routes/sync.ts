@@ -134,7 +134,7 @@ const sincePage = looseObject({ memories: z.array(memory), next_cursor: z.string
 
 export function syncRoutes(deps: AppDeps) {
   const { config, database, federation } = deps;
-  const receiveDeps = { db: database.db, policy: deps.policy, metrics: deps.metrics, audit: deps.audit, clockSkewMs: config.federation.clockSkewMs, nodeId: config.nodeId };
+  const receiveDeps = { db: database.db, policy: deps.policy, metrics: deps.metrics, audit: deps.audit, clockSkewMs: config.federation.clockSkewMs, tombstoneGraceMs: config.expiry.tombstoneGraceMs, nodeId: config.nodeId };
   const app = new Hono();
   /** Peers whose unsigned since pulls were already warned about (once per peer per process). */
   const unsignedWarned = new Set<string>();
