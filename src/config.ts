@@ -155,7 +155,17 @@ const schema = z.object({
   DLQ_MAX_REPLAY_ATTEMPTS: int(100, 1, 1_000_000),
   DLQ_REPLAY_MAX_BATCH: int(2048, 64, 100_000),
   DLQ_RUN_BUDGET_MS: int(20_000, 0, 600_000),
-  WORKER_QUEUES: str('push,dlq,catchup,audit').superRefine((v, ctx) => {
+  // Change-feed retention (docs/operations.md, "Change-feed retention and snapshot bootstrap").
+  FEED_RETENTION_MS: int(7 * 24 * 3600_000, 1_000, 3650 * 24 * 3600_000),
+  // Beyond this age an entry is pruned even if a peer has not received it (0: 4 x FEED_RETENTION_MS).
+  FEED_MAX_LAG_MS: int(0, 0, 3650 * 24 * 3600_000),
+  // A snapshot nobody pages for this long stops holding the feed (its reader starts again).
+  FEED_SNAPSHOT_TTL_MS: int(3600_000, 1_000, 7 * 24 * 3600_000),
+  RETENTION_INTERVAL_MS: int(300_000, 100, 86_400_000),
+  // Feed entries deleted per (short) transaction, and at most this many batches per run.
+  RETENTION_BATCH: int(5_000, 1, 100_000),
+  RETENTION_MAX_BATCHES: int(200, 1, 100_000),
+  WORKER_QUEUES: str('push,dlq,catchup,audit,retention').superRefine((v, ctx) => {
     for (const q of v.split(',').map((x) => x.trim()).filter(Boolean)) {
       if (!isQueueName(q)) ctx.addIssue({ code: 'custom', message: `unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})` });
     }
@@ -251,6 +261,8 @@ export interface Config {
   concurrency: { push: number; dlq: number; catchup: number };
   push: { batchMax: number; batchMaxBytes: number; reconcileIntervalMs: number; refusalBreaker: { batches: number; probeMs: number } };
   catchup: { intervalMs: number };
+  /** Change-feed retention and snapshots (src/store/retention.ts). */
+  retention: { feedRetentionMs: number; maxLagMs: number; snapshotTtlMs: number; intervalMs: number; batch: number; maxBatches: number };
   dlq: { replayIntervalMs: number; maxReplayAttempts: number; replayMaxBatch: number; runBudgetMs: number };
   workerQueues: QueueName[];
   shutdownGraceMs: number;
@@ -291,6 +303,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const timeout = Number(env.FED_REQUEST_TIMEOUT_MS || 10_000);
   const lock = Number(env.JOB_LOCK_MS || 30_000);
   if (Number.isFinite(timeout) && Number.isFinite(lock) && timeout >= lock) problems.push(`FED_REQUEST_TIMEOUT_MS: must be below JOB_LOCK_MS (${lock})`);
+  // The lag bound is a bound beyond the window: a peer within the window always holds the feed.
+  const retention = Number(env.FEED_RETENTION_MS || 7 * 24 * 3600_000);
+  const maxLag = Number(env.FEED_MAX_LAG_MS || 0);
+  if (Number.isFinite(retention) && Number.isFinite(maxLag) && maxLag !== 0 && maxLag < retention) problems.push(`FEED_MAX_LAG_MS: must be at least FEED_RETENTION_MS (${retention}), or 0 for 4 x FEED_RETENTION_MS`);
   problems.push(...transportProblems(env));
   problems.push(...redisTargetProblems(env));
   if (!parsed.success || problems.length) throw new ConfigError(problems, secretsOf(env));
@@ -334,6 +350,14 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       refusalBreaker: { batches: r.PUSH_REFUSAL_BREAKER_BATCHES, probeMs: r.PUSH_REFUSAL_BREAKER_PROBE_MS },
     },
     catchup: { intervalMs: r.CATCHUP_INTERVAL_MS },
+    retention: {
+      feedRetentionMs: r.FEED_RETENTION_MS,
+      maxLagMs: r.FEED_MAX_LAG_MS === 0 ? 4 * r.FEED_RETENTION_MS : r.FEED_MAX_LAG_MS,
+      snapshotTtlMs: r.FEED_SNAPSHOT_TTL_MS,
+      intervalMs: r.RETENTION_INTERVAL_MS,
+      batch: r.RETENTION_BATCH,
+      maxBatches: r.RETENTION_MAX_BATCHES,
+    },
     dlq: { replayIntervalMs: r.DLQ_REPLAY_INTERVAL_MS, maxReplayAttempts: r.DLQ_MAX_REPLAY_ATTEMPTS, replayMaxBatch: r.DLQ_REPLAY_MAX_BATCH, runBudgetMs: r.DLQ_RUN_BUDGET_MS },
     workerQueues,
     shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
@@ -419,6 +443,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     concurrency: config.concurrency,
     push: config.push,
     catchup: config.catchup,
+    retention: config.retention,
     dlq: config.dlq,
     workerQueues: config.workerQueues,
     audit: config.audit,
