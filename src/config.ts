@@ -306,7 +306,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   // The lag bound is a bound beyond the window: a peer within the window always holds the feed.
   const retention = Number(env.FEED_RETENTION_MS || 7 * 24 * 3600_000);
   const maxLag = Number(env.FEED_MAX_LAG_MS || 0);
-  if (Number.isFinite(retention) && Number.isFinite(maxLag) && maxLag !== 0 && maxLag < retention) problems.push(`FEED_MAX_LAG_MS: must be at least FEED_RETENTION_MS (${retention}), or 0 for 4 x FEED_RETENTION_MS`);
+  if (Number.isInteger(retention) && Number.isInteger(maxLag) && maxLag !== 0 && maxLag < retention) problems.push(`FEED_MAX_LAG_MS: must be at least FEED_RETENTION_MS (${retention}), or 0 for 4 x FEED_RETENTION_MS`);
   problems.push(...transportProblems(env));
   problems.push(...redisTargetProblems(env));
   if (!parsed.success || problems.length) throw new ConfigError(problems, secretsOf(env));

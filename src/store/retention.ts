@@ -212,6 +212,14 @@ export async function touchSnapshot(db: Db, holder: string, ttlMs: number, snaps
   return rows[0] ? snapshotOf(rows[0]) : null;
 }
 
+/**
+ * `holder`'s snapshot is done with once its reader reads the feed at or after its
+ * position: it no longer needs the feed held (without this it would hold it until its TTL).
+ */
+export async function endSnapshotPassed(db: Db, holder: string, at: FeedPosition): Promise<void> {
+  await db.execute(sql`DELETE FROM ${feedSnapshots} WHERE holder = ${holder} AND (txid, seq) <= (${at.txid}::xid8, ${at.seq}::bigint)`);
+}
+
 export async function endSnapshot(db: Db, holder: string, snapshotId: string): Promise<void> {
   await db.execute(sql`DELETE FROM ${feedSnapshots} WHERE holder = ${holder} AND snapshot_id = ${snapshotId}`);
 }
