@@ -127,8 +127,12 @@ describe('change-feed retention and snapshot bootstrap (cursor pullers)', () => 
 
   it('the puller then bootstraps from the snapshot, its cursor set to the snapshot position, and holds exactly what the source holds', async () => {
     const deps = depsFor('puller', puller, { pageLimit: 6 });
-    const r = await pullFromPeer(deps, sourcePeer(), 30_000);
-    expect(r.failedRow).toBeUndefined();
+    // A run stops at its budget: on a loaded machine the bootstrap may take more than one.
+    for (let i = 0; i < 10; i++) {
+      const r = await pullFromPeer(deps, sourcePeer(), 30_000);
+      expect(r.failedRow).toBeUndefined();
+      if ((await getWatermark(puller.database.db, source.id)).snapshotCursor === null) break;
+    }
     expect(await counter(deps, 'snapshotBootstraps', { outcome: 'started' })).toBe(1);
     expect(await counter(deps, 'snapshotBootstraps', { outcome: 'completed' })).toBe(1);
     expect(await counter(deps, 'snapshotPages', { direction: 'applied' })).toBeGreaterThanOrEqual(8); // 50 rows, 6 a page
@@ -163,7 +167,8 @@ describe('change-feed retention and snapshot bootstrap (cursor pullers)', () => 
           writes++;
         }
       })();
-      const r = await pullFromPeer(deps, sourcePeer(), 60_000);
+      let r = await pullFromPeer(deps, sourcePeer(), 60_000);
+      for (let i = 0; i < 10 && !r.failedRow && (await getWatermark(fresh.database.db, source.id)).snapshotCursor !== null; i++) r = await pullFromPeer(deps, sourcePeer(), 60_000);
       done = true;
       await writer;
       expect(r.failedRow).toBeUndefined();
