@@ -7,6 +7,7 @@ import { queuePrefixFor, type QueueDefinition } from './definition.js';
 import { dlqQueue, type DlqJob } from './dlq.js';
 import { pushQueue, type PushJob } from './push.js';
 import { expiryQueue, type ExpiryJob } from './expiry.js';
+import { retentionQueue, type RetentionJob } from './retention.js';
 
 /** Each queue's payload type, by name. */
 export interface JobPayloads {
@@ -15,6 +16,7 @@ export interface JobPayloads {
   catchup: CatchupJob;
   audit: AuditJob;
   expiry: ExpiryJob;
+  retention: RetentionJob;
 }
 
 /** Every queue's definition; a name in QUEUE_NAMES without one does not compile. */
@@ -24,6 +26,7 @@ export const QUEUE_DEFINITIONS: { [Q in QueueName]: QueueDefinition<Q, JobPayloa
   catchup: catchupQueue,
   audit: auditQueue,
   expiry: expiryQueue,
+  retention: retentionQueue,
 };
 
 export type Queues = { [Q in QueueName]: Queue<JobPayloads[Q]> };

@@ -4,8 +4,10 @@ import { auditFigures } from './store/audit.js';
 import { dlqStats } from './store/dlq.js';
 import { refusalStats } from './store/catchup-refusals.js';
 import { catchupLagSeconds, watermarkTimes } from './store/watermarks.js';
-import { peerLag } from './store/cursors.js';
+import { listCursors, peerLag } from './store/cursors.js';
 import { tombstoneCount } from './store/expiry.js';
+import { FEED_START } from './store/feed.js';
+import { behindHorizon, feedFigures, positionGaugeValue } from './store/retention.js';
 import type { RefusalBreaker } from './federation/refusal-breaker.js';
 import { now } from './clock.js';
 
@@ -67,6 +69,12 @@ export function registerDatabaseCollectors(metrics: Metrics, db: Db, peers: Repo
   });
   metrics.onScrape(async () => {
     metrics.tombstones.set(await tombstoneCount(db));
+    const f = await feedFigures(db);
+    metrics.feedRows.set(f.rows);
+    metrics.feedOldestAge.set(f.oldest?.ageSeconds ?? 0);
+    metrics.feedHorizonSeq.set(positionGaugeValue(f.horizon));
+    const cursors = new Map((await listCursors(db)).map((c) => [c.peerId, c]));
+    metrics.feedPeersBehindHorizon.set(ids().filter((id) => behindHorizon(cursors.get(id) ?? FEED_START, f.horizon)).length);
   });
   metrics.onScrape(async () => {
     const a = await auditFigures(db);

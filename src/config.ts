@@ -165,10 +165,17 @@ const schema = z.object({
   EXPIRY_RUN_BUDGET_MS: int(20_000, 0, 600_000),
   // Tombstones are kept at least this long; must be longer than FEED_RETENTION_MS.
   TOMBSTONE_GRACE_MS: int(30 * 86_400_000, 1_000, 3650 * 86_400_000),
-  // Change-feed retention window (feed entries every peer has passed are pruned after it);
-  // tombstone GC only needs it to refuse a grace that is not longer.
-  FEED_RETENTION_MS: int(7 * 86_400_000, 1_000, 3650 * 86_400_000),
-  WORKER_QUEUES: str('push,dlq,catchup,audit,expiry').superRefine((v, ctx) => {
+  // Change-feed retention (docs/operations.md, "Change-feed retention and snapshot bootstrap").
+  FEED_RETENTION_MS: int(7 * 24 * 3600_000, 1_000, 3650 * 24 * 3600_000),
+  // Beyond this age an entry is pruned even if a peer has not received it (0: 4 x FEED_RETENTION_MS).
+  FEED_MAX_LAG_MS: int(0, 0, 3650 * 24 * 3600_000),
+  // A snapshot nobody pages for this long stops holding the feed (its reader starts again).
+  FEED_SNAPSHOT_TTL_MS: int(3600_000, 1_000, 7 * 24 * 3600_000),
+  RETENTION_INTERVAL_MS: int(300_000, 100, 86_400_000),
+  // Feed entries deleted per (short) transaction, and at most this many batches per run.
+  RETENTION_BATCH: int(5_000, 1, 100_000),
+  RETENTION_MAX_BATCHES: int(200, 1, 100_000),
+  WORKER_QUEUES: str('push,dlq,catchup,audit,expiry,retention').superRefine((v, ctx) => {
     for (const q of v.split(',').map((x) => x.trim()).filter(Boolean)) {
       if (!isQueueName(q)) ctx.addIssue({ code: 'custom', message: `unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})` });
     }
@@ -264,12 +271,12 @@ export interface Config {
   concurrency: { push: number; dlq: number; catchup: number };
   push: { batchMax: number; batchMaxBytes: number; reconcileIntervalMs: number; refusalBreaker: { batches: number; probeMs: number } };
   catchup: { intervalMs: number };
+  /** Change-feed retention and snapshots (src/store/retention.ts). */
+  retention: { feedRetentionMs: number; maxLagMs: number; snapshotTtlMs: number; intervalMs: number; batch: number; maxBatches: number };
   dlq: { replayIntervalMs: number; maxReplayAttempts: number; replayMaxBatch: number; runBudgetMs: number };
   /** Default TTL of a new memory per tier, in seconds (null: never expires). */
   tierTtlSecs: { short: number | null; mid: number | null; long: number | null };
   expiry: { sweepIntervalMs: number; tombstoneGcIntervalMs: number; batchMax: number; runBudgetMs: number; tombstoneGraceMs: number };
-  /** FEED_RETENTION_MS: how long feed entries every peer has passed are kept. */
-  feedRetentionMs: number;
   workerQueues: QueueName[];
   shutdownGraceMs: number;
   /** How long a starting role waits for Postgres and Redis to answer before it gives up (exit 1). */
@@ -311,10 +318,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   if (Number.isFinite(timeout) && Number.isFinite(lock) && timeout >= lock) problems.push(`FED_REQUEST_TIMEOUT_MS: must be below JOB_LOCK_MS (${lock})`);
   // A tombstone must outlive the feed entry that delivers it (and a peer's snapshot of it).
   const grace = Number(env.TOMBSTONE_GRACE_MS || 30 * 86_400_000);
-  const retention = Number(env.FEED_RETENTION_MS || 7 * 86_400_000);
+  const retention = Number(env.FEED_RETENTION_MS || 7 * 24 * 3600_000);
   if (Number.isFinite(grace) && Number.isFinite(retention) && grace <= retention) {
     problems.push(env.TOMBSTONE_GRACE_MS ? `TOMBSTONE_GRACE_MS: must be longer than FEED_RETENTION_MS (${retention})` : `FEED_RETENTION_MS: must be shorter than TOMBSTONE_GRACE_MS (${grace})`);
   }
+  // The lag bound is a bound beyond the window: a peer within the window always holds the feed.
+  const maxLag = Number(env.FEED_MAX_LAG_MS || 0);
+  if (Number.isInteger(retention) && Number.isInteger(maxLag) && maxLag !== 0 && maxLag < retention) problems.push(`FEED_MAX_LAG_MS: must be at least FEED_RETENTION_MS (${retention}), or 0 for 4 x FEED_RETENTION_MS`);
   problems.push(...transportProblems(env));
   problems.push(...redisTargetProblems(env));
   if (!parsed.success || problems.length) throw new ConfigError(problems, secretsOf(env));
@@ -358,10 +368,17 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       refusalBreaker: { batches: r.PUSH_REFUSAL_BREAKER_BATCHES, probeMs: r.PUSH_REFUSAL_BREAKER_PROBE_MS },
     },
     catchup: { intervalMs: r.CATCHUP_INTERVAL_MS },
+    retention: {
+      feedRetentionMs: r.FEED_RETENTION_MS,
+      maxLagMs: r.FEED_MAX_LAG_MS === 0 ? 4 * r.FEED_RETENTION_MS : r.FEED_MAX_LAG_MS,
+      snapshotTtlMs: r.FEED_SNAPSHOT_TTL_MS,
+      intervalMs: r.RETENTION_INTERVAL_MS,
+      batch: r.RETENTION_BATCH,
+      maxBatches: r.RETENTION_MAX_BATCHES,
+    },
     dlq: { replayIntervalMs: r.DLQ_REPLAY_INTERVAL_MS, maxReplayAttempts: r.DLQ_MAX_REPLAY_ATTEMPTS, replayMaxBatch: r.DLQ_REPLAY_MAX_BATCH, runBudgetMs: r.DLQ_RUN_BUDGET_MS },
     tierTtlSecs: { short: r.SHORT_TTL_SECS, mid: r.MID_TTL_SECS, long: null },
     expiry: { sweepIntervalMs: r.EXPIRY_SWEEP_INTERVAL_MS, tombstoneGcIntervalMs: r.TOMBSTONE_GC_INTERVAL_MS, batchMax: r.EXPIRY_BATCH_MAX, runBudgetMs: r.EXPIRY_RUN_BUDGET_MS, tombstoneGraceMs: r.TOMBSTONE_GRACE_MS },
-    feedRetentionMs: r.FEED_RETENTION_MS,
     workerQueues,
     shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
     startupWaitMs: r.STARTUP_WAIT_MS,
@@ -452,10 +469,10 @@ export function describeConfig(config: Config): Record<string, unknown> {
     concurrency: config.concurrency,
     push: config.push,
     catchup: config.catchup,
+    retention: config.retention,
     dlq: config.dlq,
     tierTtlSecs: config.tierTtlSecs,
     expiry: config.expiry,
-    feedRetentionMs: config.feedRetentionMs,
     workerQueues: config.workerQueues,
     audit: config.audit,
     governance: config.governance.file ? `file ${config.governance.file}` : config.governance.inline ? 'inline' : 'none',

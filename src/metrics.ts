@@ -294,6 +294,49 @@ export function createMetrics(opts: { nodeId: string; role: string; processId?: 
       labelNames: ['via', 'outcome'] as const,
       registers: [registry],
     }),
+    feedRows: new Gauge({
+      name: 'memfed_feed_rows',
+      help: 'Change-feed rows retained',
+      registers: [registry],
+    }),
+    feedOldestAge: new Gauge({
+      name: 'memfed_feed_oldest_age_seconds',
+      help: 'Age of the oldest retained change-feed entry (0 = the feed is empty)',
+      registers: [registry],
+    }),
+    feedHorizonSeq: new Gauge({
+      name: 'memfed_feed_horizon_seq',
+      help: 'seq of the last pruned change-feed entry (the retained horizon; 0 = nothing pruned)',
+      registers: [registry],
+    }),
+    feedPeersBehindHorizon: new Gauge({
+      name: 'memfed_feed_peers_behind_horizon',
+      help: 'Configured peers whose delivery cursor is behind the retained horizon (bootstrapped by snapshot)',
+      registers: [registry],
+    }),
+    feedPrunedRows: new Counter({
+      name: 'memfed_feed_pruned_rows_total',
+      help: 'Change-feed rows deleted by retention',
+      registers: [registry],
+    }),
+    snapshotPages: new Counter({
+      name: 'memfed_snapshot_pages_total',
+      help: 'Snapshot pages by peer and direction (served: GET /sync/snapshot answered; applied: pulled and applied; pushed: sent by the snapshot push)',
+      labelNames: ['peer', 'direction'] as const,
+      registers: [registry],
+    }),
+    snapshotRows: new Counter({
+      name: 'memfed_snapshot_rows_total',
+      help: 'Snapshot rows by peer and direction (served, applied, pushed)',
+      labelNames: ['peer', 'direction'] as const,
+      registers: [registry],
+    }),
+    snapshotBootstraps: new Counter({
+      name: 'memfed_snapshot_bootstraps_total',
+      help: 'Snapshot bootstraps by peer, direction (pull, push) and outcome (started, completed, restarted)',
+      labelNames: ['peer', 'direction', 'outcome'] as const,
+      registers: [registry],
+    }),
   };
   return m;
 }

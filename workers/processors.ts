@@ -7,6 +7,7 @@ import { catchupProcessor } from './catchup.worker.js';
 import { dlqProcessor } from './dlq.worker.js';
 import { pushProcessor } from './push.worker.js';
 import { expiryProcessor } from './expiry.worker.js';
+import { retentionProcessor } from './retention.worker.js';
 
 /** Typed processor map: a queue without a processor does not compile. */
 export type Processors = { [Q in QueueName]: Processor<JobPayloads[Q]> };
@@ -18,5 +19,6 @@ export function createProcessors(ctx: WorkerContext): Processors {
     catchup: catchupProcessor(ctx),
     audit: auditProcessor(ctx),
     expiry: expiryProcessor(ctx),
+    retention: retentionProcessor(ctx),
   };
 }

@@ -44,6 +44,8 @@ export function pushProcessor(ctx: WorkerContext) {
           metrics: ctx.metrics,
           breaker,
           stillActive: (id) => ctx.peers.has(id),
+          snapshotTtlMs: ctx.config.retention.snapshotTtlMs,
+          audit: ctx.audit,
           publishAck: (peerId, pos, refused, from) => publishAck(ctx.redis, ctx.config.queuePrefix, peerId, pos, refused, from),
         },
         peer,

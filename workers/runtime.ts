@@ -6,6 +6,7 @@ import { createRedis } from '../queues/connection.js';
 import { hasDlqScheduler, scheduleDlqReplay } from '../queues/dlq.js';
 import { enqueuePush } from '../queues/push.js';
 import { hasExpirySchedulers, scheduleExpiry } from '../queues/expiry.js';
+import { hasRetentionScheduler, scheduleRetention } from '../queues/retention.js';
 import { onPeerRecovered } from '../queues/recovery.js';
 import type { PeerChange } from '../src/federation/peer-directory.js';
 import { QUEUE_DEFINITIONS } from '../queues/registry.js';
@@ -47,6 +48,10 @@ async function ensureSchedulers(ctx: WorkerContext, selected: QueueName[], initi
       const stale = await pruneCatchupSchedulers(ctx.queues.catchup, peers);
       if (stale.length > 0) ctx.logger.info({ removed: stale }, 'catch-up schedulers of inactive peers removed');
     }
+  }
+  if (selected.includes('retention') && (initial || !(await hasRetentionScheduler(ctx.queues.retention)))) {
+    await scheduleRetention(ctx.queues.retention, ctx.config.retention.intervalMs);
+    ctx.logger.info({ everyMs: ctx.config.retention.intervalMs, restored: !initial }, 'change-feed retention scheduled');
   }
   for (const name of selected) {
     const wanted = QUEUE_DEFINITIONS[name].globalConcurrency;

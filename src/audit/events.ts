@@ -16,7 +16,8 @@ export type AuditKind =
   | 'memory.committed'
   | 'key.changed'
   | 'board.action'
-  | 'peer.changed';
+  | 'peer.changed'
+  | 'feed.bootstrap';
 
 export interface AuditRecord {
   kind: AuditKind;

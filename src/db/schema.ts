@@ -156,6 +156,13 @@ export const peerWatermarks = pgTable('peer_watermarks', {
   lastRowAt: ts('last_row_at'),
   /** Pulls failed (or halted) in a row since the last successful one (0 = the last pull succeeded). */
   failureStreak: integer('failure_streak').notNull().default(0),
+  /**
+   * memfed peers whose feed was pruned past our cursor: the snapshot being pulled (its
+   * next page token, null before the first page) and the feed position it was taken at;
+   * after its last page the cursor becomes that position. Null: no bootstrap in progress.
+   */
+  snapshotToken: text('snapshot_token'),
+  snapshotCursor: text('snapshot_cursor'),
   updatedAt: ts('updated_at').notNull().default(sql`now()`),
 });
 
@@ -273,4 +280,39 @@ export const tombstoneGc = pgTable('tombstone_gc', {
   id: integer('id').primaryKey(),
   collectedThrough: ts('collected_through').notNull(),
   updatedAt: ts('updated_at').notNull().default(sql`now()`),
+});
+
+/**
+ * Change-feed retention state, one row (id 1): every feed entry at or before
+ * (pruned_txid, pruned_seq) has been pruned. A reader whose position is behind it has
+ * missed entries and must bootstrap from a snapshot (docs/operations.md, "Change-feed
+ * retention and snapshot bootstrap").
+ */
+export const feedHorizon = pgTable('feed_horizon', {
+  id: integer('id').primaryKey().default(1),
+  prunedTxid: xid8('pruned_txid').notNull().default(sql`'0'::xid8`),
+  prunedSeq: bigint('pruned_seq', { mode: 'bigint' }).notNull().default(sql`0`),
+  /** Feed rows pruned since the node was created. */
+  prunedRows: bigint('pruned_rows', { mode: 'number' }).notNull().default(0),
+  updatedAt: ts('updated_at').notNull().default(sql`now()`),
+});
+
+/**
+ * Snapshots in progress, one per holder: `serve:<peer>` (a peer paging through
+ * GET /sync/snapshot) or `push:<peer>` (this node pushing a snapshot to a peer). Its
+ * position is the feed head when it started; while it is touched within
+ * FEED_SNAPSHOT_TTL_MS, retention keeps every feed entry after that position.
+ */
+export const feedSnapshots = pgTable('feed_snapshots', {
+  holder: text('holder').primaryKey(),
+  /** Random id: a page token names it, so a replaced snapshot's tokens stop working. */
+  snapshotId: text('snapshot_id').notNull(),
+  txid: xid8('txid').notNull(),
+  seq: bigint('seq', { mode: 'bigint' }).notNull(),
+  /** Push snapshots: the last memory id sent (null: none yet). */
+  afterId: text('after_id'),
+  /** Rows sent so far (push snapshots). */
+  rows: integer('rows').notNull().default(0),
+  createdAt: ts('created_at').notNull().default(sql`now()`),
+  touchedAt: ts('touched_at').notNull().default(sql`now()`),
 });

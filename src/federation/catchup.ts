@@ -8,9 +8,9 @@ import { isValidId, validateMemory, type Memory } from '../memory/model.js';
 import { formatTimestamp, nowMicros, parseTimestamp } from '../memory/time.js';
 import type { Metrics } from '../metrics.js';
 import { recordRefusals, type CatchupRefusal } from '../store/catchup-refusals.js';
-import { FEED_START, encodeCursor } from '../store/feed.js';
+import { FEED_START, decodeCursor, encodeCursor } from '../store/feed.js';
 import type { Tombstone } from '../store/replica.js';
-import { WatermarkMoved, advanceWatermark, getWatermark, recordPullError, recordPullSuccess, type Watermark } from '../store/watermarks.js';
+import { SNAPSHOT_STARTING, WatermarkMoved, advanceSnapshot, advanceWatermark, beginSnapshot, getWatermark, recordPullError, recordPullSuccess, type Watermark } from '../store/watermarks.js';
 import type { AdmissionRefusal } from './admission.js';
 import type { AuditRecorder } from '../audit/events.js';
 import type { Policy } from '../governance.js';
@@ -87,6 +87,30 @@ export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs
   };
   for (;;) {
     const wm = await getWatermark(deps.db, peer.id);
+    if (wm.snapshotCursor) {
+      // A snapshot bootstrap in progress: its pages first, then the feed after its position.
+      let step: PageStep;
+      try {
+        step = await applySnapshotPage(deps, peer, wm, limit);
+      } catch (err) {
+        if (err instanceof PeerRequestError && err.tooLarge && limit > 1) {
+          limit = Math.max(1, Math.floor(limit / 4));
+          continue;
+        }
+        throw err;
+      }
+      out.pages++;
+      out.applied += step.applied;
+      if (step.failedRow) {
+        out.failedRow = step.failedRow;
+        return out;
+      }
+      if (Date.now() - started > budgetMs) {
+        deps.metrics.catchupPulls.inc({ peer: peer.id, outcome: 'ok' });
+        return out;
+      }
+      continue;
+    }
     // memfed peers answer the cursor form; an ai-memory peer ignores `cursor` and answers
     // the since form, which is how a first pull tells them apart.
     const useSince = wm.since !== null && wm.cursor === null;
@@ -94,6 +118,14 @@ export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs
     try {
       page = await fetchPage(useSince ? { since: wm.since!, limit: String(limit) } : { cursor: wm.cursor ?? encodeCursor(FEED_START), limit: String(limit) });
     } catch (err) {
+      if (!useSince && err instanceof PeerRequestError && err.status === 410 && err.code === 'RESYNC_REQUIRED') {
+        // The peer pruned its feed past our cursor: nothing after it can be read from the
+        // feed any more. Bootstrap from a snapshot, then follow the feed from its position.
+        await beginSnapshot(deps.db, peer.id, snapshotFrom(wm));
+        deps.metrics.snapshotBootstraps.inc({ peer: peer.id, direction: 'pull', outcome: 'started' });
+        deps.logger.warn({ peer: peer.id, cursor: wm.cursor }, "the peer's feed is pruned past our cursor (resync_required): bootstrapping from its snapshot");
+        continue;
+      }
       // A page of large memories can exceed what we accept: ask for fewer rows, down to one.
       if (err instanceof PeerRequestError && err.tooLarge && limit > 1) {
         limit = Math.max(1, Math.floor(limit / 4));
@@ -262,6 +294,85 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
   return { applied: r.applied.length + r.deleted.length, caughtUp, ...(failedRow ? { failedRow } : {}) };
 }
 
+const snapshotFrom = (wm: Watermark) => ({ cursor: wm.cursor, snapshotToken: wm.snapshotToken ?? null, snapshotCursor: wm.snapshotCursor ?? null });
+
+interface SnapshotPage {
+  memories?: unknown[];
+  tombstones?: Tombstone[];
+  archive_events?: unknown[];
+  links?: unknown[];
+  link_removals?: unknown[];
+  snapshot_cursor?: unknown;
+  next_token?: unknown;
+  has_more?: unknown;
+}
+
+/**
+ * One page of the peer's snapshot, applied with the normal LWW/tombstone apply; the
+ * bootstrap state moves in the same transaction (next token, or, after the last page,
+ * the feed cursor set to the snapshot's position). A snapshot the peer no longer holds
+ * (idle too long, replaced) starts again; a page that does not make sense halts here.
+ */
+async function applySnapshotPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark, limit: number): Promise<PageStep> {
+  const from = snapshotFrom(wm);
+  let page: SnapshotPage;
+  try {
+    page = (await deps.client.snapshot(peer, { ...(from.snapshotToken ? { token: from.snapshotToken } : {}), limit: String(limit) })) as SnapshotPage;
+  } catch (err) {
+    if (err instanceof PeerRequestError && err.status === 410 && err.code === 'SNAPSHOT_EXPIRED') {
+      await beginSnapshot(deps.db, peer.id, from);
+      deps.metrics.snapshotBootstraps.inc({ peer: peer.id, direction: 'pull', outcome: 'restarted' });
+      deps.logger.warn({ peer: peer.id }, 'the peer no longer holds our snapshot (idle too long or replaced): starting the bootstrap again');
+      return { applied: 0, caughtUp: false };
+    }
+    throw err;
+  }
+  const position = typeof page.snapshot_cursor === 'string' ? decodeCursor(page.snapshot_cursor) : null;
+  const more = page.has_more === true;
+  const bad = (reason: string): PageStep => ({ applied: 0, caughtUp: false, failedRow: { id: 'snapshot', reason } });
+  if (!position) return bad('snapshot page without a valid snapshot_cursor');
+  if (from.snapshotCursor !== SNAPSHOT_STARTING && from.snapshotCursor !== page.snapshot_cursor) return bad('snapshot page of another snapshot');
+  if (more && (typeof page.next_token !== 'string' || page.next_token === '' || page.next_token === from.snapshotToken)) return bad('snapshot page with more to come but no new next_token');
+  const memories: Memory[] = [];
+  const invalid: CatchupRefusal[] = [];
+  const served = new Map<string, unknown>();
+  for (const raw of Array.isArray(page.memories) ? page.memories : []) {
+    const j = judge(peer.id, raw, deps.memoryMaxBytes);
+    if ('memory' in j) {
+      memories.push(j.memory);
+      served.set(j.memory.id, raw);
+    } else invalid.push(j.refusal);
+  }
+  const tombstones: Tombstone[] = [];
+  for (const t of Array.isArray(page.tombstones) ? page.tombstones : []) {
+    const at = t && typeof t === 'object' && typeof t.deleted_at === 'string' ? parseTimestamp(t.deleted_at) : null;
+    if (at !== null && isValidId(t.id)) tombstones.push({ id: t.id, deleted_at: formatTimestamp(at) });
+    else invalid.push({ peerId: peer.id, memoryId: servedId(t), lane: 'tombstones', row: t, code: 'VALIDATION', reason: 'invalid tombstone in a snapshot page' });
+  }
+  const tombs = new Map(tombstones.map((t) => [t.id, t]));
+  const lanes = pageLanes(page, new Set([...memories.map((m) => m.id), ...tombstones.map((t) => t.id)]));
+  const lastRowAt = memories.reduce<string | null>((acc, m) => (acc === null || m.updated_at > acc ? m.updated_at : acc), null);
+  const cursor = encodeCursor(position);
+  let fresh: CatchupRefusal[] = [];
+  const r = await applyFromPeer(deps, peer.id, 'snapshot', { memories, tombstones, ...lanes }, {
+    inTransaction: async (tx, refused) => {
+      fresh = await recordInTransaction(peer, tx, invalid, refused, (id, lane) => (lane === 'tombstones' ? tombs.get(id) : served.get(id)));
+      await advanceSnapshot(tx, peer.id, from, more ? { next: { token: page.next_token as string, snapshotCursor: cursor } } : { done: cursor }, lastRowAt);
+    },
+  });
+  if (invalid.length > 0) deps.metrics.appliedRows.inc({ status: 'skipped', via: 'snapshot' }, invalid.length);
+  reportRefusals(deps, peer, fresh);
+  const rows = memories.length + tombstones.length;
+  deps.metrics.snapshotPages.inc({ peer: peer.id, direction: 'applied' });
+  deps.metrics.snapshotRows.inc({ peer: peer.id, direction: 'applied' }, rows);
+  if (!more) {
+    deps.metrics.snapshotBootstraps.inc({ peer: peer.id, direction: 'pull', outcome: 'completed' });
+    deps.logger.info({ peer: peer.id, cursor }, 'snapshot bootstrap from the peer complete: following its feed from the snapshot position');
+    deps.audit.record({ kind: 'feed.bootstrap', actor: peer.id, details: { peer: peer.id, direction: 'pull', snapshot_cursor: cursor, previous_cursor: wm.cursor } });
+  }
+  return { applied: r.applied.length + r.deleted.length, caughtUp: false };
+}
+
 /** A served `updated_at` the since watermark may take: an RFC 3339 string not beyond the horizon. */
 const watermarkable = (v: unknown, horizon: number): v is string => typeof v === 'string' && (parseTimestamp(v) ?? Infinity) <= horizon;
 
@@ -337,7 +448,7 @@ function rootCause(err: unknown): string {
  * carries each memory's archive register and outgoing links next to it), parsed as a push
  * body's lanes are.
  */
-function pageLanes(page: SincePage, taken: Set<string>) {
+function pageLanes(page: Pick<SincePage, 'archive_events' | 'links' | 'link_removals'>, taken: Set<string>) {
   const parsed = parsePushBody({ sender_agent_id: 'page', memories: [], archive_events: page.archive_events ?? [], links: page.links ?? [], link_removals: page.link_removals ?? [] }, formatTimestamp(now() * 1000));
   return {
     archives: parsed.archives.filter((e) => taken.has(e.id)),

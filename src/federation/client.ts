@@ -16,6 +16,8 @@ export class PeerRequestError extends Error {
     readonly retryAfterMs?: number,
     /** The response was larger than the client accepts (ask for less). */
     readonly tooLarge = false,
+    /** The peer's stable `code` from an error body, when it sent one (e.g. RESYNC_REQUIRED). */
+    readonly code?: string,
   ) {
     // The class leads the message so a failed job in Bull Board reads at a glance.
     super(`[${failureClass}] ${message}`);
@@ -107,6 +109,14 @@ export class PeerClient {
     return this.request(peer, 'GET', path, query, this.headers(getSigningBytes(path, query, nonce), nonce));
   }
 
+  /** Signed GET of a page of the peer's snapshot (docs/wire.md, Snapshot bootstrap). */
+  async snapshot(peer: PeerConfig, params: Record<string, string>): Promise<unknown> {
+    const query = new URLSearchParams({ ...params, peer: this.opts.selfId, to: peer.id }).toString();
+    const path = '/api/v1/sync/snapshot';
+    const nonce = newNonce();
+    return this.request(peer, 'GET', path, query, this.headers(getSigningBytes(path, query, nonce), nonce));
+  }
+
   private async request(peer: PeerConfig, method: 'GET' | 'POST', path: string, query: string, headers: Record<string, string>, body?: Buffer): Promise<unknown> {
     const url = `${peer.url}${path}${query ? `?${query}` : ''}`;
     let res: Response;
@@ -125,12 +135,22 @@ export class PeerClient {
     const text = payload.toString('utf8');
     if (!res.ok) {
       const cls = classifyStatus(res.status);
-      throw new PeerRequestError(cls, `${method} ${path} to ${peer.id}: HTTP ${res.status} ${text.slice(0, 300)}`, res.status, parseRetryAfter(res.headers.get('retry-after')));
+      throw new PeerRequestError(cls, `${method} ${path} to ${peer.id}: HTTP ${res.status} ${text.slice(0, 300)}`, res.status, parseRetryAfter(res.headers.get('retry-after')), false, errorCodeOf(text));
     }
     try {
       return JSON.parse(text) as unknown;
     } catch {
       throw new PeerRequestError('transient', `${method} ${path} to ${peer.id}: response is not JSON`, res.status);
     }
+  }
+}
+
+/** The `code` of a JSON error body (`{"error": ..., "code": ...}`), if it has a string one. */
+function errorCodeOf(text: string): string | undefined {
+  try {
+    const code = (JSON.parse(text) as { code?: unknown } | null)?.code;
+    return typeof code === 'string' && code.length <= 64 ? code : undefined;
+  } catch {
+    return undefined;
   }
 }

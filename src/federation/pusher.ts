@@ -11,6 +11,11 @@ import { itemId, readFeedPage, type Item } from './feed-page.js';
 import { pushBodyBudget } from './peers.js';
 import type { BatchVerdict, BreakerMode, RefusalBreaker } from './refusal-breaker.js';
 import { buildPushBody, pushBodyOf, type PushResponse } from './wire.js';
+import { pushSnapshot } from './snapshot-push.js';
+import { behindHorizon, readHorizon } from '../store/retention.js';
+import type { AuditRecorder } from '../audit/events.js';
+
+const DEFAULT_SNAPSHOT_TTL_MS = 3600_000;
 
 export interface PusherDeps {
   db: Db;
@@ -32,6 +37,9 @@ export interface PusherDeps {
    * a run stops at once when the peer is paused or removed (absent: always).
    */
   stillActive?: (peerId: string) => boolean;
+  /** FEED_SNAPSHOT_TTL_MS, for the snapshot push of a peer behind the retained horizon. */
+  snapshotTtlMs?: number;
+  audit?: AuditRecorder;
 }
 
 /** The keys of the optional lanes (present only when a batch carries archives or links). */
@@ -109,6 +117,40 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     hadError ??= cursor.lastErrorClass !== null;
     out.cursor = { txid: cursor.txid, seq: cursor.seq };
     const page = await readFeedPage(deps.db, cursor, deps.batchMax, { excludeOrigin: peer.id, maxBytes: rowBudget });
+    // Read after the page (as the cursor form does): entries pruned from under the page
+    // have moved the horizon by then. Behind it, the feed cannot deliver: a snapshot does.
+    if (behindHorizon(cursor, await readHorizon(deps.db))) {
+      const snap = await pushSnapshot(
+        {
+          db: deps.db,
+          logger: deps.logger,
+          metrics: deps.metrics,
+          ...(deps.audit ? { audit: deps.audit } : {}),
+          batchMax: deps.batchMax,
+          rowBudget,
+          snapshotTtlMs: deps.snapshotTtlMs ?? DEFAULT_SNAPSHOT_TTL_MS,
+          stillActive: () => !deps.stillActive || deps.stillActive(peer.id),
+          send: async (items) => {
+            const refusals = await sendThroughBreaker(deps, peer, items);
+            const dead = refusals.map((r) => refusalToDeadLetter(peer.id, r));
+            if (dead.length > 0) await deadLetter(deps.db, dead);
+            countRefusedRows(deps.metrics, peer.id, dead);
+            out.refused.push(...refusals.slice(0, REFUSED_ROWS_SHOWN - out.refused.length).map(refusedRow));
+            out.deadLettered += dead.length;
+            out.recovered ||= hadError === true;
+            deps.metrics.pushedRows.inc({ peer: peer.id }, items.length - dead.length);
+            return dead.length;
+          },
+        },
+        peer,
+        cursor,
+        Math.max(0, budgetMs - (Date.now() - started)),
+      );
+      out.batches += snap.batches;
+      out.rows += snap.rows;
+      if (!snap.done) return out;
+      continue;
+    }
     const last = page.last;
     if (!last) {
       out.caughtUp = true;

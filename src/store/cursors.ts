@@ -78,9 +78,11 @@ export async function peersBehind(db: Db, peerIds: string[]): Promise<string[]> 
     SELECT c.peer_id FROM ${peerCursors} c
     WHERE c.peer_id = ANY(${sql`ARRAY[${sql.join(peerIds.map((p) => sql`${p}`), sql`, `)}]::text[]`})
       AND (c.retry_at IS NULL OR c.retry_at <= now())
-      AND EXISTS (
+      AND (EXISTS (
         SELECT 1 FROM change_feed f
-        WHERE (f.txid, f.seq) > (c.txid, c.seq) AND ${belowHorizon('f')})`);
+        WHERE (f.txid, f.seq) > (c.txid, c.seq) AND ${belowHorizon('f')})
+        -- Behind the retained horizon (even with the feed emptied): a snapshot push is due.
+        OR EXISTS (SELECT 1 FROM feed_horizon h WHERE h.id = 1 AND (c.txid, c.seq) < (h.pruned_txid, h.pruned_seq)))`);
   return behind.map((r) => r.peer_id);
 }
 

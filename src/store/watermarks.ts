@@ -13,6 +13,9 @@ export interface Watermark {
   lastPullAt: string | null;
   /** Pulls failed or halted in a row since the last successful one (0: the last pull succeeded). */
   failureStreak: number;
+  /** A snapshot bootstrap in progress: its next page token (null: none or not yet) and position. */
+  snapshotToken?: string | null;
+  snapshotCursor?: string | null;
 }
 
 /** Watermark times as epoch seconds (for metrics). */
@@ -52,6 +55,8 @@ const columns = {
   lastError: peerWatermarks.lastError,
   lastPullAt: peerWatermarks.lastPullAt,
   failureStreak: peerWatermarks.failureStreak,
+  snapshotToken: peerWatermarks.snapshotToken,
+  snapshotCursor: peerWatermarks.snapshotCursor,
 };
 
 export async function getWatermark(db: Db, peerId: string): Promise<Watermark> {
@@ -96,6 +101,42 @@ export async function advanceWatermark(
     WHERE peer_id = ${peerId} AND cursor IS NOT DISTINCT FROM ${from.cursor} AND since IS NOT DISTINCT FROM ${from.since}`);
   if (res.count !== 1) throw new WatermarkMoved(peerId);
 }
+
+/**
+ * A snapshot page applied, in its applying transaction, compare-and-set like
+ * advanceWatermark: `next` continues the bootstrap (the token of the next page and the
+ * snapshot's position); `done` ends it, the cursor taking the snapshot's position.
+ */
+export async function advanceSnapshot(
+  tx: Tx,
+  peerId: string,
+  from: { cursor: string | null; snapshotToken: string | null; snapshotCursor: string | null },
+  to: { next: { token: string; snapshotCursor: string } } | { done: string },
+  lastRowAt: string | null,
+): Promise<void> {
+  const next = 'next' in to ? to.next : null;
+  const res = await tx.execute(sql`
+    UPDATE ${peerWatermarks}
+    SET snapshot_token = ${next?.token ?? null}, snapshot_cursor = ${next?.snapshotCursor ?? null},
+        cursor = ${'done' in to ? to.done : from.cursor}, since = NULL,
+        lag_rows = ${next ? 1 : 0}, last_row_at = COALESCE(${lastRowAt}::timestamptz, last_row_at),
+        last_pull_at = now(), last_success_at = now(), last_error = NULL, failure_streak = 0, updated_at = now()
+    WHERE peer_id = ${peerId} AND cursor IS NOT DISTINCT FROM ${from.cursor}
+      AND snapshot_token IS NOT DISTINCT FROM ${from.snapshotToken} AND snapshot_cursor IS NOT DISTINCT FROM ${from.snapshotCursor}`);
+  if (res.count !== 1) throw new WatermarkMoved(peerId);
+}
+
+/** Starts (or restarts) a snapshot bootstrap: the next pull asks for a new snapshot's first page. */
+export async function beginSnapshot(db: Db, peerId: string, from: { cursor: string | null; snapshotToken: string | null; snapshotCursor: string | null }): Promise<void> {
+  const res = await db.execute(sql`
+    UPDATE ${peerWatermarks} SET snapshot_token = NULL, snapshot_cursor = ${SNAPSHOT_STARTING}, updated_at = now()
+    WHERE peer_id = ${peerId} AND cursor IS NOT DISTINCT FROM ${from.cursor}
+      AND snapshot_token IS NOT DISTINCT FROM ${from.snapshotToken} AND snapshot_cursor IS NOT DISTINCT FROM ${from.snapshotCursor}`);
+  if (res.count !== 1) throw new WatermarkMoved(peerId);
+}
+
+/** snapshot_cursor while a bootstrap waits for its first page (no snapshot position yet). */
+export const SNAPSHOT_STARTING = 'starting';
 
 export async function recordPullSuccess(db: Db, peerId: string, lagRows: number): Promise<void> {
   await db.update(peerWatermarks).set({ lastPullAt: sql`now()`, lastSuccessAt: sql`now()`, lastError: null, lagRows, failureStreak: 0, updatedAt: sql`now()` }).where(eq(peerWatermarks.peerId, peerId));

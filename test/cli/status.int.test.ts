@@ -67,7 +67,7 @@ describe('memfed status on a live mesh', () => {
     expect(peerB(r).push.lastSuccessAt).not.toBeNull();
     expect(r.nodeId).toBe(a.id);
     // `memfed all` runs one worker per queue, found through Redis.
-    expect(Object.fromEntries(r.queues!.map((q) => [q.name, q.workers]))).toEqual({ push: 1, dlq: 1, catchup: 1, audit: 1 });
+    expect(Object.fromEntries(r.queues!.map((q) => [q.name, q.workers]))).toEqual({ push: 1, dlq: 1, catchup: 1, audit: 1, retention: 1 });
 
     const text = await memfedStatus();
     expect(text.code).toBe(0);

@@ -66,7 +66,7 @@ describe('backoff', () => {
 
 describe('queue prefixes', () => {
   it('puts the queue name inside a hash tag, so each queue has a slot of its own on a cluster', () => {
-    expect(QUEUE_NAMES.map((q) => queuePrefixFor('{mf-a}', q))).toEqual(['{mf-a:push}', '{mf-a:dlq}', '{mf-a:catchup}', '{mf-a:audit}', '{mf-a:expiry}']);
+    expect(QUEUE_NAMES.map((q) => queuePrefixFor('{mf-a}', q))).toEqual(['{mf-a:push}', '{mf-a:dlq}', '{mf-a:catchup}', '{mf-a:audit}', '{mf-a:expiry}', '{mf-a:retention}']);
     expect(queuePrefixFor('node-{mf-a}-x', 'push')).toBe('node-{mf-a:push}-x');
   });
 

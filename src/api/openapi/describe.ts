@@ -41,6 +41,7 @@ const STATUS_TEXT: Record<ErrorStatus, string> = {
   403: 'Refused',
   404: 'Not found',
   409: 'Conflict',
+  410: 'Gone (start again from a snapshot)',
   413: 'Body too large',
   415: 'Body not JSON',
   422: 'Memory too large',

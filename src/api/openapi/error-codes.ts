@@ -9,7 +9,7 @@ import { MEMORY_TOO_LARGE } from '../../memory/size.js';
  * answer is one the document lists for that route.
  */
 
-export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 413 | 415 | 422 | 503;
+export type ErrorStatus = 400 | 401 | 403 | 404 | 409 | 410 | 413 | 415 | 422 | 503;
 export type ErrorCodes = Partial<Record<ErrorStatus, readonly string[]>>;
 
 /** API_KEY (middleware/auth.ts), when it is set. */

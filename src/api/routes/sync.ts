@@ -6,11 +6,12 @@ import { badRequest } from '../../errors.js';
 import { precheckInbound, verifyInbound, type InboundResult } from '../../federation/inbound.js';
 import { PEER_ID, flavourTraits, type PeerSpec } from '../../federation/peers.js';
 import { pushIdentityProblem, receivePush } from '../../federation/receive.js';
-import { cursorPage, updatedSincePage } from '../../federation/since.js';
+import { SINCE_PAGE_MAX_BYTES, cursorPage, updatedSincePage } from '../../federation/since.js';
+import { decodeSnapshotToken, snapshotPage } from '../../federation/snapshot.js';
 import { classifyNonce, getSigningBytes, postSigningBytes } from '../../federation/signing.js';
 import { CAPPED_LANES, LANE_MAX, parsePushBody } from '../../federation/wire.js';
 import { formatTimestamp, normalizeTimestamp, nowMicros } from '../../memory/time.js';
-import { decodeCursor } from '../../store/feed.js';
+import { decodeCursor, encodeCursor } from '../../store/feed.js';
 import { readBatchBody } from '../body-slots.js';
 import { checkBody, parseJsonBytes, requireJsonBody } from '../body.js';
 import { intParam, parseQuery } from '../query.js';
@@ -192,7 +193,7 @@ export function syncRoutes(deps: AppDeps) {
       headers: [HEADERS.peerId, HEADERS.nonce],
       query: sinceQuery,
       responses: { 200: { description: 'a page of the feed (cursor form also has tombstones, entries, next_cursor)', schema: sincePage } },
-      errors: merge(QUERY_CODES, { 400: ['INVALID_CURSOR', 'INVALID_SINCE'], 403: ['RECIPIENT_MISMATCH', 'PEER_REMOVED'] }),
+      errors: merge(QUERY_CODES, { 400: ['INVALID_CURSOR', 'INVALID_SINCE'], 403: ['RECIPIENT_MISMATCH', 'PEER_REMOVED'], 410: ['RESYNC_REQUIRED'] }),
     }),
     async (c) => {
       const url = new URL(c.req.url);
@@ -233,7 +234,14 @@ export function syncRoutes(deps: AppDeps) {
       if (q.cursor !== undefined) {
         const after = decodeCursor(q.cursor);
         if (!after) throw badRequest('INVALID_CURSOR', 'invalid `cursor` parameter', { field: 'cursor' });
-        return c.json(await cursorPage(database.db, after, q.limit, caller));
+        const page = await cursorPage(database.db, after, q.limit, caller);
+        if ('resync' in page && page.resync) {
+          // The entries after the caller's cursor were pruned: it bootstraps from a snapshot.
+          deps.metrics.inboundRefusals.inc({ reason: 'resync_required' });
+          deps.logger.info({ peer: caller, cursor: q.cursor, horizon: encodeCursor(page.resync) }, 'cursor behind the retained horizon: resync_required (the caller bootstraps from GET /api/v1/sync/snapshot)');
+          return c.json({ error: 'resync_required', code: 'RESYNC_REQUIRED', horizon: encodeCursor(page.resync), snapshot: '/api/v1/sync/snapshot' }, 410);
+        }
+        return c.json(page);
       }
       const since = q.since === undefined || q.since === '' ? null : normalizeTimestamp(q.since);
       if (since === null && q.since) throw badRequest('INVALID_SINCE', 'invalid `since` parameter: expected RFC 3339', { field: 'since' });
@@ -241,5 +249,63 @@ export function syncRoutes(deps: AppDeps) {
     },
   );
 
+  /*
+   * GET /api/v1/sync/snapshot: a paged, consistent copy of the current state for a memfed
+   * peer whose feed cursor is behind the retained horizon (docs/wire.md, "Snapshot
+   * bootstrap"). Signed like the cursor form; the caller must name itself (its snapshot is
+   * its own: a token names it and works for no other caller).
+   */
+  app.get(
+    '/api/v1/sync/snapshot',
+    documented({
+      summary: 'Serve a snapshot of the current state to a peer',
+      description: 'Peer to peer (docs/wire.md, Snapshot bootstrap): the first page (no token) starts a snapshot at the feed head; `next_token` pages on; after the last page the caller reads the feed from `snapshot_cursor`.',
+      tag: 'federation',
+      access: 'peer',
+      headers: [HEADERS.peerId, HEADERS.nonce],
+      query: snapshotQuery,
+      responses: { 200: { description: 'a page of the snapshot', schema: snapshotPageSchema } },
+      errors: merge(QUERY_CODES, { 400: ['INVALID_SNAPSHOT_TOKEN'], 403: ['RECIPIENT_MISMATCH', 'PEER_REMOVED'], 410: ['SNAPSHOT_EXPIRED'] }),
+    }),
+    async (c) => {
+      const url = new URL(c.req.url);
+      const rawQuery = url.search.replace(/^\?/, '');
+      const caller = c.req.header('x-peer-id') ?? c.req.query('peer');
+      if (caller !== undefined && federation.keys.isRemoved(caller)) {
+        recordRefusal(c, deps, caller, 'peer_removed', 403);
+        return refusal(c, 403, 'peer_removed');
+      }
+      if (caller === undefined) {
+        recordRefusal(c, deps, undefined, 'peer_id_header_missing', 401);
+        return refusal(c, 401, 'peer_id_header_missing');
+      }
+      const auth = await authenticatePeer(c, deps, caller, (nonce) => getSigningBytes(url.pathname, rawQuery, nonce));
+      if (auth instanceof Response) return auth;
+      if (!auth.ok) return refusal(c, auth.status, auth.tag);
+      const to = c.req.query('to');
+      if (to !== undefined && to !== config.nodeId) return refuseAudited(c, deps, auth.peerId, 'recipient_mismatch');
+      const q = parseQuery(c, snapshotQuery);
+      const token = q.token === undefined || q.token === '' ? null : decodeSnapshotToken(q.token);
+      if (token === null && q.token) throw badRequest('INVALID_SNAPSHOT_TOKEN', 'invalid `token` parameter', { field: 'token' });
+      const r = await snapshotPage(database.db, auth.peerId, token, q.limit, { ttlMs: config.retention.snapshotTtlMs, maxBytes: SINCE_PAGE_MAX_BYTES });
+      if (!r.ok) {
+        deps.logger.info({ peer: auth.peerId }, 'snapshot token names a snapshot replaced or idle too long: snapshot_expired (the caller starts again)');
+        return c.json({ error: 'snapshot_expired', code: 'SNAPSHOT_EXPIRED' }, 410);
+      }
+      if (token === null) deps.logger.info({ peer: auth.peerId, snapshot_cursor: r.page.snapshot_cursor }, 'snapshot started for a peer');
+      deps.metrics.snapshotPages.inc({ peer: auth.peerId, direction: 'served' });
+      deps.metrics.snapshotRows.inc({ peer: auth.peerId, direction: 'served' }, r.rows);
+      return c.json(r.page);
+    },
+  );
+
   return app;
 }
+
+const snapshotQuery = {
+  limit: intParam({ fallback: 500, min: 1, max: 10_000, digits: 6, clamp: 'both' }),
+  token: z.string().optional().meta({ description: 'the `next_token` of the previous page; absent: start a new snapshot' }),
+  peer: z.string().optional().meta({ description: 'the caller, when it sends no x-peer-id' }),
+  to: z.string().optional().meta({ description: 'the node the caller means; must be this one' }),
+};
+const snapshotPageSchema = looseObject({ memories: z.array(memory), tombstones: z.array(z.unknown()), snapshot_cursor: z.string(), next_token: z.string().nullable(), has_more: z.boolean() });
