@@ -98,10 +98,12 @@ export async function applyFromPeer(
   if (refusedEvents.length > 0) deps.metrics.appliedRows.inc({ status: 'skipped', via }, refusedEvents.length);
   const none = { applied: [], deleted: [], noop: [], archived: [], restored: [], archiveNoop: [], links: { applied: [], noop: [], removed: [] } };
   // upstream src/handlers/federation_receive.rs: in a dry run every row that passes the checks counts as noop.
-  const guard = { graceMs: deps.tombstoneGraceMs ?? DEFAULT_TOMBSTONE_GRACE_MS };
+  // A snapshot bootstrap is exempt from the grace screen: its rows are the sender's current
+  // state, copied to a node that is behind the retained feed (nothing there to resurrect).
+  const guard = via === 'snapshot' ? undefined : { graceMs: deps.tombstoneGraceMs ?? DEFAULT_TOMBSTONE_GRACE_MS };
   if (opts.dryRun) {
     // The grace screen too, so a dry run answers as the real one would (nothing is counted).
-    const beyond = await graceRefusals(deps.db, admitted, guard);
+    const beyond = guard ? await graceRefusals(deps.db, admitted, guard) : [];
     const out = new Set(beyond.map((r) => `${r.lane}:${r.id}`));
     refused.push(...beyond.map(graceRefusal));
     const noop = [...admitted.memories.filter((m) => !out.has(`memories:${m.id}`)).map((m) => m.id), ...admitted.tombstones.filter((t) => !out.has(`tombstones:${t.id}`)).map((t) => t.id), ...admitted.archives.map((e) => e.id), ...admitted.links.map((l) => l.source_id), ...admitted.linkRemovals.map((l) => l.source_id)];
