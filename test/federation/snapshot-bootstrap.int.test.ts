@@ -145,8 +145,10 @@ describe('change-feed retention and snapshot bootstrap (cursor pullers)', () => 
     expect(await stateOf(puller)).toEqual(await stateOf(source.db));
     // ...and follows the feed from there.
     const id = await write('after the bootstrap');
-    await pullFromPeer(deps, sourcePeer(), 20_000);
-    expect((await puller.database.sql`SELECT 1 FROM memories WHERE id = ${id}`).length).toBe(1);
+    await waitFor(async () => {
+      await pullFromPeer(deps, sourcePeer(), 20_000);
+      return (await puller.database.sql`SELECT 1 FROM memories WHERE id = ${id}`).length === 1;
+    }, { timeoutMs: 60_000, intervalMs: 300, what: 'the write after the bootstrap pulled' });
   });
 
   it('a writer creating, updating and deleting while the snapshot is paged loses nothing: after the feed is read from the snapshot position both hold the same rows', async () => {
