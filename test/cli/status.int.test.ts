@@ -4,6 +4,7 @@ import { waitFor } from '../helpers/env.js';
 import { api } from '../helpers/node.js';
 import { spawnMemfed } from '../helpers/process.js';
 import { startProcessMesh, type MeshProcess } from '../helpers/process-mesh.js';
+import { QUEUE_NAMES } from '../../src/queue-names.js';
 
 /*
  * `memfed status` and GET /api/v1/admin/status on two real `memfed all` processes: b
@@ -67,7 +68,7 @@ describe('memfed status on a live mesh', () => {
     expect(peerB(r).push.lastSuccessAt).not.toBeNull();
     expect(r.nodeId).toBe(a.id);
     // `memfed all` runs one worker per queue, found through Redis.
-    expect(Object.fromEntries(r.queues!.map((q) => [q.name, q.workers]))).toEqual({ push: 1, dlq: 1, catchup: 1, audit: 1, retention: 1 });
+    expect(Object.fromEntries(r.queues!.map((q) => [q.name, q.workers]))).toEqual(Object.fromEntries(QUEUE_NAMES.map((q) => [q, 1])));
 
     const text = await memfedStatus();
     expect(text.code).toBe(0);

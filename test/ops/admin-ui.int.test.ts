@@ -6,6 +6,7 @@ import { REDIS_URL, freePort, waitFor } from '../helpers/env.js';
 import { api, newKeyDir, startTestNode, type TestNode } from '../helpers/node.js';
 import { skipNote } from '../helpers/skip.js';
 import { UpstreamReceiver } from '../helpers/upstream-peer.js';
+import { QUEUE_NAMES } from '../../src/queue-names.js';
 
 const hasPromtool = (() => {
   try {
@@ -50,7 +51,7 @@ describe('Bull Board behind ADMIN_TOKEN', () => {
     const basic = { authorization: `Basic ${Buffer.from('ops:board-token').toString('base64')}` };
     const queues = await api(n.url, 'GET', '/admin/queues/api/queues', undefined, basic);
     expect(queues.status).toBe(200);
-    expect(queues.json.queues.map((q: { name: string }) => q.name).sort()).toEqual(['audit', 'catchup', 'dlq', 'expiry', 'push']);
+    expect(queues.json.queues.map((q: { name: string }) => q.name).sort()).toEqual([...QUEUE_NAMES].sort());
   });
 
   it('answers a wrong token 401 with a Basic challenge, so a browser asks again', async () => {

@@ -10,6 +10,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { REDIS_URL } from '../helpers/env.js';
 import { wireMemory } from '../helpers/peer.js';
 import { dropPrefix, uniquePrefix } from '../helpers/redis.js';
+import { QUEUE_NAMES } from '../../src/queue-names.js';
 
 /*
  * The status report over a real database: failure streaks as the push and pull paths
@@ -120,7 +121,7 @@ describe('status report', () => {
       await push.close();
       await worker.waitUntilReady();
       const byName = Object.fromEntries((await access.source()).map((q) => [q.name, q]));
-      expect(Object.keys(byName).sort()).toEqual(['audit', 'catchup', 'dlq', 'expiry', 'push']);
+      expect(Object.keys(byName).sort()).toEqual([...QUEUE_NAMES].sort());
       expect(byName.push).toEqual({ name: 'push', waiting: 1, active: 0, delayed: 1, failed: 0, workers: 0 });
       expect(byName.dlq!.workers).toBe(1);
     } finally {
