@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Sql } from '../../src/db/client.js';
 import { parseTimestamp } from '../../src/memory/time.js';
 import type { UpstreamReceiver } from './upstream-peer.js';
@@ -222,6 +224,9 @@ export class SetChecker {
   private readonly violations = new Map<string, string[]>();
   private sampler: NodeJS.Timeout | null = null;
   private sampling = false;
+  /** Nodes whose database is down on purpose: no sample is taken while any is listed. */
+  private readonly paused = new Set<string>();
+  private skippedSamples = 0;
   private samples = 0;
   private sampleErrors = 0;
   private readonly errorMessages: string[] = [];
@@ -446,7 +451,7 @@ export class SetChecker {
    * node that took the id's last write); `mix: 'creates'` sends creates only, an array
    * of operation kinds repeats that pattern instead.
    */
-  async burst(targets: Target[], count: number, opts: { concurrency?: number; spacingMs?: number; timeoutMs?: number; retries?: number; maxMs?: number; mix?: 'mixed' | 'creates' | readonly Op[] } = {}): Promise<WriteRecord[]> {
+  async burst(targets: Target[], count: number, opts: { concurrency?: number; spacingMs?: number; timeoutMs?: number; retries?: number; maxMs?: number; mix?: 'mixed' | 'creates' | readonly Op[]; stop?: () => boolean } = {}): Promise<WriteRecord[]> {
     const out: WriteRecord[] = [];
     let next = 0;
     const stopAt = Date.now() + (opts.maxMs ?? 120_000);
@@ -471,7 +476,7 @@ export class SetChecker {
       else out.push(await this.write(target, opts));
     };
     const lane = async () => {
-      while (next < count && Date.now() < stopAt) {
+      while (next < count && Date.now() < stopAt && !opts.stop?.()) {
         await one(next++);
         if (opts.spacingMs) await sleep(opts.spacingMs);
       }
@@ -514,8 +519,38 @@ export class SetChecker {
     if (this.errorMessages.length < 5) this.errorMessages.push(`${what}: ${(err as Error)?.message ?? String(err)}`);
   }
 
+  /**
+   * Takes no samples while `node`'s database is down on purpose (a sample reads every
+   * node, the peer's rows included); waits for a sample in flight to finish. The first
+   * sample after resumeSampling() checks everything the cursors passed meanwhile.
+   */
+  async pauseSampling(node: string): Promise<void> {
+    this.paused.add(node);
+    while (this.sampling) await sleep(20);
+  }
+
+  resumeSampling(node: string): void {
+    this.paused.delete(node);
+  }
+
+  /** Watermark violations seen so far while sampling, over all nodes. */
+  get violationCount(): number {
+    let n = 0;
+    for (const v of this.violations.values()) n += v.length;
+    return n;
+  }
+
+  /** Samples not taken because a node's database was down on purpose. */
+  get samplesSkipped(): number {
+    return this.skippedSamples;
+  }
+
   /** One sample of every memfed node's cursors and watermarks; failures are counted, never thrown. */
   async sample(): Promise<void> {
+    if (this.paused.size > 0) {
+      this.skippedSamples++;
+      return;
+    }
     let ok = true;
     for (const v of this.views.values()) {
       if (v.kind !== 'memfed') continue;
@@ -901,6 +936,47 @@ export function problems(report: Report, min: Minimums): string[] {
   }
   if (report.diverged.length) out.push(`${report.scenario}: ${report.diverged.length} id(s) diverged between nodes: ${JSON.stringify(report.diverged.slice(0, 3))}`);
   return out;
+}
+
+/** An event of a run besides the client's operations (a fault injected or healed, a process restarted). */
+export interface HistoryEvent {
+  /** ms since the epoch. */
+  at: number;
+  type: string;
+  [k: string]: unknown;
+}
+
+/**
+ * The run as JSON lines a person can read, in time order: `header` first, then every
+ * client operation (at its start, with its outcome and duration) merged with `events`,
+ * then the report and its findings. Returns the file's path.
+ */
+export function writeHistory(file: string, checker: SetChecker, opts: { header?: Record<string, unknown>; events?: HistoryEvent[]; report?: Report; findings?: string[] } = {}): string {
+  const iso = (t: number) => new Date(t).toISOString();
+  const ops: HistoryEvent[] = checker.writes.map((w) => ({
+    at: w.startedAt,
+    type: 'op',
+    op: w.op,
+    id: w.id,
+    seq: w.seq,
+    node: w.node,
+    outcome: w.outcome,
+    ...(w.status !== undefined ? { status: w.status } : {}),
+    attempts: w.attempts,
+    ms: w.endedAt ? w.endedAt - w.startedAt : null,
+    ...(w.error ? { error: w.error } : {}),
+    ...(w.expect.deleted ? { expect: 'deleted' } : { expect: w.expect.fields ?? {} }),
+  }));
+  const body = [...(opts.events ?? []), ...ops].sort((a, b) => a.at - b.at);
+  const lines = [
+    { t: iso(body[0]?.at ?? Date.now()), type: 'run', scenario: checker.scenario, ...opts.header },
+    ...body.map(({ at, ...rest }) => ({ t: iso(at), ...rest })),
+    ...(opts.report ? [{ t: iso(Date.now()), type: 'report', ...opts.report, nodes: opts.report.nodes.map((n) => ({ ...n, lost: n.lost.slice(0, 50), lostCommitted: n.lostCommitted.slice(0, 50) })) }] : []),
+    ...(opts.findings ? [{ t: iso(Date.now()), type: 'findings', clean: opts.findings.length === 0, findings: opts.findings }] : []),
+  ];
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+  return file;
 }
 
 /** One line per report for the run log (convergence time per fault class). */
