@@ -193,7 +193,19 @@ export async function runNemesis(opts: NemesisOptions): Promise<NemesisResult> {
             if (!planned.has(last)) {
               const exit = String(last.proc.proc.exitCode ?? last.proc.proc.signalCode);
               unplannedExits.push({ node: node.id, role, process: last.name, exit });
-              event('unplanned-exit', { node: node.id, role, process: last.name, exit, output: last.proc.output().slice(-1500) });
+              const rp = last;
+              const record = () => {
+                const out = rp.proc.output();
+                // What explains an exit: plain stderr lines and error/fatal log lines, then the tail.
+                const telling = out.split('\n').filter((l) => l.trim() && (!l.startsWith('{') || /"level":(5|6)0/.test(l))).slice(-20).map((l) => l.slice(0, 1500));
+                event('unplanned-exit', { node: node.id, role, process: rp.name, exit, telling, tail: out.slice(-3000) });
+              };
+              // 'exit' can come before the pipes are drained: the last lines (a crash's stack) come with 'close'.
+              const t = setTimeout(record, 3000);
+              rp.proc.proc.once('close', () => {
+                clearTimeout(t);
+                record();
+              });
             }
           }
           if (!held.has(`${node.id}:${role}`)) startRole(node, role);
