@@ -65,7 +65,10 @@ export interface NemesisResult {
   /** Per kind: count, p50 and max recovery ms. */
   recoveryByKind: Record<string, { n: number; p50: number | null; max: number | null; notRecovered: number }>;
   respawns: number;
+  /** Processes that exited without the nemesis killing them, after they had started (findings). */
   unplannedExits: Array<{ node: string; role: Role; process: string; exit: string }>;
+  /** Processes that failed to start (a fault hit them while starting) and exited: restarted, not findings. */
+  startFailures: Array<{ node: string; role: Role; process: string; reason: string }>;
   /** ms after the start at which the first watermark violation was sampled (stopOnViolation). */
   violationAtMs: number | null;
   /** The replay line printed on failure. */
@@ -172,6 +175,7 @@ export async function runNemesis(opts: NemesisOptions): Promise<NemesisResult> {
     const starting = new Set<string>();
     const nodeEnv = new Map<string, Record<string, string>>();
     const unplannedExits: NemesisResult['unplannedExits'] = [];
+    const startFailures: NemesisResult['startFailures'] = [];
     let respawns = 0;
     const startRole = (node: ChaosNode, role: Role) => {
       const key = `${node.id}:${role}`;
@@ -192,13 +196,20 @@ export async function runNemesis(opts: NemesisOptions): Promise<NemesisResult> {
             seen.add(last);
             if (!planned.has(last)) {
               const exit = String(last.proc.proc.exitCode ?? last.proc.proc.signalCode);
-              unplannedExits.push({ node: node.id, role, process: last.name, exit });
               const rp = last;
+              let recorded = false;
               const record = () => {
+                if (recorded) return;
+                recorded = true;
                 const out = rp.proc.output();
+                // A start that failed says so (one line, `memfed: <role> failed to start: <reason>`) and
+                // exits by design, for the supervisor to retry; any other exit is a finding.
+                const failedStart = /memfed: \w+ failed to start: (.*)/.exec(out);
+                if (failedStart) startFailures.push({ node: node.id, role, process: rp.name, reason: failedStart[1]!.slice(0, 300) });
+                else unplannedExits.push({ node: node.id, role, process: rp.name, exit });
                 // What explains an exit: plain stderr lines and error/fatal log lines, then the tail.
                 const telling = out.split('\n').filter((l) => l.trim() && (!l.startsWith('{') || /"level":(5|6)0/.test(l))).slice(-20).map((l) => l.slice(0, 1500));
-                event('unplanned-exit', { node: node.id, role, process: rp.name, exit, telling, tail: out.slice(-3000) });
+                event(failedStart ? 'start-failed-exit' : 'unplanned-exit', { node: node.id, role, process: rp.name, exit, telling, tail: out.slice(-3000) });
               };
               // 'exit' can come before the pipes are drained: the last lines (a crash's stack) come with 'close'.
               const t = setTimeout(record, 3000);
@@ -364,6 +375,8 @@ export async function runNemesis(opts: NemesisOptions): Promise<NemesisResult> {
     watching = false;
     await Promise.all(watchers);
     clearInterval(supervisor);
+    // Exits noticed last are classified once their output is complete (see record()).
+    await sleep(3500);
     supervisor = undefined;
 
     const findings = [
@@ -398,10 +411,11 @@ export async function runNemesis(opts: NemesisOptions): Promise<NemesisResult> {
       recoveryByKind,
       respawns,
       unplannedExits,
+      startFailures,
       violationAtMs,
       replay,
     };
-    console.log(summarize(report, { seed, writes: checker.writes.length, respawns, unplannedExits: unplannedExits.length, samplesSkipped: checker.samplesSkipped, violationAtMs }));
+    console.log(summarize(report, { seed, writes: checker.writes.length, respawns, unplannedExits: unplannedExits.length, startFailures: startFailures.length, samplesSkipped: checker.samplesSkipped, violationAtMs }));
     console.log(`[nemesis] recovery by kind: ${JSON.stringify(recoveryByKind)}`);
     console.log(`[nemesis] history: ${historyFile}`);
     if (findings.length) {
