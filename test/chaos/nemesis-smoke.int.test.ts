@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { ALL_OPS } from '../helpers/checker.js';
 import { nemesisDurationMs, nemesisSeed, runNemesis } from '../helpers/nemesis/runner.js';
 import { privatePostgresAvailable } from '../helpers/private-postgres.js';
 import { skipNote } from '../helpers/skip.js';
@@ -21,6 +22,11 @@ describe('nemesis smoke', () => {
     const r = await runNemesis({ name: 'nemesis-smoke', seed: SEED, durationMs: DURATION_MS, minimums: { acked: 30, samples: 20 } });
     expect(Object.keys(r.injected).length, JSON.stringify(r.injected)).toBeGreaterThanOrEqual(5);
     expect(r.maxOverlap).toBeGreaterThanOrEqual(2);
+    // Every kind of operation took effect: creates, updates, deletes, bulk, re-creates, archives, restores, links.
+    for (const op of ALL_OPS) {
+      const o = r.report.byOp[op];
+      expect(o.acked + o.committed + o.conflict, `${op}: ${JSON.stringify(r.report.byOp)}`).toBeGreaterThan(0);
+    }
     expect(r.findings, `seed ${r.seed}: replay with ${r.replay}; history ${r.historyFile}`).toEqual([]);
   }, DURATION_MS + 420_000);
 });

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { OPS } from '../helpers/checker.js';
+import { ALL_OPS } from '../helpers/checker.js';
 import { nemesisDurationMs, runNemesis } from '../helpers/nemesis/runner.js';
 
 /*
@@ -17,7 +17,7 @@ describe('nemesis: randomized overlapping faults under a mixed workload', () => 
     // Not a quiet run: at least five kinds of fault, several at once.
     expect(Object.keys(r.injected).length, JSON.stringify(r.injected)).toBeGreaterThanOrEqual(5);
     expect(r.maxOverlap).toBeGreaterThanOrEqual(2);
-    for (const op of OPS) {
+    for (const op of ALL_OPS) {
       const o = r.report.byOp[op];
       expect(o.acked + o.committed + o.conflict, `${op}: ${JSON.stringify(r.report.byOp)}`).toBeGreaterThan(0);
     }

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import type { Sql } from '../../../src/db/client.js';
 import { createDatabase } from '../../../src/db/client.js';
 import { ChaosCluster, type ChaosNode, type RoleProcess } from '../chaos-cluster.js';
-import { SetChecker, problems, summarize, writeHistory, type HistoryEvent, type Minimums, type Report } from '../checker.js';
+import { SetChecker, problems, summarize, writeHistory, type HistoryEvent, type Minimums, type Op, type Report } from '../checker.js';
 import { waitFor } from '../env.js';
 import { PrivatePostgres } from '../private-postgres.js';
 import { PrivateRedis } from '../private-redis.js';
@@ -24,6 +24,8 @@ import { describeSchedule, makeSchedule, maxOverlap, type FaultStep } from './sc
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../..');
 const ROLES: readonly Role[] = ['api', 'worker'];
+/** The nemesis's workload: the checker's mixed burst plus archives, restores and links. */
+const NEMESIS_MIX: readonly Op[] = ['create', 'create', 'update', 'bulk', 'update', 'delete', 'create', 'archive', 'update', 'link', 'recreate', 'restore', 'delete', 'link'];
 
 export interface NemesisOptions {
   name: string;
@@ -326,7 +328,7 @@ export async function runNemesis(opts: NemesisOptions): Promise<NemesisResult> {
       while (!stopping && Date.now() < t0 + ms) await sleep(Math.min(200, Math.max(1, t0 + ms - Date.now())));
     };
     event('workload-start', { seed, durationMs });
-    const workload = checker.burst(c.nodes, 10_000_000, { concurrency: opts.concurrency ?? 10, spacingMs: 20, timeoutMs: 8000, retries: 2, maxMs: durationMs, stop: () => stopping });
+    const workload = checker.burst(c.nodes, 10_000_000, { concurrency: opts.concurrency ?? 10, spacingMs: 20, timeoutMs: 8000, retries: 2, maxMs: durationMs, mix: NEMESIS_MIX, stop: () => stopping });
     const runStep = async (step: FaultStep) => {
       await until(step.at);
       if (stopping) return;
