@@ -19,7 +19,14 @@ const missing = !privatePostgresAvailable() ? 'no Postgres 15 binaries (initdb, 
 
 describe('nemesis smoke', () => {
   it.skipIf(missing !== null)(`seed ${SEED}: overlapping faults for ${DURATION_MS / 1000} s; nothing lost, nothing unexpected, no duplicate applies, field-level agreement${skipNote(missing !== null, missing ?? '')}`, async () => {
-    const r = await runNemesis({ name: 'nemesis-smoke', seed: SEED, durationMs: DURATION_MS, minimums: { acked: 30, samples: 20 } });
+    const r = await runNemesis({
+      name: 'nemesis-smoke',
+      seed: SEED,
+      durationMs: DURATION_MS,
+      // Half the client lanes of the full run: other integration files run beside it on two cores.
+      concurrency: 5,
+      minimums: { acked: 30, samples: 20 },
+    });
     expect(Object.keys(r.injected).length, JSON.stringify(r.injected)).toBeGreaterThanOrEqual(5);
     expect(r.maxOverlap).toBeGreaterThanOrEqual(2);
     // Every kind of operation took effect: creates, updates, deletes, bulk, re-creates, archives, restores, links.
