@@ -25,6 +25,9 @@ describe('nemesis smoke', () => {
       durationMs: DURATION_MS,
       // Half the client lanes of the full run: other integration files run beside it on two cores.
       concurrency: 5,
+      // A process dying under pg-terminate is a known, unfixed crash (docs/reliability.md,
+      // "Known issues"): logged here, a finding in the full run (nemesis.chaos.ts).
+      exitsAreFindings: false,
       minimums: { acked: 30, samples: 20 },
     });
     expect(Object.keys(r.injected).length, JSON.stringify(r.injected)).toBeGreaterThanOrEqual(5);
