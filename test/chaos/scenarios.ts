@@ -20,9 +20,9 @@ export interface ScenarioResult {
 }
 
 export function sumStats(all: ProxyStats[]): ProxyStats {
-  const out: ProxyStats = { connections: 0, exchanges: 0, byRoute: {}, faultsByRoute: {}, resets: 0, droppedResponses: 0, blackholed: 0, delayedChunks: 0, upstreamErrors: 0, bytesUp: 0, bytesDown: 0, maxInFlight: 0 };
+  const out: ProxyStats = { connections: 0, exchanges: 0, byRoute: {}, faultsByRoute: {}, resets: 0, droppedResponses: 0, answered: 0, blackholed: 0, delayedChunks: 0, upstreamErrors: 0, bytesUp: 0, bytesDown: 0, maxInFlight: 0 };
   for (const s of all) {
-    for (const k of ['connections', 'exchanges', 'resets', 'droppedResponses', 'blackholed', 'delayedChunks', 'upstreamErrors', 'bytesUp', 'bytesDown'] as const) out[k] += s[k];
+    for (const k of ['connections', 'exchanges', 'resets', 'droppedResponses', 'answered', 'blackholed', 'delayedChunks', 'upstreamErrors', 'bytesUp', 'bytesDown'] as const) out[k] += s[k];
     out.maxInFlight = Math.max(out.maxInFlight, s.maxInFlight);
     for (const [r, n] of Object.entries(s.byRoute)) out.byRoute[r] = (out.byRoute[r] ?? 0) + n;
     for (const [r, n] of Object.entries(s.faultsByRoute)) out.faultsByRoute[r] = (out.faultsByRoute[r] ?? 0) + n;

@@ -30,6 +30,10 @@ export interface ChaosNodeSpec {
   env?: Record<string, string>;
   /** Start with the cluster (default true). */
   autostart?: boolean;
+  /** This node's Redis (default the cluster's). */
+  redisUrl?: string;
+  /** This node's database, made by the caller (default a fresh one on the shared server); dropped with the cluster. */
+  db?: TestDatabase;
 }
 
 export interface ChaosClusterOptions {
@@ -74,6 +78,8 @@ export class ChaosNode {
     readonly prefix: string,
     readonly env: Record<string, string>,
     readonly peerIds: string[],
+    /** The node's Redis is the shared one (its prefix is dropped at the end). */
+    readonly sharedRedis = true,
   ) {}
 
   get url(): string {
@@ -155,15 +161,12 @@ export class ChaosCluster {
   readonly nodes: ChaosNode[] = [];
   private readonly links = new Map<string, FaultProxy>();
 
-  private constructor(
-    readonly keyDir: string,
-    private readonly sharedRedis: boolean,
-  ) {}
+  private constructor(readonly keyDir: string) {}
 
   static async create(opts: ChaosClusterOptions): Promise<ChaosCluster> {
     const keyDir = opts.keyDir ?? newKeyDir();
     const redisUrl = opts.redisUrl ?? REDIS_URL;
-    const cluster = new ChaosCluster(keyDir, redisUrl === REDIS_URL);
+    const cluster = new ChaosCluster(keyDir);
     try {
       const specs = opts.nodes.map((n) => (typeof n === 'string' ? { id: n } : n));
       const ports = new Map<string, number>();
@@ -183,7 +186,8 @@ export class ChaosCluster {
         }
       }
       for (const s of specs) {
-        const db = await createTestDatabase();
+        const db = s.db ?? (await createTestDatabase());
+        const nodeRedis = s.redisUrl ?? redisUrl;
         const prefix = uniquePrefix();
         const peers = [
           ...specs.filter((p) => p.id !== s.id).map((p) => ({ id: p.id, url: proxied ? cluster.links.get(`${s.id}->${p.id}`)!.url : `http://127.0.0.1:${ports.get(p.id)}` })),
@@ -197,7 +201,7 @@ export class ChaosCluster {
           WORKER_HTTP_PORT: '0',
           DATABASE_URL: db.url,
           DATABASE_POOL_MAX: '5',
-          REDIS_URL: redisUrl,
+          REDIS_URL: nodeRedis,
           QUEUE_PREFIX: prefix,
           FED_KEY_DIR: keyDir,
           FED_PEERS: peers.map((p) => `${p.id}=${p.url}`).join(','),
@@ -210,7 +214,7 @@ export class ChaosCluster {
           ...opts.env,
           ...s.env,
         };
-        cluster.nodes.push(new ChaosNode(s.id, mode, s.split ?? false, ports.get(s.id)!, db, prefix, env, peers.map((p) => p.id)));
+        cluster.nodes.push(new ChaosNode(s.id, mode, s.split ?? false, ports.get(s.id)!, db, prefix, env, peers.map((p) => p.id), nodeRedis === REDIS_URL));
       }
       await Promise.all(cluster.nodes.filter((_, i) => specs[i]!.autostart !== false).map((n) => n.start()));
       return cluster;
@@ -276,7 +280,7 @@ export class ChaosCluster {
     for (const n of this.nodes) {
       await n.closeObserver();
       await n.db.drop().catch(() => {});
-      if (this.sharedRedis) await dropPrefix(n.prefix).catch(() => {});
+      if (n.sharedRedis) await dropPrefix(n.prefix).catch(() => {});
     }
   }
 }

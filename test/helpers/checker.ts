@@ -1,4 +1,6 @@
 import { randomBytes } from 'node:crypto';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
 import type { Sql } from '../../src/db/client.js';
 import { parseTimestamp } from '../../src/memory/time.js';
 import type { UpstreamReceiver } from './upstream-peer.js';
@@ -69,11 +71,24 @@ import type { UpstreamReceiver } from './upstream-peer.js';
  */
 
 export type Outcome = 'acked' | 'committed' | 'unknown' | 'refused' | 'conflict';
-export type Op = 'create' | 'update' | 'delete' | 'bulk' | 'recreate';
+export type Op = 'create' | 'update' | 'delete' | 'bulk' | 'recreate' | 'archive' | 'restore' | 'link';
+/** The operations of the default mixed workload. */
 export const OPS: readonly Op[] = ['create', 'update', 'delete', 'bulk', 'recreate'];
+/** Every operation the checker can send (archive, restore and link when a workload asks for them). */
+export const ALL_OPS: readonly Op[] = [...OPS, 'archive', 'restore', 'link'];
 
 /** What a node holding the result of an operation shows. */
-export type Expected = { deleted: true } | { deleted: false; fields?: Record<string, unknown>; doc?: Record<string, unknown> };
+export type Expected =
+  | { deleted: true }
+  | {
+      deleted: false;
+      fields?: Record<string, unknown>;
+      doc?: Record<string, unknown>;
+      /** Whether the memory is archived (unchecked when absent). */
+      archived?: boolean;
+      /** Links from this memory that must be live, as `target|relation`. */
+      links?: string[];
+    };
 
 export interface WriteRecord {
   id: string;
@@ -161,7 +176,7 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A node's state of one id. `key` orders versions like LWW: (time µs, tombstone?, digest). */
 type State =
-  | { kind: 'live'; doc: Record<string, unknown>; docText: string; coreText: string; fromReceiver: boolean; key: LwwKey }
+  | { kind: 'live'; doc: Record<string, unknown>; docText: string; coreText: string; fromReceiver: boolean; key: LwwKey; archived: boolean; links: string[] }
   | { kind: 'tombstone'; deletedAt: string; key: LwwKey };
 interface LwwKey {
   micros: bigint;
@@ -180,7 +195,7 @@ function canon(v: unknown): string {
 function showState(s: State | undefined): string {
   if (!s) return 'absent';
   if (s.kind === 'tombstone') return `tombstone@${s.deletedAt}`;
-  return `live v${String(s.doc.version)} ${String(s.doc.content ?? '').slice(0, 40)}`;
+  return `live v${String(s.doc.version)}${s.archived ? ' archived' : ''}${s.links.length ? ` links ${s.links.length}` : ''} ${String(s.doc.content ?? '').slice(0, 40)}`;
 }
 
 /** Same state on two nodes: the same full document, or tombstones of the same time. */
@@ -198,6 +213,8 @@ function matches(s: State | undefined, e: Expected): boolean {
   if (e.deleted) return s.kind === 'tombstone';
   if (s.kind !== 'live') return false;
   if (e.doc && canon(s.doc) !== canon(e.doc)) return false;
+  if (e.archived !== undefined && s.archived !== e.archived) return false;
+  if (e.links && !e.links.every((l) => s.links.includes(l))) return false;
   for (const [k, v] of Object.entries(e.fields ?? {})) if (canon(s.doc[k]) !== canon(v)) return false;
   return true;
 }
@@ -222,6 +239,9 @@ export class SetChecker {
   private readonly violations = new Map<string, string[]>();
   private sampler: NodeJS.Timeout | null = null;
   private sampling = false;
+  /** Nodes whose database is down on purpose: no sample is taken while any is listed. */
+  private readonly paused = new Set<string>();
+  private skippedSamples = 0;
   private samples = 0;
   private sampleErrors = 0;
   private readonly errorMessages: string[] = [];
@@ -364,6 +384,42 @@ export class SetChecker {
     return this.send(rec, target, { method: 'DELETE', path: `/api/v1/memories/${encodeURIComponent(id)}` }, opts, (s, _b, attempt) => (s === 200 ? 'acked' : s === 404 && attempt > 0 ? 'committed' : null));
   }
 
+  /** The expectation after `id`'s last (certain) operation, with `change` applied: archive, restore and link keep the document. */
+  private carry(id: string, change: { archived?: boolean; link?: string }): Expected {
+    const prev = this.history(id).at(-1)?.expect;
+    const base = prev && !prev.deleted ? prev : { deleted: false as const };
+    return { ...base, ...(change.archived !== undefined ? { archived: change.archived } : {}), ...(change.link ? { links: [...(base.links ?? []), change.link] } : {}) };
+  }
+
+  /** Archives a live id (POST /api/v1/archive); `missing` on a retry: an earlier attempt committed. */
+  async archive(target: Target, id: string, opts: { timeoutMs?: number; retries?: number } = {}): Promise<WriteRecord> {
+    const rec = this.begin(id, 'archive', target.id, this.carry(id, { archived: true }));
+    return this.send(rec, target, { method: 'POST', path: '/api/v1/archive', body: { ids: [id], reason: 'chaos' } }, opts, (s, text, attempt) => {
+      if (s !== 200) return null;
+      try {
+        const body = JSON.parse(text) as { archived?: string[]; missing?: string[] };
+        if (body.archived?.includes(id)) return 'acked';
+        if (attempt > 0 && body.missing?.includes(id)) return 'committed';
+      } catch {
+        /* unreadable: refused below */
+      }
+      return 'refused';
+    });
+  }
+
+  /** Restores an archived id (404 on a retry: an earlier attempt committed). */
+  async restore(target: Target, id: string, opts: { timeoutMs?: number; retries?: number } = {}): Promise<WriteRecord> {
+    const rec = this.begin(id, 'restore', target.id, this.carry(id, { archived: false }));
+    return this.send(rec, target, { method: 'POST', path: `/api/v1/archive/${encodeURIComponent(id)}/restore` }, opts, (s, _b, attempt) => (s === 200 ? 'acked' : s === 404 && attempt > 0 ? 'committed' : null));
+  }
+
+  /** Links `id` to `to` (recorded on the source, whose change feed the link enters). */
+  async link(target: Target, id: string, to: string, opts: { timeoutMs?: number; retries?: number } = {}): Promise<WriteRecord> {
+    const relation = 'related_to';
+    const rec = this.begin(id, 'link', target.id, this.carry(id, { link: `${to}|${relation}` }));
+    return this.send(rec, target, { method: 'POST', path: '/api/v1/links', body: { source_id: id, target_id: to, relation } }, opts, (s) => (s === 201 ? 'acked' : null));
+  }
+
   /** A create under a deleted id: memfed answers 409 (the tombstone holds) and the id must stay deleted everywhere. */
   async recreate(target: Target, id: string, opts: { timeoutMs?: number } = {}): Promise<WriteRecord> {
     const fields = this.newFields(id, { content: `recreate ${id} #${this.opCounter}` });
@@ -422,12 +478,15 @@ export class SetChecker {
   }
 
   /** An id whose last operation is certain and (for kind `live`) live, or a delete; not in flight; last written on one of `nodes`. */
-  private pick(kind: 'live' | 'deleted', nodes: Set<string>): { id: string; node: string } | null {
+  private pick(kind: 'live' | 'deleted' | 'archived', nodes: Set<string>, except?: string): { id: string; node: string } | null {
     // Oldest first: spreads updates over the ids instead of hammering the newest one.
     for (const [id, list] of this.byId) {
-      if (this.busy.has(id)) continue;
+      if (this.busy.has(id) || id === except) continue;
       const last = list.at(-1)!;
       if (!CERTAIN.has(last.outcome) || !nodes.has(last.node)) continue;
+      // An archived memory takes only a restore (updates, deletes and links answer 404).
+      if ((last.op === 'archive') !== (kind === 'archived')) continue;
+      if (kind === 'archived') return { id, node: last.node };
       const isDelete = last.op === 'delete';
       if (kind === 'deleted' ? isDelete && !list.some((w) => w.op === 'recreate') : !isDelete) {
         // Spread: skip ids already updated a few times.
@@ -446,7 +505,7 @@ export class SetChecker {
    * node that took the id's last write); `mix: 'creates'` sends creates only, an array
    * of operation kinds repeats that pattern instead.
    */
-  async burst(targets: Target[], count: number, opts: { concurrency?: number; spacingMs?: number; timeoutMs?: number; retries?: number; maxMs?: number; mix?: 'mixed' | 'creates' | readonly Op[] } = {}): Promise<WriteRecord[]> {
+  async burst(targets: Target[], count: number, opts: { concurrency?: number; spacingMs?: number; timeoutMs?: number; retries?: number; maxMs?: number; mix?: 'mixed' | 'creates' | readonly Op[]; stop?: () => boolean } = {}): Promise<WriteRecord[]> {
     const out: WriteRecord[] = [];
     let next = 0;
     const stopAt = Date.now() + (opts.maxMs ?? 120_000);
@@ -456,22 +515,29 @@ export class SetChecker {
       const target = targets[i % targets.length]!;
       const pattern = opts.mix === 'creates' ? ['create' as const] : opts.mix === undefined || opts.mix === 'mixed' ? MIX : opts.mix;
       const kind = pattern[i % pattern.length]!;
-      const picked = kind === 'update' || kind === 'delete' ? this.pick('live', nodes) : kind === 'recreate' ? this.pick('deleted', nodes) : null;
-      if (picked) {
+      const picked = kind === 'update' || kind === 'delete' || kind === 'archive' || kind === 'link' ? this.pick('live', nodes) : kind === 'recreate' ? this.pick('deleted', nodes) : kind === 'restore' ? this.pick('archived', nodes) : null;
+      // A link's target: another live id last written on the same node (so that node holds it), held still while the link is made.
+      const to = picked && kind === 'link' ? this.pick('live', new Set([picked.node]), picked.id) : null;
+      if (picked && (kind !== 'link' || to)) {
         this.busy.add(picked.id);
+        if (to) this.busy.add(to.id);
         try {
           const t = byNode.get(picked.node)!;
           if (kind === 'update') out.push(await this.update(t, picked.id, opts));
           else if (kind === 'delete') out.push(await this.remove(t, picked.id, opts));
+          else if (kind === 'archive') out.push(await this.archive(t, picked.id, opts));
+          else if (kind === 'restore') out.push(await this.restore(t, picked.id, opts));
+          else if (kind === 'link') out.push(await this.link(t, picked.id, to!.id, opts));
           else out.push(await this.recreate(t, picked.id, opts));
         } finally {
           this.busy.delete(picked.id);
+          if (to) this.busy.delete(to.id);
         }
       } else if (kind === 'bulk') out.push(...(await this.bulk(target, BULK_SIZE, opts)));
       else out.push(await this.write(target, opts));
     };
     const lane = async () => {
-      while (next < count && Date.now() < stopAt) {
+      while (next < count && Date.now() < stopAt && !opts.stop?.()) {
         await one(next++);
         if (opts.spacingMs) await sleep(opts.spacingMs);
       }
@@ -487,7 +553,7 @@ export class SetChecker {
   }
 
   private countsByOp(): Record<Op, Record<Outcome, number>> {
-    const out = Object.fromEntries(OPS.map((o) => [o, { acked: 0, committed: 0, unknown: 0, refused: 0, conflict: 0 }])) as Record<Op, Record<Outcome, number>>;
+    const out = Object.fromEntries(ALL_OPS.map((o) => [o, { acked: 0, committed: 0, unknown: 0, refused: 0, conflict: 0 }])) as Record<Op, Record<Outcome, number>>;
     for (const w of this.writes) out[w.op][w.outcome]++;
     return out;
   }
@@ -514,8 +580,38 @@ export class SetChecker {
     if (this.errorMessages.length < 5) this.errorMessages.push(`${what}: ${(err as Error)?.message ?? String(err)}`);
   }
 
+  /**
+   * Takes no samples while `node`'s database is down on purpose (a sample reads every
+   * node, the peer's rows included); waits for a sample in flight to finish. The first
+   * sample after resumeSampling() checks everything the cursors passed meanwhile.
+   */
+  async pauseSampling(node: string): Promise<void> {
+    this.paused.add(node);
+    while (this.sampling) await sleep(20);
+  }
+
+  resumeSampling(node: string): void {
+    this.paused.delete(node);
+  }
+
+  /** Watermark violations seen so far while sampling, over all nodes. */
+  get violationCount(): number {
+    let n = 0;
+    for (const v of this.violations.values()) n += v.length;
+    return n;
+  }
+
+  /** Samples not taken because a node's database was down on purpose. */
+  get samplesSkipped(): number {
+    return this.skippedSamples;
+  }
+
   /** One sample of every memfed node's cursors and watermarks; failures are counted, never thrown. */
   async sample(): Promise<void> {
+    if (this.paused.size > 0) {
+      this.skippedSamples++;
+      return;
+    }
     let ok = true;
     for (const v of this.views.values()) {
       if (v.kind !== 'memfed') continue;
@@ -573,17 +669,36 @@ export class SetChecker {
       for (const [id, doc] of v.receiver.received) {
         const micros = BigInt(parseTimestamp(doc.updated_at) ?? 0);
         const core = canon(receiverFields(doc));
-        out.set(id, { kind: 'live', doc, docText: core, coreText: core, fromReceiver: true, key: { micros, tomb: 0, digest: '' } });
+        out.set(id, { kind: 'live', doc, docText: core, coreText: core, fromReceiver: true, key: { micros, tomb: 0, digest: '' }, archived: false, links: [] });
       }
       return out;
     }
-    const rows = await v.sql<Array<{ id: string; doc: Record<string, unknown>; deleted: string | null; micros: string; digest: string }>>`
+    const rows = await v.sql<Array<{ id: string; doc: Record<string, unknown>; deleted: string | null; micros: string; digest: string; register: string; archived: boolean }>>`
       SELECT id, doc, deleted_at::text AS deleted, digest,
-             (extract(epoch FROM COALESCE(deleted_at, updated_at)) * 1000000)::bigint::text AS micros
+             (extract(epoch FROM COALESCE(deleted_at, updated_at)) * 1000000)::bigint::text AS micros,
+             concat_ws('|', archived_at::text, archive_changed_at::text, archive_reason) AS register,
+             (archived_at IS NOT NULL AND archived_at >= updated_at) AS archived
       FROM memories`;
+    // Links per source: every row (live or removed) with its times, so nodes are compared on the whole LWW set.
+    const linkRows = await v.sql<Array<{ source: string; target: string; relation: string; created: string; removed: string | null; live: boolean }>>`
+      SELECT source_id AS source, target_id AS target, relation, created_at::text AS created, removed_at::text AS removed,
+             (removed_at IS NULL OR created_at > removed_at) AS live
+      FROM memory_links ORDER BY source_id, target_id, relation`;
+    const linksOf = new Map<string, { live: string[]; text: string[] }>();
+    for (const l of linkRows) {
+      const e = linksOf.get(l.source) ?? { live: [], text: [] };
+      if (l.live) e.live.push(`${l.target}|${l.relation}`);
+      e.text.push(`${l.target}|${l.relation}|${l.created}|${l.removed ?? ''}`);
+      linksOf.set(l.source, e);
+    }
     for (const r of rows) {
       if (r.deleted !== null) out.set(r.id, { kind: 'tombstone', deletedAt: r.deleted, key: { micros: BigInt(r.micros), tomb: 1, digest: '' } });
-      else out.set(r.id, { kind: 'live', doc: r.doc, docText: canon(r.doc), coreText: canon(receiverFields(r.doc)), fromReceiver: false, key: { micros: BigInt(r.micros), tomb: 0, digest: r.digest } });
+      else {
+        const links = linksOf.get(r.id);
+        // The whole state: the document, the archive register, the link set.
+        const docText = `${canon(r.doc)}#${r.register}#${links?.text.join(',') ?? ''}`;
+        out.set(r.id, { kind: 'live', doc: r.doc, docText, coreText: canon(receiverFields(r.doc)), fromReceiver: false, key: { micros: BigInt(r.micros), tomb: 0, digest: r.digest }, archived: r.archived, links: links?.live ?? [] });
+      }
     }
     return out;
   }
@@ -903,10 +1018,51 @@ export function problems(report: Report, min: Minimums): string[] {
   return out;
 }
 
+/** An event of a run besides the client's operations (a fault injected or healed, a process restarted). */
+export interface HistoryEvent {
+  /** ms since the epoch. */
+  at: number;
+  type: string;
+  [k: string]: unknown;
+}
+
+/**
+ * The run as JSON lines a person can read, in time order: `header` first, then every
+ * client operation (at its start, with its outcome and duration) merged with `events`,
+ * then the report and its findings. Returns the file's path.
+ */
+export function writeHistory(file: string, checker: SetChecker, opts: { header?: Record<string, unknown>; events?: HistoryEvent[]; report?: Report; findings?: string[] } = {}): string {
+  const iso = (t: number) => new Date(t).toISOString();
+  const ops: HistoryEvent[] = checker.writes.map((w) => ({
+    at: w.startedAt,
+    type: 'op',
+    op: w.op,
+    id: w.id,
+    seq: w.seq,
+    node: w.node,
+    outcome: w.outcome,
+    ...(w.status !== undefined ? { status: w.status } : {}),
+    attempts: w.attempts,
+    ms: w.endedAt ? w.endedAt - w.startedAt : null,
+    ...(w.error ? { error: w.error } : {}),
+    ...(w.expect.deleted ? { expect: 'deleted' } : { expect: { ...w.expect.fields, ...(w.expect.archived !== undefined ? { archived: w.expect.archived } : {}), ...(w.expect.links ? { links: w.expect.links } : {}) } }),
+  }));
+  const body = [...(opts.events ?? []), ...ops].sort((a, b) => a.at - b.at);
+  const lines = [
+    { t: iso(body[0]?.at ?? Date.now()), type: 'run', scenario: checker.scenario, ...opts.header },
+    ...body.map(({ at, ...rest }) => ({ t: iso(at), ...rest })),
+    ...(opts.report ? [{ t: iso(Date.now()), type: 'report', ...opts.report, nodes: opts.report.nodes.map((n) => ({ ...n, lost: n.lost.slice(0, 50), lostCommitted: n.lostCommitted.slice(0, 50) })) }] : []),
+    ...(opts.findings ? [{ t: iso(Date.now()), type: 'findings', clean: opts.findings.length === 0, findings: opts.findings }] : []),
+  ];
+  mkdirSync(path.dirname(file), { recursive: true });
+  writeFileSync(file, lines.map((l) => JSON.stringify(l)).join('\n') + '\n');
+  return file;
+}
+
 /** One line per report for the run log (convergence time per fault class). */
 export function summarize(report: Report, extra: Record<string, unknown> = {}): string {
   const perNode = Object.fromEntries(report.nodes.map((n) => [n.node, n.convergedMs]));
   const held = Object.fromEntries(report.nodes.map((n) => [n.node, n.heldMs]));
-  const ops = Object.fromEntries(OPS.map((o) => [o, Object.fromEntries(Object.entries(report.byOp[o]).filter(([, n]) => n > 0))]));
+  const ops = Object.fromEntries(ALL_OPS.filter((o) => Object.values(report.byOp[o]).some((n) => n > 0)).map((o) => [o, Object.fromEntries(Object.entries(report.byOp[o]).filter(([, n]) => n > 0))]));
   return `[chaos] ${JSON.stringify({ scenario: report.scenario, converged: report.converged, convergenceMs: report.convergenceMs, perNodeMs: perNode, heldMs: held, attempted: report.attempted, outcomes: report.outcomes, ops, samples: report.samples, sampleErrors: report.sampleErrors, ...extra })}`;
 }

@@ -15,6 +15,12 @@ import { prng } from './prng.js';
  * - drop-response: a `fraction` of exchanges is forwarded to the peer (so it commits),
  *   then the client socket is reset as soon as the response starts, before any byte of
  *   it reaches the client.
+ * - respond: a `fraction` of exchanges is answered by the proxy itself with `status`
+ *   (e.g. 500, 503, 429; `retryAfterS` adds a Retry-After header) and the connection
+ *   closed; the request never reaches the peer (a peer that is up but refuses work).
+ * - lossy: `delay` and `reset` at once: every chunk held `ms` (+ `jitterMs`), and a
+ *   `loss` fraction of exchanges cut with a RST before the request reaches the peer
+ *   (a bad network path: latency and packet loss seen as failed exchanges).
  *
  * Fault decisions are per exchange, not per connection: HTTP clients keep connections
  * alive, so one lucky connection would otherwise carry every later request untouched.
@@ -27,7 +33,9 @@ export type ProxyMode =
   | { kind: 'blackhole' }
   | { kind: 'reset'; fraction: number }
   | { kind: 'delay'; ms: number; jitterMs?: number }
-  | { kind: 'drop-response'; fraction: number };
+  | { kind: 'drop-response'; fraction: number }
+  | { kind: 'respond'; status: number; fraction: number; retryAfterS?: number }
+  | { kind: 'lossy'; ms: number; jitterMs?: number; loss: number };
 
 export const PASS: ProxyMode = { kind: 'pass' };
 
@@ -39,6 +47,8 @@ export interface ProxyStats {
   byRoute: Record<string, number>;
   resets: number;
   droppedResponses: number;
+  /** Exchanges the proxy answered itself (respond mode). */
+  answered: number;
   /** Resets and dropped responses by route (`reset POST /api/v1/sync/push`, `drop GET ...`). */
   faultsByRoute: Record<string, number>;
   /** Connections that swallowed bytes in blackhole mode. */
@@ -162,6 +172,7 @@ export class FaultProxy {
     byRoute: {},
     resets: 0,
     droppedResponses: 0,
+    answered: 0,
     faultsByRoute: {},
     blackholed: 0,
     delayedChunks: 0,
@@ -197,7 +208,8 @@ export class FaultProxy {
   }
 
   setMode(mode: ProxyMode): void {
-    if ((mode.kind === 'reset' || mode.kind === 'drop-response') && !(mode.fraction >= 0 && mode.fraction <= 1)) throw new Error(`fraction must be in [0, 1]`);
+    if ((mode.kind === 'reset' || mode.kind === 'drop-response' || mode.kind === 'respond') && !(mode.fraction >= 0 && mode.fraction <= 1)) throw new Error(`fraction must be in [0, 1]`);
+    if (mode.kind === 'lossy' && !(mode.loss >= 0 && mode.loss <= 1)) throw new Error(`loss must be in [0, 1]`);
     this.mode = mode;
   }
 
@@ -231,7 +243,7 @@ export class FaultProxy {
 
   private delayMs(): number {
     const m = this.mode;
-    if (m.kind !== 'delay') return 0;
+    if (m.kind !== 'delay' && m.kind !== 'lossy') return 0;
     return m.ms + (m.jitterMs ? Math.floor(this.random() * m.jitterMs) : 0);
   }
 
@@ -300,10 +312,16 @@ export class FaultProxy {
       this.stats.byRoute[route] = (this.stats.byRoute[route] ?? 0) + 1;
       conn.route = route;
       const m = this.mode;
-      if (m.kind === 'reset' && this.random() < m.fraction) {
+      if ((m.kind === 'reset' && this.random() < m.fraction) || (m.kind === 'lossy' && this.random() < m.loss)) {
         this.stats.resets++;
         this.countFault('reset', route);
         this.teardown(conn, true);
+        return;
+      }
+      if (m.kind === 'respond' && this.random() < m.fraction) {
+        this.stats.answered++;
+        this.countFault(`answer ${m.status}`, route);
+        this.answer(conn, m.status, m.retryAfterS);
         return;
       }
       if (m.kind === 'drop-response' && this.random() < m.fraction) conn.dropThisExchange = true;
@@ -356,6 +374,15 @@ export class FaultProxy {
       else (this.stats[k] as Record<string, number>) = {};
     }
     this.stats.maxInFlight = this.inFlight;
+  }
+
+  /** Answers the exchange with `status` itself, swallows the rest of the request, closes. */
+  private answer(conn: Conn, status: number, retryAfterS?: number): void {
+    conn.blackholed = true;
+    this.swallow(conn);
+    const body = JSON.stringify({ error: 'injected by the fault proxy', code: status === 429 ? 'RATE_LIMITED' : 'INJECTED_FAULT' });
+    const head = [`HTTP/1.1 ${status} Injected`, 'content-type: application/json', `content-length: ${Buffer.byteLength(body)}`, 'connection: close', ...(retryAfterS !== undefined ? [`retry-after: ${retryAfterS}`] : [])];
+    conn.client.end(`${head.join('\r\n')}\r\n\r\n${body}`);
   }
 
   /** Drops the peer side of a blackholed connection; the client side stays open, unanswered. */

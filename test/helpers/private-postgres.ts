@@ -39,6 +39,14 @@ export class PrivatePostgres {
     });
     if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr || init.stdout}`);
     this.port = await freePort();
+    await this.launch();
+    return this;
+  }
+
+  /** Runs the server on the cluster's data dir and port; resolves once it answers. */
+  private async launch(): Promise<void> {
+    const asUser = this.runAs();
+    const data = path.join(this.dir, 'data');
     this.proc = spawn(
       path.join(PG_BIN, 'postgres'),
       ['-D', data, '-p', String(this.port), '-k', this.dir, '-c', 'listen_addresses=127.0.0.1', '-c', 'fsync=off', '-c', 'synchronous_commit=off', '-c', 'full_page_writes=off', '-c', 'max_connections=40', '-c', 'shared_buffers=16MB'],
@@ -52,7 +60,27 @@ export class PrivatePostgres {
         await sql.end({ timeout: 1 });
       }
     }, { timeoutMs: 60_000, what: 'private postgres up' });
-    return this;
+  }
+
+  /**
+   * Shuts the server down (fast shutdown: clients are disconnected, WAL is flushed, so
+   * every commit it acknowledged survives) and keeps its data: resume() starts it again.
+   */
+  async halt(): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    p.kill('SIGINT');
+    const t = setTimeout(() => p.kill('SIGQUIT'), 30_000);
+    await exited;
+    clearTimeout(t);
+    this.proc = null;
+  }
+
+  /** Starts a halted server again, same data, same port. */
+  async resume(): Promise<void> {
+    if (this.proc) return;
+    await this.launch();
   }
 
   /** Creates database `name` on this cluster and migrates it; returns its URL. */
