@@ -8,9 +8,9 @@ import { prng } from '../helpers/prng.js';
 
 /*
  * Months of operation in seconds: three nodes written and deleted continuously (long-tier
- * memories, and short-tier ones with a 4 s TTL), while the expiry sweep and tombstone GC
- * run every half second with a 4 s grace. Afterwards the tombstone table is bounded by the
- * window, no deleted memory is live anywhere (not even when an old copy is pushed again
+ * memories, and short-tier ones with a 4 s TTL), while the expiry sweep, tombstone GC and
+ * change-feed retention run every half second (4 s grace, 2 s feed retention). Afterwards
+ * the tombstone and feed tables are bounded by their windows, no deleted memory is live anywhere (not even when an old copy is pushed again
  * after its tombstone is gone), no expired memory is served, and every node holds the same
  * live set. Windows are set by env; the checks poll, so a loaded machine only slows them.
  */
@@ -23,11 +23,15 @@ const MIN_EACH = 5;
 // How far past the grace period a tombstone may live: GC ticks, and the slowest peer's
 // cursor passing it, on a loaded machine.
 const TOMBSTONE_SLACK_MS = 20_000;
+const FEED_RETENTION_MS = 2000;
+// The same for a feed entry: retention ticks and the slowest cursor passing it.
+const FEED_SLACK_MS = 20_000;
 
 const ENV = {
   SHORT_TTL_SECS: String(TTL_S),
   TOMBSTONE_GRACE_MS: String(GRACE_MS),
-  FEED_RETENTION_MS: '2000',
+  FEED_RETENTION_MS: String(FEED_RETENTION_MS),
+  RETENTION_INTERVAL_MS: '500',
   EXPIRY_SWEEP_INTERVAL_MS: '500',
   TOMBSTONE_GC_INTERVAL_MS: '500',
   EXPIRY_BATCH_MAX: '25',
@@ -43,6 +47,12 @@ async function tombstoneFigures(n: TestNode): Promise<{ count: number; oldestAge
   return { count: rows.length, oldestAgeMs: rows.reduce((m, r) => Math.max(m, Number(r.age)), 0), ids: rows.map((r) => r.id as string) };
 }
 
+/** The node's change feed: rows held, the age of the oldest, and rows pruned so far. */
+async function feedFigures(n: TestNode): Promise<{ rows: number; oldestAgeMs: number; pruned: number }> {
+  const [r] = await n.db.database.sql`SELECT count(*)::int AS rows, coalesce(max(extract(epoch FROM now() - committed_at) * 1000), 0)::float8 AS age, (SELECT coalesce(max(pruned_rows), 0) FROM feed_horizon)::float8 AS pruned FROM change_feed`;
+  return { rows: r!.rows as number, oldestAgeMs: Number(r!.age), pruned: Number(r!.pruned) };
+}
+
 /** Every memory a node's list API serves, paged. */
 async function served(n: TestNode): Promise<Memory[]> {
   const out: Memory[] = [];
@@ -54,7 +64,7 @@ async function served(n: TestNode): Promise<Memory[]> {
   }
 }
 
-describe('long-running mesh: continuous writes and deletes under tier expiry and tombstone GC', () => {
+describe('long-running mesh: continuous writes and deletes under tier expiry, tombstone GC and feed retention', () => {
   let nodes: TestNode[];
   let keyDir: string;
   let oldCopies: FakePeer;
@@ -68,7 +78,7 @@ describe('long-running mesh: continuous writes and deletes under tier expiry and
     await Promise.all((nodes ?? []).map((n) => n.destroy()));
   });
 
-  it('bounds tombstones by the window, never resurrects a deleted memory, never serves an expired one, and converges', async () => {
+  it('bounds tombstones and the feed by their windows, never resurrects a deleted memory, never serves an expired one, and converges', async () => {
     const rng = { next: prng(0x15e) };
     const longLive = new Map<string, TestNode>();
     const shortIds = new Set<string>();
@@ -77,6 +87,7 @@ describe('long-running mesh: continuous writes and deletes under tier expiry and
     const violations: string[] = [];
     let maxTombstoneAgeMs = 0;
     let maxTombstones = 0;
+    let maxFeedAgeMs = 0;
     let samples = 0;
 
     // The sampler: what every node serves is never expired; tombstones exist only for
@@ -93,6 +104,7 @@ describe('long-running mesh: continuous writes and deletes under tier expiry and
           maxTombstoneAgeMs = Math.max(maxTombstoneAgeMs, t.oldestAgeMs);
           maxTombstones = Math.max(maxTombstones, t.count);
           for (const id of t.ids) if (!deleteAttempted.has(id)) violations.push(`${n.id} holds a tombstone for ${id}, which was never deleted`);
+          maxFeedAgeMs = Math.max(maxFeedAgeMs, (await feedFigures(n)).oldestAgeMs);
         }
         samples++;
         await new Promise((r) => setTimeout(r, 500));
@@ -161,8 +173,15 @@ describe('long-running mesh: continuous writes and deletes under tier expiry and
       }
       return true;
     }, { timeoutMs: 90_000, what: 'tombstone GC and the expiry sweep to empty their windows on every node' });
+    // And retention keeps the feed within its window (every peer's cursor has passed it all).
+    await waitFor(async () => {
+      for (const n of nodes) if ((await feedFigures(n)).oldestAgeMs > FEED_RETENTION_MS + FEED_SLACK_MS) return false;
+      return true;
+    }, { timeoutMs: 90_000, what: 'retention to keep every feed within its window' });
     sampling = false;
     await sampler;
+    const feeds = await Promise.all(nodes.map(feedFigures));
+    for (const f of feeds) expect(f.pruned).toBeGreaterThan(0);
 
     // Old copies of deleted memories, pushed again after their tombstones are gone: refused everywhere.
     const copies = [...deleted.values()].filter((m) => m.tier === 'long').slice(0, 20);
@@ -189,6 +208,7 @@ describe('long-running mesh: continuous writes and deletes under tier expiry and
     expect(shortIds.size).toBeGreaterThanOrEqual(MIN_EACH);
     expect(maxTombstones).toBeGreaterThan(0);
     expect(maxTombstoneAgeMs).toBeLessThanOrEqual(GRACE_MS + TOMBSTONE_SLACK_MS);
-    console.log(JSON.stringify({ ops, writeMs: writesEnded - started, settleMs: Date.now() - writesEnded, live: expected.length, deleted: deleted.size, short: shortIds.size, samples, maxTombstones, maxTombstoneAgeMs: Math.round(maxTombstoneAgeMs) }));
+    expect(maxFeedAgeMs).toBeLessThanOrEqual(FEED_RETENTION_MS + FEED_SLACK_MS);
+    console.log(JSON.stringify({ ops, writeMs: writesEnded - started, settleMs: Date.now() - writesEnded, live: expected.length, deleted: deleted.size, short: shortIds.size, samples, maxTombstones, maxTombstoneAgeMs: Math.round(maxTombstoneAgeMs), maxFeedAgeMs: Math.round(maxFeedAgeMs), feedRows: feeds.map((f) => f.rows), feedPruned: feeds.map((f) => f.pruned) }));
   }, 300_000);
 });
