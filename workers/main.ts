@@ -1,6 +1,7 @@
 import { isHelp, RefusedError, UsageError } from '../src/cli/args.js';
 import { USAGE, runToolCommand } from '../src/cli/commands.js';
 import { ConfigError, describeRedisTarget, environmentSecrets, loadConfig, type Config } from '../src/config.js';
+import { isDatabaseConnectionLoss } from '../src/db/connection-loss.js';
 import { unreachableFrom } from '../src/reachability.js';
 import { redactErrorMessage } from '../src/redact.js';
 import { openQueueStatus } from '../queues/status.js';
@@ -68,6 +69,16 @@ async function runRole(role: Role): Promise<number> {
     process.stderr.write(`${err.message}\n`);
     return 2;
   }
+  // A lost Postgres connection may reject a query nobody awaits any more (src/db/connection-loss.ts):
+  // logged, not fatal. Anything else unhandled still ends the process, as Node would.
+  process.on('unhandledRejection', (err) => {
+    if (isDatabaseConnectionLoss(err)) {
+      process.stderr.write(`memfed: a query on a lost Postgres connection failed with nobody waiting for it (${(err as { code: string }).code}); going on\n`);
+      return;
+    }
+    process.stderr.write(`memfed: unhandled rejection: ${fatalMessage(err)}\n`);
+    process.exit(1);
+  });
   // Handlers first: a SIGTERM during start-up waits for it to finish, then shuts down cleanly.
   let signalled!: (why: string) => void;
   const stopRequested = new Promise<string>((resolve) => (signalled = resolve));

@@ -99,6 +99,8 @@ function chunks<T>(rows: T[], size: number): T[][] {
   return out;
 }
 
+const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+
 /**
  * Applies replicated memories and tombstones in one transaction with LWW, appending a
  * change-feed row (origin = the peer) for each row that changed, so the change flows on
@@ -112,8 +114,10 @@ export async function applyReplicated(
   /** Rows from a peer are guarded; a local or bootstrap apply passes none. */
   guard?: ApplyGuard,
 ): Promise<ApplyOutcome> {
-  const allMems = dropEveryTenthUpdate(dedupeMemories(input.memories));
-  const allTombs = dedupeTombstones(input.tombstones);
+  // In id order: two applies that share ids take their row locks in the same order, so
+  // they wait for each other instead of deadlocking.
+  const allMems = dropEveryTenthUpdate(dedupeMemories(input.memories)).sort(byId);
+  const allTombs = dedupeTombstones(input.tombstones).sort(byId);
   const archives = input.archives ?? [];
   const links = input.links ?? [];
   const linkRemovals = input.linkRemovals ?? [];
