@@ -6,6 +6,7 @@ import type { RedisClient } from './connection.js';
 import { queuePrefixFor, type QueueDefinition } from './definition.js';
 import { dlqQueue, type DlqJob } from './dlq.js';
 import { pushQueue, type PushJob } from './push.js';
+import { repairQueue, type RepairJob } from './repair.js';
 
 /** Each queue's payload type, by name. */
 export interface JobPayloads {
@@ -13,6 +14,7 @@ export interface JobPayloads {
   dlq: DlqJob;
   catchup: CatchupJob;
   audit: AuditJob;
+  repair: RepairJob;
 }
 
 /** Every queue's definition; a name in QUEUE_NAMES without one does not compile. */
@@ -21,6 +23,7 @@ export const QUEUE_DEFINITIONS: { [Q in QueueName]: QueueDefinition<Q, JobPayloa
   dlq: dlqQueue,
   catchup: catchupQueue,
   audit: auditQueue,
+  repair: repairQueue,
 };
 
 export type Queues = { [Q in QueueName]: Queue<JobPayloads[Q]> };

@@ -155,7 +155,15 @@ const schema = z.object({
   DLQ_MAX_REPLAY_ATTEMPTS: int(100, 1, 1_000_000),
   DLQ_REPLAY_MAX_BATCH: int(2048, 64, 100_000),
   DLQ_RUN_BUDGET_MS: int(20_000, 0, 600_000),
-  WORKER_QUEUES: str('push,dlq,catchup,audit').superRefine((v, ctx) => {
+  // Anti-entropy repair against each active memfed peer (src/repair/): how often, and how
+  // long one run may take before it stops (the next run starts over; nothing is lost).
+  REPAIR_INTERVAL_MS: int(6 * 3600_000, 1_000, 30 * 86_400_000),
+  REPAIR_RUN_BUDGET_MS: int(300_000, 1_000, 3_600_000),
+  REPAIR_CONCURRENCY: int(1, 1, 16),
+  // Deletes older than this may have lost their tombstone: repair never sends a row older
+  // than it that only one side holds (docs/operations.md, Anti-entropy repair).
+  TOMBSTONE_GRACE_MS: int(30 * 86_400_000, 1_000, 3650 * 86_400_000),
+  WORKER_QUEUES: str('push,dlq,catchup,audit,repair').superRefine((v, ctx) => {
     for (const q of v.split(',').map((x) => x.trim()).filter(Boolean)) {
       if (!isQueueName(q)) ctx.addIssue({ code: 'custom', message: `unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})` });
     }
@@ -248,10 +256,11 @@ export interface Config {
   };
   apiKey: string;
   adminToken: string;
-  concurrency: { push: number; dlq: number; catchup: number };
+  concurrency: { push: number; dlq: number; catchup: number; repair: number };
   push: { batchMax: number; batchMaxBytes: number; reconcileIntervalMs: number; refusalBreaker: { batches: number; probeMs: number } };
   catchup: { intervalMs: number };
   dlq: { replayIntervalMs: number; maxReplayAttempts: number; replayMaxBatch: number; runBudgetMs: number };
+  repair: { intervalMs: number; runBudgetMs: number; tombstoneGraceMs: number };
   workerQueues: QueueName[];
   shutdownGraceMs: number;
   /** How long a starting role waits for Postgres and Redis to answer before it gives up (exit 1). */
@@ -326,7 +335,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     apiKey: r.API_KEY,
     adminToken: r.ADMIN_TOKEN,
-    concurrency: { push: r.PUSH_CONCURRENCY, dlq: r.DLQ_CONCURRENCY, catchup: r.CATCHUP_CONCURRENCY },
+    concurrency: { push: r.PUSH_CONCURRENCY, dlq: r.DLQ_CONCURRENCY, catchup: r.CATCHUP_CONCURRENCY, repair: r.REPAIR_CONCURRENCY },
     push: {
       batchMax: r.PUSH_BATCH_MAX,
       batchMaxBytes: r.PUSH_BATCH_MAX_BYTES,
@@ -335,6 +344,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     catchup: { intervalMs: r.CATCHUP_INTERVAL_MS },
     dlq: { replayIntervalMs: r.DLQ_REPLAY_INTERVAL_MS, maxReplayAttempts: r.DLQ_MAX_REPLAY_ATTEMPTS, replayMaxBatch: r.DLQ_REPLAY_MAX_BATCH, runBudgetMs: r.DLQ_RUN_BUDGET_MS },
+    repair: { intervalMs: r.REPAIR_INTERVAL_MS, runBudgetMs: r.REPAIR_RUN_BUDGET_MS, tombstoneGraceMs: r.TOMBSTONE_GRACE_MS },
     workerQueues,
     shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
     startupWaitMs: r.STARTUP_WAIT_MS,
@@ -420,6 +430,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     push: config.push,
     catchup: config.catchup,
     dlq: config.dlq,
+    repair: config.repair,
     workerQueues: config.workerQueues,
     audit: config.audit,
     governance: config.governance.file ? `file ${config.governance.file}` : config.governance.inline ? 'inline' : 'none',

@@ -6,6 +6,7 @@ import { auditProcessor } from './audit.worker.js';
 import { catchupProcessor } from './catchup.worker.js';
 import { dlqProcessor } from './dlq.worker.js';
 import { pushProcessor } from './push.worker.js';
+import { repairProcessor } from './repair.worker.js';
 
 /** Typed processor map: a queue without a processor does not compile. */
 export type Processors = { [Q in QueueName]: Processor<JobPayloads[Q]> };
@@ -16,5 +17,6 @@ export function createProcessors(ctx: WorkerContext): Processors {
     dlq: dlqProcessor(ctx),
     catchup: catchupProcessor(ctx),
     audit: auditProcessor(ctx),
+    repair: repairProcessor(ctx),
   };
 }

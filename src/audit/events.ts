@@ -16,7 +16,10 @@ export type AuditKind =
   | 'memory.committed'
   | 'key.changed'
   | 'board.action'
-  | 'peer.changed';
+  | 'peer.changed'
+  | 'repair.completed'
+  | 'repair.operator'
+  | 'repair.restore_detected';
 
 export interface AuditRecord {
   kind: AuditKind;

@@ -44,6 +44,9 @@ export const memories = pgTable(
     index('memories_updated_idx').on(t.updatedAt, t.id),
     index('memories_created_idx').on(t.createdAt),
     index('memories_tags_idx').using('gin', t.tags),
+    // Anti-entropy repair buckets rows by the hex MD5 of the id (src/store/repair-digests.ts):
+    // a bucket (a hex prefix) is one range scan of this index.
+    index('memories_repair_bucket_idx').on(sql`(md5(${t.id}) COLLATE "C")`),
   ],
 );
 
