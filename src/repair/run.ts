@@ -32,6 +32,8 @@ export interface RepairDeps {
   /** Push batches: rows and bytes (PUSH_BATCH_MAX, PUSH_BATCH_MAX_BYTES). */
   pushBatchMax: number;
   pushBatchMaxBytes: number;
+  /** Tree shape (tests narrow small data sets through every level): top fan-out in hex digits, leaf size. */
+  tuning?: { topDepth?: number; leafRows?: number };
 }
 
 /** RepairDeps from the node's configuration and the process's connections. */
@@ -54,7 +56,10 @@ export interface RepairResult {
   requests: number;
   bucketsCompared: number;
   rowsCompared: number;
+  /** Rows asked from the peer (the ids that differ and the peer's version may win). */
+  fetched: number;
   pulled: number;
+  /** Rows sent to the peer (and accepted by it). */
   pushed: number;
   /** Rows a side refused on apply (admission, validation): reported, not retried by repair. */
   refused: number;
@@ -82,7 +87,7 @@ const KEYS_PER_REQUEST = MAX_KEYS / 2;
  */
 export async function repairWithPeer(deps: RepairDeps, peer: PeerConfig, trigger: RepairTrigger): Promise<RepairResult> {
   const started = Date.now();
-  const out: RepairResult = { peer: peer.id, trigger, requests: 0, bucketsCompared: 0, rowsCompared: 0, pulled: 0, pushed: 0, refused: 0, dropped: 0, beyondGrace: { local: 0, remote: 0, sample: [] }, incomplete: false, durationMs: 0 };
+  const out: RepairResult = { peer: peer.id, trigger, requests: 0, bucketsCompared: 0, rowsCompared: 0, fetched: 0, pulled: 0, pushed: 0, refused: 0, dropped: 0, beyondGrace: { local: 0, remote: 0, sample: [] }, incomplete: false, durationMs: 0 };
   const ask = async <T>(op: string, body: Record<string, unknown>): Promise<T> => {
     out.requests++;
     deps.metrics.repairRequests.inc({ peer: peer.id, op });
@@ -97,7 +102,8 @@ export async function repairWithPeer(deps: RepairDeps, peer: PeerConfig, trigger
   const restored = trigger === 'restored';
   try {
     // Level by level: the differing buckets of one prefix length at a time.
-    let level: { prefixes: string[]; depth: number }[] = [{ prefixes: [''], depth: TOP_DEPTH }];
+    const leafRows = deps.tuning?.leafRows ?? LEAF_ROWS;
+    let level: { prefixes: string[]; depth: number }[] = [{ prefixes: [''], depth: deps.tuning?.topDepth ?? TOP_DEPTH }];
     const leaves: Array<{ prefix: string; rows: number }> = [];
     while (level.length > 0 && !overBudget()) {
       const next: { prefixes: string[]; depth: number }[] = [];
@@ -105,7 +111,7 @@ export async function repairWithPeer(deps: RepairDeps, peer: PeerConfig, trigger
         // Both sides' digests at once: the local scan costs what the remote one does.
         const [local, remote] = await Promise.all([bucketDigests(deps.db, req.prefixes, req.depth), remoteDigests(req.prefixes, req.depth)]);
         out.bucketsCompared += new Set([...local.keys(), ...remote.keys()]).size;
-        const split = splitBuckets(differingBuckets(local, remote), local, remote, LEAF_ROWS);
+        const split = splitBuckets(differingBuckets(local, remote), local, remote, leafRows);
         leaves.push(...split.leaves);
         for (let i = 0; i < split.narrow.length; i += MAX_PREFIXES) next.push({ prefixes: split.narrow.slice(i, i + MAX_PREFIXES), depth: 1 });
       }
@@ -154,6 +160,7 @@ async function pull(deps: RepairDeps, peer: PeerConfig, ids: string[], out: Repa
   while (todo.length > 0) {
     const batch = todo.slice(0, MAX_IDS);
     todo = todo.slice(MAX_IDS);
+    out.fetched += batch.length;
     const body = await ask<Record<string, unknown> & { more?: unknown }>('rows', { ids: batch });
     // Parsed and admitted exactly as a push body from this peer (a bad row is skipped and counted).
     const parsed = parsePushBody({ ...body, sender_agent_id: peer.id }, formatTimestamp(nowMicros()), { memoryMaxBytes: deps.memoryMaxBytes });
@@ -166,7 +173,10 @@ async function pull(deps: RepairDeps, peer: PeerConfig, ids: string[], out: Repa
     // The rest of a batch cut by the peer's byte budget (never more than what was asked).
     const asked = new Set(batch);
     const more = Array.isArray(body.more) ? body.more.filter((id): id is string => typeof id === 'string' && asked.has(id)) : [];
-    if (more.length > 0 && more.length < batch.length) todo = [...more, ...todo];
+    if (more.length > 0 && more.length < batch.length) {
+      todo = [...more, ...todo];
+      out.fetched -= more.length;
+    }
   }
 }
 
