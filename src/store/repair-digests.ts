@@ -50,6 +50,24 @@ function inBuckets(prefixes: string[]): { from: SQL; where: SQL } {
 }
 
 /**
+ * Runs a query over bucket ranges. Postgres estimates a prefix range at a ninth of the table,
+ * so on a small table (or with many prefixes) it picks a sequential scan per prefix, which
+ * is quadratic (measured: 76 s for 1,000 prefixes over 20,000 rows). Each range is exactly
+ * one index range scan, so the scan is pinned to the index (and JIT, which the inflated
+ * estimate switches on for a few milliseconds of work, is off). The whole table ([''])
+ * keeps the planner's choice.
+ */
+async function rangeScan<T>(db: Db | Tx, prefixes: string[], run: (q: Db | Tx) => Promise<T>): Promise<T> {
+  if (prefixes.length === 1 && prefixes[0] === '') return run(db);
+  const inTx = async (tx: Db | Tx) => {
+    await tx.execute(sql`SET LOCAL enable_seqscan = off`);
+    await tx.execute(sql`SET LOCAL jit = off`);
+    return run(tx);
+  };
+  return db.transaction(inTx);
+}
+
+/**
  * The digests of the non-empty child buckets `depth` hex digits below each prefix (every
  * prefix of one length). Empty buckets are not listed: absent means count 0.
  */
@@ -57,9 +75,11 @@ export async function bucketDigests(db: Db | Tx, prefixes: string[], depth: numb
   if (prefixes.length === 0) return new Map();
   const len = prefixes[0]!.length + depth;
   const { from, where } = inBuckets(prefixes);
-  const rows = await db.execute<{ p: string; n: number; h: string }>(sql`
-    SELECT left(md5(m.id), ${len}) AS p, count(*)::int AS n, lpad(to_hex(bit_xor(${ROW_HASH})), 16, '0') AS h
-    FROM ${from} WHERE ${where} GROUP BY 1`);
+  const rows = await rangeScan(db, prefixes, (q) =>
+    q.execute<{ p: string; n: number; h: string }>(sql`
+      SELECT left(md5(m.id), ${len}) AS p, count(*)::int AS n, lpad(to_hex(bit_xor(${ROW_HASH})), 16, '0') AS h
+      FROM ${from} WHERE ${where} GROUP BY 1`),
+  );
   return new Map(rows.map((r) => [r.p, { n: Number(r.n), h: r.h }]));
 }
 
@@ -67,9 +87,11 @@ export async function bucketDigests(db: Db | Tx, prefixes: string[], depth: numb
 export async function rowKeys(db: Db | Tx, prefixes: string[], limit = 1_000_000): Promise<RowKey[]> {
   if (prefixes.length === 0) return [];
   const { from, where } = inBuckets(prefixes);
-  const rows = await db.execute<{ id: string; t: string; tomb: boolean; digest: string }>(sql`
-    SELECT m.id, ${TIME_US}::text AS t, (m.deleted_at IS NOT NULL) AS tomb, CASE WHEN m.deleted_at IS NULL THEN m.digest ELSE '' END AS digest
-    FROM ${from} WHERE ${where} ORDER BY m.id COLLATE "C" LIMIT ${limit}`);
+  const rows = await rangeScan(db, prefixes, (q) =>
+    q.execute<{ id: string; t: string; tomb: boolean; digest: string }>(sql`
+      SELECT m.id, ${TIME_US}::text AS t, (m.deleted_at IS NOT NULL) AS tomb, CASE WHEN m.deleted_at IS NULL THEN m.digest ELSE '' END AS digest
+      FROM ${from} WHERE ${where} ORDER BY m.id COLLATE "C" LIMIT ${limit}`),
+  );
   return rows.map((r) => ({ id: r.id, time: String(r.t), tomb: r.tomb === true, digest: r.digest }));
 }
 
