@@ -34,7 +34,7 @@ describe('loadConfig defaults', () => {
     expect(c.push.batchMax).toBe(500);
     expect(c.catchup.intervalMs).toBe(30_000);
     expect(c.dlq).toEqual({ replayIntervalMs: 30_000, maxReplayAttempts: 100, replayMaxBatch: 2048, runBudgetMs: 20_000 });
-    expect(c.workerQueues).toEqual(['push', 'dlq', 'catchup', 'audit']);
+    expect(c.workerQueues).toEqual(['push', 'dlq', 'catchup', 'audit', 'repair']);
     expect(c.apiKey).toBe('');
     expect(c.logLevel).toBe('info');
   });
@@ -377,7 +377,11 @@ const SPEC: Record<string, Spec> = {
   DLQ_MAX_REPLAY_ATTEMPTS: { read: (c) => c.dlq.maxReplayAttempts, default: 100, bad: '0', error: /expected an integer in \[1, 1000000\], got "0"/ },
   DLQ_REPLAY_MAX_BATCH: { read: (c) => c.dlq.replayMaxBatch, default: 2048, bad: '63', error: /expected an integer in \[64, 100000\], got "63"/ },
   DLQ_RUN_BUDGET_MS: { read: (c) => c.dlq.runBudgetMs, default: 20_000, bad: '600001', error: /expected an integer in \[0, 600000\], got "600001"/ },
-  WORKER_QUEUES: { read: (c) => c.workerQueues, default: ['push', 'dlq', 'catchup', 'audit'], bad: 'push,bogus', error: /unknown queue "bogus" \(known: push, dlq, catchup, audit\)/ },
+  REPAIR_INTERVAL_MS: { read: (c) => c.repair.intervalMs, default: 21_600_000, bad: '999', error: /expected an integer in \[1000, 2592000000\], got "999"/ },
+  REPAIR_RUN_BUDGET_MS: { read: (c) => c.repair.runBudgetMs, default: 300_000, bad: '3600001', error: /expected an integer in \[1000, 3600000\], got "3600001"/ },
+  REPAIR_CONCURRENCY: { read: (c) => c.concurrency.repair, default: 1, bad: '17', error: /expected an integer in \[1, 16\], got "17"/ },
+  TOMBSTONE_GRACE_MS: { read: (c) => c.repair.tombstoneGraceMs, default: 2_592_000_000, bad: '999', error: /expected an integer in \[1000, 315360000000\], got "999"/ },
+  WORKER_QUEUES: { read: (c) => c.workerQueues, default: ['push', 'dlq', 'catchup', 'audit', 'repair'], bad: 'push,bogus', error: /unknown queue "bogus" \(known: push, dlq, catchup, audit, repair\)/ },
   SHUTDOWN_GRACE_MS: { read: (c) => c.shutdownGraceMs, default: 10_000, bad: '600001', error: /expected an integer in \[0, 600000\], got "600001"/ },
   STARTUP_WAIT_MS: { read: (c) => c.startupWaitMs, default: 10_000, bad: '-1', error: /expected an integer in \[0, 600000\], got "-1"/ },
   MAX_BODY_BYTES: { read: (c) => c.limits.maxBodyBytes, default: 512 * 1024, bad: '1024', error: /expected an integer in \[16384, 67108864\], got "1024"/ },

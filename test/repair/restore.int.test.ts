@@ -64,7 +64,7 @@ async function converged(dbs: Database[]): Promise<boolean> {
 }
 
 beforeAll(async () => {
-  // Repair only on demand of the restore detection: its schedule is a day away.
+  // The repair schedule is a day away (its first run is at each node's start).
   nodes = await startMesh(3, { env: { CATCHUP_INTERVAL_MS: '1000', REPAIR_INTERVAL_MS: '86400000', FED_QUORUM_W: '1' } });
 });
 afterAll(async () => {
@@ -120,7 +120,7 @@ describe('a node restored from an older pg_dump', () => {
     for (const n of [b, c]) expect((await api(n.url, 'GET', `/api/v1/memories/${after}`)).status).toBe(200);
     // No deleted row is served anywhere.
     for (const id of deleted) for (const url of [a.url, b.url, c.url]) expect((await api(url, 'GET', `/api/v1/memories/${id}`)).status).toBe(404);
-    // It was the restore detection that repaired it (the schedule is a day away).
+    // The restore was detected and a post-restore repair ran (next to the first scheduled run at the start).
     const metrics = (await api(a.url, 'GET', '/metrics')).text;
     expect(metrics).toMatch(/memfed_restore_detections_total\{[^}]*\} [1-9]/);
     expect(metrics).toMatch(/memfed_repair_runs_total\{[^}]*trigger="restored"[^}]*outcome="ok"[^}]*\} [1-9]/);
