@@ -8,6 +8,8 @@ import { createMetrics } from '../../src/metrics.js';
 import { repairWithPeer, type RepairDeps } from '../../src/repair/run.js';
 import { bucketDigests, rowKeys } from '../../src/store/repair-digests.js';
 import { applyReplicated } from '../../src/store/replica.js';
+import { cursorShowsLostHistory } from '../../src/repair/restore-detect.js';
+import { FEED_START, feedHead } from '../../src/store/feed.js';
 import type { AuditRecord } from '../../src/audit/events.js';
 import { startMesh } from '../helpers/mesh.js';
 import { newKeyDir, type TestNode } from '../helpers/node.js';
@@ -141,5 +143,27 @@ describe('anti-entropy repair between two memfed nodes', () => {
     const unsigned = await fetch(`${b.url}/api/v1/sync/repair`, { method: 'POST', headers: { 'content-type': 'application/json', 'x-peer-id': 'node-a' }, body: JSON.stringify({ op: 'digests', prefixes: [''], depth: 1, sender_agent_id: 'node-a', recipient: 'node-b' }) });
     expect(unsigned.status).toBe(401);
     expect(await state(b)).toEqual(before);
+  });
+
+  it('after a restore, drops its own one-sided rows older than the grace horizon and takes the peer\'s', async () => {
+    const ancient = formatTimestamp(nowMicros() - 40 * DAY_US);
+    await put(a, [mem('ancient-mine', ancient)]);
+    await put(b, [mem('ancient-theirs', ancient)]);
+    const r = await repairWithPeer(deps(), peerB(), 'restored');
+    expect(r).toMatchObject({ dropped: 1, pulled: 1, pushed: 0, beyondGrace: { local: 0, remote: 0 } });
+    expect((await a.db.database.sql`SELECT id FROM memories WHERE id LIKE 'ancient-%'`).map((x) => x.id)).toEqual(['ancient-theirs']);
+    expect(await state(a)).toEqual(await state(b));
+  });
+
+  it('tells a cursor into lost feed history from a live or a pruned one', async () => {
+    const db = a.db.database.db;
+    const head = await feedHead(db);
+    expect(await cursorShowsLostHistory(db, FEED_START)).toBe(false);
+    // The entry a peer was last served still exists: nothing lost.
+    expect(await cursorShowsLostHistory(db, head)).toBe(false);
+    // An entry this node never had (or no longer has) past entries it still has: lost.
+    expect(await cursorShowsLostHistory(db, { txid: head.txid, seq: String(BigInt(head.seq) + 1000n) })).toBe(true);
+    // Below every retained entry: pruned by retention, not lost.
+    expect(await cursorShowsLostHistory(db, { txid: '1', seq: '1' })).toBe(false);
   });
 });
