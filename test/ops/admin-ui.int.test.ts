@@ -50,7 +50,7 @@ describe('Bull Board behind ADMIN_TOKEN', () => {
     const basic = { authorization: `Basic ${Buffer.from('ops:board-token').toString('base64')}` };
     const queues = await api(n.url, 'GET', '/admin/queues/api/queues', undefined, basic);
     expect(queues.status).toBe(200);
-    expect(queues.json.queues.map((q: { name: string }) => q.name).sort()).toEqual(['audit', 'catchup', 'dlq', 'push']);
+    expect(queues.json.queues.map((q: { name: string }) => q.name).sort()).toEqual(['audit', 'catchup', 'dlq', 'push', 'repair']);
   });
 
   it('answers a wrong token 401 with a Basic challenge, so a browser asks again', async () => {
