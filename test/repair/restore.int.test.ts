@@ -111,6 +111,14 @@ describe('a node restored from an older pg_dump', () => {
     expect(await converged([restoredPool, b.db.database, c.db.database])).toBe(false);
     const [lost] = await restoredPool.sql`SELECT count(*)::int AS n FROM memories WHERE title LIKE 'late %'`;
     expect(lost!.n).toBe(0);
+    // What a pg_dump restore in place does to feed positions: the sequence is back at its
+    // dumped value (below b's cursor into a), transaction ids go on rising in the cluster
+    // (above it), so new entries sort after the cursor and b skips none of them.
+    const [wm] = await b.db.database.sql`SELECT cursor FROM peer_watermarks WHERE peer_id = 'node-a'`;
+    const [, cursorTxid, cursorSeq] = /^v1\.(\d+)\.(\d+)$/.exec(String(wm!.cursor))!;
+    const [pos] = await restoredPool.sql`SELECT last_value::text AS seq, pg_current_xact_id()::text AS txid FROM change_feed_seq_seq`;
+    expect(BigInt(pos!.seq)).toBeLessThan(BigInt(cursorSeq!));
+    expect(BigInt(pos!.txid)).toBeGreaterThan(BigInt(cursorTxid!));
 
     // Restart node-a (same configuration, same Redis prefix): nothing else.
     restarted = await startNode('all', loadConfig(a.env));
