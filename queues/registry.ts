@@ -8,6 +8,7 @@ import { dlqQueue, type DlqJob } from './dlq.js';
 import { pushQueue, type PushJob } from './push.js';
 import { expiryQueue, type ExpiryJob } from './expiry.js';
 import { retentionQueue, type RetentionJob } from './retention.js';
+import { repairQueue, type RepairJob } from './repair.js';
 
 /** Each queue's payload type, by name. */
 export interface JobPayloads {
@@ -17,6 +18,7 @@ export interface JobPayloads {
   audit: AuditJob;
   expiry: ExpiryJob;
   retention: RetentionJob;
+  repair: RepairJob;
 }
 
 /** Every queue's definition; a name in QUEUE_NAMES without one does not compile. */
@@ -27,6 +29,7 @@ export const QUEUE_DEFINITIONS: { [Q in QueueName]: QueueDefinition<Q, JobPayloa
   audit: auditQueue,
   expiry: expiryQueue,
   retention: retentionQueue,
+  repair: repairQueue,
 };
 
 export type Queues = { [Q in QueueName]: Queue<JobPayloads[Q]> };

@@ -175,7 +175,12 @@ const schema = z.object({
   // Feed entries deleted per (short) transaction, and at most this many batches per run.
   RETENTION_BATCH: int(5_000, 1, 100_000),
   RETENTION_MAX_BATCHES: int(200, 1, 100_000),
-  WORKER_QUEUES: str('push,dlq,catchup,audit,expiry,retention').superRefine((v, ctx) => {
+  // Anti-entropy repair against each active memfed peer (src/repair/): how often, and how
+  // long one run may take before it stops (the next run starts over; nothing is lost).
+  REPAIR_INTERVAL_MS: int(6 * 3600_000, 1_000, 30 * 86_400_000),
+  REPAIR_RUN_BUDGET_MS: int(300_000, 1_000, 3_600_000),
+  REPAIR_CONCURRENCY: int(1, 1, 16),
+  WORKER_QUEUES: str('push,dlq,catchup,audit,expiry,retention,repair').superRefine((v, ctx) => {
     for (const q of v.split(',').map((x) => x.trim()).filter(Boolean)) {
       if (!isQueueName(q)) ctx.addIssue({ code: 'custom', message: `unknown queue "${q}" (known: ${QUEUE_NAMES.join(', ')})` });
     }
@@ -268,7 +273,7 @@ export interface Config {
   };
   apiKey: string;
   adminToken: string;
-  concurrency: { push: number; dlq: number; catchup: number };
+  concurrency: { push: number; dlq: number; catchup: number; repair: number };
   push: { batchMax: number; batchMaxBytes: number; reconcileIntervalMs: number; refusalBreaker: { batches: number; probeMs: number } };
   catchup: { intervalMs: number };
   /** Change-feed retention and snapshots (src/store/retention.ts). */
@@ -277,6 +282,7 @@ export interface Config {
   /** Default TTL of a new memory per tier, in seconds (null: never expires). */
   tierTtlSecs: { short: number | null; mid: number | null; long: number | null };
   expiry: { sweepIntervalMs: number; tombstoneGcIntervalMs: number; batchMax: number; runBudgetMs: number; tombstoneGraceMs: number };
+  repair: { intervalMs: number; runBudgetMs: number; tombstoneGraceMs: number };
   workerQueues: QueueName[];
   shutdownGraceMs: number;
   /** How long a starting role waits for Postgres and Redis to answer before it gives up (exit 1). */
@@ -360,7 +366,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     apiKey: r.API_KEY,
     adminToken: r.ADMIN_TOKEN,
-    concurrency: { push: r.PUSH_CONCURRENCY, dlq: r.DLQ_CONCURRENCY, catchup: r.CATCHUP_CONCURRENCY },
+    concurrency: { push: r.PUSH_CONCURRENCY, dlq: r.DLQ_CONCURRENCY, catchup: r.CATCHUP_CONCURRENCY, repair: r.REPAIR_CONCURRENCY },
     push: {
       batchMax: r.PUSH_BATCH_MAX,
       batchMaxBytes: r.PUSH_BATCH_MAX_BYTES,
@@ -379,6 +385,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     dlq: { replayIntervalMs: r.DLQ_REPLAY_INTERVAL_MS, maxReplayAttempts: r.DLQ_MAX_REPLAY_ATTEMPTS, replayMaxBatch: r.DLQ_REPLAY_MAX_BATCH, runBudgetMs: r.DLQ_RUN_BUDGET_MS },
     tierTtlSecs: { short: r.SHORT_TTL_SECS, mid: r.MID_TTL_SECS, long: null },
     expiry: { sweepIntervalMs: r.EXPIRY_SWEEP_INTERVAL_MS, tombstoneGcIntervalMs: r.TOMBSTONE_GC_INTERVAL_MS, batchMax: r.EXPIRY_BATCH_MAX, runBudgetMs: r.EXPIRY_RUN_BUDGET_MS, tombstoneGraceMs: r.TOMBSTONE_GRACE_MS },
+    repair: { intervalMs: r.REPAIR_INTERVAL_MS, runBudgetMs: r.REPAIR_RUN_BUDGET_MS, tombstoneGraceMs: r.TOMBSTONE_GRACE_MS },
     workerQueues,
     shutdownGraceMs: r.SHUTDOWN_GRACE_MS,
     startupWaitMs: r.STARTUP_WAIT_MS,
@@ -473,6 +480,7 @@ export function describeConfig(config: Config): Record<string, unknown> {
     dlq: config.dlq,
     tierTtlSecs: config.tierTtlSecs,
     expiry: config.expiry,
+    repair: config.repair,
     workerQueues: config.workerQueues,
     audit: config.audit,
     governance: config.governance.file ? `file ${config.governance.file}` : config.governance.inline ? 'inline' : 'none',

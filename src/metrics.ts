@@ -205,6 +205,48 @@ export function createMetrics(opts: { nodeId: string; role: string; processId?: 
       labelNames: ['peer', 'outcome'] as const,
       registers: [registry],
     }),
+    repairRuns: new Counter({
+      name: 'memfed_repair_runs_total',
+      help: 'Anti-entropy repair runs by peer, trigger (schedule, operator, restored) and outcome (ok, failed, budget)',
+      labelNames: ['peer', 'trigger', 'outcome'] as const,
+      registers: [registry],
+    }),
+    repairRows: new Counter({
+      name: 'memfed_repair_rows_total',
+      help: 'Rows repair exchanged by peer and direction (pulled = applied here, pushed = sent to the peer, dropped = removed here after a restore, beyond_grace = one-sided rows older than TOMBSTONE_GRACE not sent)',
+      labelNames: ['peer', 'direction'] as const,
+      registers: [registry],
+    }),
+    repairBuckets: new Counter({
+      name: 'memfed_repair_buckets_compared_total',
+      help: 'Hash buckets compared by repair, by peer',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    repairRequests: new Counter({
+      name: 'memfed_repair_requests_total',
+      help: 'Federation requests repair made, by peer and operation (digests, keys, rows, push)',
+      labelNames: ['peer', 'op'] as const,
+      registers: [registry],
+    }),
+    repairLastSuccess: new Gauge({
+      name: 'memfed_repair_last_success_timestamp_seconds',
+      help: 'Unix time the last repair against the peer completed',
+      labelNames: ['peer'] as const,
+      registers: [registry],
+    }),
+    repairDuration: new Histogram({
+      name: 'memfed_repair_duration_seconds',
+      help: 'Wall time of a repair run, by peer',
+      labelNames: ['peer'] as const,
+      buckets: [0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers: [registry],
+    }),
+    restoreDetections: new Counter({
+      name: 'memfed_restore_detections_total',
+      help: 'Times this node found a peer holding a feed position it does not have (restored from an older backup, or feed history lost): each starts a post-restore repair',
+      registers: [registry],
+    }),
     catchupRefusals: new Counter({
       name: 'memfed_catchup_refusals_total',
       help: 'Rows a catch-up pull refused for good and recorded (then passed), by peer and reason code',

@@ -34,7 +34,7 @@ describe('loadConfig defaults', () => {
     expect(c.push.batchMax).toBe(500);
     expect(c.catchup.intervalMs).toBe(30_000);
     expect(c.dlq).toEqual({ replayIntervalMs: 30_000, maxReplayAttempts: 100, replayMaxBatch: 2048, runBudgetMs: 20_000 });
-    expect(c.workerQueues).toEqual(['push', 'dlq', 'catchup', 'audit', 'expiry', 'retention']);
+    expect(c.workerQueues).toEqual(['push', 'dlq', 'catchup', 'audit', 'expiry', 'retention', 'repair']);
     expect(c.apiKey).toBe('');
     expect(c.logLevel).toBe('info');
   });
@@ -391,7 +391,7 @@ const SPEC: Record<string, Spec> = {
   DLQ_MAX_REPLAY_ATTEMPTS: { read: (c) => c.dlq.maxReplayAttempts, default: 100, bad: '0', error: /expected an integer in \[1, 1000000\], got "0"/ },
   DLQ_REPLAY_MAX_BATCH: { read: (c) => c.dlq.replayMaxBatch, default: 2048, bad: '63', error: /expected an integer in \[64, 100000\], got "63"/ },
   DLQ_RUN_BUDGET_MS: { read: (c) => c.dlq.runBudgetMs, default: 20_000, bad: '600001', error: /expected an integer in \[0, 600000\], got "600001"/ },
-  WORKER_QUEUES: { read: (c) => c.workerQueues, default: ['push', 'dlq', 'catchup', 'audit', 'expiry', 'retention'], bad: 'push,bogus', error: /unknown queue "bogus" \(known: push, dlq, catchup, audit, expiry, retention\)/ },
+  WORKER_QUEUES: { read: (c) => c.workerQueues, default: ['push', 'dlq', 'catchup', 'audit', 'expiry', 'retention', 'repair'], bad: 'push,bogus', error: /unknown queue "bogus" \(known: push, dlq, catchup, audit, expiry, retention, repair\)/ },
   SHORT_TTL_SECS: { read: (c) => c.tierTtlSecs.short, default: 21_600, bad: '0', error: /expected an integer in \[1, 315360000\], got "0"/ },
   MID_TTL_SECS: { read: (c) => c.tierTtlSecs.mid, default: 604_800, bad: '6.5', error: /expected an integer in \[1, 315360000\], got "6.5"/ },
   EXPIRY_SWEEP_INTERVAL_MS: { read: (c) => c.expiry.sweepIntervalMs, default: 60_000, bad: '99', error: /expected an integer in \[100, 86400000\], got "99"/ },
@@ -399,6 +399,9 @@ const SPEC: Record<string, Spec> = {
   EXPIRY_BATCH_MAX: { read: (c) => c.expiry.batchMax, default: 1000, bad: '100001', error: /expected an integer in \[1, 100000\], got "100001"/ },
   EXPIRY_RUN_BUDGET_MS: { read: (c) => c.expiry.runBudgetMs, default: 20_000, bad: '-1', error: /expected an integer in \[0, 600000\], got "-1"/ },
   TOMBSTONE_GRACE_MS: { read: (c) => c.expiry.tombstoneGraceMs, default: 30 * 86_400_000, bad: '604800000', error: /TOMBSTONE_GRACE_MS: must be longer than FEED_RETENTION_MS \(604800000\)/ },
+  REPAIR_INTERVAL_MS: { read: (c) => c.repair.intervalMs, default: 21_600_000, bad: '999', error: /expected an integer in \[1000, 2592000000\], got "999"/ },
+  REPAIR_RUN_BUDGET_MS: { read: (c) => c.repair.runBudgetMs, default: 300_000, bad: '3600001', error: /expected an integer in \[1000, 3600000\], got "3600001"/ },
+  REPAIR_CONCURRENCY: { read: (c) => c.concurrency.repair, default: 1, bad: '17', error: /expected an integer in \[1, 16\], got "17"/ },
   SHUTDOWN_GRACE_MS: { read: (c) => c.shutdownGraceMs, default: 10_000, bad: '600001', error: /expected an integer in \[0, 600000\], got "600001"/ },
   STARTUP_WAIT_MS: { read: (c) => c.startupWaitMs, default: 10_000, bad: '-1', error: /expected an integer in \[0, 600000\], got "-1"/ },
   MAX_BODY_BYTES: { read: (c) => c.limits.maxBodyBytes, default: 512 * 1024, bad: '1024', error: /expected an integer in \[16384, 67108864\], got "1024"/ },

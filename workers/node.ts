@@ -24,6 +24,7 @@ import { QueueAuditRecorder } from '../queues/audit.js';
 import { BULL_BOARD_PATH, bullBoardApp } from '../queues/bull-board.js';
 import { createRedis, pingRedis } from '../queues/connection.js';
 import { enqueueDlqReplay } from '../queues/dlq.js';
+import { requestRepair } from '../queues/repair.js';
 import { registerQueueCollectors } from '../queues/metrics.js';
 import { watchPeerContact } from '../queues/recovery.js';
 import { closeQueues, createQueues } from '../queues/registry.js';
@@ -172,7 +173,11 @@ async function startRole(role: Role, config: Config, logger: Logger): Promise<Ru
         policy,
         ...(config.adminToken ? { queueBoard: { path: BULL_BOARD_PATH, app: bullBoardApp(queues, { audit, logger, redis: producer }) } } : {}),
         auditKeys: auditKeys.keys,
-        operations: { requestDlqReplay: (peerId) => enqueueDlqReplay(queues.dlq, 'operator', peerId), queueStatus: queueStatusSource(queues) },
+        operations: {
+          requestDlqReplay: (peerId) => enqueueDlqReplay(queues.dlq, 'operator', peerId),
+          requestRepair: (peerId, trigger) => requestRepair(queues.repair, peerDirectory.active, peerId, trigger),
+          queueStatus: queueStatusSource(queues),
+        },
         federation: {
           keys,
           nonces: new NonceStore(producer, config.queuePrefix, config.federation.clockSkewMs, config.federation.bareNonces),

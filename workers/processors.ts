@@ -8,6 +8,7 @@ import { dlqProcessor } from './dlq.worker.js';
 import { pushProcessor } from './push.worker.js';
 import { expiryProcessor } from './expiry.worker.js';
 import { retentionProcessor } from './retention.worker.js';
+import { repairProcessor } from './repair.worker.js';
 
 /** Typed processor map: a queue without a processor does not compile. */
 export type Processors = { [Q in QueueName]: Processor<JobPayloads[Q]> };
@@ -20,5 +21,6 @@ export function createProcessors(ctx: WorkerContext): Processors {
     audit: auditProcessor(ctx),
     expiry: expiryProcessor(ctx),
     retention: retentionProcessor(ctx),
+    repair: repairProcessor(ctx),
   };
 }

@@ -3,6 +3,8 @@ import { QUEUE_NAMES, type QueueName } from '../src/queue-names.js';
 import { peersBehind } from '../src/store/cursors.js';
 import { peersWithoutScheduler, pruneCatchupSchedulers, removeCatchupSchedulers, syncCatchupSchedulers } from '../queues/catchup.js';
 import { createRedis } from '../queues/connection.js';
+import { peersWithoutRepairScheduler, pruneRepairSchedulers, removeRepairSchedulers, syncRepairSchedulers } from '../queues/repair.js';
+import { flavourTraits } from '../src/federation/peers.js';
 import { hasDlqScheduler, scheduleDlqReplay } from '../queues/dlq.js';
 import { enqueuePush } from '../queues/push.js';
 import { hasExpirySchedulers, scheduleExpiry } from '../queues/expiry.js';
@@ -53,11 +55,26 @@ async function ensureSchedulers(ctx: WorkerContext, selected: QueueName[], initi
     await scheduleRetention(ctx.queues.retention, ctx.config.retention.intervalMs);
     ctx.logger.info({ everyMs: ctx.config.retention.intervalMs, restored: !initial }, 'change-feed retention scheduled');
   }
+  if (selected.includes('repair')) {
+    const peers = repairPeers(ctx);
+    const missing = initial ? peers : await peersWithoutRepairScheduler(ctx.queues.repair, peers);
+    if (initial || missing.length > 0) {
+      const { removed } = await syncRepairSchedulers(ctx.queues.repair, missing, ctx.config.repair.intervalMs, initial);
+      ctx.logger.info({ everyMs: ctx.config.repair.intervalMs, peers: missing, removed, restored: !initial }, 'repair scheduled');
+    }
+    if (!initial) {
+      const stale = await pruneRepairSchedulers(ctx.queues.repair, peers);
+      if (stale.length > 0) ctx.logger.info({ removed: stale }, 'repair schedulers of inactive peers removed');
+    }
+  }
   for (const name of selected) {
     const wanted = QUEUE_DEFINITIONS[name].globalConcurrency;
     if (wanted !== undefined && (initial || (await ctx.queues[name].getGlobalConcurrency()) !== wanted)) await ctx.queues[name].setGlobalConcurrency(wanted);
   }
 }
+
+/** Active peers that answer anti-entropy repair (memfed peers; upstream has no repair endpoint). */
+const repairPeers = (ctx: WorkerContext) => [...ctx.peers.values()].filter((p) => flavourTraits(p.flavour).antiEntropy).map((p) => p.id);
 
 /** Starts one BullMQ Worker per selected queue (through the queue factory). */
 export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> {
@@ -159,6 +176,11 @@ async function followPeerChange(ctx: WorkerContext, selected: QueueName[], chang
     if (selected.includes('catchup')) {
       if (change.deactivated.length > 0) await removeCatchupSchedulers(ctx.queues.catchup, change.deactivated);
       if (change.activated.length > 0) await syncCatchupSchedulers(ctx.queues.catchup, change.activated.map((p) => p.id), ctx.config.catchup.intervalMs, false);
+    }
+    if (selected.includes('repair')) {
+      if (change.deactivated.length > 0) await removeRepairSchedulers(ctx.queues.repair, change.deactivated);
+      const added = change.activated.filter((p) => flavourTraits(p.flavour).antiEntropy).map((p) => p.id);
+      if (added.length > 0) await syncRepairSchedulers(ctx.queues.repair, added, ctx.config.repair.intervalMs, false);
     }
     const recovery = { db: ctx.database.db, queues: ctx.queues, logger: ctx.logger, metrics: ctx.metrics };
     for (const p of change.activated) await onPeerRecovered(recovery, p.id, 'resumed');

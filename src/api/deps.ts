@@ -55,7 +55,12 @@ export interface AppDeps {
   /** Bull Board (built in queues/), mounted at /admin/queues behind ADMIN_TOKEN. */
   queueBoard?: { path: string; app: Hono };
   /** Queue-backed operator actions and reads (implemented in queues/). */
-  operations: { requestDlqReplay(peerId?: string): Promise<void>; queueStatus: QueueStatusSource };
+  operations: {
+    requestDlqReplay(peerId?: string): Promise<void>;
+    /** A repair run now against one peer (null: every active memfed peer). */
+    requestRepair(peerId: string | null, trigger: 'operator' | 'restored'): Promise<void>;
+    queueStatus: QueueStatusSource;
+  };
 }
 
 /**

@@ -17,7 +17,10 @@ export type AuditKind =
   | 'key.changed'
   | 'board.action'
   | 'peer.changed'
-  | 'feed.bootstrap';
+  | 'feed.bootstrap'
+  | 'repair.completed'
+  | 'repair.operator'
+  | 'repair.restore_detected';
 
 export interface AuditRecord {
   kind: AuditKind;

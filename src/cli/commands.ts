@@ -8,6 +8,7 @@ import { CATCHUP_USAGE, catchupCommand } from './catchup.js';
 import { DLQ_USAGE, dlqCommand } from './dlq.js';
 import { STATUS_USAGE, statusCommand, type QueueAccess } from './status.js';
 import { PEERS_USAGE, peersCommand } from './peers.js';
+import { REPAIR_USAGE, repairCommand } from './repair.js';
 
 export const USAGE = `usage: memfed <command> [options]
 
@@ -23,6 +24,7 @@ tools:
   ${PEERS_USAGE.replace(/\n/g, '\n  ')}
   ${DLQ_USAGE.replace(/\n/g, '\n  ')}
   ${CATCHUP_USAGE.replace(/\n/g, '\n  ')}
+  ${REPAIR_USAGE}
   ${AUDIT_USAGE}
   ${ALERT_RULES_USAGE}
   ${STATUS_USAGE}
@@ -32,7 +34,7 @@ configuration comes from environment variables; see README.md.`;
 const KEYS_USAGE = `memfed keys generate --id <id> [--dir <dir>] [--force]`;
 
 /** Each tool's own usage (`memfed <tool> --help`). */
-const TOOL_USAGE: Record<string, string> = { migrate: 'memfed migrate    create the database if missing and apply migrations', keys: KEYS_USAGE, peers: PEERS_USAGE, dlq: DLQ_USAGE, catchup: CATCHUP_USAGE, audit: AUDIT_USAGE, status: STATUS_USAGE, 'alert-rules': ALERT_RULES_USAGE };
+const TOOL_USAGE: Record<string, string> = { migrate: 'memfed migrate    create the database if missing and apply migrations', keys: KEYS_USAGE, peers: PEERS_USAGE, dlq: DLQ_USAGE, catchup: CATCHUP_USAGE, repair: REPAIR_USAGE, audit: AUDIT_USAGE, status: STATUS_USAGE, 'alert-rules': ALERT_RULES_USAGE };
 
 /** What tools need from above src/ (wired by workers/main.ts). */
 export interface ToolDeps {
@@ -75,6 +77,8 @@ export async function runToolCommand(command: string, args: string[], out: (s: s
       return dlqCommand(loadConfig(), args, out);
     case 'catchup':
       return catchupCommand(loadConfig(), args, out);
+    case 'repair':
+      return repairCommand(loadConfig(), args, out);
     case 'audit':
       return auditCommand(loadConfig(), args, out);
     case 'alert-rules':

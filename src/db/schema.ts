@@ -47,6 +47,9 @@ export const memories = pgTable(
     // The expiry sweep and tombstone GC take their oldest candidates first (src/store/expiry.ts).
     index('memories_expiring_idx').on(t.expiresAt).where(sql`deleted_at IS NULL AND expires_at IS NOT NULL`),
     index('memories_tombstones_idx').on(t.deletedAt).where(sql`deleted_at IS NOT NULL`),
+    // Anti-entropy repair buckets rows by the hex MD5 of the id (src/store/repair-digests.ts):
+    // a bucket (a hex prefix) is one range scan of this index.
+    index('memories_repair_bucket_idx').on(sql`(md5(${t.id}) COLLATE "C")`),
   ],
 );
 

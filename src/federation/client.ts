@@ -100,6 +100,14 @@ export class PeerClient {
     return (await this.request(peer, 'POST', '/api/v1/sync/push', '', headers, raw)) as PushResponse;
   }
 
+  /** A signed anti-entropy request (docs/wire.md, Anti-entropy repair): memfed peers only. */
+  async repair(peer: PeerConfig, body: Record<string, unknown>): Promise<unknown> {
+    const raw = Buffer.from(JSON.stringify({ ...body, sender_agent_id: this.opts.selfId, recipient: peer.id }), 'utf8');
+    const nonce = newNonce();
+    const headers = { ...this.headers(postSigningBytes(raw, nonce), nonce), 'content-type': 'application/json' };
+    return this.request(peer, 'POST', '/api/v1/sync/repair', '', headers, raw);
+  }
+
   /** Signed GET of the peer's change feed (`cursor` for memfed peers, `since` for ai-memory). */
   async since(peer: PeerConfig, params: Record<string, string>): Promise<unknown> {
     // `to` names the audience inside the signed bytes: a pull signed for one peer is useless at another.

@@ -28,6 +28,8 @@ export interface FlavourTraits {
   requestBodyLimit: number | null;
   /** The peer's catch-up poller never signs `GET /sync/since`: accept its unsigned pulls. */
   unsignedSincePulls: boolean;
+  /** The peer answers anti-entropy repair (POST /api/v1/sync/repair); upstream has no such endpoint. */
+  antiEntropy: boolean;
 }
 
 /** upstream src/lib.rs: the router's `DefaultBodyLimit::max(2 * 1024 * 1024)` (a larger body is 413). */
@@ -39,10 +41,10 @@ export const AI_MEMORY_BODY_LIMIT = 2 * 1024 * 1024;
 const BODY_LIMIT_HEADROOM = 16 * 1024;
 
 const TRAITS: Record<PeerFlavour, FlavourTraits> = {
-  memfed: { requestBodyLimit: null, unsignedSincePulls: false },
+  memfed: { requestBodyLimit: null, unsignedSincePulls: false, antiEntropy: true },
   // upstream src/federation catch-up poller (catchup_once_with_store / sync_since_url): a
   // plain GET ?since=&peer= with x-agent-id, x-peer-id and (when configured) x-api-key; never signed.
-  'ai-memory-0.7': { requestBodyLimit: AI_MEMORY_BODY_LIMIT, unsignedSincePulls: true },
+  'ai-memory-0.7': { requestBodyLimit: AI_MEMORY_BODY_LIMIT, unsignedSincePulls: true, antiEntropy: false },
 };
 
 /** The traits of a flavour; a peer without one is a memfed peer. */

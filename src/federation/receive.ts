@@ -83,7 +83,7 @@ function admitEvents(rows: PeerRows, clockSkewMs: number): { archives: ArchiveEv
 export async function applyFromPeer(
   deps: ReceiveDeps,
   peerId: string,
-  via: 'push' | 'catchup' | 'snapshot',
+  via: 'push' | 'catchup' | 'snapshot' | 'repair',
   rows: PeerRows,
   /** `inTransaction` also gets admission's refusals (catch-up records them in the same commit). */
   opts: { dryRun?: boolean; inTransaction?: (tx: Tx, refused: AdmissionRefusal[]) => Promise<void> } = {},

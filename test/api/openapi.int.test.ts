@@ -66,7 +66,7 @@ describe('OpenAPI document', () => {
       audit: { record: () => {} },
       policy: null,
       auditKeys: new Map(),
-      operations: { requestDlqReplay: async () => {}, queueStatus: async () => [] },
+      operations: { requestDlqReplay: async () => {}, requestRepair: async () => {}, queueStatus: async () => [] },
     };
     app = createApp(deps);
     const res = await app.request('/api/v1/openapi.json');

@@ -55,7 +55,7 @@ describe('routes without a server', () => {
       audit: { record: (e) => void audited.push(e.kind) },
       policy: null,
       auditKeys: new Map(),
-      operations: { requestDlqReplay: async () => {}, queueStatus: async () => [] },
+      operations: { requestDlqReplay: async () => {}, requestRepair: async () => {}, queueStatus: async () => [] },
     };
     app = createApp(deps);
   });

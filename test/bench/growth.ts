@@ -119,7 +119,7 @@ export async function growthSection(ctx: BenchContext): Promise<void> {
  * `rows` memories shaped like a real one (namespaces spread over 100, times in the past,
  * so new writes are the newest), each with its change-feed row, in chunks, then analyzed.
  */
-async function loadRows(sql: postgres.Sql, rows: number): Promise<void> {
+export async function loadRows(sql: postgres.Sql, rows: number): Promise<void> {
   const [{ id: template }] = (await sql`SELECT id FROM memories ORDER BY updated_at LIMIT 1`) as unknown as [{ id: string }];
   for (let from = 0; from < rows; from += LOAD_CHUNK) {
     const to = Math.min(rows, from + LOAD_CHUNK) - 1;

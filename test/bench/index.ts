@@ -5,6 +5,7 @@ import type { BenchContext, Section } from './context.js';
 import { dlqSection } from './dlq.js';
 import { enqueueSection } from './enqueue.js';
 import { growthSection } from './growth.js';
+import { repairSection } from './repair.js';
 import { httpSection, soakSection } from './http.js';
 import { processesSection } from './processes.js';
 import { BenchInfra } from './infra.js';
@@ -37,6 +38,7 @@ const SECTIONS: Array<[string, Section]> = [
 const OPT_IN: Array<[string, Section]> = [
   ['soak', soakSection],
   ['growth', growthSection],
+  ['repair', repairSection],
 ];
 
 async function main(): Promise<number> {

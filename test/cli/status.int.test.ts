@@ -55,6 +55,9 @@ const stable = (r: StatusReport) => ({
 
 describe('memfed status on a live mesh', () => {
   it('shows b active with no push lag once a write on a converged, in JSON, as a table, and through the admin route', async () => {
+    // The repair run each scheduler starts with appends its audit event once over: let it
+    // land first, so the audit head the two reads below compare does not move between them.
+    await waitFor(async () => (await a.db.database.sql`SELECT 1 FROM audit_log WHERE kind = 'repair.completed'`).length > 0, { what: "a's first scheduled repair audited", timeoutMs: 30_000 });
     const id = await write('converges');
     await waitFor(async () => (await api(b.url, 'GET', `/api/v1/memories/${id}`)).status === 200, { what: 'b holds the write' });
     const r = await waitFor(

@@ -23,9 +23,9 @@ describe('the peer descriptor (one parser for FED_PEERS and runtime peer managem
   });
 
   it('derives the facts of each flavour', () => {
-    expect(flavourTraits('memfed')).toEqual({ requestBodyLimit: null, unsignedSincePulls: false });
+    expect(flavourTraits('memfed')).toEqual({ requestBodyLimit: null, unsignedSincePulls: false, antiEntropy: true });
     expect(flavourTraits(undefined)).toEqual(flavourTraits('memfed'));
-    expect(flavourTraits('ai-memory-0.7')).toEqual({ requestBodyLimit: AI_MEMORY_BODY_LIMIT, unsignedSincePulls: true });
+    expect(flavourTraits('ai-memory-0.7')).toEqual({ requestBodyLimit: AI_MEMORY_BODY_LIMIT, unsignedSincePulls: true, antiEntropy: false });
     expect(AI_MEMORY_BODY_LIMIT).toBe(2 * 1024 * 1024);
     expect(pushBodyBudget({ flavour: 'ai-memory-0.7' }, 32 * 1024 * 1024)).toBe(AI_MEMORY_BODY_LIMIT - 16 * 1024);
   });

@@ -182,7 +182,7 @@ describe('an unsigned 0.7 poller sees nothing an anonymous caller could not (API
       audit: { record: () => {} },
       policy: null,
       auditKeys: new Map(),
-      operations: { requestDlqReplay: async () => {}, queueStatus: async () => [] },
+      operations: { requestDlqReplay: async () => {}, requestRepair: async () => {}, queueStatus: async () => [] },
     };
     app = createApp(deps);
     for (let i = 0; i < 5; i++) {

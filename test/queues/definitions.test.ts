@@ -3,6 +3,7 @@ import { loadConfig } from '../../src/config.js';
 import { PeerRequestError } from '../../src/federation/client.js';
 import { QUEUE_NAMES } from '../../src/queue-names.js';
 import { catchupDedupId, catchupSchedulerId } from '../../queues/catchup.js';
+import { repairSchedulerId } from '../../queues/repair.js';
 import { jobName, queuePrefixFor, safeKey } from '../../queues/definition.js';
 import { dlqDedupId } from '../../queues/dlq.js';
 import { pushDedupId } from '../../queues/push.js';
@@ -35,7 +36,7 @@ describe('queue definitions', () => {
 
   it('build job, dedup and scheduler ids without the key separator, one per peer', () => {
     const peers = ['host:a', 'host:b', 'a@b.c', 'x'];
-    const ids = peers.flatMap((p) => [pushDedupId(p), catchupDedupId(p), catchupSchedulerId(p), dlqDedupId(p)]);
+    const ids = peers.flatMap((p) => [pushDedupId(p), catchupDedupId(p), catchupSchedulerId(p), dlqDedupId(p), repairSchedulerId(p)]);
     for (const id of [...ids, dlqDedupId()]) expect(id).not.toContain(':');
     expect(new Set(ids).size).toBe(ids.length);
     expect(Buffer.from(safeKey('host:a'), 'base64url').toString()).toBe('host:a');
@@ -66,7 +67,7 @@ describe('backoff', () => {
 
 describe('queue prefixes', () => {
   it('puts the queue name inside a hash tag, so each queue has a slot of its own on a cluster', () => {
-    expect(QUEUE_NAMES.map((q) => queuePrefixFor('{mf-a}', q))).toEqual(['{mf-a:push}', '{mf-a:dlq}', '{mf-a:catchup}', '{mf-a:audit}', '{mf-a:expiry}', '{mf-a:retention}']);
+    expect(QUEUE_NAMES.map((q) => queuePrefixFor('{mf-a}', q))).toEqual(['{mf-a:push}', '{mf-a:dlq}', '{mf-a:catchup}', '{mf-a:audit}', '{mf-a:expiry}', '{mf-a:retention}', '{mf-a:repair}']);
     expect(queuePrefixFor('node-{mf-a}-x', 'push')).toBe('node-{mf-a:push}-x');
   });
 

@@ -11,6 +11,7 @@ import type { AppDeps } from '../deps.js';
 import { adminAuth } from '../middleware/auth.js';
 import { peersNow } from '../../federation/peer-directory.js';
 import { buildStatusReport, statusPeers } from '../../status/report.js';
+import { checkRepairPeer } from '../../repair/operator.js';
 import { documented, type RouteDoc } from '../openapi/describe.js';
 import { JSON_BODY_CODES, QUERY_CODES, merge, type ErrorCodes } from '../openapi/error-codes.js';
 import { looseObject } from '../openapi/responses.js';
@@ -59,6 +60,7 @@ function objectBody(v: unknown): Record<string, unknown> {
 const peer = z.string().min(1).max(128).meta({ description: 'a peer id (FED_PEERS)' });
 const ids = z.array(z.number().int().positive()).max(10_000).meta({ description: 'row ids' });
 const replayBody = z.object({ peer: z.string().optional().meta({ description: 'a peer id (FED_PEERS)' }) }).catchall(z.unknown()).meta({ description: 'optional; without a peer every peer\'s pending rows are replayed' });
+const repairBody = z.object({ peer: z.string().min(1).meta({ description: 'an active memfed peer' }) }).catchall(z.unknown());
 const requeueBody = z.object({ peer: peer.optional(), ids: ids.optional(), all: z.boolean().optional() }).catchall(z.unknown()).meta({ description: 'name a peer, ids, or all: true' });
 const purgeBody = z.object({ peer: peer.optional(), ids: ids.optional(), dry_run: z.boolean().optional().meta({ description: 'default true: only `false` purges' }) }).catchall(z.unknown()).meta({ description: 'name a peer or ids' });
 const reapplyBody = z.object({ peer: peer.optional(), ids: ids.optional() }).catchall(z.unknown()).meta({ description: 'optional; without a selector every pending refusal is reapplied' });
@@ -96,6 +98,16 @@ export function adminRoutes(deps: AppDeps) {
     await operations.requestDlqReplay(peer);
     audit.record({ kind: 'dlq.operator', actor: actorOf(c), details: { action: 'replay', peer: peer ?? null } });
     return c.json({ requested: true, peer: peer ?? null }, 202);
+  });
+
+  app.post(`${ADMIN_PREFIX}/repair`, documented({ summary: 'Run an anti-entropy repair against a memfed peer now', tag: 'admin', access: 'admin', body: { schema: repairBody }, responses: { 202: { description: 'repair requested (the repair queue runs it; see memfed_repair_* metrics and the repair.completed audit event)', schema: looseObject({ requested: z.literal(true), peer: z.string() }) } }, errors: merge(JSON_BODY_CODES, { 400: ['INVALID_BODY', 'UNKNOWN_PEER'], 409: ['PEER_NOT_ACTIVE', 'PEER_NO_REPAIR'] }) }), async (c) => {
+    const raw = await readJson(c, config.limits.maxBodyBytes);
+    const body = checkBody(repairBody, raw, () => objectBody(raw));
+    if (typeof body.peer !== 'string' || body.peer === '') throw badRequest('INVALID_BODY', 'peer: a peer id is required', { field: 'peer' });
+    checkRepairPeer(await peersNow(db, config.federation.peers), body.peer);
+    await operations.requestRepair(body.peer, 'operator');
+    audit.record({ kind: 'repair.operator', actor: actorOf(c), subject: body.peer, details: { action: 'repair', peer: body.peer } });
+    return c.json({ requested: true, peer: body.peer }, 202);
   });
 
   app.post(`${ADMIN_PREFIX}/dlq/requeue`, documented({ summary: 'Requeue quarantined DLQ rows', tag: 'admin', access: 'admin', body: { schema: requeueBody }, responses: { 200: { description: 'how many rows went back to pending', schema: looseObject({ requeued: z.number().int() }) } }, errors: SELECTOR_CODES }), async (c) => {

@@ -19,6 +19,11 @@ import type { AppDeps } from '../deps.js';
 import { HEADERS, documented } from '../openapi/describe.js';
 import { BATCH_BODY_CODES, QUERY_CODES, merge } from '../openapi/error-codes.js';
 import { memory, looseObject } from '../openapi/responses.js';
+import { REPAIR_BODY_MAX_BYTES, REPAIR_PATH, repairRequest, repairRequestProblem, type RepairRequest } from '../../repair/protocol.js';
+import { RangeTooLarge, answerRepair } from '../../repair/serve.js';
+import { cursorShowsLostHistory } from '../../repair/restore-detect.js';
+import { ApiError } from '../../errors.js';
+import { readRawBody } from '../body.js';
 
 /** `{"error": tag}` as upstream answers, plus memfed's stable `code`. */
 export function refusal(c: Context, status: number, tag: string) {
@@ -234,6 +239,7 @@ export function syncRoutes(deps: AppDeps) {
       if (q.cursor !== undefined) {
         const after = decodeCursor(q.cursor);
         if (!after) throw badRequest('INVALID_CURSOR', 'invalid `cursor` parameter', { field: 'cursor' });
+        if (caller !== undefined && declared && flavourTraits(declared.flavour).antiEntropy) await checkLostHistory(deps, caller, q.cursor, after);
         const page = await cursorPage(database.db, after, q.limit, caller);
         if ('resync' in page && page.resync) {
           // The entries after the caller's cursor were pruned: it bootstraps from a snapshot.
@@ -299,6 +305,57 @@ export function syncRoutes(deps: AppDeps) {
     },
   );
 
+  /**
+   * POST /api/v1/sync/repair: anti-entropy between memfed nodes (docs/wire.md). Signed over
+   * the exact body bytes as a push; the body names one operation (bucket digests, row keys
+   * of small buckets, or rows by id), each answer bounded.
+   */
+  app.post(
+    REPAIR_PATH,
+    documented({
+      summary: 'Answer an anti-entropy repair request from a memfed peer',
+      description: 'Peer to peer (docs/wire.md, Anti-entropy repair): bucket digests, row keys of buckets, or rows by id. memfed peers only.',
+      tag: 'federation',
+      access: 'peer',
+      headers: [HEADERS.peerId, HEADERS.nonce],
+      body: { schema: repairRequest },
+      responses: { 200: { description: 'the digests, keys or rows asked for', schema: looseObject() } },
+      errors: merge(BATCH_BODY_CODES, { 400: ['INVALID_REPAIR', 'REPAIR_RANGE_TOO_LARGE'], 403: ['SENDER_AGENT_ID_MISMATCH', 'RECIPIENT_MISMATCH', 'PEER_REMOVED'] }),
+    }),
+    async (c) => {
+      const pre = await precheckInbound({ peerId: c.req.header('x-peer-id'), signature: c.req.header('x-memory-sig'), nonce: c.req.header('x-memory-nonce') }, inboundPolicy(deps));
+      if (!pre.ok) {
+        recordRefusal(c, deps, pre.peerId, pre.tag, pre.status);
+        return refusal(c, pre.status, pre.tag);
+      }
+      requireJsonBody(c);
+      const raw = await readRawBody(c, REPAIR_BODY_MAX_BYTES);
+      const auth = await authenticatePeer(c, deps, c.req.header('x-peer-id'), (nonce) => postSigningBytes(raw, nonce));
+      if (auth instanceof Response) return auth;
+      if (!auth.ok) return refusal(c, auth.status, auth.tag);
+      const body = parseJsonBytes(raw);
+      const req = checkBody(repairRequest, body, (): RepairRequest => {
+        const r = repairRequest.safeParse(body);
+        if (!r.success) {
+          const issue = r.error.issues[0];
+          throw badRequest('INVALID_REPAIR', `${issue?.path.join('.') || 'body'}: ${issue?.message ?? 'invalid repair request'}`);
+        }
+        const problem = repairRequestProblem(r.data);
+        if (problem) throw badRequest('INVALID_REPAIR', problem);
+        return r.data;
+      }, 'INVALID_REPAIR');
+      if (req.sender_agent_id !== auth.peerId) return refuseAudited(c, deps, auth.peerId, 'sender_agent_id_mismatch');
+      if (req.recipient !== config.nodeId) return refuseAudited(c, deps, auth.peerId, 'recipient_mismatch');
+      federation.onPeerContact(auth.peerId);
+      try {
+        return c.json(await answerRepair(database.db, config.nodeId, auth.peerId, req));
+      } catch (err) {
+        if (err instanceof RangeTooLarge) throw new ApiError(400, 'REPAIR_RANGE_TOO_LARGE', err.message);
+        throw err;
+      }
+    },
+  );
+
   return app;
 }
 
@@ -309,3 +366,26 @@ const snapshotQuery = {
   to: z.string().optional().meta({ description: 'the node the caller means; must be this one' }),
 };
 const snapshotPageSchema = looseObject({ memories: z.array(memory), tombstones: z.array(z.unknown()), snapshot_cursor: z.string(), next_token: z.string().nullable(), has_more: z.boolean() });
+
+/**
+ * A memfed peer's cursor names a feed entry this node no longer has (restored from an
+ * older backup, or feed history lost): recorded once per (peer, cursor) in this process,
+ * and a post-restore repair against every peer requested (deduplicated per peer).
+ */
+const reportedCursors = new WeakMap<AppDeps, Set<string>>();
+async function checkLostHistory(deps: AppDeps, caller: string, raw: string, after: { txid: string; seq: string }): Promise<void> {
+  let seen = reportedCursors.get(deps);
+  if (!seen) reportedCursors.set(deps, (seen = new Set()));
+  const key = `${caller} ${raw}`;
+  if (seen.has(key)) return;
+  if (!(await cursorShowsLostHistory(deps.database.db, after))) return;
+  seen.add(key);
+  deps.metrics.restoreDetections.inc();
+  deps.logger.warn({ peer: caller, cursor: raw }, 'a peer holds a feed position this node does not have: restored from an older backup or feed history lost; repairing against every peer');
+  deps.audit.record({ kind: 'repair.restore_detected', actor: deps.config.nodeId, details: { peer: caller, cursor: raw } });
+  // The pull itself is still served: positions written since sort after the cursor.
+  await deps.operations.requestRepair(null, 'restored').catch((err: Error) => {
+    seen.delete(key);
+    deps.logger.error({ err: err.message }, 'could not request the post-restore repair; the next pull with this cursor asks again');
+  });
+}

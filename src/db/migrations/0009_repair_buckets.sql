@@ -1,0 +1,1 @@
+CREATE INDEX "memories_repair_bucket_idx" ON "memories" USING btree ((md5("id") COLLATE "C"));
