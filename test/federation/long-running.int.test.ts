@@ -9,7 +9,8 @@ import { prng } from '../helpers/prng.js';
 /*
  * Months of operation in seconds: three nodes written and deleted continuously (long-tier
  * memories, and short-tier ones with a 4 s TTL), while the expiry sweep, tombstone GC and
- * change-feed retention run every half second (4 s grace, 2 s feed retention). Afterwards
+ * change-feed retention run every half second (4 s grace, 2 s feed retention) and
+ * anti-entropy repair every 2 s between every pair. Afterwards
  * the tombstone and feed tables are bounded by their windows, no deleted memory is live anywhere (not even when an old copy is pushed again
  * after its tombstone is gone), no expired memory is served, and every node holds the same
  * live set. Windows are set by env; the checks poll, so a loaded machine only slows them.
@@ -32,6 +33,7 @@ const ENV = {
   TOMBSTONE_GRACE_MS: String(GRACE_MS),
   FEED_RETENTION_MS: String(FEED_RETENTION_MS),
   RETENTION_INTERVAL_MS: '500',
+  REPAIR_INTERVAL_MS: '2000',
   EXPIRY_SWEEP_INTERVAL_MS: '500',
   TOMBSTONE_GC_INTERVAL_MS: '500',
   EXPIRY_BATCH_MAX: '25',
@@ -64,7 +66,7 @@ async function served(n: TestNode): Promise<Memory[]> {
   }
 }
 
-describe('long-running mesh: continuous writes and deletes under tier expiry, tombstone GC and feed retention', () => {
+describe('long-running mesh: continuous writes and deletes under tier expiry, tombstone GC, feed retention and repair', () => {
   let nodes: TestNode[];
   let keyDir: string;
   let oldCopies: FakePeer;
@@ -182,6 +184,16 @@ describe('long-running mesh: continuous writes and deletes under tier expiry, to
     await sampler;
     const feeds = await Promise.all(nodes.map(feedFigures));
     for (const f of feeds) expect(f.pruned).toBeGreaterThan(0);
+    // Repair ran on every node all along (each run is an audit event), and found nothing
+    // to drop: the nodes never held rows only one side had beyond the grace period.
+    const repairs = await Promise.all(
+      nodes.map(async (n) => (await n.db.database.sql`SELECT count(*)::int AS runs, count(*) FILTER (WHERE canonical::jsonb #> '{details,dropped}' IS NOT NULL)::int AS reported, coalesce(sum((canonical::jsonb #>> '{details,dropped}')::int), 0)::int AS dropped FROM audit_log WHERE kind = 'repair.completed'`)[0]!),
+    );
+    for (const r of repairs) {
+      expect(r.runs).toBeGreaterThan(0);
+      expect(r.reported).toBe(r.runs);
+      expect(r.dropped).toBe(0);
+    }
 
     // Old copies of deleted memories, pushed again after their tombstones are gone: refused everywhere.
     const copies = [...deleted.values()].filter((m) => m.tier === 'long').slice(0, 20);
@@ -209,6 +221,6 @@ describe('long-running mesh: continuous writes and deletes under tier expiry, to
     expect(maxTombstones).toBeGreaterThan(0);
     expect(maxTombstoneAgeMs).toBeLessThanOrEqual(GRACE_MS + TOMBSTONE_SLACK_MS);
     expect(maxFeedAgeMs).toBeLessThanOrEqual(FEED_RETENTION_MS + FEED_SLACK_MS);
-    console.log(JSON.stringify({ ops, writeMs: writesEnded - started, settleMs: Date.now() - writesEnded, live: expected.length, deleted: deleted.size, short: shortIds.size, samples, maxTombstones, maxTombstoneAgeMs: Math.round(maxTombstoneAgeMs), maxFeedAgeMs: Math.round(maxFeedAgeMs), feedRows: feeds.map((f) => f.rows), feedPruned: feeds.map((f) => f.pruned) }));
+    console.log(JSON.stringify({ ops, writeMs: writesEnded - started, settleMs: Date.now() - writesEnded, live: expected.length, deleted: deleted.size, short: shortIds.size, samples, maxTombstones, maxTombstoneAgeMs: Math.round(maxTombstoneAgeMs), maxFeedAgeMs: Math.round(maxFeedAgeMs), feedRows: feeds.map((f) => f.rows), feedPruned: feeds.map((f) => f.pruned), repairRuns: repairs.map((r) => r.runs) }));
   }, 300_000);
 });
