@@ -94,7 +94,17 @@ export async function startWorkers(ctx: WorkerContext): Promise<RunningWorkers> 
     ctx.logger.info({ queue: name, concurrency }, 'worker started');
   }
   const reconciler = selected.includes('push') ? startReconciler(ctx) : null;
-  await ensureSchedulers(ctx, selected, true);
+  try {
+    await ensureSchedulers(ctx, selected, true);
+  } catch (err) {
+    // The caller never gets a handle to close: stop what was started before failing the
+    // start, or its workers would go on taking jobs on a pool the caller is about to close.
+    reconciler?.stop();
+    for (const s of supervised) s.stop();
+    await Promise.allSettled(supervised.map((s) => s.worker.close(true)));
+    await Promise.allSettled(supervised.map((s) => s.connection.quit()));
+    throw err;
+  }
   // A Redis restarted without persistence forgets schedulers and queue settings. Check
   // every few seconds and put back only what is missing (upserting an existing scheduler
   // would reset its next run). Postgres, which holds the real state, lost nothing.
