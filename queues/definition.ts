@@ -64,3 +64,43 @@ export async function promoteDelayed(queue: Queue, dedupId: string): Promise<voi
   const job = await queue.getJob(jobId);
   if (job && (await job.isDelayed())) await job.promote().catch(() => {});
 }
+
+/**
+ * Job schedulers kept one per peer (`<prefix><peer>`), as catch-up and repair keep them:
+ * upserted for the active peers, the others' removed, the missing ones found after Redis
+ * lost them.
+ */
+export function perPeerSchedulers<P>(prefix: string, template: (peerId: string) => { name: string; data: P }) {
+  type SchedulerQueue = Pick<Queue, 'getJobSchedulers' | 'getJobScheduler' | 'removeJobScheduler' | 'upsertJobScheduler'>;
+  const schedulerId = (peerId: string) => `${prefix}${safeKey(peerId)}`;
+  /** Removes the schedulers of every peer not in `keepPeerIds`; returns their keys. */
+  const prune = async (queue: SchedulerQueue, keepPeerIds: string[]): Promise<string[]> => {
+    const wanted = new Set(keepPeerIds.map(schedulerId));
+    const removed: string[] = [];
+    for (const s of await queue.getJobSchedulers(0, -1)) {
+      if (s.key.startsWith(prefix) && !wanted.has(s.key)) {
+        await queue.removeJobScheduler(s.key);
+        removed.push(s.key);
+      }
+    }
+    return removed;
+  };
+  return {
+    schedulerId,
+    prune,
+    /** Upserts one scheduler per peer of `peerIds`; with `andPrune`, the others' go. */
+    async sync(queue: SchedulerQueue, peerIds: string[], everyMs: number, andPrune = true): Promise<{ removed: string[] }> {
+      for (const peerId of peerIds) await queue.upsertJobScheduler(schedulerId(peerId), { every: everyMs }, template(peerId));
+      return { removed: andPrune ? await prune(queue, peerIds) : [] };
+    },
+    /** The peers (of `peerIds`) whose scheduler is missing (a Redis restarted empty). */
+    async missing(queue: SchedulerQueue, peerIds: string[]): Promise<string[]> {
+      const found = await Promise.all(peerIds.map(async (p) => ((await queue.getJobScheduler(schedulerId(p))) ? null : p)));
+      return found.filter((p): p is string => p !== null);
+    },
+    /** Removes the schedulers of `peerIds` (paused or removed at runtime). */
+    async remove(queue: SchedulerQueue, peerIds: string[]): Promise<void> {
+      for (const peerId of peerIds) await queue.removeJobScheduler(schedulerId(peerId));
+    },
+  };
+}

@@ -1,5 +1,5 @@
 import type { Queue } from 'bullmq';
-import { RETENTION, defineQueue, jobName, safeKey } from './definition.js';
+import { RETENTION, defineQueue, jobName, perPeerSchedulers, safeKey } from './definition.js';
 
 /** One anti-entropy repair run against a memfed peer (src/repair/run.ts). */
 export interface RepairJob {
@@ -19,7 +19,8 @@ export const repairQueue = defineQueue<RepairJob>()({
   afterFinalFailure: 'the next scheduled repair compares everything again',
 });
 
-export const repairSchedulerId = (peerId: string) => `${SCHEDULER_PREFIX}${safeKey(peerId)}`;
+const schedulers = perPeerSchedulers<RepairJob>(SCHEDULER_PREFIX, (peerId) => ({ name: jobName(REPAIR_RUN, peerId), data: { peerId, trigger: 'schedule' } }));
+export const repairSchedulerId = schedulers.schedulerId;
 const repairDedupId = (peerId: string, trigger: RepairJob['trigger']) => `repair-${trigger}-${safeKey(peerId)}`;
 
 /** A run now (operator, or after a restore); one pending run per peer and trigger. */
@@ -27,36 +28,11 @@ export async function enqueueRepair(queue: Queue<RepairJob>, peerId: string, tri
   await queue.add(jobName(REPAIR_RUN, peerId), { peerId, trigger }, { deduplication: { id: repairDedupId(peerId, trigger) } });
 }
 
-/** One scheduler per active memfed peer (upserted for `peerIds`); with `prune`, the others' go. */
-export async function syncRepairSchedulers(queue: Queue<RepairJob>, peerIds: string[], everyMs: number, prune = true): Promise<{ removed: string[] }> {
-  for (const peerId of peerIds) {
-    await queue.upsertJobScheduler(repairSchedulerId(peerId), { every: everyMs }, { name: jobName(REPAIR_RUN, peerId), data: { peerId, trigger: 'schedule' } });
-  }
-  return { removed: prune ? await pruneRepairSchedulers(queue, peerIds) : [] };
-}
-
-/** Removes the repair schedulers of every peer not in `keepPeerIds`. */
-export async function pruneRepairSchedulers(queue: Queue<RepairJob>, keepPeerIds: string[]): Promise<string[]> {
-  const wanted = new Set(keepPeerIds.map(repairSchedulerId));
-  const removed: string[] = [];
-  for (const s of await queue.getJobSchedulers(0, -1)) {
-    if (s.key.startsWith(SCHEDULER_PREFIX) && !wanted.has(s.key)) {
-      await queue.removeJobScheduler(s.key);
-      removed.push(s.key);
-    }
-  }
-  return removed;
-}
-
-/** The peers (of `peerIds`) whose scheduler is missing (a Redis restarted empty). */
-export async function peersWithoutRepairScheduler(queue: Queue<RepairJob>, peerIds: string[]): Promise<string[]> {
-  const found = await Promise.all(peerIds.map(async (p) => ((await queue.getJobScheduler(repairSchedulerId(p))) ? null : p)));
-  return found.filter((p): p is string => p !== null);
-}
-
-export async function removeRepairSchedulers(queue: Queue<RepairJob>, peerIds: string[]): Promise<void> {
-  for (const peerId of peerIds) await queue.removeJobScheduler(repairSchedulerId(peerId));
-}
+/** One scheduler per active memfed peer: upserted, pruned, found missing, removed (perPeerSchedulers). */
+export const syncRepairSchedulers = schedulers.sync;
+export const pruneRepairSchedulers = schedulers.prune;
+export const peersWithoutRepairScheduler = schedulers.missing;
+export const removeRepairSchedulers = schedulers.remove;
 
 /** Runs requested by an operator or a restore detection: one peer, or every active memfed peer. */
 export async function requestRepair(queue: Queue<RepairJob>, active: ReadonlyMap<string, { id: string; flavour?: string }>, peerId: string | null, trigger: 'operator' | 'restored'): Promise<void> {
