@@ -17,6 +17,10 @@ export interface NodeProcess {
   stop(): Promise<number | string>;
 }
 
+// Several files run at once against one Postgres (max_connections 100): a spawned node
+// process gets a small pool unless the test asks for more.
+const TEST_POOL_MAX = '4';
+
 /**
  * Runs `memfed <args>` as a real child process with the given environment. `wrap`: a
  * command that execs the rest (e.g. `ip netns exec <ns>`), so the pid is still memfed's.
@@ -26,7 +30,7 @@ export function spawnMemfed(args: string[], env: Record<string, string>, opts: {
   const proc = spawn(cmd[0]!, cmd.slice(1), {
     cwd: ROOT,
     // The broken-build proof (docs/testing.md) reaches spawned nodes too.
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...(process.env.MEMFED_TEST_FAULT ? { MEMFED_TEST_FAULT: process.env.MEMFED_TEST_FAULT, NODE_ENV: process.env.NODE_ENV ?? '' } : {}), ...env },
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', DATABASE_POOL_MAX: TEST_POOL_MAX, ...(process.env.MEMFED_TEST_FAULT ? { MEMFED_TEST_FAULT: process.env.MEMFED_TEST_FAULT, NODE_ENV: process.env.NODE_ENV ?? '' } : {}), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
