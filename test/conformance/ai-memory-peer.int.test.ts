@@ -58,6 +58,9 @@ describe("the 0.7 sender's archive, restore and link lanes", () => {
     expect(link!.json).toMatchObject({ links_applied: 1, skipped: 0 });
     const [arch] = await up.archiveLocal(a.id, [n.url]);
     expect(arch!.json).toMatchObject({ archived: 1, skipped: 0 });
+    // An untimed lane event is stamped with its nonce's issue time (ms), and an archive wins a
+    // tie: a restore sent within the same millisecond as the archive would be a no-op.
+    await new Promise((r) => setTimeout(r, 2));
     const [rest] = await up.restoreLocal(a.id, [n.url]);
     expect(rest!.json).toMatchObject({ restored: 1, skipped: 0 });
     expect((await api(n.url, 'GET', `/api/v1/memories/${a.id}`)).status).toBe(200);
