@@ -2,7 +2,7 @@ import { Hono, type Context } from 'hono';
 import type { ContentfulStatusCode } from 'hono/utils/http-status';
 import { z } from 'zod';
 import { burstWindow, type BurstWindow } from '../../burst-window.js';
-import { badRequest } from '../../errors.js';
+import { ApiError, badRequest } from '../../errors.js';
 import { precheckInbound, verifyInbound, type InboundResult } from '../../federation/inbound.js';
 import { PEER_ID, flavourTraits, type PeerSpec } from '../../federation/peers.js';
 import { pushIdentityProblem, receivePush } from '../../federation/receive.js';
@@ -13,7 +13,7 @@ import { CAPPED_LANES, LANE_MAX, parsePushBody } from '../../federation/wire.js'
 import { formatTimestamp, normalizeTimestamp, nowMicros } from '../../memory/time.js';
 import { decodeCursor, encodeCursor } from '../../store/feed.js';
 import { readBatchBody } from '../body-slots.js';
-import { checkBody, parseJsonBytes, requireJsonBody } from '../body.js';
+import { checkBody, parseJsonBytes, readRawBody, requireJsonBody } from '../body.js';
 import { intParam, parseQuery } from '../query.js';
 import type { AppDeps } from '../deps.js';
 import { HEADERS, documented } from '../openapi/describe.js';
@@ -22,8 +22,6 @@ import { memory, looseObject } from '../openapi/responses.js';
 import { REPAIR_BODY_MAX_BYTES, REPAIR_PATH, repairRequest, repairRequestProblem, type RepairRequest } from '../../repair/protocol.js';
 import { RangeTooLarge, answerRepair } from '../../repair/serve.js';
 import { cursorShowsLostHistory } from '../../repair/restore-detect.js';
-import { ApiError } from '../../errors.js';
-import { readRawBody } from '../body.js';
 
 /** `{"error": tag}` as upstream answers, plus memfed's stable `code`. */
 export function refusal(c: Context, status: number, tag: string) {
@@ -86,6 +84,25 @@ export async function authenticatePeer(c: Context, deps: AppDeps, peerId: string
     c.header('Retry-After', '2');
     return c.json({ error: 'nonce_store_unavailable', code: 'NONCE_STORE_UNAVAILABLE' }, 503);
   }
+}
+
+/**
+ * A signed POST from a peer: the header checks first (a stranger's body is never read: it
+ * could be tens of MiB), then `read` takes the body and the signature is verified over its
+ * exact bytes. Answers the refusal as a Response, else the authenticated peer and the bytes.
+ */
+async function authenticatedBody(c: Context, deps: AppDeps, read: () => Promise<Uint8Array>): Promise<{ peerId: string; raw: Uint8Array } | Response> {
+  const pre = await precheckInbound({ peerId: c.req.header('x-peer-id'), signature: c.req.header('x-memory-sig'), nonce: c.req.header('x-memory-nonce') }, inboundPolicy(deps));
+  if (!pre.ok) {
+    recordRefusal(c, deps, pre.peerId, pre.tag, pre.status);
+    return refusal(c, pre.status, pre.tag);
+  }
+  requireJsonBody(c);
+  const raw = await read();
+  const auth = await authenticatePeer(c, deps, c.req.header('x-peer-id'), (nonce) => postSigningBytes(raw, nonce));
+  if (auth instanceof Response) return auth;
+  if (!auth.ok) return refusal(c, auth.status, auth.tag);
+  return { peerId: auth.peerId, raw };
 }
 
 /**
@@ -158,18 +175,9 @@ export function syncRoutes(deps: AppDeps) {
       errors: merge(BATCH_BODY_CODES, { 400: ['INVALID_PUSH', 'LANE_TOO_LARGE'], 403: ['SENDER_AGENT_ID_MISMATCH', 'RECIPIENT_MISMATCH', 'PEER_REMOVED'] }),
     }),
     async (c) => {
-      // Header checks first: a stranger's body is never read (it could be tens of MiB).
-      const pre = await precheckInbound({ peerId: c.req.header('x-peer-id'), signature: c.req.header('x-memory-sig'), nonce: c.req.header('x-memory-nonce') }, inboundPolicy(deps));
-      if (!pre.ok) {
-        recordRefusal(c, deps, pre.peerId, pre.tag, pre.status);
-        return refusal(c, pre.status, pre.tag);
-      }
-      // Verify the exact raw bytes before parsing anything.
-      requireJsonBody(c);
-      const raw = await readBatchBody(c, config);
-      const auth = await authenticatePeer(c, deps, c.req.header('x-peer-id'), (nonce) => postSigningBytes(raw, nonce));
+      const auth = await authenticatedBody(c, deps, () => readBatchBody(c, config));
       if (auth instanceof Response) return auth;
-      if (!auth.ok) return refusal(c, auth.status, auth.tag);
+      const raw = auth.raw;
       // Per-row checks (NUL, keys, numbers) happen in validateMemory: one bad row is skipped, not the batch.
       const body = parseJsonBytes(raw, { deepChecks: false });
       const push = checkBody(pushBody, body, () => parsePushBody(body, formatTimestamp(timelessStamp(c.req.header('x-memory-nonce'))), { memoryMaxBytes: config.limits.memoryMaxBytes }), 'INVALID_PUSH');
@@ -323,16 +331,9 @@ export function syncRoutes(deps: AppDeps) {
       errors: merge(BATCH_BODY_CODES, { 400: ['INVALID_REPAIR', 'REPAIR_RANGE_TOO_LARGE'], 403: ['SENDER_AGENT_ID_MISMATCH', 'RECIPIENT_MISMATCH', 'PEER_REMOVED'] }),
     }),
     async (c) => {
-      const pre = await precheckInbound({ peerId: c.req.header('x-peer-id'), signature: c.req.header('x-memory-sig'), nonce: c.req.header('x-memory-nonce') }, inboundPolicy(deps));
-      if (!pre.ok) {
-        recordRefusal(c, deps, pre.peerId, pre.tag, pre.status);
-        return refusal(c, pre.status, pre.tag);
-      }
-      requireJsonBody(c);
-      const raw = await readRawBody(c, REPAIR_BODY_MAX_BYTES);
-      const auth = await authenticatePeer(c, deps, c.req.header('x-peer-id'), (nonce) => postSigningBytes(raw, nonce));
+      const auth = await authenticatedBody(c, deps, () => readRawBody(c, REPAIR_BODY_MAX_BYTES));
       if (auth instanceof Response) return auth;
-      if (!auth.ok) return refusal(c, auth.status, auth.tag);
+      const raw = auth.raw;
       const body = parseJsonBytes(raw);
       const req = checkBody(repairRequest, body, (): RepairRequest => {
         const r = repairRequest.safeParse(body);
