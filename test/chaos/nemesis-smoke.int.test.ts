@@ -1,7 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { describe, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { ALL_OPS } from '../helpers/checker.js';
 import { nemesisDurationMs, nemesisSeed, runNemesis } from '../helpers/nemesis/runner.js';
+import { expectCleanNemesisRun } from '../helpers/nemesis/expect-clean.js';
 import { privatePostgresAvailable } from '../helpers/private-postgres.js';
 import { skipNote } from '../helpers/skip.js';
 
@@ -25,18 +25,12 @@ describe('nemesis smoke', () => {
       durationMs: DURATION_MS,
       // Half the client lanes of the full run: other integration files run beside it on two cores.
       concurrency: 5,
-      // A process dying under pg-terminate is a known, unfixed crash (docs/reliability.md,
-      // "Known issues"): logged here, a finding in the full run (nemesis.chaos.ts).
+      // An unplanned process exit is logged here and a finding in the full run
+      // (nemesis.chaos.ts); the crash under pg-terminate that made it so is fixed
+      // (docs/reliability.md, "Issues the nemesis found").
       exitsAreFindings: false,
       minimums: { acked: 30, samples: 20 },
     });
-    expect(Object.keys(r.injected).length, JSON.stringify(r.injected)).toBeGreaterThanOrEqual(5);
-    expect(r.maxOverlap).toBeGreaterThanOrEqual(2);
-    // Every kind of operation took effect: creates, updates, deletes, bulk, re-creates, archives, restores, links.
-    for (const op of ALL_OPS) {
-      const o = r.report.byOp[op];
-      expect(o.acked + o.committed + o.conflict, `${op}: ${JSON.stringify(r.report.byOp)}`).toBeGreaterThan(0);
-    }
-    expect(r.findings, `seed ${r.seed}: replay with ${r.replay}; history ${r.historyFile}`).toEqual([]);
+    expectCleanNemesisRun(r);
   }, DURATION_MS + 420_000);
 });
