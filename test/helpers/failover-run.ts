@@ -30,7 +30,9 @@ export async function failoverRun(opts: {
     // Unused (the topology settings replace it); not the shared Redis, so no prefix is dropped there.
     redisUrl: 'redis://127.0.0.1:1',
     // W=1: a write is acknowledged at its commit; delivery is what the checker proves.
-    env: { FED_QUORUM_W: '1', FED_REQUEST_TIMEOUT_MS: '1500', ...opts.env },
+    // JOB_LOCK_MS 10 s: a push job the lost primary had last seen active comes back at the
+    // next stall check after its lock ran out (at most 2 x JOB_LOCK_MS), inside the deadline.
+    env: { FED_QUORUM_W: '1', FED_REQUEST_TIMEOUT_MS: '1500', JOB_LOCK_MS: '10000', ...opts.env },
   });
   try {
     const checker = new SetChecker(opts.name, cluster.views());

@@ -90,6 +90,14 @@ export class PrivateCluster {
     for (const n of this.nodes) await waitFor(() => n.answers(), { what: `cluster node ${n.port} up` });
     await run('redis-cli', ['--cluster', 'create', ...this.nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes'], { timeout: 30_000 });
     await this.waitHealthy();
+    // A replica that has not synced with its primary yet refuses to take over (its data
+    // counts as too old): a primary killed right after the create would never be replaced.
+    for (const n of this.nodes) {
+      await waitFor(async () => {
+        const info = String(await n.query((r) => r.info('replication')).catch(() => ''));
+        return /role:master/.test(info) || /master_link_status:up/.test(info);
+      }, { timeoutMs: 20_000, what: `cluster node ${n.port} in sync with its primary` });
+    }
     return this;
   }
 
