@@ -336,8 +336,10 @@ export class ChainVerifier {
     this.#busy = true;
     try {
       const sigs = entries.map((e) => this.#verifyAsync(e));
+      // The hashes are computed on this thread while the pool verifies the signatures.
+      const hashes = entries.map((e) => this.#hashProblem(e));
       for (let i = 0; i < entries.length; i++) {
-        const failure = this.#accept(entries[i]!, await sigs[i]);
+        const failure = this.#accept(entries[i]!, await sigs[i], hashes[i]);
         if (failure) return failure;
       }
       return null;
@@ -364,8 +366,18 @@ export class ChainVerifier {
     return this.#failure;
   }
 
-  /** `sigOk` is a precomputed signature result (pushBatch) or undefined to verify inline. */
-  #accept(e: AuditEntry, sigOk: boolean | undefined): VerifyFailure | null {
+  /** Which of the entry's own hashes is wrong, or null (the content checks of #accept). */
+  #hashProblem(e: AuditEntry): 'payload' | 'entry' | null {
+    if (sha256Hex(e.canonical) !== e.payloadHash) return 'payload';
+    if (entryHash(e.seq, e.prevHash, e.payloadHash, e.keyId) !== e.hash) return 'entry';
+    return null;
+  }
+
+  /**
+   * `sigOk` and `hashes` are precomputed results (pushBatch), or undefined to check inline;
+   * the checks are judged in the same order either way, so the first failure is the same.
+   */
+  #accept(e: AuditEntry, sigOk: boolean | undefined, hashes?: 'payload' | 'entry' | null): VerifyFailure | null {
     const expected = this.#expected;
     const isAnchor = this.#prevHash === null;
     if (e.seq !== expected) {
@@ -379,11 +391,9 @@ export class ChainVerifier {
       return this.#fail(expected, 'gap', `expected seq ${expected}, found seq ${String(e.seq)}`);
     }
 
-    const payloadHash = sha256Hex(e.canonical);
-    if (payloadHash !== e.payloadHash) return this.#fail(expected, 'hash_mismatch', 'canonical bytes do not match payloadHash');
-    if (entryHash(e.seq, e.prevHash, e.payloadHash, e.keyId) !== e.hash) {
-      return this.#fail(expected, 'hash_mismatch', 'entry hash does not match seq, prevHash, payloadHash and keyId');
-    }
+    const hashProblem = hashes === undefined ? this.#hashProblem(e) : hashes;
+    if (hashProblem === 'payload') return this.#fail(expected, 'hash_mismatch', 'canonical bytes do not match payloadHash');
+    if (hashProblem === 'entry') return this.#fail(expected, 'hash_mismatch', 'entry hash does not match seq, prevHash, payloadHash and keyId');
     const key = this.#keys.get(e.keyId);
     if (key === undefined) return this.#fail(expected, 'unknown_key', `signed by unknown key ${e.keyId}`);
     const ok = sigOk ?? this.#verifySync(e, key);

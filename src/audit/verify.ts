@@ -23,13 +23,20 @@ export async function verifyStoredChain(
   const from = opts.from ?? 1;
   const verifier = new ChainVerifier({ nodeId: opts.nodeId, keys: opts.keys, from, checkpoints });
   // With from > 1 the verifier wants the anchor entry (from - 1) first.
-  let next = from > 1 ? from - 1 : 1;
+  // The next page is read while the current one is verified. Its failure is handled at
+  // once (marked), and thrown where it is awaited; a prefetch nobody awaits is dropped.
+  const read = (seq: number) => {
+    const p = readAuditPage(db, seq, PAGE);
+    p.catch(() => undefined);
+    return p;
+  };
+  let reading = read(from > 1 ? from - 1 : 1);
   for (;;) {
-    const page = await readAuditPage(db, next, PAGE);
+    const page = await reading;
     if (page.length === 0) break;
-    if (await verifier.pushBatch(page)) break;
-    next = page.at(-1)!.seq + 1;
-    if (page.length < PAGE) break;
+    const more = page.length === PAGE;
+    if (more) reading = read(page.at(-1)!.seq + 1);
+    if ((await verifier.pushBatch(page)) || !more) break;
   }
   return verifier.finish();
 }

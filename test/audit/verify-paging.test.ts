@@ -10,11 +10,14 @@ const store = vi.hoisted(() => ({
   entries: [] as AuditEntry[],
   checkpoints: [] as Checkpoint[],
   reads: [] as string[],
+  /** Reads from this seq on reject (a lost connection). */
+  failFrom: Number.POSITIVE_INFINITY,
 }));
 
 vi.mock('../../src/store/audit.js', () => ({
   readAuditPage: (_db: unknown, fromSeq: number, limit: number) => {
     store.reads.push(`entries from ${fromSeq} limit ${limit}`);
+    if (fromSeq >= store.failFrom) return Promise.reject(new Error(`connection lost reading from ${fromSeq}`));
     return Promise.resolve(store.entries.filter((e) => e.seq >= fromSeq).slice(0, limit));
   },
   listCheckpoints: (_db: unknown, afterSeq: number, limit: number) => {
@@ -49,6 +52,7 @@ beforeEach(() => {
   store.entries = [];
   store.checkpoints = [];
   store.reads = [];
+  store.failFrom = Number.POSITIVE_INFINITY;
 });
 
 describe('verifyStoredChain', () => {
@@ -91,12 +95,25 @@ describe('verifyStoredChain', () => {
     expect(store.reads).toEqual(['checkpoints after 0 limit 10000', 'entries from 1 limit 5000', 'entries from 5001 limit 5000']);
   });
 
-  it('stops reading at the first failure', async () => {
+  it('stops reading at the first failure (one page read ahead at most)', async () => {
     store.entries = chain(5003);
     store.entries[10] = { ...store.entries[10]!, canonical: '{"tampered":true}' };
     const r = await verifyStoredChain(db, { nodeId: NODE, keys });
     expect(r).toMatchObject({ ok: false, kind: 'hash_mismatch', seq: 11 });
-    expect(store.reads.filter((x) => x.startsWith('entries'))).toEqual(['entries from 1 limit 5000']);
+    expect(store.reads.filter((x) => x.startsWith('entries'))).toEqual(['entries from 1 limit 5000', 'entries from 5001 limit 5000']);
+  });
+
+  it('a page read ahead that fails is not reported when an earlier entry already failed', async () => {
+    store.entries = chain(5003);
+    store.entries[10] = { ...store.entries[10]!, canonical: '{"tampered":true}' };
+    store.failFrom = 5001;
+    await expect(verifyStoredChain(db, { nodeId: NODE, keys })).resolves.toMatchObject({ ok: false, kind: 'hash_mismatch', seq: 11 });
+  });
+
+  it('a failed read of the next page fails the verification with that error', async () => {
+    store.entries = chain(5003);
+    store.failFrom = 5001;
+    await expect(verifyStoredChain(db, { nodeId: NODE, keys })).rejects.toThrow('connection lost reading from 5001');
   });
 
   it('pages through more than 10000 stored checkpoints, each page after the last seq listed', async () => {
