@@ -87,15 +87,35 @@ export const adaptiveTake = (backlog: number, max: number) => Math.min(Math.max(
  * refusal = attempt+1 (quarantined at the limit); throttle = untouched.
  */
 export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = {}): Promise<ReplayRound> {
+  return sendLeased(deps, await takeLease(deps, opts));
+}
+
+/** Rows leased for one round, to the peers active when they were taken. */
+interface Lease {
+  peers: Map<string, PeerConfig>;
+  owner: string;
+  rows: DlqRow[];
+  backlog: number;
+  at: number;
+}
+
+async function takeLease(deps: ReplayDeps, opts: { peerId?: string }): Promise<Lease> {
   // A snapshot: the live list may lose a peer (paused) while its leased rows are sent.
   const peers = new Map(deps.peers);
   const peerIds = opts.peerId !== undefined ? (peers.has(opts.peerId) ? [opts.peerId] : []) : [...peers.keys()];
-  const backlog = await countReplayable(deps.db, peerIds);
-  const round: ReplayRound = { backlog, taken: 0, replayed: 0, failed: 0, throttled: 0, quarantined: 0 };
-  if (backlog === 0) return round;
   const owner = randomUUID();
-  const rows = await leaseReplayable(deps.db, peerIds, adaptiveTake(backlog, deps.replayMaxBatch), owner, LEASE_MS);
-  round.taken = rows.length;
+  if (peerIds.length === 0) return { peers, owner, rows: [], backlog: 0, at: Date.now() };
+  // Taking up to DLQ_REPLAY_MAX_BATCH rows takes exactly clamp(backlog, 64, max) of them, so
+  // the count (for the round's report) runs beside the lease instead of before it.
+  const [backlog, rows] = await Promise.all([countReplayable(deps.db, peerIds), leaseReplayable(deps.db, peerIds, adaptiveTake(Number.MAX_SAFE_INTEGER, deps.replayMaxBatch), owner, LEASE_MS)]);
+  return { peers, owner, rows, backlog: Math.max(backlog, rows.length), at: Date.now() };
+}
+
+async function sendLeased(deps: ReplayDeps, lease: Lease): Promise<ReplayRound> {
+  const { peers, owner, rows } = lease;
+  let leasedAt = lease.at;
+  const round: ReplayRound = { backlog: lease.backlog, taken: rows.length, replayed: 0, failed: 0, throttled: 0, quarantined: 0 };
+  if (rows.length === 0) return round;
   const stored = await loadStored(deps.db, [...new Set(rows.map((r) => r.memoryId))]);
   const byPeer = new Map<string, DlqRow[]>();
   for (const r of rows) {
@@ -121,44 +141,64 @@ export async function replayRound(deps: ReplayDeps, opts: { peerId?: string } = 
     // they stop at the first peer-level failure (the rest are released).
     const itemOf = new Map(peerRows.map((r) => [r.id, toItem(r, stored)]));
     const batches = chunkRows(peerRows, (r) => itemOf.get(r.id)!.bytes, deps.batchMax, rowBudgetFor(peer, deps.selfId, deps.batchMaxBytes));
-    for (let b = 0, i = 0; b < batches.length; i += batches[b]!.length, b++) {
-      // Renew the lease first: a long round must not let another replayer take these rows.
-      const owned = await renewLease(deps.db, batches[b]!.map((r) => r.id), owner, LEASE_MS);
-      const chunk = batches[b]!.filter((r) => owned.has(r.id));
-      if (chunk.length === 0) continue;
-      const items = chunk.map((r) => itemOf.get(r.id)!);
-      const mode = deps.breaker ? await deps.breaker.mode(peerId) : 'split';
-      if (mode === 'whole') {
-        // The peer refuses whole batches and no probe is due: its rows would only be refused
-        // again, so none is sent and no attempt is burnt; the breaker's probe decides when.
-        await releaseLease(deps.db, peerRows.slice(i).map((r) => r.id), owner);
-        count('breaker_open', peerRows.length - i);
-        break;
+    // A batch's outcome is written while the next batch is sent (awaited before the next one
+    // is settled, and before the round ends).
+    let settling: Promise<void> = Promise.resolve();
+    const lost = new Set<number>();
+    try {
+      for (let b = 0, i = 0; b < batches.length; i += batches[b]!.length, b++) {
+        // A long round renews the rest of its lease before it runs low, so no other replayer
+        // takes these rows. A row whose lease a newer refusal dropped meanwhile may still be
+        // sent once more: its settle matches nothing (owner check) and it stays pending.
+        if (Date.now() - leasedAt > LEASE_MS / 4) {
+          const owned = await renewLease(deps.db, peerRows.slice(i).map((r) => r.id), owner, LEASE_MS);
+          leasedAt = Date.now();
+          for (const r of peerRows.slice(i)) if (!owned.has(r.id)) lost.add(r.id);
+        }
+        const chunk = batches[b]!.filter((r) => !lost.has(r.id));
+        if (chunk.length === 0) continue;
+        const items = chunk.map((r) => itemOf.get(r.id)!);
+        const mode = deps.breaker ? await deps.breaker.mode(peerId) : 'split';
+        if (mode === 'whole') {
+          // The peer refuses whole batches and no probe is due: its rows would only be refused
+          // again, so none is sent and no attempt is burnt; the breaker's probe decides when.
+          await releaseLease(deps.db, peerRows.slice(i).map((r) => r.id), owner);
+          count('breaker_open', peerRows.length - i);
+          break;
+        }
+        try {
+          const refused = await sendThroughBreaker(deps, peer, items, mode, { mayOpen: false });
+          const refusedIds = new Map(refused.map((f) => [itemId(f.item), f]));
+          const ok = chunk.filter((r) => !refusedIds.has(r.memoryId)).map((r) => r.id);
+          const failures = chunk.filter((r) => refusedIds.has(r.memoryId)).map((r) => ({ id: r.id, failureClass: refusedIds.get(r.memoryId)!.failureClass, error: refusedIds.get(r.memoryId)!.error }));
+          const previous = settling;
+          settling = (async () => {
+            await previous;
+            const [replayed, q] = await Promise.all([markReplayed(deps.db, ok, owner), markFailed(deps.db, failures, owner, deps.maxAttempts)]);
+            round.replayed += replayed;
+            round.failed += failures.length;
+            round.quarantined += q.length;
+            count('replayed', ok.length);
+            count('failed', failures.length);
+            if (q.length) deps.onQuarantine(q);
+          })();
+          // Marked handled now; its error is thrown where it is awaited.
+          settling.catch(() => undefined);
+        } catch (err) {
+          if (!(err instanceof PeerRequestError)) throw err;
+          // The peer, not the rows, failed (down, throttling, refusing our identity): the rows
+          // were never judged, so no attempt is burnt and their refusal reason is kept. A long
+          // outage therefore never quarantines a backlog; the peer's state has its own alerts.
+          await releaseLease(deps.db, peerRows.slice(i).map((r) => r.id), owner);
+          const outcome = err.failureClass === 'throttle' ? 'throttled' : 'peer_unavailable';
+          if (err.failureClass === 'throttle') round.throttled += chunk.length;
+          count(outcome, chunk.length);
+          deps.logger.warn({ peer: peerId, err: err.message }, 'DLQ replay to peer failed; will retry next round');
+          break;
+        }
       }
-      try {
-        const refused = await sendThroughBreaker(deps, peer, items, mode, { mayOpen: false });
-        const refusedIds = new Map(refused.map((f) => [itemId(f.item), f]));
-        const ok = chunk.filter((r) => !refusedIds.has(r.memoryId)).map((r) => r.id);
-        const failures = chunk.filter((r) => refusedIds.has(r.memoryId)).map((r) => ({ id: r.id, failureClass: refusedIds.get(r.memoryId)!.failureClass, error: refusedIds.get(r.memoryId)!.error }));
-        round.replayed += await markReplayed(deps.db, ok, owner);
-        const q = await markFailed(deps.db, failures, owner, deps.maxAttempts);
-        round.failed += failures.length;
-        round.quarantined += q.length;
-        count('replayed', ok.length);
-        count('failed', failures.length);
-        if (q.length) deps.onQuarantine(q);
-      } catch (err) {
-        if (!(err instanceof PeerRequestError)) throw err;
-        // The peer, not the rows, failed (down, throttling, refusing our identity): the rows
-        // were never judged, so no attempt is burnt and their refusal reason is kept. A long
-        // outage therefore never quarantines a backlog; the peer's state has its own alerts.
-        await releaseLease(deps.db, peerRows.slice(i).map((r) => r.id), owner);
-        const outcome = err.failureClass === 'throttle' ? 'throttled' : 'peer_unavailable';
-        if (err.failureClass === 'throttle') round.throttled += chunk.length;
-        count(outcome, chunk.length);
-        deps.logger.warn({ peer: peerId, err: err.message }, 'DLQ replay to peer failed; will retry next round');
-        break;
-      }
+    } finally {
+      await settling;
     }
   }
   return round;
@@ -174,8 +214,25 @@ export interface ReplayRun extends ReplayRound {
 export async function replayWithinBudget(deps: ReplayDeps, opts: { peerId?: string }, budgetMs: number): Promise<ReplayRun> {
   const started = Date.now();
   const total: ReplayRun = { backlog: 0, taken: 0, replayed: 0, failed: 0, throttled: 0, quarantined: 0, rounds: 0, more: false };
+  let next = takeLease(deps, opts);
   for (;;) {
-    const r = await replayRound(deps, opts);
+    const lease = await next;
+    // The next round's rows are leased while this round is sent (the lease skips rows leased
+    // here, so they are the next oldest); given back untouched if no next round runs.
+    const ahead = lease.rows.length > 0 ? takeLease(deps, opts) : null;
+    ahead?.catch(() => undefined);
+    const giveBack = async () => {
+      const l = ahead ? await ahead.catch(() => null) : null;
+      if (l && l.rows.length > 0) await releaseLease(deps.db, l.rows.map((r) => r.id), l.owner);
+      return l !== null && l.rows.length > 0;
+    };
+    let r: ReplayRound;
+    try {
+      r = await sendLeased(deps, lease);
+    } catch (err) {
+      await giveBack().catch(() => undefined);
+      throw err;
+    }
     total.rounds++;
     total.backlog = r.backlog;
     total.taken += r.taken;
@@ -183,11 +240,16 @@ export async function replayWithinBudget(deps: ReplayDeps, opts: { peerId?: stri
     total.failed += r.failed;
     total.throttled += r.throttled;
     total.quarantined += r.quarantined;
-    if (r.replayed === 0 || r.taken === 0) return total;
-    if (Date.now() - started >= budgetMs) {
-      total.more = r.backlog - r.taken > 0;
+    if (r.replayed === 0 || r.taken === 0) {
+      await giveBack();
       return total;
     }
+    if (Date.now() - started >= budgetMs) {
+      const aheadHadRows = await giveBack();
+      total.more = aheadHadRows || r.backlog - r.taken > 0;
+      return total;
+    }
+    next = ahead ?? takeLease(deps, opts);
   }
 }
 
