@@ -7,7 +7,7 @@ export interface BenchContext {
   infra: BenchInfra;
   report: Report;
   /** Figures measured by one section and reused as a baseline by a later one. */
-  shared: { rawBatchedRowsPerSec?: number };
+  shared: { rawBatchedRowsPerSec?: number; rawBatchedPgCpuUsPerRow?: number };
   /** `full` normally, `quick` under BENCH_QUICK=1. */
   size<T>(full: T, quick: T): T;
 }

@@ -34,6 +34,12 @@ export async function httpSection(ctx: BenchContext): Promise<void> {
     const rawRate = await rawInserts(sql, seconds);
 
     report.add({ metric: `POST /memories, W=1, ${CONNECTIONS} connections`, value: closed.rate, unit: 'writes/s', baselineLabel: `raw INSERT 1 row, ${CONNECTIONS} in flight`, baseline: rawRate });
+    // The HTTP stack alone (Hono on @hono/node-server, the same middleware, no body, no
+    // database): what a request costs before memfed does anything.
+    const stack = await load(target.replace(/\/memories$/, '/health'), seconds, { method: 'GET' });
+    report.add({ metric: `POST /memories, W=1, ${CONNECTIONS} connections`, value: closed.rate, unit: 'req/s', baselineLabel: 'GET /api/v1/health, same process (HTTP stack)', baseline: stack.rate, informational: true });
+    const perRequestUs = (rate: number) => 1e6 / rate;
+    report.note(`HTTP stack: GET /api/v1/health ${stack.rate.toFixed(0)} req/s (p99 ${stack.p99} ms); per request at saturation: POST ${perRequestUs(closed.rate).toFixed(0)} us, health ${perRequestUs(stack.rate).toFixed(0)} us, so memfed's own work is about ${(perRequestUs(closed.rate) - perRequestUs(stack.rate)).toFixed(0)} us of a POST`);
     const half = Math.max(1, Math.round(closed.rate / 2));
     const fixed = await load(target, seconds, { overallRate: half });
     report.add({ metric: `POST p99 at ${half} writes/s (half of the above)`, value: fixed.p99, unit: 'ms', baselineLabel: 'target p99', baseline: P99_TARGET_MS, better: 'lower' });
@@ -104,10 +110,11 @@ export interface LoadResult {
   errors: number;
 }
 
-/** autocannon POSTing one memory per request at `url` (closed loop, or `overallRate` per second). */
-export async function load(url: string, seconds: number, opts: { overallRate?: number; connections?: number }): Promise<LoadResult> {
-  const { connections = CONNECTIONS, ...rest } = opts;
-  const r = await autocannon({ url, method: 'POST', headers: { 'content-type': 'application/json' }, body: BODY, connections, duration: seconds, ...rest });
+/** autocannon POSTing one memory per request at `url` (closed loop, or `overallRate` per second); `method: 'GET'` sends no body. */
+export async function load(url: string, seconds: number, opts: { overallRate?: number; connections?: number; method?: 'POST' | 'GET' }): Promise<LoadResult> {
+  const { connections = CONNECTIONS, method = 'POST', ...rest } = opts;
+  const request = method === 'POST' ? { method, headers: { 'content-type': 'application/json' }, body: BODY } : { method };
+  const r = await autocannon({ url, ...request, connections, duration: seconds, ...rest });
   return { rate: r.requests.total / seconds, requests: r.requests.total, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
 }
 

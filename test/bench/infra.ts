@@ -9,6 +9,7 @@ import { prepareDatabase } from '../../src/db/migrate.js';
 import { ensureOwnKey } from '../../src/federation/keys.js';
 import { startNode, type RunningNode } from '../../workers/node.js';
 import { freePort } from '../helpers/env.js';
+import { startRole } from './role-process.js';
 
 export const PG_ADMIN_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 export const REDIS_URL = process.env.BENCH_REDIS_URL ?? 'redis://127.0.0.1:6379';
@@ -19,7 +20,8 @@ export interface BenchNode {
   dbName: string;
   dbUrl: string;
   prefix: string;
-  running: RunningNode;
+  /** The node in this process, or a `memfed all` process of its own (`pid`). */
+  running: Pick<RunningNode, 'close'> & { pid?: number };
   env: Record<string, string>;
 }
 
@@ -78,8 +80,12 @@ export class BenchInfra {
     for (const id of ids) await ensureOwnKey(dir, id);
   }
 
-  /** An in-process `memfed all` node via startNode(loadConfig(env)). */
-  async startNode(opts: { id: string; keyDir: string; peers?: BenchNode[]; env?: Record<string, string>; dbName?: string; prefix?: string; port?: number }): Promise<BenchNode> {
+  /**
+   * A `memfed all` node: in this process via startNode(loadConfig(env)), or with
+   * `ownProcess` a process of its own (as a peer is in a real mesh: its own event loop and
+   * core, and its CPU not counted as this process's).
+   */
+  async startNode(opts: { id: string; keyDir: string; peers?: BenchNode[]; env?: Record<string, string>; dbName?: string; prefix?: string; port?: number; ownProcess?: boolean }): Promise<BenchNode> {
     const port = opts.port ?? (await freePort());
     const dbName = opts.dbName ?? this.newDatabaseName();
     const prefix = opts.prefix ?? this.prefix(opts.id.replace(/[^A-Za-z0-9]/g, ''));
@@ -97,8 +103,18 @@ export class BenchInfra {
       SHUTDOWN_GRACE_MS: '2000',
       ...opts.env,
     };
-    const running = await startNode('all', loadConfig(env));
-    const node: BenchNode = { id: opts.id, url: running.apiUrl ?? `http://127.0.0.1:${port}`, dbName, dbUrl: this.dbUrl(dbName), prefix, running, env };
+    let running: BenchNode['running'];
+    let url = `http://127.0.0.1:${port}`;
+    if (opts.ownProcess) {
+      await prepareDatabase(this.dbUrl(dbName));
+      const proc = await startRole('all', { ...env, LOG_LEVEL: 'warn' }, port);
+      running = { close: () => proc.stop(), ...(proc.proc.pid !== undefined ? { pid: proc.proc.pid } : {}) };
+    } else {
+      const node = await startNode('all', loadConfig(env));
+      running = node;
+      url = node.apiUrl ?? url;
+    }
+    const node: BenchNode = { id: opts.id, url, dbName, dbUrl: this.dbUrl(dbName), prefix, running, env };
     this.#nodes.push(node);
     return node;
   }

@@ -1,7 +1,7 @@
 import type { BenchContext } from './context.js';
 import { memoryInput } from './data.js';
 import { metricSum, scrape, type BenchNode } from './infra.js';
-import { now, percentile, pool, until } from './stats.js';
+import { now, ownCpuSeconds, percentile, pidCpuSeconds, pool, processCpuSeconds, until } from './stats.js';
 
 /** The upstream quote (docs/wire.md): 80 push requests/s of 5-memory batches on Postgres. */
 const UPSTREAM_PUSH_RPS = 80;
@@ -20,7 +20,8 @@ interface Counters {
 }
 
 /**
- * Section 4: end-to-end replication between two in-process nodes (A has FED_PEERS=B).
+ * Section 4: end-to-end replication from node A (in this process, FED_PEERS=B) to node B
+ * (a `memfed all` process of its own, as a peer is).
  * Writes go to A's HTTP API; the clock stops when B's database holds every row. Then
  * single-write latency with FED_QUORUM_W=2 against the same with W=1.
  */
@@ -32,7 +33,8 @@ export async function replicationSection(ctx: BenchContext): Promise<void> {
   const smallRows = ctx.size(3_000, 1_000);
   const keyDir = infra.keyDir();
   await infra.enrol(keyDir, ['bench-a', 'bench-b']);
-  const b = await infra.startNode({ id: 'bench-b', keyDir });
+  // B is a process of its own, as a peer is; A (and the load) run in this process.
+  const b = await infra.startNode({ id: 'bench-b', keyDir, ownProcess: true });
   const aDb = infra.newDatabaseName();
   const aPrefix = infra.prefix('a');
   // A restarts with other settings on the same database and prefix.
@@ -117,19 +119,30 @@ interface Phase {
   ingestMs: number;
   totalMs: number;
   delta: Counters;
+  /** CPU seconds over the phase: every Postgres process, this process (A and the load), B's process. */
+  pgCpu: number;
+  aCpu: number;
+  bCpu: number;
 }
 
 /** Runs `write`, then `settle` (B holds everything), with A's and B's counters around it. */
 async function measure(a: BenchNode, b: BenchNode, write: () => Promise<void>, settle: () => Promise<void>): Promise<Phase> {
   const before = await counters(a, b);
+  const pg0 = processCpuSeconds('postgres');
+  const own0 = ownCpuSeconds();
+  const bCpu = () => (b.running.pid !== undefined ? pidCpuSeconds(b.running.pid) : Number.NaN);
+  const b0 = bCpu();
   const t = now();
   await write();
   const ingestMs = now() - t;
   await settle();
   const totalMs = now() - t;
+  const pgCpu = processCpuSeconds('postgres') - pg0;
+  const aCpu = ownCpuSeconds() - own0;
+  const bUsed = bCpu() - b0;
   const after = await counters(a, b);
   const delta = Object.fromEntries(Object.keys(after).map((k) => [k, after[k as keyof Counters] - before[k as keyof Counters]])) as unknown as Counters;
-  return { ingestMs, totalMs, delta };
+  return { ingestMs, totalMs, delta, pgCpu, aCpu, bCpu: bUsed };
 }
 
 async function counters(a: BenchNode, b: BenchNode): Promise<Counters> {
@@ -152,12 +165,19 @@ function reportPhase(ctx: BenchContext, label: string, rows: number, p: Phase, w
   if (withCeiling && ctx.shared.rawBatchedRowsPerSec !== undefined) {
     report.add({ metric: `replicated A->B, ${label}`, value: rowsPerSec, unit: 'rows/s', baselineLabel: 'raw batched INSERT (PG ceiling)', baseline: ctx.shared.rawBatchedRowsPerSec });
   }
+  // Where the time goes: the Postgres CPU a replicated row costs (A's insert and feed row,
+  // A's feed page and row reads, B's LWW apply and feed row) against a raw batched row.
+  if (withCeiling && ctx.shared.rawBatchedPgCpuUsPerRow !== undefined && Number.isFinite(p.pgCpu)) {
+    report.add({ metric: `Postgres CPU per replicated row, ${label}`, value: (p.pgCpu * 1e6) / rows, unit: 'us', baselineLabel: 'Postgres CPU per row, raw batched INSERT', baseline: ctx.shared.rawBatchedPgCpuUsPerRow, better: 'lower' });
+  }
   report.add({ metric: `push requests, ${label}`, value: pushRps, unit: 'req/s', baselineLabel: 'upstream quoted push rate', baseline: UPSTREAM_PUSH_RPS, informational: true });
   const recvMs = p.delta.recvCount > 0 ? (p.delta.recvSeconds * 1000) / p.delta.recvCount : Number.NaN;
   report.note(
     `${label}: A accepted all in ${(p.ingestMs / 1000).toFixed(2)} s (${(rows / (p.ingestMs / 1000)).toFixed(0)} rows/s), B complete after ${secs.toFixed(2)} s ` +
       `(lag after last write ${((p.totalMs - p.ingestMs) / 1000).toFixed(2)} s); ${p.delta.pushesOk} ok pushes of ${p.delta.pushesAll}, ` +
       `${(p.delta.rowsAcked / Math.max(p.delta.pushesOk, 1)).toFixed(0)} rows/push; B spent ${recvMs.toFixed(1)} ms per push request ` +
-      `(${((p.delta.recvSeconds * 1000) / p.totalMs * 100).toFixed(0)}% of the wall time)`,
+      `(${((p.delta.recvSeconds * 1000) / p.totalMs * 100).toFixed(0)}% of the wall time); CPU over the phase: Postgres ${p.pgCpu.toFixed(1)} s ` +
+      `(${((p.pgCpu * 1e6) / rows).toFixed(0)} us/row), A and the load ${p.aCpu.toFixed(1)} s (${((p.aCpu * 1e6) / rows).toFixed(0)} us/row), ` +
+      `B ${p.bCpu.toFixed(1)} s (${((p.bCpu * 1e6) / rows).toFixed(0)} us/row), of ${(2 * secs).toFixed(1)} core-seconds`,
   );
 }

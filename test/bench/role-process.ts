@@ -11,10 +11,10 @@ export interface RoleProcess {
 
 /**
  * `memfed <role>` as a process of its own, from the TypeScript sources (api-process.ts),
- * resolved once `/api/v1/ready` answers on `readyPort` (HTTP_PORT for api, WORKER_HTTP_PORT
- * for worker).
+ * resolved once `/api/v1/ready` answers on `readyPort` (HTTP_PORT for api and all,
+ * WORKER_HTTP_PORT for worker).
  */
-export async function startRole(role: 'api' | 'worker', env: Record<string, string>, readyPort: number): Promise<RoleProcess> {
+export async function startRole(role: 'api' | 'worker' | 'all', env: Record<string, string>, readyPort: number): Promise<RoleProcess> {
   const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/bench/api-process.ts'), role], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));

@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Tiny timing and statistics helpers for the benchmark. */
 
@@ -92,3 +93,44 @@ export function fmt(n: number): string {
   const digits = abs >= 100 ? 0 : abs >= 10 ? 1 : abs >= 1 ? 2 : 3;
   return n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: 0 });
 }
+
+/**
+ * CPU seconds (user + system) used so far by the live processes named `comm` (Linux
+ * /proc; NaN where it cannot be read). A delta across a phase whose processes live through
+ * it (the Postgres backends of open pools) is that phase's CPU.
+ */
+export function processCpuSeconds(comm: string): number {
+  let total = 0;
+  let entries: string[];
+  try {
+    entries = readdirSync('/proc').filter((e) => /^\d+$/.test(e));
+  } catch {
+    return Number.NaN;
+  }
+  for (const pid of entries) {
+    try {
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== comm) continue;
+      total += pidCpuSeconds(Number(pid));
+    } catch {
+      // The process ended meanwhile.
+    }
+  }
+  return total;
+}
+
+/** CPU seconds (user + system) used so far by process `pid` (Linux /proc); throws if it is gone. */
+export function pidCpuSeconds(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  // Fields after the parenthesised name: utime and stime are the 12th and 13th.
+  const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(f[11]) + Number(f[12])) / USER_HZ;
+}
+
+// USER_HZ: 100 on every Linux this runs on.
+const USER_HZ = 100;
+
+/** CPU seconds of this process (every thread) so far. */
+export const ownCpuSeconds = () => {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+};

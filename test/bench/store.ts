@@ -5,7 +5,7 @@ import { insertMemories, memoryRow } from '../../src/store/memories.js';
 import { applyReplicated } from '../../src/store/replica.js';
 import type { BenchContext } from './context.js';
 import { newMemories } from './data.js';
-import { median, now, pool } from './stats.js';
+import { median, now, pool, processCpuSeconds } from './stats.js';
 
 const IN_FLIGHT = 10;
 const BATCH = 500;
@@ -44,10 +44,18 @@ export async function storeSection(ctx: BenchContext): Promise<void> {
     await pool(rows, IN_FLIGHT, async (i) => void (await insert(i)));
     return (rows * 1000) / (now() - t);
   };
-  const batchRate = async (count: number, insert: (b: number) => Promise<unknown>) => {
+  // Postgres CPU per row of each batched kind, summed over the repetitions.
+  const pgCpu = { raw: 0, rawRows: 0 };
+  const batchRate = async (count: number, insert: (b: number) => Promise<unknown>, cpu?: 'raw') => {
+    const cpu0 = processCpuSeconds('postgres');
     const t = now();
     for (let b = 0; b < count; b++) await insert(b);
-    return (count * BATCH * 1000) / (now() - t);
+    const rate = (count * BATCH * 1000) / (now() - t);
+    if (cpu) {
+      pgCpu.raw += processCpuSeconds('postgres') - cpu0;
+      pgCpu.rawRows += count * BATCH;
+    }
+    return rate;
   };
 
   // Warm-up: pools connected, statements prepared, JIT warm.
@@ -70,12 +78,13 @@ export async function storeSection(ctx: BenchContext): Promise<void> {
     const rawBatches = Array.from({ length: batches }, () => newMemories(BATCH).map(plain));
     const applyBatches = Array.from({ length: batches }, () => newMemories(BATCH));
     r.mfBatch.push(await batchRate(batches, (b) => insertMemories(database.db, mfBatches[b]!)));
-    r.rawBatch.push(await batchRate(batches, (b) => sql`INSERT INTO bench_plain ${sql(rawBatches[b]!)}`));
+    r.rawBatch.push(await batchRate(batches, (b) => sql`INSERT INTO bench_plain ${sql(rawBatches[b]!)}`, 'raw'));
     r.apply.push(await batchRate(batches, (b) => applyReplicated(database.db, { memories: applyBatches[b]!, tombstones: [], originPeer: 'bench-peer' })));
   }
 
   const rawBatch = median(r.rawBatch);
   ctx.shared.rawBatchedRowsPerSec = rawBatch;
+  ctx.shared.rawBatchedPgCpuUsPerRow = (pgCpu.raw * 1e6) / pgCpu.rawRows;
   report.add({ metric: `insertMemories 1 row, ${IN_FLIGHT} in flight`, value: median(r.mfSingle), unit: 'rows/s', baselineLabel: `raw INSERT 1 row, ${IN_FLIGHT} in flight`, baseline: median(r.rawSingle) });
   report.add({ metric: `insertMemories ${BATCH}/call`, value: median(r.mfBatch), unit: 'rows/s', baselineLabel: `raw INSERT ${BATCH}/statement`, baseline: rawBatch });
   report.add({ metric: `applyReplicated ${BATCH}/call (new ids)`, value: median(r.apply), unit: 'rows/s', baselineLabel: `raw INSERT ${BATCH}/statement`, baseline: rawBatch });
