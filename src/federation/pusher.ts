@@ -7,7 +7,7 @@ import { deadLetter, type DeadLetter } from '../store/dlq.js';
 import { FEED_START, type FeedPosition } from '../store/feed.js';
 import { PeerRequestError, type PeerClient } from './client.js';
 import { testFault } from '../test-faults.js';
-import { itemId, readFeedPage, type Item } from './feed-page.js';
+import { itemId, readFeedPage, type FeedPage, type Item } from './feed-page.js';
 import { pushBodyBudget } from './peers.js';
 import type { BatchVerdict, BreakerMode, RefusalBreaker } from './refusal-breaker.js';
 import { buildPushBody, pushBodyOf, type PushResponse } from './wire.js';
@@ -110,13 +110,19 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
   const out: PushRunResult = { batches: 0, rows: 0, deadLettered: 0, refused: [], caughtUp: false, recovered: false, cursor: FEED_START };
   let hadError: boolean | undefined;
   const rowBudget = rowBudgetFor(peer, deps.selfId, deps.batchMaxBytes);
+  const readPage = (after: FeedPosition): Promise<FeedPage> => readFeedPage(deps.db, after, deps.batchMax, { excludeOrigin: peer.id, maxBytes: rowBudget });
+  // The page after the batch in flight, read while the peer handles that batch. Used only
+  // if the cursor then stands exactly where it starts (the batch was acked, no other
+  // runner moved it); else dropped (its failure is handled at once and ignored).
+  let ahead: { after: FeedPosition; page: Promise<FeedPage> } | null = null;
   for (;;) {
     // Not even the cursor read: a purged peer's cursor must not be re-created by a run.
     if (deps.stillActive && !deps.stillActive(peer.id)) return { ...out, caughtUp: true };
     const cursor = await getCursor(deps.db, peer.id);
     hadError ??= cursor.lastErrorClass !== null;
     out.cursor = { txid: cursor.txid, seq: cursor.seq };
-    const page = await readFeedPage(deps.db, cursor, deps.batchMax, { excludeOrigin: peer.id, maxBytes: rowBudget });
+    const page: FeedPage = ahead && ahead.after.txid === cursor.txid && ahead.after.seq === cursor.seq ? await ahead.page : await readPage(cursor);
+    ahead = null;
     // Read after the page (as the cursor form does): entries pruned from under the page
     // have moved the horizon by then. Behind it, the feed cannot deliver: a snapshot does.
     if (behindHorizon(cursor, await readHorizon(deps.db))) {
@@ -159,7 +165,12 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     const items = page.items;
     let refusedIds = new Set<string>();
     if (testFault('cursor-before-ack')) await advanceCursor(deps.db, peer.id, last);
+    const more = page.read >= deps.batchMax || page.cut;
     if (items.length > 0) {
+      if (more) {
+        ahead = { after: { txid: last.txid, seq: last.seq }, page: readPage(last) };
+        ahead.page.catch(() => undefined);
+      }
       const refusals = await sendThroughBreaker(deps, peer, items);
       const dead = refusals.map((r) => refusalToDeadLetter(peer.id, r));
       if (dead.length > 0) await deadLetter(deps.db, dead);
@@ -176,7 +187,7 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     out.cursor = { txid: last.txid, seq: last.seq };
     const refused = page.delivered.filter((e) => refusedIds.has(e.memoryId)).map((e) => ({ txid: e.txid, seq: e.seq }));
     await deps.publishAck(peer.id, last, refused, { txid: cursor.txid, seq: cursor.seq }).catch((err) => deps.logger.warn({ err, peer: peer.id }, 'ack publish failed'));
-    if (page.read < deps.batchMax && !page.cut) {
+    if (!more) {
       out.caughtUp = true;
       return out;
     }
