@@ -8,6 +8,7 @@ import { growthSection } from './growth.js';
 import { repairSection } from './repair.js';
 import { httpSection, soakSection } from './http.js';
 import { processesSection } from './processes.js';
+import { quorumSection } from './quorum.js';
 import { BenchInfra } from './infra.js';
 import { replicationSection } from './replication.js';
 import { Report } from './report.js';
@@ -28,6 +29,7 @@ const SECTIONS: Array<[string, Section]> = [
   ['enqueue', enqueueSection],
   ['store', storeSection],
   ['http', httpSection],
+  ['quorum', quorumSection],
   ['replication', replicationSection],
   ['dlq', dlqSection],
   ['catchup', catchupSection],
