@@ -34,22 +34,23 @@ export function judge(peerId: string, raw: unknown, maxBytes: number | undefined
  */
 export interface PreparedRows {
   /** By the served (parsed) row object. */
-  judged: Map<unknown, Judged>;
+  judged: ReadonlyMap<unknown, Judged>;
   /** By the validated memory object (never changed after validation). */
-  encoded: Map<Memory, string>;
+  encoded: ReadonlyMap<Memory, string>;
 }
 
 export const NOTHING_PREPARED: PreparedRows = { judged: new Map(), encoded: new Map() };
 
 export function prepareRows(peerId: string, rows: unknown, maxBytes: number | undefined): PreparedRows {
-  const out: PreparedRows = { judged: new Map(), encoded: new Map() };
-  if (!Array.isArray(rows)) return out;
+  const judged = new Map<unknown, Judged>();
+  const encoded = new Map<Memory, string>();
+  if (!Array.isArray(rows)) return { judged, encoded };
   for (const raw of rows) {
     const j = judge(peerId, raw, maxBytes);
-    out.judged.set(raw, j);
-    if ('memory' in j) out.encoded.set(j.memory, recordsetRow(j.memory));
+    judged.set(raw, j);
+    if ('memory' in j) encoded.set(j.memory, recordsetRow(j.memory));
   }
-  return out;
+  return { judged, encoded };
 }
 
 /** The judgement of a served row: the prepared one, else made now. */
