@@ -1,12 +1,11 @@
 import type { Job } from 'bullmq';
 import { PeerRequestError } from '../src/federation/client.js';
-import { pullFromPeer, type PullResult } from '../src/federation/catchup.js';
+import { CATCHUP_PAGE_LIMIT, pullFromPeer, type PullResult } from '../src/federation/catchup.js';
 import { WatermarkMoved, recordPullError } from '../src/store/watermarks.js';
 import { enqueueCatchup, type CatchupJob } from '../queues/catchup.js';
 import type { WorkerContext } from './context.js';
 
 const RUN_BUDGET_MS = 20_000;
-const PAGE_LIMIT = 500;
 
 /** `catchup.pull`: one bounded pull (src/federation/catchup.ts); more to fetch continues at once. */
 export function catchupProcessor(ctx: WorkerContext) {
@@ -15,7 +14,7 @@ export function catchupProcessor(ctx: WorkerContext) {
     if (!peer) return { skipped: `peer ${job.data.peerId} is no longer configured` };
     try {
       const r = await pullFromPeer(
-        { db: ctx.database.db, client: ctx.client, logger: ctx.logger, metrics: ctx.metrics, pageLimit: PAGE_LIMIT, policy: ctx.policy, audit: ctx.audit, clockSkewMs: ctx.config.federation.clockSkewMs, tombstoneGraceMs: ctx.config.expiry.tombstoneGraceMs, memoryMaxBytes: ctx.config.limits.memoryMaxBytes },
+        { db: ctx.database.db, client: ctx.client, logger: ctx.logger, metrics: ctx.metrics, pageLimit: CATCHUP_PAGE_LIMIT, policy: ctx.policy, audit: ctx.audit, clockSkewMs: ctx.config.federation.clockSkewMs, tombstoneGraceMs: ctx.config.expiry.tombstoneGraceMs, memoryMaxBytes: ctx.config.limits.memoryMaxBytes },
         peer,
         RUN_BUDGET_MS,
       );

@@ -1,10 +1,7 @@
-import { createHash } from 'node:crypto';
 import type { PeerConfig } from '../config.js';
 import type { Db, Tx } from '../db/client.js';
-import { ApiError, ValidationError } from '../errors.js';
-import { MEMORY_TOO_LARGE } from '../memory/size.js';
 import type { Logger } from '../logger.js';
-import { isValidId, validateMemory, type Memory } from '../memory/model.js';
+import { isValidId, type Memory } from '../memory/model.js';
 import { formatTimestamp, nowMicros, parseTimestamp } from '../memory/time.js';
 import type { Metrics } from '../metrics.js';
 import { recordRefusals, type CatchupRefusal } from '../store/catchup-refusals.js';
@@ -17,10 +14,19 @@ import type { Policy } from '../governance.js';
 import { PeerRequestError, type PeerClient } from './client.js';
 import { applyFromPeer } from './receive.js';
 import { parsePushBody } from './wire.js';
+import { NOTHING_PREPARED, judge, judgeServed, prepareRows, servedId, type PreparedRows } from './served-rows.js';
 import { now } from '../clock.js';
 
 /** The largest `limit` the since form allows (docs/wire.md). */
 const SINCE_LIMIT_MAX = 10_000;
+
+/**
+ * Rows a catch-up asks for per page. Each page costs a request, a transaction and the
+ * watermark write, so fewer larger pages catch up faster (docs/performance.md, Catch-up);
+ * the serving node still ends a page at 4 MiB, and a page larger than this node accepts
+ * is asked for again with a quarter of the rows.
+ */
+export const CATCHUP_PAGE_LIMIT = 2000;
 
 export interface CatchupDeps {
   db: Db;
@@ -44,6 +50,12 @@ export interface PullResult {
   caughtUp: boolean;
   /** Where the run stopped because a row or page could not be applied for now (retried next tick). */
   failedRow?: { id: string; reason: string };
+}
+
+/** A fetched page and the work on its rows already done (served-rows.ts). */
+interface Fetched {
+  page: SincePage;
+  prepared: PreparedRows;
 }
 
 interface SincePage {
@@ -78,12 +90,15 @@ export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs
   // The next page, asked for while this one is applied. It is used only if the loop then
   // asks with exactly the same parameters (the watermark moved where the page said it
   // would); otherwise it is dropped. Pages are still applied one after another, in order.
-  let ahead: { key: string; page: Promise<SincePage> } | null = null;
-  const fetchPage = (params: Record<string, string>): Promise<SincePage> => {
+  // The look-ahead's rows are judged and encoded when it arrives (prepared), while the
+  // current page is still in the database.
+  let ahead: { key: string; fetched: Promise<Fetched> } | null = null;
+  const request = (params: Record<string, string>): Promise<Fetched> => deps.client.since(peer, params).then((p) => ({ page: p as SincePage, prepared: prepared(deps, peer, p) }));
+  const fetchPage = (params: Record<string, string>): Promise<Fetched> => {
     const key = JSON.stringify(params);
-    const page = ahead?.key === key ? ahead.page : (deps.client.since(peer, params) as Promise<SincePage>);
+    const fetched = ahead?.key === key ? ahead.fetched : request(params);
     ahead = null;
-    return page;
+    return fetched;
   };
   for (;;) {
     const wm = await getWatermark(deps.db, peer.id);
@@ -115,8 +130,9 @@ export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs
     // the since form, which is how a first pull tells them apart.
     const useSince = wm.since !== null && wm.cursor === null;
     let page: SincePage;
+    let rows: PreparedRows;
     try {
-      page = await fetchPage(useSince ? { since: wm.since!, limit: String(limit) } : { cursor: wm.cursor ?? encodeCursor(FEED_START), limit: String(limit) });
+      ({ page, prepared: rows } = await fetchPage(useSince ? { since: wm.since!, limit: String(limit) } : { cursor: wm.cursor ?? encodeCursor(FEED_START), limit: String(limit) }));
     } catch (err) {
       if (!useSince && err instanceof PeerRequestError && err.status === 410 && err.code === 'RESYNC_REQUIRED') {
         // The peer pruned its feed past our cursor: nothing after it can be read from the
@@ -150,13 +166,13 @@ export async function pullFromPeer(deps: CatchupDeps, peer: PeerConfig, budgetMs
     out.mode = typeof page.next_cursor === 'string' ? 'cursor' : 'since';
     const next = Date.now() - started <= budgetMs ? predictedNext(page, limit, wm.since, deps.clockSkewMs) : null;
     if (next) {
-      const p = deps.client.since(peer, next) as Promise<SincePage>;
+      const p = request(next);
       p.catch(() => {}); // a dropped look-ahead's failure is nobody's; a used one's is rethrown where awaited
-      ahead = { key: JSON.stringify(next), page: p };
+      ahead = { key: JSON.stringify(next), fetched: p };
     }
     let step: PageStep;
     try {
-      step = out.mode === 'cursor' ? await applyCursorPage(deps, peer, wm, page) : await applySincePage(deps, peer, wm, page, limit);
+      step = out.mode === 'cursor' ? await applyCursorPage(deps, peer, wm, page, rows) : await applySincePage(deps, peer, wm, page, limit, rows);
     } catch (err) {
       if (err instanceof WatermarkMoved) throw err;
       // A transient failure (connection, serialization, lock, anything the database threw):
@@ -204,20 +220,12 @@ interface PageStep {
   failedRow?: { id: string; reason: string };
 }
 
-/** An id for a served row: its own when it has a valid one, else a digest of the row as served. */
-function servedId(raw: unknown): string {
-  const id = (raw as { id?: unknown } | null)?.id;
-  if (isValidId(id)) return id;
-  return `sha256:${createHash('sha256').update(JSON.stringify(raw) ?? 'null').digest('hex').slice(0, 32)}`;
-}
-
-/** Validates a served row; a row that does not validate is a permanent refusal (never retried by itself). */
-function judge(peerId: string, raw: unknown, maxBytes: number | undefined): { memory: Memory } | { refusal: CatchupRefusal } {
+/** A page's rows prepared ahead; nothing (each row is then judged at apply, as before) if that fails. */
+function prepared(deps: CatchupDeps, peer: PeerConfig, page: unknown): PreparedRows {
   try {
-    return { memory: validateMemory(raw, { ...(maxBytes !== undefined ? { maxBytes } : {}) }) };
-  } catch (err) {
-    const code = err instanceof ApiError && err.code === MEMORY_TOO_LARGE ? MEMORY_TOO_LARGE : err instanceof ValidationError ? 'VALIDATION' : 'UNPARSEABLE';
-    return { refusal: { peerId, memoryId: servedId(raw), lane: 'memories', row: raw, code, reason: (err as Error).message.slice(0, 300) } };
+    return prepareRows(peer.id, (page as SincePage | null)?.memories, deps.memoryMaxBytes);
+  } catch {
+    return NOTHING_PREPARED;
   }
 }
 
@@ -245,7 +253,7 @@ function reportRefusals(deps: CatchupDeps, peer: PeerConfig, fresh: CatchupRefus
   deps.audit.record({ kind: 'catchup.refused', actor: peer.id, details: { peer: peer.id, rows: fresh.slice(0, 100).map((r) => ({ id: r.memoryId, lane: r.lane, code: r.code, reason: r.reason })), count: fresh.length } });
 }
 
-async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark, page: SincePage): Promise<PageStep> {
+async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark, page: SincePage, rows: PreparedRows): Promise<PageStep> {
   const entries = Array.isArray(page.entries) ? page.entries : [];
   const byId = new Map<string, unknown>();
   for (const m of Array.isArray(page.memories) ? page.memories : []) if (m && typeof (m as { id?: unknown }).id === 'string') byId.set((m as { id: string }).id, m);
@@ -274,7 +282,7 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
       cursor = before();
       break;
     }
-    const j = judge(peer.id, byId.get(e.id), deps.memoryMaxBytes);
+    const j = judgeServed(rows, peer.id, byId.get(e.id), deps.memoryMaxBytes);
     if ('memory' in j) memories.push(j.memory);
     else invalid.push({ ...j.refusal, memoryId: e.id });
   }
@@ -288,6 +296,7 @@ async function applyCursorPage(deps: CatchupDeps, peer: PeerConfig, wm: Watermar
       fresh = await recordInTransaction(peer, tx, invalid, refused, (id, lane) => (lane === 'tombstones' ? tombs.get(id) : byId.get(id)));
       await advanceWatermark(tx, peer.id, wm, { cursor, since: null, lagRows, lastRowAt, ...(failedRow ? { halted: haltMessage(failedRow) } : {}) });
     },
+    encoded: rows.encoded,
   });
   if (invalid.length > 0) deps.metrics.appliedRows.inc({ status: 'skipped', via: 'catchup' }, invalid.length);
   reportRefusals(deps, peer, fresh);
@@ -402,13 +411,13 @@ function sinceAfter(prev: string | null, rows: unknown[], full: boolean, horizon
   return since;
 }
 
-async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark, page: SincePage, limit: number): Promise<PageStep> {
+async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark, page: SincePage, limit: number, prepared: PreparedRows): Promise<PageStep> {
   const rows = Array.isArray(page.memories) ? page.memories : [];
   const valid: Memory[] = [];
   const invalid: CatchupRefusal[] = [];
   const served = new Map<string, unknown>();
   for (const raw of rows) {
-    const j = judge(peer.id, raw, deps.memoryMaxBytes);
+    const j = judgeServed(prepared, peer.id, raw, deps.memoryMaxBytes);
     if ('memory' in j) {
       valid.push(j.memory);
       served.set(j.memory.id, raw);
@@ -424,6 +433,7 @@ async function applySincePage(deps: CatchupDeps, peer: PeerConfig, wm: Watermark
       fresh = await recordInTransaction(peer, tx, invalid, refused, (id) => served.get(id));
       await advanceWatermark(tx, peer.id, wm, { cursor: null, since, lagRows: caughtUp ? 0 : rows.length, lastRowAt });
     },
+    encoded: prepared.encoded,
   });
   if (invalid.length > 0) deps.metrics.appliedRows.inc({ status: 'skipped', via: 'catchup' }, invalid.length);
   reportRefusals(deps, peer, fresh);

@@ -85,8 +85,11 @@ export async function applyFromPeer(
   peerId: string,
   via: 'push' | 'catchup' | 'snapshot' | 'repair',
   rows: PeerRows,
-  /** `inTransaction` also gets admission's refusals (catch-up records them in the same commit). */
-  opts: { dryRun?: boolean; inTransaction?: (tx: Tx, refused: AdmissionRefusal[]) => Promise<void> } = {},
+  /**
+   * `inTransaction` also gets admission's refusals (catch-up records them in the same
+   * commit); `encoded`: recordset rows of some memories, encoded ahead (catch-up).
+   */
+  opts: { dryRun?: boolean; inTransaction?: (tx: Tx, refused: AdmissionRefusal[]) => Promise<void>; encoded?: ReadonlyMap<Memory, string> } = {},
 ): Promise<PeerApply> {
   const { refused, ...admittedRows } = await admitReplicated(deps.db, deps.policy, peerId, rows, deps.clockSkewMs);
   const { refused: refusedEvents, ...events } = admitEvents(rows, deps.clockSkewMs);
@@ -110,7 +113,7 @@ export async function applyFromPeer(
     return { ...none, noop, refused, refusedEvents, admitted };
   }
   const inTx = opts.inTransaction;
-  const out = await applyReplicated(deps.db, { ...admitted, originPeer: peerId }, inTx ? (tx, graceRefused) => inTx(tx, [...refused, ...graceRefused.map(graceRefusal)]) : undefined, guard);
+  const out = await applyReplicated(deps.db, { ...admitted, originPeer: peerId, ...(opts.encoded ? { encoded: opts.encoded } : {}) }, inTx ? (tx, graceRefused) => inTx(tx, [...refused, ...graceRefused.map(graceRefusal)]) : undefined, guard);
   // Refused as beyond the grace horizon: answered and recorded like admission's refusals.
   if (out.refused.length > 0) {
     for (const r of out.refused) deps.metrics.beyondGraceRefused.inc({ via, lane: r.lane });

@@ -136,7 +136,8 @@ export function validateMemory(input: unknown, opts: { maxBytes?: number } = {})
   out.version = src.version === undefined || src.version === null ? 1 : validateVersion(src.version);
   for (const k of optionalTimestampKeys) if (out[k] !== undefined) out[k] = validateTimestampField(k, out[k]);
   checkTypedOptionalFields(out);
-  assertSafeJson(out);
+  // No second assertSafeJson: every value of `out` is one of `src`'s (checked above) or one
+  // made here (normalised timestamps, the defaults).
   const ordered = orderKeys(out as Memory);
   checkMemorySize(ordered, opts.maxBytes ?? MEMORY_MAX_BYTES_DEFAULT);
   return ordered;
@@ -162,11 +163,22 @@ export function defaultExpiry(tier: Tier, createdAt: string): string | undefined
 /** Canonical JSON: sorted keys, no whitespace. Stable across memfed nodes. */
 export function canonicalJson(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
-  const entries = Object.entries(value as Record<string, unknown>)
-    .filter(([, v]) => v !== undefined)
-    .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-  return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
+  // Built by concatenation, without intermediate arrays: every replicated row is digested.
+  if (Array.isArray(value)) {
+    let out = '[';
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(value[i]);
+    return `${out}]`;
+  }
+  const obj = value as Record<string, unknown>;
+  // The default sort compares UTF-16 code units, as `<` on strings does.
+  const keys = Object.keys(obj).sort();
+  let out = '{';
+  for (const k of keys) {
+    const v = obj[k];
+    if (v === undefined) continue;
+    out += `${out.length === 1 ? '' : ','}${JSON.stringify(k)}:${canonicalJson(v)}`;
+  }
+  return `${out}}`;
 }
 
 export function memoryDigest(m: Memory): string {

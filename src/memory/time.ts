@@ -16,6 +16,8 @@ interface Instant {
   ms: number;
   /** 0-999: microseconds within `ms`. */
   micro: number;
+  /** The string parsed is already the wire form of this instant (normalising it is a no-op). */
+  wire?: true;
 }
 
 /** Parses RFC 3339 into epoch microseconds (exact up to year 2255; beyond, within a few µs), or null. */
@@ -35,7 +37,7 @@ function parseWireForm(input: string): Instant | null {
   const head = input.slice(0, 23);
   const ms = Date.parse(`${head}Z`);
   if (Number.isNaN(ms) || input.startsWith('0000') || new Date(ms).toISOString().slice(0, 23) !== head) return null;
-  return { ms, micro: Number(input.slice(23, 26)) };
+  return { ms, micro: Number(input.slice(23, 26)), wire: true };
 }
 
 // One row's timestamps are parsed several times (validation, admission, LWW, watermark):
@@ -93,7 +95,9 @@ function formatInstant(t: Instant): string {
 /** Normalises any valid RFC 3339 string to the wire form (exact for years 0001-9999), or null. */
 export function normalizeTimestamp(input: unknown): string | null {
   const t = parseInstant(input);
-  return t === null ? null : formatInstant(t);
+  if (t === null) return null;
+  // parseWireForm checked that the string renders back to itself.
+  return t.wire ? (input as string) : formatInstant(t);
 }
 
 let lastNow = 0;

@@ -87,13 +87,17 @@ export function normalizeDbTime(v: string): string {
  * parameter however many rows (a multi-row VALUES list costs 12 bound parameters a row to
  * build, send and parse).
  */
-export function recordsetJson(docs: Memory[]): string {
-  return JSON.stringify(
-    docs.map((d) => {
-      const r = toRow(d);
-      return { id: r.id, namespace: r.namespace, tier: r.tier, title: r.title, agent_id: r.agentId, tags: r.tags, created_at: r.createdAt, updated_at: r.updatedAt, expires_at: r.expiresAt, version: r.version, digest: r.digest, doc: r.doc };
-    }),
-  );
+export function recordsetJson(docs: Memory[], encoded?: ReadonlyMap<Memory, string>): string {
+  // The same text as JSON.stringify of the array of rows; a row already encoded is reused.
+  let out = '[';
+  for (let i = 0; i < docs.length; i++) out += (i === 0 ? '' : ',') + (encoded?.get(docs[i]!) ?? recordsetRow(docs[i]!));
+  return `${out}]`;
+}
+
+/** One memory's row of recordsetJson (its digest computed here). */
+export function recordsetRow(d: Memory): string {
+  const r = toRow(d);
+  return JSON.stringify({ id: r.id, namespace: r.namespace, tier: r.tier, title: r.title, agent_id: r.agentId, tags: r.tags, created_at: r.createdAt, updated_at: r.updatedAt, expires_at: r.expiresAt, version: r.version, digest: r.digest, doc: r.doc });
 }
 
 export const RECORDSET_COLUMNS = 'id text, namespace text, tier text, title text, agent_id text, tags text[], created_at timestamptz, updated_at timestamptz, expires_at timestamptz, version integer, digest text, doc jsonb';

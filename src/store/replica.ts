@@ -108,7 +108,16 @@ const byId = (a: { id: string }, b: { id: string }) => (a.id < b.id ? -1 : a.id 
  */
 export async function applyReplicated(
   db: Db,
-  input: { memories: Memory[]; tombstones: Tombstone[]; archives?: ArchiveEvent[]; links?: MemoryLink[]; linkRemovals?: LinkRemoval[]; originPeer: string | null },
+  input: {
+    memories: Memory[];
+    tombstones: Tombstone[];
+    archives?: ArchiveEvent[];
+    links?: MemoryLink[];
+    linkRemovals?: LinkRemoval[];
+    originPeer: string | null;
+    /** Recordset rows of some of `memories`, encoded ahead (src/federation/served-rows.ts). */
+    encoded?: ReadonlyMap<Memory, string>;
+  },
   /** Runs inside the applying transaction (catch-up stores its watermark and refusals here). */
   inTransaction?: (tx: Tx, refused: GraceRefusal[]) => Promise<void>,
   /** Rows from a peer are guarded; a local or bootstrap apply passes none. */
@@ -136,7 +145,7 @@ export async function applyReplicated(
       const res = await tx.execute<{ id: string }>(sql`
         INSERT INTO ${memories} (id, namespace, tier, title, agent_id, tags, created_at, updated_at, expires_at, deleted_at, version, digest, doc)
         SELECT r.id, r.namespace, r.tier, r.title, r.agent_id, r.tags, r.created_at, r.updated_at, r.expires_at, NULL, r.version, r.digest, r.doc
-        FROM jsonb_to_recordset(${recordsetJson(chunk)}::jsonb) AS r(${sql.raw(RECORDSET_COLUMNS)})
+        FROM jsonb_to_recordset(${recordsetJson(chunk, input.encoded)}::jsonb) AS r(${sql.raw(RECORDSET_COLUMNS)})
         ON CONFLICT (id) DO UPDATE SET
           namespace = excluded.namespace, tier = excluded.tier, title = excluded.title, agent_id = excluded.agent_id,
           tags = excluded.tags, created_at = excluded.created_at, updated_at = excluded.updated_at, expires_at = excluded.expires_at,

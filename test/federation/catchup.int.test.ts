@@ -158,10 +158,10 @@ describe('catch-up from an ai-memory-style peer (since form)', () => {
   it('pages with since and gets every row, including rows sharing the boundary timestamp', async () => {
     const keyDir = newKeyDir();
     upstream = await new UpstreamReceiver('ai-up', keyDir).start();
-    // 1,200 rows in groups of 7 sharing one timestamp: page boundaries fall inside groups.
-    upstream.serve = Array.from({ length: 1200 }, (_, i) => wireMemory({ id: `up-${String(i).padStart(5, '0')}`, updated_at: `2026-06-01T00:${String(Math.floor(i / 7 / 60)).padStart(2, '0')}:${String(Math.floor(i / 7) % 60).padStart(2, '0')}.000000+00:00` }));
+    // 4,500 rows in groups of 7 sharing one timestamp: more than two pages (CATCHUP_PAGE_LIMIT), and page boundaries fall inside groups.
+    upstream.serve = Array.from({ length: 4500 }, (_, i) => wireMemory({ id: `up-${String(i).padStart(5, '0')}`, updated_at: `2026-06-01T00:${String(Math.floor(i / 7 / 60)).padStart(2, '0')}:${String(Math.floor(i / 7) % 60).padStart(2, '0')}.000000+00:00` }));
     n = await startTestNode({ id: 'puller', keyDir, peers: [{ id: 'ai-up', url: upstream.url }], env: { CATCHUP_INTERVAL_MS: '500' } });
-    await waitFor(async () => (await count(n)) === 1200, { timeoutMs: 30_000, what: '1200 rows from since pulls' });
+    await waitFor(async () => (await count(n)) === 4500, { timeoutMs: 30_000, what: '4500 rows from since pulls' });
     const [wm] = await n.db.database.sql`SELECT cursor, since FROM peer_watermarks WHERE peer_id = 'ai-up'`;
     expect(wm!.cursor).toBeNull();
     expect(wm!.since).toMatch(/^2026-06-01T/);

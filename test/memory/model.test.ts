@@ -469,6 +469,44 @@ describe('canonicalJson', () => {
     expect(canonicalJson({ 'k"ey': 1 })).toBe('{"k\\"ey":1}');
     expect(JSON.parse(canonicalJson({ b: [1, { c: 'ü' }], a: 'x' }))).toEqual({ a: 'x', b: [1, { c: 'ü' }] });
   });
+
+  it('renders undefined array elements as null and skips an undefined first key', () => {
+    expect(canonicalJson([undefined, 1])).toBe('[null,1]');
+    expect(canonicalJson({ a: undefined, b: 1, c: undefined })).toBe('{"b":1}');
+    expect(canonicalJson({ a: undefined })).toBe('{}');
+    expect(canonicalJson([])).toBe('[]');
+  });
+
+  it('puts a key outside the BMP (a surrogate pair) before U+FFFF, as UTF-16 code units sort', () => {
+    expect(canonicalJson({ '\uFFFF': 1, '\u{1F600}': 2 })).toBe(`{"\u{1F600}":2,"\uFFFF":1}`);
+  });
+
+  it('renders every value as the sort-and-join definition does (the digest every node computes)', () => {
+    // The definition digests were first computed with; the implementation only builds it faster.
+    const reference = (value: unknown): string => {
+      if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
+      if (Array.isArray(value)) return `[${value.map(reference).join(',')}]`;
+      const entries = Object.entries(value as Record<string, unknown>)
+        .filter(([, v]) => v !== undefined)
+        .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+      return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${reference(v)}`).join(',')}}`;
+    };
+    const keys = ['a', 'B', '_', 'é', 'ab', 'a b', '\u{1F600}', '\uFFFF', '10', '2', 'k"ey', ''];
+    let seed = 7;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648);
+    const gen = (depth: number): unknown => {
+      const r = next() % 9;
+      if (depth > 3 || r < 3) return [null, 1.5, -0, 'x\n"y', true, undefined, 1e21, 'ü'][next() % 8];
+      if (r < 6) return Array.from({ length: next() % 4 }, () => gen(depth + 1));
+      return Object.fromEntries(Array.from({ length: next() % 6 }, () => [keys[next() % keys.length]!, gen(depth + 1)]));
+    };
+    for (let i = 0; i < 500; i++) {
+      const v = gen(0);
+      expect(canonicalJson(v)).toBe(reference(v));
+    }
+    const m = validateMemory(rawMemory({ metadata: { z: [1, { y: 'ü', x: null }], a: 'b' } }));
+    expect(canonicalJson(m)).toBe(reference(m));
+  });
 });
 
 describe('memoryDigest', () => {

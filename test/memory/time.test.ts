@@ -215,4 +215,14 @@ describe('the wire-form fast path', () => {
     }
     for (const s of samples) expect(parseTimestamp(s), s).toBe(parseTimestamp(s.replace('+00:00', '-00:00')));
   });
+
+  it('normalises as rendering the parsed instant does, a wire-form string being its own rendering', () => {
+    const samples = ['2026-12-03T06:35:26.123456+00:00', '0001-01-01T00:00:00.000000+00:00', '9999-12-31T23:59:59.999999+00:00', '2016-12-31T23:59:60.500000+00:00', '0000-01-01T00:00:00.000000+00:00', '2023-02-29T12:00:00.000000+00:00'];
+    for (let i = 0; i < 500; i++) samples.push(`${String(1 + ((i * 7919) % 9999)).padStart(4, '0')}-${String(1 + (i % 12)).padStart(2, '0')}-${String(1 + (i % 28)).padStart(2, '0')}T${String(i % 24).padStart(2, '0')}:${String(i % 61).padStart(2, '0')}:00.${String((i * 977) % 1e6).padStart(6, '0')}+00:00`);
+    for (const s of samples) {
+      const micros = parseTimestamp(s);
+      expect(normalizeTimestamp(s), s).toBe(micros === null ? null : normalizeTimestamp(s.replace('+00:00', 'Z')));
+    }
+    expect(normalizeTimestamp('2016-12-31T23:59:60.500000+00:00')).toBe('2017-01-01T00:00:00.500000+00:00');
+  });
 });
