@@ -7,6 +7,7 @@ import { enqueueSection } from './enqueue.js';
 import { growthSection } from './growth.js';
 import { repairSection } from './repair.js';
 import { httpSection, soakSection } from './http.js';
+import { meshSection } from './mesh.js';
 import { processesSection } from './processes.js';
 import { BenchInfra } from './infra.js';
 import { replicationSection } from './replication.js';
@@ -33,6 +34,7 @@ const SECTIONS: Array<[string, Section]> = [
   ['catchup', catchupSection],
   ['audit', auditSection],
   ['processes', processesSection],
+  ['mesh', meshSection],
 ];
 // Run only when named in BENCH_ONLY (minutes long).
 const OPT_IN: Array<[string, Section]> = [
@@ -49,7 +51,7 @@ async function main(): Promise<number> {
   if (unknown.length) throw new Error(`BENCH_ONLY: unknown section(s) ${unknown.join(', ')}; known: ${all.map(([n]) => n).join(', ')}`);
   const infra = new BenchInfra();
   const report = new Report();
-  const ctx: BenchContext = { quick, infra, report, shared: {}, size: (full, q) => (quick ? q : full) };
+  const ctx: BenchContext = { quick, only, infra, report, shared: {}, size: (full, q) => (quick ? q : full) };
   const started = now();
   const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
   const loadAtStart = load();
