@@ -23,6 +23,11 @@ export interface PusherDeps {
   selfId: string;
   batchMax: number;
   batchMaxBytes: number;
+  /**
+   * PUSH_RELAY: rows applied from peers are sent on too (absent: true). Without it only
+   * local writes are sent; the cursor still passes the rest.
+   */
+  relay?: boolean;
   logger: Logger;
   metrics: Metrics;
   /** Per-peer refusal breaker (absent: every batch is sent in split mode). */
@@ -116,7 +121,7 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     const cursor = await getCursor(deps.db, peer.id);
     hadError ??= cursor.lastErrorClass !== null;
     out.cursor = { txid: cursor.txid, seq: cursor.seq };
-    const page = await readFeedPage(deps.db, cursor, deps.batchMax, { excludeOrigin: peer.id, maxBytes: rowBudget });
+    const page = await readFeedPage(deps.db, cursor, deps.batchMax, { excludeOrigin: peer.id, localOnly: deps.relay === false, maxBytes: rowBudget });
     // Read after the page (as the cursor form does): entries pruned from under the page
     // have moved the horizon by then. Behind it, the feed cannot deliver: a snapshot does.
     if (behindHorizon(cursor, await readHorizon(deps.db))) {
