@@ -17,10 +17,10 @@ import { now } from './stats.js';
 import { storeSection } from './store.js';
 
 /*
- * memfed benchmark: `npm run bench` (~4 min) or `BENCH_QUICK=1 npm run bench` (~1 min).
+ * memfed benchmark: `npm run bench` (~5 min) or `BENCH_QUICK=1 npm run bench` (~1 min).
  * Every figure is compared with a baseline measured in the same run (ratios, never
  * absolute pass/fail). BENCH_ONLY=signing,store runs a subset (BENCH_ONLY=soak: the 5-minute
- * RSS soak, run only when named); BENCH_OUT=path writes the
+ * RSS soak, run only when named; BENCH_ONLY=mesh adds the 9-node mesh); BENCH_OUT=path writes the
  * JSON results there instead of after a `BENCH_JSON` line on stdout.
  */
 

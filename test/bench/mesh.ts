@@ -13,6 +13,7 @@ const IN_FLIGHT = 8;
 // Nine nodes share the machine's Postgres (max_connections 100) with the bench and others.
 const POOL_MAX = 3;
 const CONVERGE_TIMEOUT_MS = 180_000;
+const PUSH_ROUTE = '/api/v1/sync/push';
 
 interface MeshNode {
   id: string;
@@ -37,6 +38,8 @@ interface MeshRun {
   /** Rows the senders pushed (memfed_pushed_rows_total) per row a node needed. */
   pushedPerDelivered: number;
   pushRequests: number;
+  /** Mean time a receiver took to answer one push request. */
+  recvMsPerPush: number;
   pushFailures: Record<string, number>;
   applied: number;
   noop: number;
@@ -58,26 +61,30 @@ interface Delivery {
  * POSTs at once; measured: the convergence lag after the last acknowledged write (each
  * node's database counted raw), and the mesh's CPU (every node process, user + system, from
  * /proc) per delivered row (writes x (nodes - 1)). Ratios are against the 3-node mesh of
- * the same run. Idle CPU and RSS per node are sampled before the burst.
- * Default run: 3 and 6 nodes; BENCH_QUICK: 3; 9 when the section is named (BENCH_ONLY=mesh),
- * or BENCH_MESH_SIZES=3,6,9.
+ * the same run. Idle CPU and RSS per node are sampled before the burst. The largest mesh
+ * runs again with PUSH_RELAY=false (every writer pushes to every node, so relaying rows
+ * received from peers only sends no-ops), compared with the same mesh at the default.
+ * Default run: 3 and 6 nodes; BENCH_QUICK: 3 (no relay variant); 9 too when the section is
+ * named (BENCH_ONLY=mesh); BENCH_MESH_SIZES=3,9 picks the sizes.
  */
 export async function meshSection(ctx: BenchContext): Promise<void> {
   const { report } = ctx;
   const explicit = process.env.BENCH_MESH_SIZES?.split(',').map((s) => Number(s.trim())).filter((n) => Number.isInteger(n) && n >= 2);
   const sizes = explicit?.length ? explicit : ctx.quick ? [3] : ctx.only.includes('mesh') ? [3, 6, 9] : [3, 6];
   const runs: MeshRun[] = [];
-  for (const n of sizes) {
-    const run = await meshRun(ctx, n);
-    runs.push(run);
+  const measure = async (n: number, label: string, env: Record<string, string> = {}) => {
+    const run = await meshRun(ctx, n, env);
     const fails = Object.entries(run.pushFailures).map(([k, v]) => `${k} ${v}`).join(', ') || 'none';
     report.note(
-      `${n} nodes: ${n * WRITES_PER_NODE} writes acknowledged in ${(run.writeMs / 1000).toFixed(2)} s, converged ${(run.lagMs / 1000).toFixed(2)} s after the last; ` +
-        `CPU ${run.cpuPerRowMs.toFixed(2)} ms per delivered row (Postgres backends ${run.pgCpuPerRowMs.toFixed(2)} more); pushed ${run.pushedPerDelivered.toFixed(2)} rows per delivered row in ${run.pushRequests} push requests ` +
-        `(failed pushes: ${fails}); per-row delivery p50 ${run.delivery.p50Ms.toFixed(0)} ms, p99 ${run.delivery.p99Ms.toFixed(0)} ms, max ${run.delivery.maxMs.toFixed(0)} ms, ` +
+      `${n} nodes${label}: ${n * WRITES_PER_NODE} writes acknowledged in ${(run.writeMs / 1000).toFixed(2)} s, converged ${(run.lagMs / 1000).toFixed(2)} s after the last; ` +
+        `CPU ${run.cpuPerRowMs.toFixed(2)} ms per delivered row (Postgres backends ${run.pgCpuPerRowMs.toFixed(2)} more); pushed ${run.pushedPerDelivered.toFixed(2)} rows per delivered row ` +
+        `in ${run.pushRequests} push requests (${run.recvMsPerPush.toFixed(0)} ms each at the receiver; failed pushes: ${fails}); ` +
+        `per-row delivery p50 ${run.delivery.p50Ms.toFixed(0)} ms, p99 ${run.delivery.p99Ms.toFixed(0)} ms, max ${run.delivery.maxMs.toFixed(0)} ms, ` +
         `${(run.delivery.relayedFirst * 100).toFixed(0)}% first through a third node; receivers applied ${run.applied}, no-op ${run.noop}; idle node ${run.idleCpuPct.toFixed(1)}% of a core, ${run.idleRssMb.toFixed(0)} MB RSS`,
     );
-  }
+    return run;
+  };
+  for (const n of sizes) runs.push(await measure(n, ''));
   const base = runs.find((r) => r.nodes === 3) ?? runs[0]!;
   for (const r of runs) {
     report.add({ metric: `mesh convergence lag, ${r.nodes} nodes`, value: r.lagMs / 1000, unit: 's', baselineLabel: 'goal < 5 s', baseline: 5, better: 'lower', informational: true });
@@ -88,9 +95,18 @@ export async function meshSection(ctx: BenchContext): Promise<void> {
     report.add({ metric: `idle node CPU, ${r.nodes}-node mesh`, value: r.idleCpuPct, unit: '% core', baselineLabel: `same, ${base.nodes}-node mesh`, baseline: base.idleCpuPct, better: 'lower', informational: true });
     report.add({ metric: `idle node RSS, ${r.nodes}-node mesh`, value: r.idleRssMb, unit: 'MB', baselineLabel: `same, ${base.nodes}-node mesh`, baseline: base.idleRssMb, better: 'lower', informational: true });
   }
+  const largest = runs.at(-1)!;
+  if (ctx.quick || largest === base) return;
+  const off = await measure(largest.nodes, ', PUSH_RELAY=false', { PUSH_RELAY: 'false' });
+  const same = `same mesh, PUSH_RELAY=true (default)`;
+  report.add({ metric: `mesh CPU per delivered row, ${off.nodes} nodes, PUSH_RELAY=false`, value: off.cpuPerRowMs, unit: 'ms', baselineLabel: same, baseline: largest.cpuPerRowMs, better: 'lower' });
+  report.add({ metric: `mesh CPU per delivered row, ${off.nodes} nodes, PUSH_RELAY=false`, value: off.cpuPerRowMs, unit: 'ms', baselineLabel: `${base.nodes} nodes, default (goal within 1.5x)`, baseline: base.cpuPerRowMs, better: 'lower' });
+  report.add({ metric: `mesh Postgres CPU per delivered row, ${off.nodes} nodes, PUSH_RELAY=false`, value: off.pgCpuPerRowMs, unit: 'ms', baselineLabel: same, baseline: largest.pgCpuPerRowMs, better: 'lower', informational: true });
+  report.add({ metric: `mesh convergence lag, ${off.nodes} nodes, PUSH_RELAY=false`, value: off.lagMs / 1000, unit: 's', baselineLabel: same, baseline: largest.lagMs / 1000, better: 'lower', informational: true });
+  report.add({ metric: `mesh convergence lag, ${off.nodes} nodes, PUSH_RELAY=false`, value: off.lagMs / 1000, unit: 's', baselineLabel: 'goal < 5 s', baseline: 5, better: 'lower', informational: true });
 }
 
-async function meshRun(ctx: BenchContext, size: number): Promise<MeshRun> {
+async function meshRun(ctx: BenchContext, size: number, extraEnv: Record<string, string>): Promise<MeshRun> {
   const { infra } = ctx;
   const keyDir = infra.keyDir();
   const ids = Array.from({ length: size }, (_, i) => `bench-mesh${size}-${i}`);
@@ -124,6 +140,7 @@ async function meshRun(ctx: BenchContext, size: number): Promise<MeshRun> {
         FED_QUORUM_W: '1',
         LOG_LEVEL: 'warn',
         SHUTDOWN_GRACE_MS: '2000',
+        ...extraEnv,
         ...meshEnvOverrides(),
       };
       const role = await startRole('all', env, ports[i]!, 120_000);
@@ -143,7 +160,9 @@ async function meshRun(ctx: BenchContext, size: number): Promise<MeshRun> {
       }
     };
     const post = async (n: MeshNode, i: number) => {
-      const res = await fetch(`${n.url}/api/v1/memories`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(memoryInput(i)) });
+      const res = await fetch(`${n.url}/api/v1/memories`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(memoryInput(i)) }).catch((err: unknown) => {
+        throw new Error(`POST ${n.id}: ${String(err)} (exit code ${n.role.proc.exitCode}); stderr: ${n.role.stderrTail()}`);
+      });
       await res.arrayBuffer();
       if (res.status !== 201) throw new Error(`POST ${n.id}: ${res.status}`);
     };
@@ -201,6 +220,7 @@ async function meshRun(ctx: BenchContext, size: number): Promise<MeshRun> {
       idleRssMb,
       pushedPerDelivered: delta('memfed_pushed_rows_total') / delivered,
       pushRequests: delta('memfed_push_outcomes_total', { class: 'ok' }),
+      recvMsPerPush: (delta('memfed_http_request_duration_seconds_sum', { route: PUSH_ROUTE }) * 1000) / Math.max(delta('memfed_http_request_duration_seconds_count', { route: PUSH_ROUTE }), 1),
       pushFailures,
       applied: delta('memfed_applied_rows_total', { status: 'applied' }),
       noop: delta('memfed_applied_rows_total', { status: 'noop' }),

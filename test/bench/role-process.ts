@@ -6,6 +6,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..')
 
 export interface RoleProcess {
   proc: ChildProcess;
+  /** The last of what the process wrote to stderr (why it failed). */
+  stderrTail(): string;
   stop(): Promise<void>;
 }
 
@@ -29,6 +31,7 @@ export async function startRole(role: 'api' | 'worker' | 'all', env: Record<stri
   }
   return {
     proc,
+    stderrTail: () => stderr.slice(-2000),
     async stop() {
       proc.kill('SIGTERM');
       await Promise.race([exited, new Promise((r) => setTimeout(r, 10_000))]);
