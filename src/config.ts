@@ -149,6 +149,9 @@ const schema = z.object({
   // that open it (0 = off), and how often an open breaker tries a normal split attempt.
   PUSH_REFUSAL_BREAKER_BATCHES: int(3, 0, 1000),
   PUSH_REFUSAL_BREAKER_PROBE_MS: int(300_000, 1_000, 86_400_000),
+  // Rows received from a peer flow on to the other peers in pushes (false: only this node's
+  // own writes are pushed; the others get relayed rows by their catch-up pulls).
+  PUSH_RELAY: bool(true),
   RECONCILE_INTERVAL_MS: int(5_000, 100, 3_600_000),
   CATCHUP_INTERVAL_MS: int(30_000, 100, 86_400_000),
   DLQ_REPLAY_INTERVAL_MS: int(30_000, 100, 86_400_000),
@@ -274,7 +277,7 @@ export interface Config {
   apiKey: string;
   adminToken: string;
   concurrency: { push: number; dlq: number; catchup: number; repair: number };
-  push: { batchMax: number; batchMaxBytes: number; reconcileIntervalMs: number; refusalBreaker: { batches: number; probeMs: number } };
+  push: { batchMax: number; batchMaxBytes: number; relay: boolean; reconcileIntervalMs: number; refusalBreaker: { batches: number; probeMs: number } };
   catchup: { intervalMs: number };
   /** Change-feed retention and snapshots (src/store/retention.ts). */
   retention: { feedRetentionMs: number; maxLagMs: number; snapshotTtlMs: number; intervalMs: number; batch: number; maxBatches: number };
@@ -370,6 +373,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     push: {
       batchMax: r.PUSH_BATCH_MAX,
       batchMaxBytes: r.PUSH_BATCH_MAX_BYTES,
+      relay: r.PUSH_RELAY,
       reconcileIntervalMs: r.RECONCILE_INTERVAL_MS,
       refusalBreaker: { batches: r.PUSH_REFUSAL_BREAKER_BATCHES, probeMs: r.PUSH_REFUSAL_BREAKER_PROBE_MS },
     },

@@ -379,6 +379,7 @@ const SPEC: Record<string, Spec> = {
   PUSH_BATCH_MAX_BYTES: { read: (c) => c.push.batchMaxBytes, default: 8 * 1024 * 1024, bad: '65535', error: /expected an integer in \[65536, 33554432\], got "65535"/ },
   PUSH_REFUSAL_BREAKER_BATCHES: { read: (c) => c.push.refusalBreaker.batches, default: 3, bad: '-1', error: /expected an integer in \[0, 1000\], got "-1"/ },
   PUSH_REFUSAL_BREAKER_PROBE_MS: { read: (c) => c.push.refusalBreaker.probeMs, default: 300_000, bad: '999', error: /expected an integer in \[1000, 86400000\], got "999"/ },
+  PUSH_RELAY: { read: (c) => c.push.relay, default: true, bad: 'sometimes', error: /expected true\/false, got "sometimes"/ },
   RECONCILE_INTERVAL_MS: { read: (c) => c.push.reconcileIntervalMs, default: 5000, bad: '99', error: /expected an integer in \[100, 3600000\], got "99"/ },
   CATCHUP_INTERVAL_MS: { read: (c) => c.catchup.intervalMs, default: 30_000, bad: '0.5s', error: /expected an integer in \[100, 86400000\], got "0.5s"/ },
   FEED_RETENTION_MS: { read: (c) => c.retention.feedRetentionMs, default: 7 * 24 * 3600_000, bad: '999', error: /expected an integer in \[1000, 315360000000\], got "999"/ },

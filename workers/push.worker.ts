@@ -40,6 +40,7 @@ export function pushProcessor(ctx: WorkerContext) {
           selfId: ctx.config.nodeId,
           batchMax: ctx.config.push.batchMax,
           batchMaxBytes: ctx.config.push.batchMaxBytes,
+          relay: ctx.config.push.relay,
           logger: ctx.logger,
           metrics: ctx.metrics,
           breaker,

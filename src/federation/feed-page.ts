@@ -72,10 +72,12 @@ export function servable(stored: Map<string, StoredMemory>, now: number): Map<st
 
 export interface PageOptions {
   excludeOrigin?: string;
+  /** Only this node's own writes (no row applied from a peer): a push without relay. */
+  localOnly?: boolean;
   maxBytes: number;
 }
 
-const wanted = (e: FeedEntry, opts: PageOptions) => opts.excludeOrigin === undefined || e.originPeer !== opts.excludeOrigin;
+const wanted = (e: FeedEntry, opts: PageOptions) => (opts.localOnly ? e.originPeer === null : opts.excludeOrigin === undefined || e.originPeer !== opts.excludeOrigin);
 
 /** The page `readFeedPage` returns, from entries read and the stored rows they name. */
 export function pageOf(entries: FeedEntry[], stored: Map<string, StoredMemory>, opts: PageOptions): FeedPage {

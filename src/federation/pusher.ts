@@ -23,6 +23,11 @@ export interface PusherDeps {
   selfId: string;
   batchMax: number;
   batchMaxBytes: number;
+  /**
+   * PUSH_RELAY: rows applied from peers are sent on too (absent: true). Without it only
+   * local writes are sent; the cursor still passes the rest.
+   */
+  relay?: boolean;
   logger: Logger;
   metrics: Metrics;
   /** Per-peer refusal breaker (absent: every batch is sent in split mode). */
@@ -110,7 +115,7 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
   const out: PushRunResult = { batches: 0, rows: 0, deadLettered: 0, refused: [], caughtUp: false, recovered: false, cursor: FEED_START };
   let hadError: boolean | undefined;
   const rowBudget = rowBudgetFor(peer, deps.selfId, deps.batchMaxBytes);
-  const readPage = (after: FeedPosition): Promise<FeedPage> => readFeedPage(deps.db, after, deps.batchMax, { excludeOrigin: peer.id, maxBytes: rowBudget });
+  const readPage = (after: FeedPosition): Promise<FeedPage> => readFeedPage(deps.db, after, deps.batchMax, { excludeOrigin: peer.id, localOnly: deps.relay === false, maxBytes: rowBudget });
   // The page after the batch in flight, read while the peer handles that batch. Used only
   // if the cursor then stands exactly where it starts (the batch was acked, no other
   // runner moved it); else dropped (its failure is handled at once and ignored).

@@ -4,6 +4,8 @@ import type { Report } from './report.js';
 /** What every section gets: mode, shared infrastructure, the report, and figures other sections reuse. */
 export interface BenchContext {
   quick: boolean;
+  /** The sections named in BENCH_ONLY (empty: the default run). */
+  only: string[];
   infra: BenchInfra;
   report: Report;
   /** Figures measured by one section and reused as a baseline by a later one. */

@@ -7,6 +7,7 @@ import { enqueueSection } from './enqueue.js';
 import { growthSection } from './growth.js';
 import { repairSection } from './repair.js';
 import { httpSection, soakSection } from './http.js';
+import { meshSection } from './mesh.js';
 import { processesSection } from './processes.js';
 import { quorumSection } from './quorum.js';
 import { BenchInfra } from './infra.js';
@@ -17,10 +18,10 @@ import { now } from './stats.js';
 import { storeSection } from './store.js';
 
 /*
- * memfed benchmark: `npm run bench` (~4 min) or `BENCH_QUICK=1 npm run bench` (~1 min).
+ * memfed benchmark: `npm run bench` (~5 min) or `BENCH_QUICK=1 npm run bench` (~1 min).
  * Every figure is compared with a baseline measured in the same run (ratios, never
  * absolute pass/fail). BENCH_ONLY=signing,store runs a subset (BENCH_ONLY=soak: the 5-minute
- * RSS soak, run only when named); BENCH_OUT=path writes the
+ * RSS soak, run only when named; BENCH_ONLY=mesh adds the 9-node mesh); BENCH_OUT=path writes the
  * JSON results there instead of after a `BENCH_JSON` line on stdout.
  */
 
@@ -35,6 +36,7 @@ const SECTIONS: Array<[string, Section]> = [
   ['catchup', catchupSection],
   ['audit', auditSection],
   ['processes', processesSection],
+  ['mesh', meshSection],
 ];
 // Run only when named in BENCH_ONLY (minutes long).
 const OPT_IN: Array<[string, Section]> = [
@@ -51,7 +53,7 @@ async function main(): Promise<number> {
   if (unknown.length) throw new Error(`BENCH_ONLY: unknown section(s) ${unknown.join(', ')}; known: ${all.map(([n]) => n).join(', ')}`);
   const infra = new BenchInfra();
   const report = new Report();
-  const ctx: BenchContext = { quick, infra, report, shared: {}, size: (full, q) => (quick ? q : full) };
+  const ctx: BenchContext = { quick, only, infra, report, shared: {}, size: (full, q) => (quick ? q : full) };
   const started = now();
   const load = () => os.loadavg().map((l) => l.toFixed(2)).join(' ');
   const loadAtStart = load();

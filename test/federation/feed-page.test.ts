@@ -36,6 +36,14 @@ describe('a page of the change feed', () => {
     expect(page.last).toBe(es[2]);
   });
 
+  it('without relay holds only local writes, yet moves past the rows applied from peers', () => {
+    const es = [entry('theirs', 'peer-b'), entry('mine'), entry('other', 'peer-c')];
+    const page = pageOf(es, storeOf(stored('mine'), stored('theirs'), stored('other')), { excludeOrigin: 'peer-d', localOnly: true, maxBytes: 1 << 20 });
+    expect(page.items.map((i) => (i.kind === 'memory' ? i.memory.id : ''))).toEqual(['mine']);
+    expect(page.delivered.map((e) => e.memoryId)).toEqual(['mine']);
+    expect(page.last).toBe(es[2]);
+  });
+
   it('skips entries whose memory is not stored, without ending the page there', () => {
     const es = [entry('missing'), entry('here')];
     const page = pageOf(es, storeOf(stored('here')), { maxBytes: 1 << 20 });
