@@ -43,7 +43,8 @@ export async function dlqSection(ctx: BenchContext): Promise<void> {
   const keyDir = infra.keyDir();
   await infra.enrol(keyDir, [SRC, PEER]);
   const settings = { DLQ_REPLAY_MAX_BATCH: '2048', PUSH_BATCH_MAX: '500' };
-  const peerNode = await infra.startNode({ id: PEER, keyDir, env: settings });
+  // The peer is a process of its own, as a peer is: its apply does not share this event loop.
+  const peerNode = await infra.startNode({ id: PEER, keyDir, env: settings, ownProcess: true });
   const config = loadConfig({ NODE_ID: SRC, FED_KEY_DIR: keyDir, ...settings });
   const src = await infra.migratedDatabase(10);
   const db = src.database.db;

@@ -80,6 +80,7 @@ async function main(): Promise<number> {
       } catch (err) {
         report.end((now() - t) / 1000, err);
       }
+      for (const p of await infra.endSection()) process.stdout.write(`cleanup problem: ${p}\n`);
     }
   } finally {
     const problems = await infra.cleanup();

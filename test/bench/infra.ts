@@ -133,10 +133,20 @@ export class BenchInfra {
     return sql;
   }
 
-  async cleanup(): Promise<string[]> {
+  /**
+   * After each section: its nodes stopped and its pools ended, so a later section starts
+   * with the server's connections free (one Postgres serves every database here).
+   * Databases, prefixes and key dirs stay until cleanup().
+   */
+  async endSection(): Promise<string[]> {
     const problems: string[] = [];
     for (const n of this.#nodes.splice(0)) await n.running.close().catch((e: unknown) => problems.push(`node ${n.id}: ${String(e)}`));
     for (const close of this.#closers.splice(0)) await close().catch(() => {});
+    return problems;
+  }
+
+  async cleanup(): Promise<string[]> {
+    const problems = await this.endSection();
     const admin = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {} });
     try {
       for (const name of this.#databases.splice(0)) {

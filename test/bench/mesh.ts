@@ -163,8 +163,8 @@ async function meshRun(ctx: BenchContext, size: number, extraEnv: Record<string,
       const res = await fetch(`${n.url}/api/v1/memories`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(memoryInput(i)) }).catch((err: unknown) => {
         throw new Error(`POST ${n.id}: ${String(err)} (exit code ${n.role.proc.exitCode}); stderr: ${n.role.stderrTail()}`);
       });
-      await res.arrayBuffer();
-      if (res.status !== 201) throw new Error(`POST ${n.id}: ${res.status}`);
+      const body = await res.text();
+      if (res.status !== 201) throw new Error(`POST ${n.id}: ${res.status} ${body.slice(0, 300)}; stderr: ${n.role.stderrTail()}`);
     };
 
     // Warm-up (JIT, pools, peer connections): one write per node, everywhere.
