@@ -13,9 +13,11 @@ import { nowMicros } from '../memory/time.js';
 import { PeerRequestError, type PeerClient } from './client.js';
 import { itemFromStored, itemId, memoryItem, tombstoneItem, type Item } from './feed-page.js';
 import { rowBudgetFor, sendThroughBreaker } from './pusher.js';
-import type { RefusalBreaker } from './refusal-breaker.js';
+import type { BreakerMode, RefusalBreaker } from './refusal-breaker.js';
 
 export const REPLAY_FLOOR = 64;
+/** Replay batches to one peer in flight at once (DLQ rows are independent; pushes keep one). */
+const REPLAY_IN_FLIGHT = 2;
 const LEASE_MS = 120_000;
 
 export interface ReplayDeps {
@@ -141,12 +143,53 @@ async function sendLeased(deps: ReplayDeps, lease: Lease): Promise<ReplayRound> 
     // they stop at the first peer-level failure (the rest are released).
     const itemOf = new Map(peerRows.map((r) => [r.id, toItem(r, stored)]));
     const batches = chunkRows(peerRows, (r) => itemOf.get(r.id)!.bytes, deps.batchMax, rowBudgetFor(peer, deps.selfId, deps.batchMaxBytes));
-    // A batch's outcome is written while the next batch is sent (awaited before the next one
-    // is settled, and before the round ends).
+    // Up to REPLAY_IN_FLIGHT batches are sent at once (a round's rows are distinct memories,
+    // so their applies commute), and each batch's outcome is written while others are sent.
     let settling: Promise<void> = Promise.resolve();
     const lost = new Set<number>();
+    const sending = new Set<Promise<void>>();
+    let stopped = false;
+    const send = async (chunk: DlqRow[], mode: BreakerMode) => {
+      try {
+        const refused = await sendThroughBreaker(deps, peer, chunk.map((r) => itemOf.get(r.id)!), mode, { mayOpen: false });
+        const refusedIds = new Map(refused.map((f) => [itemId(f.item), f]));
+        const ok = chunk.filter((r) => !refusedIds.has(r.memoryId)).map((r) => r.id);
+        const failures = chunk.filter((r) => refusedIds.has(r.memoryId)).map((r) => ({ id: r.id, failureClass: refusedIds.get(r.memoryId)!.failureClass, error: refusedIds.get(r.memoryId)!.error }));
+        const previous = settling;
+        settling = (async () => {
+          await previous;
+          const [replayed, q] = await Promise.all([markReplayed(deps.db, ok, owner), markFailed(deps.db, failures, owner, deps.maxAttempts)]);
+          round.replayed += replayed;
+          round.failed += failures.length;
+          round.quarantined += q.length;
+          count('replayed', ok.length);
+          count('failed', failures.length);
+          if (q.length) deps.onQuarantine(q);
+        })();
+        // Marked handled now; its error is thrown where it is awaited.
+        settling.catch(() => undefined);
+      } catch (err) {
+        if (!(err instanceof PeerRequestError)) throw err;
+        // The peer, not the rows, failed (down, throttling, refusing our identity): the rows
+        // were never judged, so no attempt is burnt and their refusal reason is kept. A long
+        // outage therefore never quarantines a backlog; the peer's state has its own alerts.
+        // No further batch starts; the rows not sent are given back below.
+        stopped = true;
+        await releaseLease(deps.db, chunk.map((r) => r.id), owner);
+        const outcome = err.failureClass === 'throttle' ? 'throttled' : 'peer_unavailable';
+        if (err.failureClass === 'throttle') round.throttled += chunk.length;
+        count(outcome, chunk.length);
+        deps.logger.warn({ peer: peerId, err: err.message }, 'DLQ replay to peer failed; will retry next round');
+      }
+    };
+    let unsentFrom = peerRows.length;
+    let loopError: unknown = null;
     try {
       for (let b = 0, i = 0; b < batches.length; i += batches[b]!.length, b++) {
+        if (stopped) {
+          unsentFrom = i;
+          break;
+        }
         // A long round renews the rest of its lease before it runs low, so no other replayer
         // takes these rows. A row whose lease a newer refusal dropped meanwhile may still be
         // sent once more: its settle matches nothing (owner check) and it stays pending.
@@ -157,49 +200,33 @@ async function sendLeased(deps: ReplayDeps, lease: Lease): Promise<ReplayRound> 
         }
         const chunk = batches[b]!.filter((r) => !lost.has(r.id));
         if (chunk.length === 0) continue;
-        const items = chunk.map((r) => itemOf.get(r.id)!);
         const mode = deps.breaker ? await deps.breaker.mode(peerId) : 'split';
         if (mode === 'whole') {
           // The peer refuses whole batches and no probe is due: its rows would only be refused
           // again, so none is sent and no attempt is burnt; the breaker's probe decides when.
-          await releaseLease(deps.db, peerRows.slice(i).map((r) => r.id), owner);
           count('breaker_open', peerRows.length - i);
+          unsentFrom = i;
           break;
         }
-        try {
-          const refused = await sendThroughBreaker(deps, peer, items, mode, { mayOpen: false });
-          const refusedIds = new Map(refused.map((f) => [itemId(f.item), f]));
-          const ok = chunk.filter((r) => !refusedIds.has(r.memoryId)).map((r) => r.id);
-          const failures = chunk.filter((r) => refusedIds.has(r.memoryId)).map((r) => ({ id: r.id, failureClass: refusedIds.get(r.memoryId)!.failureClass, error: refusedIds.get(r.memoryId)!.error }));
-          const previous = settling;
-          settling = (async () => {
-            await previous;
-            const [replayed, q] = await Promise.all([markReplayed(deps.db, ok, owner), markFailed(deps.db, failures, owner, deps.maxAttempts)]);
-            round.replayed += replayed;
-            round.failed += failures.length;
-            round.quarantined += q.length;
-            count('replayed', ok.length);
-            count('failed', failures.length);
-            if (q.length) deps.onQuarantine(q);
-          })();
-          // Marked handled now; its error is thrown where it is awaited.
-          settling.catch(() => undefined);
-        } catch (err) {
-          if (!(err instanceof PeerRequestError)) throw err;
-          // The peer, not the rows, failed (down, throttling, refusing our identity): the rows
-          // were never judged, so no attempt is burnt and their refusal reason is kept. A long
-          // outage therefore never quarantines a backlog; the peer's state has its own alerts.
-          await releaseLease(deps.db, peerRows.slice(i).map((r) => r.id), owner);
-          const outcome = err.failureClass === 'throttle' ? 'throttled' : 'peer_unavailable';
-          if (err.failureClass === 'throttle') round.throttled += chunk.length;
-          count(outcome, chunk.length);
-          deps.logger.warn({ peer: peerId, err: err.message }, 'DLQ replay to peer failed; will retry next round');
-          break;
-        }
+        const job = send(chunk, mode);
+        sending.add(job);
+        job.then(
+          () => sending.delete(job),
+          () => sending.delete(job),
+        );
+        // A probe decides the breaker's state for the batches after it: it goes alone.
+        if (sending.size >= REPLAY_IN_FLIGHT || mode === 'probe') await Promise.race(sending);
       }
-    } finally {
-      await settling;
+    } catch (err) {
+      loopError = err;
     }
+    // Every batch started is awaited (and its outcome written) before the round ends.
+    const sent = await Promise.allSettled([...sending]);
+    if (loopError === null && unsentFrom < peerRows.length) await releaseLease(deps.db, peerRows.slice(unsentFrom).map((r) => r.id), owner);
+    await settling;
+    const failed = sent.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (loopError !== null) throw loopError;
+    if (failed) throw failed.reason;
   }
   return round;
 }
@@ -249,7 +276,10 @@ export async function replayWithinBudget(deps: ReplayDeps, opts: { peerId?: stri
       total.more = aheadHadRows || r.backlog - r.taken > 0;
       return total;
     }
-    next = ahead ?? takeLease(deps, opts);
+    // The rows read ahead, unless they came back empty: rows this round gave back (a peer
+    // failure, an open breaker) were still leased then, so look again.
+    const following = ahead ? await ahead : null;
+    next = following && following.rows.length > 0 ? Promise.resolve(following) : takeLease(deps, opts);
   }
 }
 
