@@ -49,14 +49,15 @@ export function logRecorder(logger: Logger): AuditRecorder {
  * audit outbox, which the audit worker drains into the chain. Nothing is lost.
  */
 export function tableRecorder(insert: (eventId: string, event: AuditEventInput) => Promise<void>, logger: Logger): AuditRecorder & { flush(): Promise<void> } {
-  const pending: Promise<void>[] = [];
+  // One insert after another: the outbox (and so the chain) holds the events in the order recorded.
+  let last: Promise<void> = Promise.resolve();
   return {
     record(event) {
       const e: AuditEventInput = { ...sanitizeAuditRecord(event), at: formatTimestamp(nowMicros()) };
-      pending.push(insert(randomUUID(), e).catch((err) => logger.error({ err: (err as Error).message, audit: e }, 'audit event could not be stored')));
+      last = last.then(() => insert(randomUUID(), e)).catch((err) => logger.error({ err: (err as Error).message, audit: e }, 'audit event could not be stored'));
     },
     async flush() {
-      await Promise.all(pending);
+      await last;
     },
   };
 }

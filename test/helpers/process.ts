@@ -19,7 +19,7 @@ export interface NodeProcess {
 
 // Several files run at once against one Postgres (max_connections 100): a spawned node
 // process gets a small pool unless the test asks for more.
-const TEST_POOL_MAX = '4';
+const TEST_POOL_MAX = '3';
 
 /**
  * Runs `memfed <args>` as a real child process with the given environment. `wrap`: a

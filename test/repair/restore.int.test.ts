@@ -83,6 +83,7 @@ describe('a node restored from an older pg_dump', () => {
     const aPool = pool(a.db.url);
     await waitFor(() => converged([aPool, b.db.database, c.db.database]), { timeoutMs: 60_000, what: 'converged before the dump' });
 
+    const [atDump] = await aPool.sql`SELECT last_value::text AS seq FROM change_feed_seq_seq`;
     const dumpFile = path.join(mkdtempSync(path.join(tmpdir(), 'memfed-dump-')), 'a.dump');
     await run(pgBin('pg_dump'), [...pgConn(), '-Fc', '-f', dumpFile, a.db.name]);
 
@@ -96,7 +97,14 @@ describe('a node restored from an older pg_dump', () => {
     }
     await waitFor(() => converged([aPool, b.db.database, c.db.database]), { timeoutMs: 60_000, what: 'converged before the restore' });
     // b and c have pulled node-a's latest feed entries (their cursors are past the dump).
-    await waitFor(async () => (await b.db.database.sql`SELECT cursor FROM peer_watermarks WHERE peer_id = 'node-a'`)[0]?.cursor !== undefined, { what: 'b pulled from a' });
+    await waitFor(
+      async () => {
+        const cursor = (await b.db.database.sql`SELECT cursor FROM peer_watermarks WHERE peer_id = 'node-a'`)[0]?.cursor as string | null | undefined;
+        const seq = cursor ? /^v1\.\d+\.(\d+)$/.exec(cursor)?.[1] : undefined;
+        return seq !== undefined && BigInt(seq) > BigInt(atDump!.seq as string);
+      },
+      { timeoutMs: 30_000, what: 'b pulled from a past the dump' },
+    );
 
     // The restore: stop node-a, drop its database, restore the dump into the same name.
     await a.stop();
