@@ -78,7 +78,7 @@ describe.skipIf(missing !== null)(`memfed on a Redis Cluster${skipNote(missing !
     if (run.found.length) console.log(run.logs);
     expect(run.found).toEqual([]);
     expect(run.report.outcomes.acked).toBeGreaterThanOrEqual(30);
-  }, 90_000);
+  }, 150_000);
 
   it('the nonce store, the refusal breaker and the status report work on the cluster', async () => {
     const target = { kind: 'cluster' as const, nodes: topology.seeds.split(',').map((s) => ({ host: '127.0.0.1', port: Number(s.split(':')[1]) })) };

@@ -54,5 +54,5 @@ describe.skipIf(missing !== null)(`memfed behind Redis Sentinel${skipNote(missin
     if (run.found.length) console.log(run.logs);
     expect(run.found).toEqual([]);
     expect(run.report.outcomes.acked).toBeGreaterThanOrEqual(30);
-  }, 90_000);
+  }, 150_000);
 });

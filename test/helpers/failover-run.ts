@@ -43,7 +43,9 @@ export async function failoverRun(opts: {
     await opts.fail();
     checker.markHealed();
     await writes;
-    const report = await checker.verify({ deadlineMs: 45_000 });
+    // Delivery after a failover may wait for the worker watchdog (up to ~25 s) and then for
+    // a job the lost primary left active to pass its stall check (2 x JOB_LOCK_MS = 20 s).
+    const report = await checker.verify({ deadlineMs: 90_000 });
     const found = problems(report, { acked: 30, samples: 10 });
     console.log(summarize(report, { scenario: opts.name }));
     return { report, found, logs: found.length ? cluster.logs() : '' };
