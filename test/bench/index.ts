@@ -18,7 +18,8 @@ import { now } from './stats.js';
 import { storeSection } from './store.js';
 
 /*
- * memfed benchmark: `npm run bench` (~5 min) or `BENCH_QUICK=1 npm run bench` (~1 min).
+ * memfed benchmark: `npm run bench` (~5 min) or `BENCH_QUICK=1 npm run bench` (~75 s; without
+ * the quorum and processes sections unless named in BENCH_ONLY).
  * Every figure is compared with a baseline measured in the same run (ratios, never
  * absolute pass/fail). BENCH_ONLY=signing,store runs a subset (BENCH_ONLY=soak: the 5-minute
  * RSS soak, run only when named; BENCH_ONLY=mesh adds the 9-node mesh); BENCH_OUT=path writes the
@@ -38,6 +39,8 @@ const SECTIONS: Array<[string, Section]> = [
   ['processes', processesSection],
   ['mesh', meshSection],
 ];
+// Left out of a quick run unless named in BENCH_ONLY (each starts several node processes).
+const FULL_ONLY = new Set(['quorum', 'processes']);
 // Run only when named in BENCH_ONLY (minutes long).
 const OPT_IN: Array<[string, Section]> = [
   ['soak', soakSection],
@@ -70,7 +73,7 @@ async function main(): Promise<number> {
 
   try {
     for (const [name, run] of all) {
-      if (only.length ? !only.includes(name) : OPT_IN.some(([n]) => n === name)) continue;
+      if (only.length ? !only.includes(name) : OPT_IN.some(([n]) => n === name) || (quick && FULL_ONLY.has(name))) continue;
       if (interrupted) break;
       report.begin(name);
       const t = now();
