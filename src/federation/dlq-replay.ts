@@ -143,9 +143,8 @@ async function sendLeased(deps: ReplayDeps, lease: Lease): Promise<ReplayRound> 
     // they stop at the first peer-level failure (the rest are released).
     const itemOf = new Map(peerRows.map((r) => [r.id, toItem(r, stored)]));
     const batches = chunkRows(peerRows, (r) => itemOf.get(r.id)!.bytes, deps.batchMax, rowBudgetFor(peer, deps.selfId, deps.batchMaxBytes));
-    // Up to REPLAY_IN_FLIGHT batches are sent at once (a round's rows are distinct memories,
-    // so their applies commute), and each batch's outcome is written while others are sent.
-    let settling: Promise<void> = Promise.resolve();
+    // Up to REPLAY_IN_FLIGHT batches are sent and settled at once (a round's rows are
+    // distinct memories, so their applies and settles commute).
     const lost = new Set<number>();
     const sending = new Set<Promise<void>>();
     let stopped = false;
@@ -155,19 +154,13 @@ async function sendLeased(deps: ReplayDeps, lease: Lease): Promise<ReplayRound> 
         const refusedIds = new Map(refused.map((f) => [itemId(f.item), f]));
         const ok = chunk.filter((r) => !refusedIds.has(r.memoryId)).map((r) => r.id);
         const failures = chunk.filter((r) => refusedIds.has(r.memoryId)).map((r) => ({ id: r.id, failureClass: refusedIds.get(r.memoryId)!.failureClass, error: refusedIds.get(r.memoryId)!.error }));
-        const previous = settling;
-        settling = (async () => {
-          await previous;
-          const [replayed, q] = await Promise.all([markReplayed(deps.db, ok, owner), markFailed(deps.db, failures, owner, deps.maxAttempts)]);
-          round.replayed += replayed;
-          round.failed += failures.length;
-          round.quarantined += q.length;
-          count('replayed', ok.length);
-          count('failed', failures.length);
-          if (q.length) deps.onQuarantine(q);
-        })();
-        // Marked handled now; its error is thrown where it is awaited.
-        settling.catch(() => undefined);
+        const [replayed, q] = await Promise.all([markReplayed(deps.db, ok, owner), markFailed(deps.db, failures, owner, deps.maxAttempts)]);
+        round.replayed += replayed;
+        round.failed += failures.length;
+        round.quarantined += q.length;
+        count('replayed', ok.length);
+        count('failed', failures.length);
+        if (q.length) deps.onQuarantine(q);
       } catch (err) {
         if (!(err instanceof PeerRequestError)) throw err;
         // The peer, not the rows, failed (down, throttling, refusing our identity): the rows
@@ -223,7 +216,6 @@ async function sendLeased(deps: ReplayDeps, lease: Lease): Promise<ReplayRound> 
     // Every batch started is awaited (and its outcome written) before the round ends.
     const sent = await Promise.allSettled([...sending]);
     if (loopError === null && unsentFrom < peerRows.length) await releaseLease(deps.db, peerRows.slice(unsentFrom).map((r) => r.id), owner);
-    await settling;
     const failed = sent.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     if (loopError !== null) throw loopError;
     if (failed) throw failed.reason;
