@@ -1,7 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { queuePrefixFor } from '../../queues/definition.js';
 import { failoverRun } from '../helpers/failover-run.js';
-import { PrivateCluster, redisToolsMissing } from '../helpers/private-cluster.js';
+import { clusterTag, usePrivateCluster } from '../helpers/cluster-suite.js';
 import { skipNote } from '../helpers/skip.js';
 
 /*
@@ -11,28 +11,20 @@ import { skipNote } from '../helpers/skip.js';
  * in three of five full CI runs one node's pushes to both peers had not resumed by the
  * run's deadline (45 s, then 90 s) (docs/testing.md, "Known open failure").
  */
-const missing = redisToolsMissing();
-const TAG = (id: string) => `{mf-${id}}`;
-let topology: PrivateCluster;
-
-beforeAll(async () => {
-  if (!missing) topology = await new PrivateCluster().start();
-}, 60_000);
-afterAll(async () => {
-  await topology?.stop();
-});
+const cluster = usePrivateCluster();
+const { missing } = cluster;
 
 describe.skipIf(missing !== null)(`memfed on a Redis Cluster, primary killed${skipNote(missing !== null, missing ?? '')}`, () => {
   it('a cluster primary killed during a write burst loses no acknowledged write, applies none twice, and delivery resumes', async () => {
     const run = await failoverRun({
       name: 'cluster-primary-killed',
-      env: { REDIS_CLUSTER_NODES: topology.seeds },
-      nodeEnv: (id) => ({ QUEUE_PREFIX: TAG(id) }),
+      env: { REDIS_CLUSTER_NODES: cluster.topology().seeds },
+      nodeEnv: (id) => ({ QUEUE_PREFIX: clusterTag(id) }),
       fail: async () => {
         // The shard that holds node a's push queue: its deliveries stop until a replica takes over.
-        const victim = await topology.primaryOf(queuePrefixFor(TAG('a'), 'push'));
+        const victim = await cluster.topology().primaryOf(queuePrefixFor(clusterTag('a'), 'push'));
         await victim.kill();
-        await topology.waitHealthy();
+        await cluster.topology().waitHealthy();
       },
     });
     if (run.found.length) console.log(run.logs);
