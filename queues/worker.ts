@@ -6,7 +6,13 @@ import type { QueueName } from '../src/queue-names.js';
 import type { RedisClient } from './connection.js';
 import { queuePrefixFor, type QueueDefinition } from './definition.js';
 
-export type Processor<P> = (job: Job<P>, token?: string) => Promise<unknown>;
+/**
+ * A job's processor. `signal` aborts when this process may no longer run the job: its lock
+ * was lost (another worker may run it now) or the watchdog replaced its worker. A processor
+ * that works in steps checks it between steps; BullMQ passes it only to a processor that
+ * declares all three parameters.
+ */
+export type Processor<P> = (job: Job<P>, token?: string, signal?: AbortSignal) => Promise<unknown>;
 
 export interface WorkerSettings {
   connection: RedisClient;
@@ -110,11 +116,11 @@ export const completedAttemptLine = (job: Pick<Job, 'attemptsMade' | 'opts'>, to
  */
 export function withAttemptLog<P>(processor: Processor<P>, afterFinal: string | undefined, logger: Logger): Processor<P> {
   const note = (job: Job<P>, line: string) => writeJobLog(job, line, logger);
-  return async (job, token) => {
+  return async (job, token, signal) => {
     const started = Date.now();
     let result: unknown;
     try {
-      result = await processor(job, token);
+      result = await processor(job, token, signal);
     } catch (err) {
       // A delayed job (throttle, horizon wait) burns no attempt; its processor says why.
       if (!(err instanceof Error) || isDelayed(err)) throw err;
@@ -162,5 +168,18 @@ export function defineWorker<Q extends QueueName, P>(def: QueueDefinition<Q, P>,
     s.logger.error({ ...at, err, next: def.afterFinalFailure }, 'job failed after its last attempt');
   });
   worker.on('error', (err) => s.logger.warn({ queue: def.name, err }, 'worker connection error'));
+  // The lock is someone else's now (this process was too slow to renew it): stop the run at
+  // its next step, so the worker that took the job over does not run alongside it for long.
+  worker.on('lockRenewalFailed', (jobIds) => {
+    for (const jobId of jobIds) {
+      s.metrics.jobLocksLost.inc({ queue: def.name });
+      worker.cancelJob(jobId, 'job lock lost');
+      s.logger.warn({ queue: def.name, jobId }, 'job lock lost (this process could not renew it in time); the run stops at its next step');
+    }
+  });
+  worker.on('stalled', (jobId) => {
+    s.metrics.jobsStalled.inc({ queue: def.name });
+    s.logger.warn({ queue: def.name, jobId }, 'job stalled (its worker stopped renewing the lock); moved back to wait to run again');
+  });
   return worker;
 }

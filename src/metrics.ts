@@ -277,6 +277,18 @@ export function createMetrics(opts: { nodeId: string; role: string; processId?: 
       labelNames: ['queue'] as const,
       registers: [registry],
     }),
+    jobsStalled: new Counter({
+      name: 'memfed_jobs_stalled_total',
+      help: "Jobs this process's stalled check moved back to wait because their worker stopped renewing the lock",
+      labelNames: ['queue'] as const,
+      registers: [registry],
+    }),
+    jobLocksLost: new Counter({
+      name: 'memfed_job_locks_lost_total',
+      help: 'Jobs whose lock this process failed to renew (another worker may run them now); each run is told to stop',
+      labelNames: ['queue'] as const,
+      registers: [registry],
+    }),
     workerReplacements: new Counter({
       name: 'memfed_worker_replacements_total',
       help: 'Workers replaced by the watchdog because they stopped taking jobs while one waited',

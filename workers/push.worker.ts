@@ -28,7 +28,7 @@ export const horizonWaitMs = (waits: number) => Math.min(50 * 2 ** waits, 2000);
 export function pushProcessor(ctx: WorkerContext) {
   const note = (job: Job<PushJob>, line: string) => writeJobLog(job, line, ctx.logger);
   const breaker = refusalBreakerFor(ctx.redis, ctx.config, ctx.logger);
-  return async (job: Job<PushJob>, token?: string): Promise<PushRunResult | { skipped: string }> => {
+  return async (job: Job<PushJob>, token?: string, signal?: AbortSignal): Promise<PushRunResult | { skipped: string }> => {
     const peer = ctx.peers.get(job.data.peerId);
     if (!peer) return { skipped: `peer ${job.data.peerId} is no longer configured` };
     let result: PushRunResult;
@@ -44,7 +44,8 @@ export function pushProcessor(ctx: WorkerContext) {
           logger: ctx.logger,
           metrics: ctx.metrics,
           breaker,
-          stillActive: (id) => ctx.peers.has(id),
+          // Asked before every batch: a run whose job this process lost stops there.
+          stillActive: (id) => ctx.peers.has(id) && !signal?.aborted,
           snapshotTtlMs: ctx.config.retention.snapshotTtlMs,
           audit: ctx.audit,
           publishAck: (peerId, pos, refused, from) => publishAck(ctx.redis, ctx.config.queuePrefix, peerId, pos, refused, from),
@@ -68,6 +69,12 @@ export function pushProcessor(ctx: WorkerContext) {
       }
       ctx.metrics.fanoutRetries.inc({ peer: peer.id });
       throw err;
+    }
+    // Its lock lost (or its worker replaced): whoever runs the job now carries on. The
+    // follow-up covers a backlog left if nobody does (dedup makes it one run at most).
+    if (signal?.aborted) {
+      await enqueuePush(ctx.queues.push, peer.id, 'reconcile', job.data.until);
+      return { skipped: `run stopped after ${result.batches} batches: ${String(signal.reason ?? 'cancelled')}` };
     }
     // Paused or removed while it ran: the run stopped before its next batch; no follow-up.
     if (!ctx.peers.has(peer.id)) return { skipped: `peer ${peer.id} was paused or removed during the run (after ${result.batches} batches)` };

@@ -1,5 +1,6 @@
 import { sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
+import { retryOnConflict } from '../db/conflicts.js';
 import { memories } from '../db/schema.js';
 import { inTextList } from './lists.js';
 import { compareVersions, type Memory } from '../memory/model.js';
@@ -133,7 +134,9 @@ export async function applyReplicated(
   if (allMems.length === 0 && allTombs.length === 0 && archives.length === 0 && links.length === 0 && linkRemovals.length === 0 && !inTransaction) {
     return { refused: [], expired: { applied: [], noop: [], discarded: [] }, applied: [], deleted: [], noop: [], archived: [], restored: [], archiveNoop: [], links: NO_LINKS, position: null };
   }
-  return db.transaction(async (tx) => {
+  // Ids sorted per lane, not across lanes (a tombstone of one apply may be a memory of
+  // another): two applies can still deadlock, and the aborted one runs again.
+  return retryOnConflict(() => db.transaction(async (tx) => {
     const screen = guard ? await screenArrivals(tx, allMems, allTombs, guard) : { refused: [], discarded: new Set<string>(), expired: new Set<string>() };
     const out = new Set([...screen.refused.map((r) => `${r.lane}:${r.id}`), ...[...screen.discarded].map((id) => `memories:${id}`)]);
     const mems = allMems.filter((m) => !out.has(`memories:${m.id}`));
@@ -206,7 +209,7 @@ export async function applyReplicated(
     if (inTransaction) await inTransaction(tx, screen.refused);
     const { changedSources: _c, ...linkOutcome } = linkOut;
     return { refused: screen.refused, expired, applied, deleted, noop, archived: arch.archived, restored: arch.restored, archiveNoop, links: linkOutcome, position };
-  });
+  }));
 }
 
 /**

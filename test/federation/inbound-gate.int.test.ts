@@ -101,16 +101,20 @@ describe('concurrent batch-sized body reads are capped per process (MAX_CONCURRE
     let third: Held | null = null;
     try {
       // Both held reads hold a slot once their headers passed: wait until a third is refused.
-      const extra = reader.push({ sender_agent_id: 'reader', recipient: 'gate', memories: [wireMemory()] });
+      // Each attempt carries a fresh nonce: an attempt that arrived before the held reads took
+      // their slots spent its nonce, and a repeat of it would be refused as a replay instead.
       let refused: Awaited<Held['response']> | null = null;
+      const seen: Array<number | 'pending'> = [];
       for (let i = 0; i < 100 && !refused; i++) {
+        const extra = reader.push({ sender_agent_id: 'reader', recipient: 'gate', memories: [wireMemory()] });
         third = holdOpen(n, '/api/v1/sync/push', extra.headers, extra.body.subarray(0, 10));
-        const r = await Promise.race([third.response, new Promise<null>((res) => setTimeout(() => res(null), 200))]);
+        const r = await Promise.race([third.response, new Promise<null>((res) => setTimeout(() => res(null), 500))]);
+        seen.push(r ? r.status : 'pending');
         if (r && r.status === 503) refused = r;
         else third.req.destroy();
         third = null;
       }
-      expect(refused).not.toBeNull();
+      expect(refused, `answers to the third read: ${seen.join(',')}`).not.toBeNull();
       expect(refused!.json).toMatchObject({ code: 'BATCH_READS_BUSY', limit: 2 });
       expect(refused!.headers['retry-after']).toBe('1');
       // One held read completes normally, the other is aborted by its client: both slots come back.

@@ -103,4 +103,34 @@ describe('the worker watchdog', () => {
     expect(created).toHaveLength(1);
     expect(await replacements()).toBe(0);
   });
+
+  it('tells the runs of the worker it replaces to stop, so they do not go on beside the re-run', async () => {
+    let stopped: unknown;
+    const { queue, supervised, created } = start(
+      async (job, _token, signal) => {
+        if ((job.data as { n: number }).n !== 1) return;
+        await new Promise<void>((resolve) => {
+          const giveUp = setTimeout(resolve, 15_000);
+          signal?.addEventListener('abort', () => {
+            stopped = signal.reason;
+            clearTimeout(giveUp);
+            resolve();
+          });
+        });
+      },
+      { concurrency: 2 },
+    );
+    await supervised.worker.waitUntilReady();
+    await queue.add('long', { n: 1 });
+    await waitFor(async () => (await queue.getActiveCount()) === 1, { what: 'the long job active' });
+    // Parked with a free slot while a job waits: replaced.
+    await supervised.worker.pause(true);
+    // The fetch already waiting for a job when the worker paused takes one more.
+    await queue.add('taken by the fetch in flight', { n: 2 });
+    await waitFor(async () => (await queue.getCompletedCount()) === 1, { what: 'the job the pending fetch took' });
+    await queue.add('waiting', { n: 3 });
+    await waitFor(async () => stopped !== undefined || null, { timeoutMs: 10_000, what: 'the long run told to stop' });
+    expect(stopped).toBe('worker replaced by the watchdog');
+    expect(created).toHaveLength(2);
+  });
 });

@@ -26,7 +26,7 @@ describe('the queue factory (defineWorker)', () => {
     for (const close of open.splice(0).reverse()) await close();
   });
 
-  async function start(processor: (job: { data: { failTimes: number; unrecoverable?: boolean }; attemptsMade: number }) => Promise<unknown>) {
+  async function start(processor: (job: { id?: string; data: { failTimes: number; unrecoverable?: boolean }; attemptsMade: number }, token?: string, signal?: AbortSignal) => Promise<unknown>) {
     const prefix = uniquePrefix();
     const connection = createRedis(REDIS_URL, 'worker', 'factory-test');
     const producer = createRedis(REDIS_URL, 'producer', 'factory-test-q');
@@ -40,7 +40,7 @@ describe('the queue factory (defineWorker)', () => {
       await Promise.all([connection.quit(), producer.quit()]);
       await dropPrefix(prefix);
     });
-    return { queue, metrics, log };
+    return { queue, metrics, log, prefix, producer };
   }
 
   it('retries with the shared backoff, counts each outcome, and logs retries at debug', async () => {
@@ -108,5 +108,29 @@ describe('the queue factory (defineWorker)', () => {
     expect((await queue.getJob(job.id!))!.attemptsMade).toBe(1);
     expect(await counter(metrics, 'retried')).toBe(0);
     expect(log.lines().filter((l) => l.msg === 'job failed after its last attempt')).toHaveLength(1);
+  });
+
+  it('tells a run whose lock was lost to stop (its abort signal), counts the lost lock and logs it', async () => {
+    let started: string | undefined;
+    let stopped: unknown;
+    const { queue, metrics, log, prefix, producer } = await start(async (job, _token, signal) => {
+      started = job.id;
+      await new Promise<void>((resolve) => {
+        const giveUp = setTimeout(resolve, 15_000);
+        signal?.addEventListener('abort', () => {
+          stopped = signal.reason;
+          clearTimeout(giveUp);
+          resolve();
+        });
+      });
+    });
+    const job = await queue.add('t', { failTimes: 0 });
+    await waitFor(async () => started === job.id || null, { what: 'the job running' });
+    // As when another worker's stalled check took the job over: the lock is no longer this worker's.
+    await producer.del(`${prefix}:${testQueue.name}:${job.id}:lock`);
+    await waitFor(async () => stopped !== undefined || null, { timeoutMs: 10_000, what: 'the run told to stop at the next lock renewal' });
+    expect(stopped).toBe('job lock lost');
+    expect((await metrics.jobLocksLost.get()).values.find((v) => v.labels.queue === 'push')?.value).toBe(1);
+    expect(log.lines().some((l) => String(l.msg).startsWith('job lock lost'))).toBe(true);
   });
 });

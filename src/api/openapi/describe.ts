@@ -1,7 +1,7 @@
 import type { MiddlewareHandler } from 'hono';
 import { describeRoute, resolver, type DescribeRouteOptions } from 'hono-openapi';
 import { z } from 'zod';
-import { ADMIN_CODES, API_KEY_CODES, PEER_AUTH_CODES, merge, type ErrorCodes, type ErrorStatus } from './error-codes.js';
+import { ADMIN_CODES, API_KEY_CODES, DATABASE_CODES, PEER_AUTH_CODES, merge, type ErrorCodes, type ErrorStatus } from './error-codes.js';
 
 /** Who may call a route: nobody needs a credential, the API key, ADMIN_TOKEN, or a signed peer (plus the API key). */
 type Parameter = NonNullable<DescribeRouteOptions['parameters']>[number];
@@ -33,7 +33,8 @@ const SECURITY: Record<Access, SecurityRequirement[]> = {
   peer: [{ apiKey: [], peerSignature: [] }, { apiKeyBearer: [], peerSignature: [] }],
 };
 
-const ACCESS_CODES: Record<Access, ErrorCodes> = { open: {}, 'api-key': API_KEY_CODES, admin: ADMIN_CODES, peer: merge(API_KEY_CODES, PEER_AUTH_CODES) };
+// Open routes (health, metrics, the document) answer without Postgres; the others use it.
+const ACCESS_CODES: Record<Access, ErrorCodes> = { open: {}, 'api-key': merge(API_KEY_CODES, DATABASE_CODES), admin: merge(ADMIN_CODES, DATABASE_CODES), peer: merge(API_KEY_CODES, PEER_AUTH_CODES, DATABASE_CODES) };
 
 const STATUS_TEXT: Record<ErrorStatus, string> = {
   400: 'Bad request',

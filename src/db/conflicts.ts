@@ -1,0 +1,46 @@
+import { isDatabaseConnectionLoss } from './connection-loss.js';
+
+/*
+ * Postgres aborts one of two transactions that wait on each other's row locks
+ * (deadlock_detected, 40P01) and, under SERIALIZABLE or REPEATABLE READ, one whose reads a
+ * concurrent commit invalidated (serialization_failure, 40001). Either was rolled back
+ * whole, so running it again is safe; Postgres's own advice is to retry.
+ */
+const CONFLICT = new Set(['40P01', '40001']);
+
+/** The error and the errors it wraps (drizzle wraps the driver's error as `cause`). */
+function* causes(err: unknown): Generator<unknown> {
+  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) yield e;
+}
+
+/** Whether `err` (or what it wraps) is a transaction Postgres aborted for a lock or serialization conflict. */
+export function isTransactionConflict(err: unknown): boolean {
+  for (const e of causes(err)) if (CONFLICT.has(String((e as { code?: unknown }).code))) return true;
+  return false;
+}
+
+/** Whether `err` means the database cannot serve now (a conflict that outlived its retries, or a lost connection). */
+export function isDatabaseUnavailable(err: unknown): boolean {
+  for (const e of causes(err)) if (isDatabaseConnectionLoss(e)) return true;
+  return isTransactionConflict(err);
+}
+
+export const CONFLICT_ATTEMPTS = 5;
+
+/**
+ * Runs a transaction, again after a short random pause when Postgres aborted it for a
+ * conflict (at most CONFLICT_ATTEMPTS in all); any other error, or the last conflict, is
+ * thrown. `run` must be the whole transaction: nothing it did survives an abort.
+ */
+export async function retryOnConflict<T>(run: () => Promise<T>, onRetry?: (attempt: number, err: unknown) => void): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await run();
+    } catch (err) {
+      if (attempt >= CONFLICT_ATTEMPTS || !isTransactionConflict(err)) throw err;
+      onRetry?.(attempt, err);
+      // Jittered and growing, so the two transactions do not collide again in step.
+      await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** attempt));
+    }
+  }
+}
