@@ -56,12 +56,9 @@ export class RoundRobinFront {
       c.inFlight++;
       c.total++;
       c.maxInFlight = Math.max(c.maxInFlight, c.inFlight);
-      (globalThis as any).__pushLog ??= [];
-      (globalThis as any).__pushLog.push(`${Date.now()} start ${this.port} ${sender} ${req.headers['x-memory-nonce']} len=${req.headers['content-length']} inFlight=${c.inFlight}`);
       done = () => {
         done = null;
         c.inFlight--;
-        (globalThis as any).__pushLog.push(`${Date.now()} end ${this.port} ${sender} ${req.headers['x-memory-nonce']} status=${res.statusCode}`);
       };
     }
     // Counted until the answer is complete or the exchange is cut, once.
