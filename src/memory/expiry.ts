@@ -22,11 +22,12 @@ export type TierTtls = Record<Tier, number | null>;
 
 export const DEFAULT_TIER_TTL_SECS: TierTtls = { short: 6 * 3600, mid: 7 * 86400, long: null };
 
-/** created_at + the tier's TTL, or undefined for a tier that never expires. */
-export function tierExpiry(tier: Tier, createdAt: string, ttls: TierTtls = DEFAULT_TIER_TTL_SECS): string | undefined {
+/** created_at (a timestamp, or its microseconds) + the tier's TTL, or undefined for a tier that never expires. */
+export function tierExpiry(tier: Tier, createdAt: string | number, ttls: TierTtls = DEFAULT_TIER_TTL_SECS): string | undefined {
   const ttl = ttls[tier];
-  const created = parseTimestamp(createdAt);
-  return ttl === null || created === null ? undefined : formatTimestamp(created + ttl * 1e6);
+  if (ttl === null) return undefined;
+  const created = typeof createdAt === 'number' ? createdAt : parseTimestamp(createdAt);
+  return created === null ? undefined : formatTimestamp(created + ttl * 1e6);
 }
 
 /** Whether an `expires_at` value has passed at `nowMicros` (expires_at <= now; absent never). */

@@ -16,6 +16,7 @@ import {
   validateTier,
   validateTimestampField,
   validateTitle,
+  finishBuiltMemory,
   validateMemory,
   type Memory,
   type Tier,
@@ -61,7 +62,7 @@ export function buildNewMemory(input: unknown, ctx: { agentId: string | undefine
     expiresAt = validateTimestampField('expires_at', body.expires_at, CODES.expiresAt);
     if (parseTimestamp(expiresAt)! < ctx.nowMicros) throw new ValidationError('expires_at', 'must not be in the past', CODES.expiresAt);
   } else if (body.ttl_secs !== undefined && body.ttl_secs !== null) expiresAt = formatTimestamp(ctx.nowMicros + (body.ttl_secs as number) * 1e6);
-  else expiresAt = tierExpiry(tier, now, ctx.tierTtls);
+  else expiresAt = tierExpiry(tier, ctx.nowMicros, ctx.tierTtls);
 
   const memory: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(body)) if (!CREATE_ONLY.has(k) && v !== null && v !== undefined) memory[k] = v;
@@ -83,9 +84,10 @@ export function buildNewMemory(input: unknown, ctx: { agentId: string | undefine
   });
   if (expiresAt !== undefined) memory.expires_at = expiresAt;
   else delete memory.expires_at;
-  // The whole row through the receive-side rules too (typed optional keys such as
-  // memory_kind or citations included): memfed commits only rows upstream accepts.
-  return validateMemory(memory, { ...(ctx.maxBytes !== undefined ? { maxBytes: ctx.maxBytes } : {}) });
+  // The rest of the receive-side rules (typed optional keys such as memory_kind or
+  // citations, the size cap): memfed commits only rows upstream accepts. The core fields
+  // above went through the same rules already.
+  return finishBuiltMemory(memory, { ...(ctx.maxBytes !== undefined ? { maxBytes: ctx.maxBytes } : {}) });
 }
 
 /**

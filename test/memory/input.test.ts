@@ -1,7 +1,7 @@
 import { describe, it, expect } from 'vitest';
 import { ValidationError } from '../../src/errors.js';
 import { applyUpdate, buildNewMemory } from '../../src/memory/input.js';
-import type { Memory } from '../../src/memory/model.js';
+import { validateMemory, type Memory } from '../../src/memory/model.js';
 import { parseTimestamp } from '../../src/memory/time.js';
 
 const NOW = parseTimestamp('2024-05-01T10:00:00Z')!;
@@ -159,6 +159,20 @@ describe('buildNewMemory', () => {
     for (const v of [null, [], 'x', 1]) expect(refusal(() => buildNewMemory(v, ctx())).code).toBe('INVALID_BODY');
     expect(refusal(() => buildNewMemory(JSON.parse('{"title":"T","content":"C","__proto__":{"x":1}}'), ctx())).code).toBe('FORBIDDEN_KEY');
     expect(refusal(() => buildNewMemory({ title: 'T', content: 'C', note: 'a\u0000' }, ctx())).code).toBe('NUL_CHARACTER');
+  });
+
+  it('builds rows the full receive-side validation leaves exactly as they are', () => {
+    const bodies: Array<Record<string, unknown>> = [
+      { title: 'T', content: 'C' },
+      { id: 'given-id', title: ' spaced ', content: 'C', tier: 'long', namespace: 'a/b', tags: ['x', 'y'], priority: 9, confidence: 0.5, source: 'user', metadata: { k: [1, { n: null }] }, zz: { deep: 'kept' } },
+      { title: 'T', content: 'C', tier: 'short', ttl_secs: 90, scope: 'team', memory_kind: 'observation', citations: [] },
+      { title: 'T', content: 'C', expires_at: '2030-01-01T00:00:00+02:00', agent_id: 'agent-7' },
+    ];
+    for (const body of bodies) {
+      const built = buildNewMemory(body, ctx());
+      expect(validateMemory(built), JSON.stringify(body)).toEqual(built);
+      expect(Object.keys(validateMemory(built))).toEqual(Object.keys(built));
+    }
   });
 
   it('emits keys in wire order', () => {
