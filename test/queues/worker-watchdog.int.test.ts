@@ -5,6 +5,7 @@ import { createRedis } from '../../queues/connection.js';
 import { defineQueue } from '../../queues/definition.js';
 import { defineWorker, type Processor } from '../../queues/worker.js';
 import { SupervisedWorker } from '../../queues/worker-watchdog.js';
+import { untilAborted } from '../helpers/abort.js';
 import { REDIS_URL, waitFor } from '../helpers/env.js';
 import { dropPrefix, uniquePrefix } from '../helpers/redis.js';
 import { capturingLogger } from '../helpers/worker-context.js';
@@ -109,14 +110,7 @@ describe('the worker watchdog', () => {
     const { queue, supervised, created } = start(
       async (job, _token, signal) => {
         if ((job.data as { n: number }).n !== 1) return;
-        await new Promise<void>((resolve) => {
-          const giveUp = setTimeout(resolve, 15_000);
-          signal?.addEventListener('abort', () => {
-            stopped = signal.reason;
-            clearTimeout(giveUp);
-            resolve();
-          });
-        });
+        stopped = await untilAborted(signal);
       },
       { concurrency: 2 },
     );

@@ -5,6 +5,7 @@ import { createMetrics } from '../../src/metrics.js';
 import { createRedis } from '../../queues/connection.js';
 import { defineQueue } from '../../queues/definition.js';
 import { defineWorker } from '../../queues/worker.js';
+import { untilAborted } from '../helpers/abort.js';
 import { REDIS_URL, waitFor } from '../helpers/env.js';
 import { dropPrefix, uniquePrefix } from '../helpers/redis.js';
 import { capturingLogger } from '../helpers/worker-context.js';
@@ -115,14 +116,7 @@ describe('the queue factory (defineWorker)', () => {
     let stopped: unknown;
     const { queue, metrics, log, prefix, producer } = await start(async (job, _token, signal) => {
       started = job.id;
-      await new Promise<void>((resolve) => {
-        const giveUp = setTimeout(resolve, 15_000);
-        signal?.addEventListener('abort', () => {
-          stopped = signal.reason;
-          clearTimeout(giveUp);
-          resolve();
-        });
-      });
+      stopped = await untilAborted(signal);
     });
     const job = await queue.add('t', { failTimes: 0 });
     await waitFor(async () => started === job.id || null, { what: 'the job running' });
