@@ -17,8 +17,9 @@ export function errorHandler(logger: Logger) {
       const status = err.status;
       return c.json({ error: err.message || 'request refused', code: status === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST' }, status as ContentfulStatusCode);
     }
-    // Postgres down, a lost connection, or a conflict that outlived its retries: the
-    // request changed nothing (its transaction did not commit) and may simply be retried.
+    // Postgres down, a lost connection, or a conflict that outlived its retries: a client
+    // fault nowhere, so a retryable 503 (a write whose connection died mid-commit may have
+    // committed, as with any lost connection: docs/api.md).
     if (isDatabaseUnavailable(err)) {
       logger.warn({ err, method: c.req.method, path: c.req.path }, 'database unavailable; answered 503');
       c.header('Retry-After', String(DATABASE_RETRY_AFTER_S));
