@@ -58,9 +58,9 @@ export interface SupervisedWorkerOptions {
  * blocking read that never returns, while its jobs wait (seen in the cluster failover
  * test). The watchdog notices the same job being the next one due for `stallMs`
  * while this worker had a free slot and started nothing, and swaps in a fresh worker on
- * a fresh connection. The old one is force-closed: a job it still runs is told to stop
- * (its abort signal) and, its lock lost, is re-run, which every processor tolerates
- * (cursors only move forward).
+ * a fresh connection. The old one is force-closed: a job it still runs gets its abort
+ * signal (a push run stops before its next batch) and, its lock lost, is re-run, which
+ * every processor tolerates (cursors only move forward).
  */
 export class SupervisedWorker {
   private current: WorkerOnConnection;
@@ -116,8 +116,8 @@ export class SupervisedWorker {
       this.opts.logger.warn({ queue: this.opts.queueName, jobId, waitedMs }, 'worker stopped taking jobs while one waited; replacing it with a fresh worker and connection');
       this.opts.metrics.workerReplacements.inc({ queue: this.opts.queueName });
       const old = this.current;
-      // Its runs lose their lock with it: told to stop at their next step, they do not keep
-      // working beside the re-run of the same job.
+      // Its runs lose their lock with it: signalled, a push run stops before its next batch
+      // instead of sending beside the re-run of the same job.
       old.worker.cancelAllJobs('worker replaced by the watchdog');
       this.current = this.opts.create(this.tracked);
       this.watched = null;

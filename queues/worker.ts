@@ -170,8 +170,14 @@ export function defineWorker<Q extends QueueName, P>(def: QueueDefinition<Q, P>,
   worker.on('error', (err) => s.logger.warn({ queue: def.name, err }, 'worker connection error'));
   // The lock is someone else's now (this process was too slow to renew it): stop the run at
   // its next step, so the worker that took the job over does not run alongside it for long.
+  // BullMQ retries a failed renewal until the run ends: one lost lock is counted once.
+  const lost = new Set<string>();
   worker.on('lockRenewalFailed', (jobIds) => {
     for (const jobId of jobIds) {
+      if (lost.has(jobId)) continue;
+      // Bounded: ids of runs long ended are of no use.
+      if (lost.size >= 1000) lost.clear();
+      lost.add(jobId);
       s.metrics.jobLocksLost.inc({ queue: def.name });
       worker.cancelJob(jobId, 'job lock lost');
       s.logger.warn({ queue: def.name, jobId }, 'job lock lost (this process could not renew it in time); the run stops at its next step');

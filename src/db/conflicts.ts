@@ -8,9 +8,17 @@ import { isDatabaseConnectionLoss } from './connection-loss.js';
  */
 const CONFLICT = new Set(['40P01', '40001']);
 
-/** The error and the errors it wraps (drizzle wraps the driver's error as `cause`). */
-function* causes(err: unknown): Generator<unknown> {
-  for (let e: unknown = err, depth = 0; e !== null && typeof e === 'object' && depth < 5; e = (e as { cause?: unknown }).cause, depth++) yield e;
+/**
+ * The error and the errors it wraps: drizzle wraps the driver's error as `cause`, and a
+ * connect that tried every address of a host name fails with an AggregateError whose
+ * `errors` are the attempts.
+ */
+function* causes(err: unknown, depth = 0): Generator<unknown> {
+  if (err === null || typeof err !== 'object' || depth > 4) return;
+  yield err;
+  const { cause, errors } = err as { cause?: unknown; errors?: unknown };
+  if (Array.isArray(errors)) for (const e of errors.slice(0, 8)) yield* causes(e, depth + 1);
+  yield* causes(cause, depth + 1);
 }
 
 /** Whether `err` (or what it wraps) is a transaction Postgres aborted for a lock or serialization conflict. */
@@ -19,7 +27,7 @@ export function isTransactionConflict(err: unknown): boolean {
   return false;
 }
 
-/** Whether `err` means the database cannot serve now (a conflict that outlived its retries, or a lost connection). */
+/** Whether `err` means the database cannot serve now (a lost connection, or a transaction it aborted for a conflict). */
 export function isDatabaseUnavailable(err: unknown): boolean {
   for (const e of causes(err)) if (isDatabaseConnectionLoss(e)) return true;
   return isTransactionConflict(err);

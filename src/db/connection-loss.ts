@@ -8,8 +8,8 @@
 
 /** SQLSTATEs of a server ending the session: admin_shutdown, crash_shutdown, cannot_connect_now, connection_failure. */
 const SERVER_GONE = new Set(['57P01', '57P02', '57P03', '08006', '08003', '08001']);
-/** postgres.js's own codes for a socket that closed under a query. */
-const SOCKET_GONE = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE']);
+/** postgres.js's own codes for a socket that closed under a query or could not be opened. */
+const SOCKET_GONE = new Set(['CONNECTION_CLOSED', 'CONNECTION_ENDED', 'CONNECTION_DESTROYED', 'CONNECT_TIMEOUT', 'ECONNRESET', 'ECONNREFUSED', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENETUNREACH']);
 
 /** Whether `err` says a Postgres connection was lost (not a bug, not a refused statement). */
 export function isDatabaseConnectionLoss(err: unknown): boolean {

@@ -18,6 +18,11 @@ describe('isTransactionConflict / isDatabaseUnavailable', () => {
     expect(isDatabaseUnavailable(wrapped(pgError('57P01')))).toBe(true);
     expect(isDatabaseUnavailable(Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED', address: '127.0.0.1' }))).toBe(true);
     expect(isDatabaseUnavailable(pgError('40P01'))).toBe(true);
+    // Every address of a host name refused: an AggregateError of the attempts, no address of its own.
+    const attempt = (address: string) => Object.assign(new Error(`connect ECONNREFUSED ${address}:5432`), { code: 'ECONNREFUSED', address, port: 5432 });
+    expect(isDatabaseUnavailable(Object.assign(new AggregateError([attempt('::1'), attempt('127.0.0.1')], ''), { code: 'ECONNREFUSED' }))).toBe(true);
+    expect(isDatabaseUnavailable(wrapped(Object.assign(new Error('write CONNECT_TIMEOUT db:5432'), { code: 'CONNECT_TIMEOUT', address: 'db', port: 5432 })))).toBe(true);
+    expect(isDatabaseUnavailable(Object.assign(new AggregateError([new Error('x')], ''), { code: 'ECONNREFUSED' }))).toBe(false);
     expect(isDatabaseUnavailable(wrapped(pgError('22P02')))).toBe(false);
     expect(isDatabaseUnavailable(new Error('plain'))).toBe(false);
   });

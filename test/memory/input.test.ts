@@ -175,6 +175,25 @@ describe('buildNewMemory', () => {
     }
   });
 
+  it('refuses on create what the full receive-side validation refuses in a row', () => {
+    const valid = buildNewMemory({ title: 'T', content: 'C' }, ctx());
+    const extras: Array<Record<string, unknown>> = [{ memory_kind: 'episodic' }, { confidence_decayed_at: 'yesterday' }, { citations: 'not a list' }, { citations: [{ bad: 1 }] }, { content: 'x'.repeat(20_000) }];
+    const codeOf = (fn: () => unknown): string | undefined => {
+      try {
+        fn();
+      } catch (err) {
+        return (err as { code?: string }).code;
+      }
+      return undefined;
+    };
+    for (const extra of extras) {
+      const what = JSON.stringify(extra).slice(0, 60);
+      const inRow = codeOf(() => validateMemory({ ...valid, ...extra }, { maxBytes: 16_384 }));
+      expect(inRow, what).toBeDefined();
+      expect(codeOf(() => buildNewMemory({ title: 'T', content: 'C', ...extra }, { ...ctx(), maxBytes: 16_384 })), what).toBe(inRow);
+    }
+  });
+
   it('emits keys in wire order', () => {
     const keys = Object.keys(buildNewMemory({ zz: 1, content: 'C', title: 'T' }, ctx()));
     expect(keys).toEqual(['id', 'tier', 'namespace', 'title', 'content', 'tags', 'priority', 'confidence', 'source', 'access_count', 'created_at', 'updated_at', 'expires_at', 'metadata', 'version', 'zz']);

@@ -111,12 +111,14 @@ describe('the queue factory (defineWorker)', () => {
     expect(log.lines().filter((l) => l.msg === 'job failed after its last attempt')).toHaveLength(1);
   });
 
-  it('tells a run whose lock was lost to stop (its abort signal), counts the lost lock and logs it', async () => {
+  it('tells a run whose lock was lost to stop (its abort signal), counts the lost lock once and logs it', async () => {
     let started: string | undefined;
     let stopped: unknown;
     const { queue, metrics, log, prefix, producer } = await start(async (job, _token, signal) => {
       started = job.id;
       stopped = await untilAborted(signal);
+      // A run that does not stop at once: BullMQ's renewals of its lock keep failing meanwhile.
+      await new Promise((r) => setTimeout(r, 6_000));
     });
     const job = await queue.add('t', { failTimes: 0 });
     await waitFor(async () => started === job.id || null, { what: 'the job running' });
@@ -124,7 +126,8 @@ describe('the queue factory (defineWorker)', () => {
     await producer.del(`${prefix}:${testQueue.name}:${job.id}:lock`);
     await waitFor(async () => stopped !== undefined || null, { timeoutMs: 10_000, what: 'the run told to stop at the next lock renewal' });
     expect(stopped).toBe('job lock lost');
+    await new Promise((r) => setTimeout(r, 6_000));
     expect((await metrics.jobLocksLost.get()).values.find((v) => v.labels.queue === 'push')?.value).toBe(1);
-    expect(log.lines().some((l) => String(l.msg).startsWith('job lock lost'))).toBe(true);
+    expect(log.lines().filter((l) => String(l.msg).startsWith('job lock lost'))).toHaveLength(1);
   });
 });

@@ -17,7 +17,7 @@ export function errorHandler(logger: Logger) {
       const status = err.status;
       return c.json({ error: err.message || 'request refused', code: status === 413 ? 'PAYLOAD_TOO_LARGE' : 'BAD_REQUEST' }, status as ContentfulStatusCode);
     }
-    // Postgres down, a lost connection, or a conflict that outlived its retries: a client
+    // Postgres down, a lost connection, or a deadlock/serialization abort: a client
     // fault nowhere, so a retryable 503 (a write whose connection died mid-commit may have
     // committed, as with any lost connection: docs/api.md).
     if (isDatabaseUnavailable(err)) {

@@ -33,7 +33,7 @@ const SECURITY: Record<Access, SecurityRequirement[]> = {
   peer: [{ apiKey: [], peerSignature: [] }, { apiKeyBearer: [], peerSignature: [] }],
 };
 
-// Open routes (health, metrics, the document) answer without Postgres; the others use it.
+// Open routes (liveness, readiness, the document) answer without throwing on Postgres; the others use it.
 const ACCESS_CODES: Record<Access, ErrorCodes> = { open: {}, 'api-key': merge(API_KEY_CODES, DATABASE_CODES), admin: merge(ADMIN_CODES, DATABASE_CODES), peer: merge(API_KEY_CODES, PEER_AUTH_CODES, DATABASE_CODES) };
 
 const STATUS_TEXT: Record<ErrorStatus, string> = {

@@ -28,7 +28,7 @@ export const JSON_BODY_CODES: ErrorCodes = {
 /** A batch-sized body read under a slot (api/body-slots.ts). */
 export const BATCH_BODY_CODES: ErrorCodes = merge(JSON_BODY_CODES, { 503: ['BATCH_READS_BUSY'] });
 
-/** Any route that reads or writes Postgres (middleware/errors.ts): down, or a conflict that outlived its retries. */
+/** Any route that reads or writes Postgres (middleware/errors.ts): down, or a transaction it aborted for a conflict. */
 export const DATABASE_CODES: ErrorCodes = { 503: ['DATABASE_UNAVAILABLE'] };
 
 /** A memory built from a client body (memory/input.ts, rules.ts, size.ts). */
