@@ -21,16 +21,18 @@ function* causes(err: unknown, depth = 0): Generator<unknown> {
   yield* causes(cause, depth + 1);
 }
 
+const isConflict = (e: unknown) => CONFLICT.has(String((e as { code?: unknown }).code));
+
 /** Whether `err` (or what it wraps) is a transaction Postgres aborted for a lock or serialization conflict. */
 export function isTransactionConflict(err: unknown): boolean {
-  for (const e of causes(err)) if (CONFLICT.has(String((e as { code?: unknown }).code))) return true;
+  for (const e of causes(err)) if (isConflict(e)) return true;
   return false;
 }
 
 /** Whether `err` means the database cannot serve now (a lost connection, or a transaction it aborted for a conflict). */
 export function isDatabaseUnavailable(err: unknown): boolean {
-  for (const e of causes(err)) if (isDatabaseConnectionLoss(e)) return true;
-  return isTransactionConflict(err);
+  for (const e of causes(err)) if (isDatabaseConnectionLoss(e) || isConflict(e)) return true;
+  return false;
 }
 
 export const CONFLICT_ATTEMPTS = 5;
@@ -40,13 +42,12 @@ export const CONFLICT_ATTEMPTS = 5;
  * conflict (at most CONFLICT_ATTEMPTS in all); any other error, or the last conflict, is
  * thrown. `run` must be the whole transaction: nothing it did survives an abort.
  */
-export async function retryOnConflict<T>(run: () => Promise<T>, onRetry?: (attempt: number, err: unknown) => void): Promise<T> {
+export async function retryOnConflict<T>(run: () => Promise<T>): Promise<T> {
   for (let attempt = 1; ; attempt++) {
     try {
       return await run();
     } catch (err) {
       if (attempt >= CONFLICT_ATTEMPTS || !isTransactionConflict(err)) throw err;
-      onRetry?.(attempt, err);
       // Jittered and growing, so the two transactions do not collide again in step.
       await new Promise((resolve) => setTimeout(resolve, Math.random() * 10 * 2 ** attempt));
     }

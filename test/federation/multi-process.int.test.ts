@@ -84,10 +84,10 @@ describe('nodes of 2 API and 2 worker processes each', () => {
 
   it("never runs a node's push to one peer twice at once, though both workers push", async () => {
     // Counted at the receivers' fronts over the whole run above (no DLQ rows and no repair
-    // then: every push request from a was a push job's). A push job re-run because its lock was lost (a worker process starved past the lock on
-    // a loaded machine, or replaced by the watchdog) may overlap the stopped run's last
-    // request: the one exception (docs/operations.md), recorded by these counters. Without
-    // it, one in flight exactly.
+    // then: every push request from a was a push job's). A push job re-run because its lock
+    // was lost (a worker process starved past the lock on a loaded machine, or replaced by
+    // the watchdog) may overlap the stopped run's last request: the one exception
+    // (docs/operations.md), recorded by these counters. Without it, one in flight exactly.
     let lockIncidents = 0;
     for (const url of a.workerUrls) {
       const text = await metricsOf(url);

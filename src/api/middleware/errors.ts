@@ -5,7 +5,7 @@ import { isDatabaseUnavailable } from '../../db/conflicts.js';
 import { ApiError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 
-export const DATABASE_RETRY_AFTER_S = 1;
+const DATABASE_RETRY_AFTER_S = 1;
 
 /** One place that turns errors into the docs/wire.md envelope `{"error", "code", ...}`. */
 export function errorHandler(logger: Logger) {
