@@ -10,10 +10,12 @@ import { newMemories } from './data.js';
 import { REDIS_URL } from './infra.js';
 import { startRole, type RoleProcess } from './role-process.js';
 import { now, pool } from './stats.js';
+import { httpOperation, openLoop, type Outcome } from './open-loop.js';
 
 const CONNECTIONS = 32;
 const BODY = JSON.stringify({ title: 'bench write', content: 'a memory written by the HTTP bench', namespace: 'bench/http', tags: ['bench', 'http'], metadata: { source: 'bench' } });
 const P99_TARGET_MS = 25;
+const OPEN_LOOP_WARMUP_S = 2;
 
 /**
  * Section: the single-memory write path over HTTP, driven by autocannon (a fetch loop
@@ -42,11 +44,16 @@ export async function httpSection(ctx: BenchContext): Promise<void> {
     report.note(`HTTP stack: GET /api/v1/health ${stack.rate.toFixed(0)} req/s (p99 ${stack.p99} ms); per request at saturation: POST ${perRequestUs(closed.rate).toFixed(0)} us, health ${perRequestUs(stack.rate).toFixed(0)} us, so memfed's own work is about ${(perRequestUs(closed.rate) - perRequestUs(stack.rate)).toFixed(0)} us of a POST`);
     const half = Math.max(1, Math.round(closed.rate / 2));
     const fixed = await load(target, seconds, { overallRate: half });
+    // The database's own latency at the same arrival rate: single-row INSERTs (autocommit),
+    // evenly spaced, on CONNECTIONS connections.
+    const insert = rawInsert(sql, 'open');
+    const rawFixed = await openLoop(seconds, half, () => insert().then((): Outcome => 'ok'));
     report.add({ metric: `POST p99 at ${half} writes/s (half of the above)`, value: fixed.p99, unit: 'ms', baselineLabel: 'target p99', baseline: P99_TARGET_MS, better: 'lower' });
-    report.add({ metric: 'POST p50 at the same rate', value: fixed.p50, unit: 'ms', baselineLabel: 'target p99', baseline: P99_TARGET_MS, better: 'lower', informational: true });
+    report.add({ metric: `POST p99 at ${half} writes/s`, value: fixed.p99, unit: 'ms', baselineLabel: 'raw INSERT 1 row p99, same arrival rate', baseline: rawFixed.p99, better: 'lower', informational: true });
+    report.add({ metric: 'POST p50 at the same rate', value: fixed.p50, unit: 'ms', baselineLabel: 'raw INSERT 1 row p50, same arrival rate', baseline: rawFixed.p50, better: 'lower', informational: true });
     report.note(
       `closed loop: ${closed.requests} POSTs in ${seconds} s, p50/p99 ${closed.p50}/${closed.p99} ms, ${closed.non2xx} non-2xx, ${closed.errors} errors; ` +
-        `fixed rate: ${fixed.requests} POSTs, ${fixed.non2xx} non-2xx; API process RSS ${rss} MiB after the closed loop; raw baseline: a plain copy of the memories table (primary key only, no feed)`,
+        `fixed rate (open loop, evenly spaced, latency from each request's due time): ${fixed.requests} POSTs, ${fixed.non2xx} non-2xx, p50/p99 ${fixed.p50}/${fixed.p99} ms; raw INSERT at that rate p50/p99 ${rawFixed.p50}/${rawFixed.p99} ms; API process RSS ${rss} MiB after the closed loop; raw baseline: a plain copy of the memories table (primary key only, no feed)`,
     );
     if (closed.non2xx > 0 || closed.errors > 0 || fixed.non2xx > 0) throw new Error(`write path answered ${closed.non2xx + fixed.non2xx} non-2xx and ${closed.errors} errors`);
   });
@@ -110,24 +117,44 @@ export interface LoadResult {
   errors: number;
 }
 
-/** autocannon POSTing one memory per request at `url` (closed loop, or `overallRate` per second); `method: 'GET'` sends no body. */
+/**
+ * One memory POSTed per request at `url`: closed loop with autocannon (`connections` at
+ * once, throughput), or with `overallRate` at that fixed arrival rate, evenly spaced
+ * (latency; see open-loop.ts for why not autocannon's own rate). `method: 'GET'` sends no body.
+ */
 export async function load(url: string, seconds: number, opts: { overallRate?: number; connections?: number; method?: 'POST' | 'GET' }): Promise<LoadResult> {
-  const { connections = CONNECTIONS, method = 'POST', ...rest } = opts;
+  const { connections = CONNECTIONS, method = 'POST', overallRate } = opts;
   const request = method === 'POST' ? { method, headers: { 'content-type': 'application/json' }, body: BODY } : { method };
-  const r = await autocannon({ url, ...request, connections, duration: seconds, ...rest });
+  if (overallRate !== undefined) {
+    const http = httpOperation(url, request);
+    try {
+      // The sockets the rate needs are opened in a first unmeasured stretch: a new
+      // connection per request in flight would otherwise cost the first second.
+      await openLoop(OPEN_LOOP_WARMUP_S, overallRate, http.operation);
+      return await openLoop(seconds, overallRate, http.operation);
+    } finally {
+      http.close();
+    }
+  }
+  const r = await autocannon({ url, ...request, connections, duration: seconds });
   return { rate: r.requests.total / seconds, requests: r.requests.total, p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors };
+}
+
+/** One single-row INSERT of the memories row shape into bench_http_plain per call, each with an id of its own. */
+function rawInsert(sql: postgres.Sql, tag: string): () => Promise<void> {
+  const rows = newMemories(2000).map((m) => memoryRow(m));
+  let i = 0;
+  return async () => {
+    const r = rows[i++ % rows.length]!;
+    const id = `${r.id}-${tag}${i}`;
+    await sql`INSERT INTO bench_http_plain (id, namespace, tier, title, agent_id, tags, created_at, updated_at, expires_at, version, digest, doc)
+      VALUES (${id}, ${r.namespace}, ${r.tier}, ${r.title}, ${r.agentId}, ${r.tags}, ${r.createdAt}, ${r.updatedAt}, ${r.expiresAt}, ${r.version}, ${r.digest}, ${sql.json(r.doc as postgres.JSONValue)})`;
+  };
 }
 
 /** Single-row INSERTs of the same row shape, CONNECTIONS in flight, for `seconds`. */
 async function rawInserts(sql: postgres.Sql, seconds: number): Promise<number> {
-  const rows = newMemories(2000).map((m) => memoryRow(m));
-  let i = 0;
-  const insert = async () => {
-    const r = rows[i++ % rows.length]!;
-    const id = `${r.id}-${i}`;
-    await sql`INSERT INTO bench_http_plain (id, namespace, tier, title, agent_id, tags, created_at, updated_at, expires_at, version, digest, doc)
-      VALUES (${id}, ${r.namespace}, ${r.tier}, ${r.title}, ${r.agentId}, ${r.tags}, ${r.createdAt}, ${r.updatedAt}, ${r.expiresAt}, ${r.version}, ${r.digest}, ${sql.json(r.doc as postgres.JSONValue)})`;
-  };
+  const insert = rawInsert(sql, 'closed');
   await pool(500, CONNECTIONS, insert);
   const t = now();
   let n = 0;

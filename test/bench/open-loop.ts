@@ -1,0 +1,74 @@
+import http from 'node:http';
+import { now } from './stats.js';
+
+export interface OpenLoopResult {
+  /** Operations finished per second over the run. */
+  rate: number;
+  requests: number;
+  /** Latency percentiles in ms, each counted from the time its operation was due. */
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+/** How one operation ended: answered 2xx (or done), answered otherwise, or failed. */
+export type Outcome = 'ok' | 'non2xx' | 'error';
+
+/**
+ * Operations at a fixed arrival rate, evenly spaced (open loop): operation i is due at
+ * start + i / rate whatever the server does, and its latency runs from that due time, so
+ * a server that stalls is charged for the queue it causes (no coordinated omission).
+ *
+ * autocannon's `overallRate` is not this: each connection counts its requests per second
+ * and the counter resets every second, so the whole second's quota leaves at once at
+ * the closed-loop rate and the connections then sit idle until the next second.
+ */
+export async function openLoop(seconds: number, rate: number, operation: () => Promise<Outcome>): Promise<OpenLoopResult> {
+  const total = Math.max(1, Math.round(seconds * rate));
+  const latencies: number[] = [];
+  const counts = { ok: 0, non2xx: 0, error: 0 };
+  const start = now();
+  const run = async (due: number) => {
+    const outcome = await operation().catch((): Outcome => 'error');
+    latencies.push(now() - due);
+    counts[outcome]++;
+  };
+  const inFlight: Promise<void>[] = [];
+  await new Promise<void>((resolve) => {
+    let next = 0;
+    const tick = () => {
+      const t = now();
+      for (let due = start + (next * 1000) / rate; next < total && due <= t; due = start + (++next * 1000) / rate) inFlight.push(run(due));
+      if (next < total) setTimeout(tick, 1);
+      else resolve();
+    };
+    tick();
+  });
+  await Promise.all(inFlight);
+  const elapsed = (now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  const pct = (p: number) => Math.round((latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? Number.NaN) * 10) / 10;
+  return { rate: latencies.length / elapsed, requests: latencies.length, p50: pct(0.5), p99: pct(0.99), non2xx: counts.non2xx, errors: counts.error };
+}
+
+/** One HTTP request per operation over keep-alive sockets (as many as the rate needs). */
+export function httpOperation(url: string, request: { method: 'POST' | 'GET'; headers?: Record<string, string>; body?: string }): { operation: () => Promise<Outcome>; close: () => void } {
+  const target = new URL(url);
+  const body = request.body === undefined ? undefined : Buffer.from(request.body);
+  const headers = { ...request.headers, ...(body ? { 'content-length': String(body.length) } : {}) };
+  // Sockets enough that a request never waits for one at half the closed-loop rate; a
+  // stalled server still queues requests here, and their latency counts from the due time.
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 256 });
+  const operation = () =>
+    new Promise<Outcome>((resolve) => {
+      const req = http.request({ host: target.hostname, port: target.port, path: target.pathname + target.search, method: request.method, headers, agent }, (res) => {
+        res.on('data', () => {});
+        res.on('end', () => resolve(res.statusCode !== undefined && res.statusCode >= 200 && res.statusCode < 300 ? 'ok' : 'non2xx'));
+        res.on('error', () => resolve('error'));
+      });
+      req.on('error', () => resolve('error'));
+      req.end(body);
+    });
+  return { operation, close: () => agent.destroy() };
+}
