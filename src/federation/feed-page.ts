@@ -1,6 +1,7 @@
 import type { Db } from '../db/client.js';
 import type { Memory } from '../memory/model.js';
 import { readFeed, type FeedEntry, type FeedPosition } from '../store/feed.js';
+import { readHorizon } from '../store/retention.js';
 import { archiveEventOf, type ArchiveEvent } from '../store/archive-links.js';
 import type { StoredLink, StoredMemory } from '../store/memories.js';
 import { loadStored, type Tombstone } from '../store/replica.js';
@@ -46,6 +47,11 @@ export interface FeedPage {
   cut: boolean;
   /** Entries read from the feed (a full read means there may be more). */
   read: number;
+  /**
+   * The retained horizon, read after the entries: a prune that removed entries this page
+   * should have held has moved it by then, so a reader behind it knows the page has a gap.
+   */
+  horizon: FeedPosition;
 }
 
 /**
@@ -56,8 +62,8 @@ export interface FeedPage {
  */
 export async function readFeedPage(db: Db, after: FeedPosition, limit: number, opts: PageOptions): Promise<FeedPage> {
   const entries = await readFeed(db, after, limit);
-  const stored = await loadStored(db, [...new Set(entries.filter((e) => wanted(e, opts)).map((e) => e.memoryId))]);
-  return pageOf(entries, servable(stored, nowMicros()), opts);
+  const [stored, horizon] = await Promise.all([loadStored(db, [...new Set(entries.filter((e) => wanted(e, opts)).map((e) => e.memoryId))]), readHorizon(db)]);
+  return { ...pageOf(entries, servable(stored, nowMicros()), opts), horizon };
 }
 
 /**
@@ -80,8 +86,8 @@ export interface PageOptions {
 const wanted = (e: FeedEntry, opts: PageOptions) => (opts.localOnly ? e.originPeer === null : opts.excludeOrigin === undefined || e.originPeer !== opts.excludeOrigin);
 
 /** The page `readFeedPage` returns, from entries read and the stored rows they name. */
-export function pageOf(entries: FeedEntry[], stored: Map<string, StoredMemory>, opts: PageOptions): FeedPage {
-  const page: FeedPage = { items: [], delivered: [], last: entries.at(-1), cut: false, read: entries.length };
+export function pageOf(entries: FeedEntry[], stored: Map<string, StoredMemory>, opts: PageOptions): Omit<FeedPage, 'horizon'> {
+  const page: Omit<FeedPage, 'horizon'> = { items: [], delivered: [], last: entries.at(-1), cut: false, read: entries.length };
   const included = new Set<string>();
   let bytes = 0;
   for (const e of entries) {

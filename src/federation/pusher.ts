@@ -12,7 +12,7 @@ import { pushBodyBudget } from './peers.js';
 import type { BatchVerdict, BreakerMode, RefusalBreaker } from './refusal-breaker.js';
 import { buildPushBody, pushBodyOf, type PushResponse } from './wire.js';
 import { pushSnapshot } from './snapshot-push.js';
-import { behindHorizon, readHorizon } from '../store/retention.js';
+import { behindHorizon } from '../store/retention.js';
 import type { AuditRecorder } from '../audit/events.js';
 
 const DEFAULT_SNAPSHOT_TTL_MS = 3600_000;
@@ -128,9 +128,8 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
     out.cursor = { txid: cursor.txid, seq: cursor.seq };
     const page: FeedPage = ahead && ahead.after.txid === cursor.txid && ahead.after.seq === cursor.seq ? await ahead.page : await readPage(cursor);
     ahead = null;
-    // Read after the page (as the cursor form does): entries pruned from under the page
-    // have moved the horizon by then. Behind it, the feed cannot deliver: a snapshot does.
-    if (behindHorizon(cursor, await readHorizon(deps.db))) {
+    // Behind the horizon (read after the page's entries), the feed cannot deliver: a snapshot does.
+    if (behindHorizon(cursor, page.horizon)) {
       const snap = await pushSnapshot(
         {
           db: deps.db,
@@ -188,10 +187,13 @@ export async function pushToPeer(deps: PusherDeps, peer: PeerConfig, budgetMs: n
       out.recovered ||= hadError;
       deps.metrics.pushedRows.inc({ peer: peer.id }, items.length - dead.length);
     }
-    await advanceCursor(deps.db, peer.id, last);
-    out.cursor = { txid: last.txid, seq: last.seq };
+    // The peer has answered for the page (its refusals are in the DLQ already): quorum
+    // waiters hear it while the cursor is written. A cursor write that then fails leaves
+    // the page to be sent again, which the peer applies as a no-op.
     const refused = page.delivered.filter((e) => refusedIds.has(e.memoryId)).map((e) => ({ txid: e.txid, seq: e.seq }));
-    await deps.publishAck(peer.id, last, refused, { txid: cursor.txid, seq: cursor.seq }).catch((err) => deps.logger.warn({ err, peer: peer.id }, 'ack publish failed'));
+    const ack = deps.publishAck(peer.id, last, refused, { txid: cursor.txid, seq: cursor.seq }).catch((err) => deps.logger.warn({ err, peer: peer.id }, 'ack publish failed'));
+    await Promise.all([advanceCursor(deps.db, peer.id, last), ack]);
+    out.cursor = { txid: last.txid, seq: last.seq };
     if (!more) {
       out.caughtUp = true;
       return out;

@@ -3,7 +3,7 @@ import type { Memory } from '../memory/model.js';
 import { countAfter, encodeCursor, type FeedPosition } from '../store/feed.js';
 import { memoriesAtUpdatedAfterId, memoriesUpdatedSince } from '../store/memories.js';
 import type { Tombstone } from '../store/replica.js';
-import { behindHorizon, endSnapshotPassed, readHorizon } from '../store/retention.js';
+import { behindHorizon, endSnapshotPassed } from '../store/retention.js';
 import { servedHolder } from './snapshot.js';
 import { readFeedPage } from './feed-page.js';
 import { pushBodyOf } from './wire.js';
@@ -31,10 +31,8 @@ function sinceEnvelope(memories: Memory[], limit: number, since: string | null) 
  */
 export async function cursorPage(db: Db, after: FeedPosition, limit: number, caller: string | undefined) {
   const page = await readFeedPage(db, after, limit, { ...(caller !== undefined ? { excludeOrigin: caller } : {}), maxBytes: SINCE_PAGE_MAX_BYTES });
-  // Read after the page: a prune that removed entries this page should have held has
-  // moved the horizon by then, so a reader behind it is never served a page with a gap.
-  const horizon = await readHorizon(db);
-  if (behindHorizon(after, horizon)) return { resync: horizon } as const;
+  // A reader behind the horizon (read after the page's entries) is never served a page with a gap.
+  if (behindHorizon(after, page.horizon)) return { resync: page.horizon } as const;
   // A caller reading the feed from its snapshot's position on has finished that snapshot.
   if (caller !== undefined) await endSnapshotPassed(db, servedHolder(caller), after);
   const memories = page.items.flatMap((i) => (i.kind === 'memory' ? [i.memory] : []));

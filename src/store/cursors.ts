@@ -31,8 +31,13 @@ const columns = {
 
 /** A peer's delivery cursor; a new peer starts at the beginning of the feed (it gets everything). */
 export async function getCursor(db: Db, peerId: string): Promise<PeerCursor> {
-  await db.insert(peerCursors).values({ peerId }).onConflictDoNothing();
-  const [row] = await db.select(columns).from(peerCursors).where(eq(peerCursors.peerId, peerId));
+  const read = async () => (await db.select(columns).from(peerCursors).where(eq(peerCursors.peerId, peerId)))[0];
+  // Read first: a push run asks before every batch, and the row exists after the first.
+  let row = await read();
+  if (!row) {
+    await db.insert(peerCursors).values({ peerId }).onConflictDoNothing();
+    row = await read();
+  }
   return row ?? { peerId, ...FEED_START, lastAckAt: null, lastError: null, lastErrorClass: null, retryAt: null, failureStreak: 0, lastErrorAt: null };
 }
 

@@ -52,8 +52,22 @@ export async function appendChanges(
     INSERT INTO ${changeFeed} (memory_id, op, origin_peer)
     SELECT r.memory_id, r.op, r.origin_peer FROM jsonb_to_recordset(${json}::jsonb) AS r(memory_id text, op text, origin_peer text)
     RETURNING txid::text AS txid, seq::text AS seq`);
+  return lastPositionOf(rows);
+}
+
+/**
+ * The tail of a statement that appends a change row for every id the statement's `cte`
+ * returns (`WITH cte AS (INSERT ... RETURNING id) <this>`): the write and its feed rows in
+ * one round trip. Returns `memory_id`, `txid`, `seq` per row appended.
+ */
+export const appendChangesFrom = (cte: string, op: ChangeOp, originPeer: string | null) =>
+  sql`INSERT INTO ${changeFeed} (memory_id, op, origin_peer) SELECT id, ${op}, ${originPeer}::text FROM ${sql.raw(cte)} RETURNING memory_id, txid::text AS txid, seq::text AS seq`;
+
+/** The latest of the positions (null for none). */
+export function lastPositionOf(rows: Iterable<{ txid: string; seq: string } | FeedPosition | null>): FeedPosition | null {
   let last: FeedPosition | null = null;
   for (const r of rows) {
+    if (!r) continue;
     const p = { txid: String(r.txid), seq: String(r.seq) };
     if (!last || comparePositions(p, last) > 0) last = p;
   }

@@ -5,7 +5,7 @@ import { memories } from '../db/schema.js';
 import { inTextList } from './lists.js';
 import { compareVersions, type Memory } from '../memory/model.js';
 import { dropEveryTenthUpdate } from '../test-faults.js';
-import { appendChanges, type FeedPosition } from './feed.js';
+import { appendChanges, appendChangesFrom, lastPositionOf, type FeedPosition } from './feed.js';
 import type { LinkRemoval, MemoryLink } from '../memory/link.js';
 import { applyArchiveEvents, applyLinkChanges, linksBySource, type ArchiveEvent } from './archive-links.js';
 import { RECORDSET_COLUMNS, recordsetJson, storedColumns, storedFromRow, type StoredMemory } from './memories.js';
@@ -143,9 +143,13 @@ export async function applyReplicated(
     const tombs = allTombs.filter((t) => !out.has(`tombstones:${t.id}`));
     const applied: string[] = [];
     const deleted: string[] = [];
-    // In statements of APPLY_CHUNK rows, each sent as one JSON parameter.
+    const origin = input.originPeer;
+    let upserted: FeedPosition | null = null;
+    // In statements of APPLY_CHUNK rows, each sent as one JSON parameter; each appends the
+    // feed rows of the rows it changed itself.
     for (const chunk of chunks(mems, APPLY_CHUNK)) {
-      const res = await tx.execute<{ id: string }>(sql`
+      const res = await tx.execute<{ memory_id: string; txid: string; seq: string }>(sql`
+        WITH applied AS (
         INSERT INTO ${memories} (id, namespace, tier, title, agent_id, tags, created_at, updated_at, expires_at, deleted_at, version, digest, doc)
         SELECT r.id, r.namespace, r.tier, r.title, r.agent_id, r.tags, r.created_at, r.updated_at, r.expires_at, NULL, r.version, r.digest, r.doc
         FROM jsonb_to_recordset(${recordsetJson(chunk, input.encoded)}::jsonb) AS r(${sql.raw(RECORDSET_COLUMNS)})
@@ -154,8 +158,10 @@ export async function applyReplicated(
           tags = excluded.tags, created_at = excluded.created_at, updated_at = excluded.updated_at, expires_at = excluded.expires_at,
           deleted_at = NULL, version = excluded.version, digest = excluded.digest, doc = excluded.doc
         WHERE (excluded.updated_at, 0, excluded.digest COLLATE "C") > ${STORED_ORDER}
-        RETURNING id`);
-      applied.push(...res.map((r) => r.id));
+        RETURNING id)
+        ${appendChangesFrom('applied', 'upsert', origin)}`);
+      for (const r of res) applied.push(r.memory_id);
+      upserted = lastPositionOf([upserted, lastPositionOf(res)]);
     }
     // Time-less deletions of ids never stored here are no-ops (as upstream's delete of an
     // unknown id): a tombstone stamped with a guessed time would block a later create.
@@ -198,14 +204,13 @@ export async function applyReplicated(
     const archChanged = new Set([...arch.archived, ...arch.restored]);
     const archiveNoop = [...new Set(archives.map((e) => e.id))].filter((id) => !archChanged.has(id));
     const linkOut = links.length > 0 || linkRemovals.length > 0 ? await applyLinkChanges(tx, links, linkRemovals) : { ...NO_LINKS, changedSources: [] };
-    const origin = input.originPeer;
-    const position = await appendChanges(tx, [
-      ...applied.map((id) => ({ memoryId: id, op: 'upsert' as const, originPeer: origin })),
+    const rest = await appendChanges(tx, [
       ...deleted.map((id) => ({ memoryId: id, op: 'delete' as const, originPeer: origin })),
       ...arch.archived.map((id) => ({ memoryId: id, op: 'archive' as const, originPeer: origin })),
       ...arch.restored.map((id) => ({ memoryId: id, op: 'restore' as const, originPeer: origin })),
       ...linkOut.changedSources.map((id) => ({ memoryId: id, op: 'link' as const, originPeer: origin })),
     ]);
+    const position = lastPositionOf([upserted, rest]);
     if (inTransaction) await inTransaction(tx, screen.refused);
     const { changedSources: _c, ...linkOutcome } = linkOut;
     return { refused: screen.refused, expired, applied, deleted, noop, archived: arch.archived, restored: arch.restored, archiveNoop, links: linkOutcome, position };
@@ -267,10 +272,7 @@ async function knownIds(tx: Tx, ids: string[]): Promise<Set<string>> {
 /** Current stored rows (live or tombstone, with archive register and outgoing links) for ids, to build outbound batches. */
 export async function loadStored(db: Db | Tx, ids: string[]): Promise<Map<string, StoredMemory>> {
   if (ids.length === 0) return new Map();
-  const rows = await db
-    .select({ id: memories.id, ...storedColumns })
-    .from(memories)
-    .where(inTextList(memories.id, ids));
-  const links = await linksBySource(db, rows.filter((r) => r.deletedAt === null).map((r) => r.id));
-  return new Map(rows.map((r) => [r.id, { ...storedFromRow(r), links: links.get(r.id) ?? [] }]));
+  // Both at once: a tombstone's links are read too and dropped (a tombstone carries none).
+  const [rows, links] = await Promise.all([db.select({ id: memories.id, ...storedColumns }).from(memories).where(inTextList(memories.id, ids)), linksBySource(db, ids)]);
+  return new Map(rows.map((r) => [r.id, { ...storedFromRow(r), links: r.deletedAt === null ? (links.get(r.id) ?? []) : [] }]));
 }
