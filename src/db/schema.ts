@@ -43,7 +43,10 @@ export const memories = pgTable(
     index('memories_namespace_updated_idx').on(t.namespace, t.updatedAt),
     index('memories_updated_idx').on(t.updatedAt, t.id),
     index('memories_created_idx').on(t.createdAt),
-    index('memories_tags_idx').using('gin', t.tags),
+    // No pending list (fastupdate off): with one, the insert that finds it past
+    // gin_pending_list_limit merges it into the index itself, a stall of tens of ms for
+    // every write waiting behind that commit (docs/performance.md).
+    index('memories_tags_idx').using('gin', t.tags).with({ fastupdate: false }),
     // The expiry sweep and tombstone GC take their oldest candidates first (src/store/expiry.ts).
     index('memories_expiring_idx').on(t.expiresAt).where(sql`deleted_at IS NULL AND expires_at IS NOT NULL`),
     index('memories_tombstones_idx').on(t.deletedAt).where(sql`deleted_at IS NOT NULL`),

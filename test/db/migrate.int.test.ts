@@ -25,4 +25,16 @@ describe('database bootstrap', () => {
     await sql.end();
     expect(await ensureDatabase(url)).toBe(false);
   });
+
+  it('keeps no pending list on the tags index, so no write ever merges one into it', async () => {
+    const url = dbUrl(name);
+    await prepareDatabase(url);
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    try {
+      const [idx] = await sql`SELECT reloptions FROM pg_class WHERE relname = 'memories_tags_idx'`;
+      expect(idx!.reloptions).toContain('fastupdate=false');
+    } finally {
+      await sql.end();
+    }
+  });
 });
