@@ -10,7 +10,7 @@ import { newMemories } from './data.js';
 import { REDIS_URL } from './infra.js';
 import { startRole, type RoleProcess } from './role-process.js';
 import { now, pool } from './stats.js';
-import { httpOperation, openLoop, type Outcome } from './open-loop.js';
+import { httpOperation, openLoop, type LoadResult, type Outcome } from './open-loop.js';
 
 const CONNECTIONS = 32;
 const BODY = JSON.stringify({ title: 'bench write', content: 'a memory written by the HTTP bench', namespace: 'bench/http', tags: ['bench', 'http'], metadata: { source: 'bench' } });
@@ -108,14 +108,6 @@ async function withWarmApi(ctx: BenchContext, tag: string, run: (a: { api: { pro
   }
 }
 
-export interface LoadResult {
-  rate: number;
-  requests: number;
-  p50: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
-}
 
 /**
  * One memory POSTed per request at `url`: closed loop with autocannon (`connections` at

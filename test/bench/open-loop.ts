@@ -1,11 +1,12 @@
 import http from 'node:http';
 import { now } from './stats.js';
 
-export interface OpenLoopResult {
+/** What a load run measured (closed loop with autocannon, or open loop here). */
+export interface LoadResult {
   /** Operations finished per second over the run. */
   rate: number;
   requests: number;
-  /** Latency percentiles in ms, each counted from the time its operation was due. */
+  /** Latency percentiles in ms (open loop: each counted from the time its operation was due). */
   p50: number;
   p99: number;
   non2xx: number;
@@ -24,7 +25,7 @@ export type Outcome = 'ok' | 'non2xx' | 'error';
  * and the counter resets every second, so the whole second's quota leaves at once at
  * the closed-loop rate and the connections then sit idle until the next second.
  */
-export async function openLoop(seconds: number, rate: number, operation: () => Promise<Outcome>): Promise<OpenLoopResult> {
+export async function openLoop(seconds: number, rate: number, operation: () => Promise<Outcome>): Promise<LoadResult> {
   const total = Math.max(1, Math.round(seconds * rate));
   const latencies: number[] = [];
   const counts = { ok: 0, non2xx: 0, error: 0 };
