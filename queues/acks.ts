@@ -10,8 +10,10 @@ import type { RedisClient } from './connection.js';
 export const ackChannel = (prefix: string) => `${prefix}:memfed:acks`;
 
 /**
- * Published by a push run after it advanced a peer's cursor from `from` to the position:
- * `refused` lists every position in between that the peer refused (dead-lettered).
+ * Published by a push run once the peer has answered for everything from `from` to the
+ * position (the cursor write may still be in progress, or fail and the page be sent
+ * again): `refused` lists every position in between that the peer refused (dead-lettered
+ * before this is published).
  */
 export async function publishAck(redis: RedisClient, prefix: string, peerId: string, position: FeedPosition, refused: FeedPosition[], from: FeedPosition): Promise<void> {
   const message = JSON.stringify({ peer: peerId, txid: position.txid, seq: position.seq, refused, from });

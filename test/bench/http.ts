@@ -55,7 +55,7 @@ export async function httpSection(ctx: BenchContext): Promise<void> {
       `closed loop: ${closed.requests} POSTs in ${seconds} s, p50/p99 ${closed.p50}/${closed.p99} ms, ${closed.non2xx} non-2xx, ${closed.errors} errors; ` +
         `fixed rate (open loop, evenly spaced, latency from each request's due time): ${fixed.requests} POSTs, ${fixed.non2xx} non-2xx, p50/p99 ${fixed.p50}/${fixed.p99} ms; raw INSERT at that rate p50/p99 ${rawFixed.p50}/${rawFixed.p99} ms; API process RSS ${rss} MiB after the closed loop; raw baseline: a plain copy of the memories table (primary key only, no feed)`,
     );
-    if (closed.non2xx > 0 || closed.errors > 0 || fixed.non2xx > 0) throw new Error(`write path answered ${closed.non2xx + fixed.non2xx} non-2xx and ${closed.errors} errors`);
+    if (closed.non2xx > 0 || closed.errors > 0 || fixed.non2xx > 0 || fixed.errors > 0 || rawFixed.errors > 0) throw new Error(`write path answered ${closed.non2xx + fixed.non2xx} non-2xx and ${closed.errors + fixed.errors} errors; raw INSERTs at the fixed rate: ${rawFixed.errors} errors`);
   });
 }
 

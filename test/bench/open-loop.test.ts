@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { openLoop, type Outcome } from './open-loop.js';
 
 describe('open-loop load driver', () => {
-  it('starts operations at evenly spaced times, not as a burst at the start of each second', async () => {
+  it('starts operations spread over the run, not as a burst at its start', async () => {
     const starts: number[] = [];
     const t0 = performance.now();
     await openLoop(1, 200, async () => {
@@ -10,27 +10,30 @@ describe('open-loop load driver', () => {
       return 'ok';
     });
     expect(starts).toHaveLength(200);
-    // 20 due per 100 ms; a per-second burst would put all 200 in the first window. (Bounds
-    // loose enough for a loaded machine, whose timers fire late.)
-    const windows = Array.from({ length: 10 }, (_, w) => starts.filter((s) => s >= w * 100 && s < (w + 1) * 100).length);
-    expect(Math.max(...windows)).toBeLessThan(100);
-    expect(windows.filter((n) => n >= 5).length).toBeGreaterThanOrEqual(7);
+    // Timers fire late, never early: however loaded the machine, operation i starts no
+    // sooner than i / rate. A per-second burst would start all 200 at once.
+    expect(starts.filter((s) => s < 100).length).toBeLessThanOrEqual(25);
+    expect(Math.max(...starts)).toBeGreaterThanOrEqual(990);
   });
 
-  it('counts latency from each due time, so a stall is charged to everything due during it', async () => {
-    const t0 = performance.now();
-    // Nothing finishes before 300 ms: operations due then wait, as behind a stalled server.
-    const gate = new Promise<void>((r) => setTimeout(r, 300));
+  it('counts latency from each due time, so operations that could not even start during a stall are charged for it', async () => {
+    let first = true;
     const r = await openLoop(1, 100, async () => {
-      if (performance.now() - t0 < 300) await gate;
+      if (first) {
+        first = false;
+        // The process itself is stalled for 300 ms: nothing due meanwhile can start.
+        const until = performance.now() + 300;
+        while (performance.now() < until);
+      }
       return 'ok';
     });
-    // About 30 of 100 were due in the stall; the first waited about 300 ms.
+    // About 30 of 100 were due during the stall; each operation is instant once started,
+    // so a driver timing from the start of each would see nothing above a few ms.
     expect(r.requests).toBe(100);
-    expect(r.p99).toBeGreaterThan(200);
+    expect(r.p99).toBeGreaterThan(150);
   });
 
-  it('counts non-2xx answers and failures apart', async () => {
+  it('counts non-2xx answers and failures apart, and keeps failures out of the latencies', async () => {
     let i = 0;
     const r = await openLoop(0.5, 100, async (): Promise<Outcome> => {
       i++;

@@ -1,17 +1,19 @@
 import http from 'node:http';
-import { now } from './stats.js';
+import { now, percentile } from './stats.js';
 
 /** What a load run measured (closed loop with autocannon, or open loop here). */
 export interface LoadResult {
   /** Operations finished per second over the run. */
   rate: number;
   requests: number;
-  /** Latency percentiles in ms (open loop: each counted from the time its operation was due). */
+  /** Latency percentiles in ms of the answered operations (open loop: each counted from the time it was due). */
   p50: number;
   p99: number;
   non2xx: number;
   errors: number;
 }
+
+const REQUEST_TIMEOUT_MS = 30_000;
 
 /** How one operation ended: answered 2xx (or done), answered otherwise, or failed. */
 export type Outcome = 'ok' | 'non2xx' | 'error';
@@ -27,30 +29,36 @@ export type Outcome = 'ok' | 'non2xx' | 'error';
  */
 export async function openLoop(seconds: number, rate: number, operation: () => Promise<Outcome>): Promise<LoadResult> {
   const total = Math.max(1, Math.round(seconds * rate));
+  // Latencies of answered operations only: a fast failure must not flatter the figures.
   const latencies: number[] = [];
   const counts = { ok: 0, non2xx: 0, error: 0 };
   const start = now();
+  let outstanding = 0;
+  let allSent = false;
+  let drained: () => void = () => {};
+  const finished = new Promise<void>((r) => (drained = r));
   const run = async (due: number) => {
+    outstanding++;
     const outcome = await operation().catch((): Outcome => 'error');
-    latencies.push(now() - due);
+    if (outcome !== 'error') latencies.push(now() - due);
     counts[outcome]++;
+    if (--outstanding === 0 && allSent) drained();
   };
-  const inFlight: Promise<void>[] = [];
-  await new Promise<void>((resolve) => {
-    let next = 0;
-    const tick = () => {
-      const t = now();
-      for (let due = start + (next * 1000) / rate; next < total && due <= t; due = start + (++next * 1000) / rate) inFlight.push(run(due));
-      if (next < total) setTimeout(tick, 1);
-      else resolve();
-    };
-    tick();
-  });
-  await Promise.all(inFlight);
+  let next = 0;
+  const tick = () => {
+    const t = now();
+    for (let due = start + (next * 1000) / rate; next < total && due <= t; due = start + (++next * 1000) / rate) void run(due);
+    if (next < total) setTimeout(tick, 1);
+    else {
+      allSent = true;
+      if (outstanding === 0) drained();
+    }
+  };
+  tick();
+  await finished;
   const elapsed = (now() - start) / 1000;
-  latencies.sort((a, b) => a - b);
-  const pct = (p: number) => Math.round((latencies[Math.min(latencies.length - 1, Math.floor(latencies.length * p))] ?? Number.NaN) * 10) / 10;
-  return { rate: latencies.length / elapsed, requests: latencies.length, p50: pct(0.5), p99: pct(0.99), non2xx: counts.non2xx, errors: counts.error };
+  const pct = (p: number) => Math.round(percentile(latencies, p) * 10) / 10;
+  return { rate: (counts.ok + counts.non2xx + counts.error) / elapsed, requests: counts.ok + counts.non2xx + counts.error, p50: pct(50), p99: pct(99), non2xx: counts.non2xx, errors: counts.error };
 }
 
 /** One HTTP request per operation over keep-alive sockets (as many as the rate needs). */
@@ -69,6 +77,8 @@ export function httpOperation(url: string, request: { method: 'POST' | 'GET'; he
         res.on('error', () => resolve('error'));
       });
       req.on('error', () => resolve('error'));
+      // A server that never answers is a failure, not a bench that never ends.
+      req.setTimeout(REQUEST_TIMEOUT_MS, () => req.destroy(new Error('no answer')));
       req.end(body);
     });
   return { operation, close: () => agent.destroy() };

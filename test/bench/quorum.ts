@@ -29,7 +29,7 @@ export async function quorumSection(ctx: BenchContext): Promise<void> {
       await load(target, 3, {});
       const closed = await load(target, seconds, {});
       const fixed = await load(target, seconds, { overallRate: Math.max(1, Math.round(closed.rate / 2)) });
-      if (closed.non2xx > 0 || fixed.non2xx > 0 || closed.errors > 0) throw new Error(`W=${w}: ${closed.non2xx + fixed.non2xx} non-2xx (503 quorum_not_met counts), ${closed.errors} errors`);
+      if (closed.non2xx > 0 || fixed.non2xx > 0 || closed.errors > 0 || fixed.errors > 0) throw new Error(`W=${w}: ${closed.non2xx + fixed.non2xx} non-2xx (503 quorum_not_met counts), ${closed.errors + fixed.errors} errors`);
       return { closed, fixed };
     } finally {
       await infra.stopNode(a);
