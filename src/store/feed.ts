@@ -64,7 +64,7 @@ export const appendChangesFrom = (cte: string, op: ChangeOp, originPeer: string 
   sql`INSERT INTO ${changeFeed} (memory_id, op, origin_peer) SELECT id, ${op}, ${originPeer}::text FROM ${sql.raw(cte)} RETURNING memory_id, txid::text AS txid, seq::text AS seq`;
 
 /** The latest of the positions (null for none). */
-export function lastPositionOf(rows: Iterable<{ txid: string; seq: string } | FeedPosition | null>): FeedPosition | null {
+export function lastPositionOf(rows: Iterable<FeedPosition | null>): FeedPosition | null {
   let last: FeedPosition | null = null;
   for (const r of rows) {
     if (!r) continue;

@@ -161,7 +161,7 @@ export async function applyReplicated(
         RETURNING id)
         ${appendChangesFrom('applied', 'upsert', origin)}`);
       for (const r of res) applied.push(r.memory_id);
-      upserted = lastPositionOf([upserted, lastPositionOf(res)]);
+      upserted = lastPositionOf([upserted, ...res]);
     }
     // Time-less deletions of ids never stored here are no-ops (as upstream's delete of an
     // unknown id): a tombstone stamped with a guessed time would block a later create.

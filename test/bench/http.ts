@@ -108,7 +108,6 @@ async function withWarmApi(ctx: BenchContext, tag: string, run: (a: { api: { pro
   }
 }
 
-
 /**
  * One memory POSTed per request at `url`: closed loop with autocannon (`connections` at
  * once, throughput), or with `overallRate` at that fixed arrival rate, evenly spaced
