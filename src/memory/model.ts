@@ -1,4 +1,4 @@
-import { createHash } from 'node:crypto';
+import { hash } from 'node:crypto';
 import { ValidationError } from '../errors.js';
 import { checkTimestamp, checkTypedOptionalFields, validateAccessCount, validateConfidence, validateContent, validateId, validateMetadata, validateNamespace, validatePriority, validateSource, validateTags, validateTier, validateTitle, validateVersion, type Tier } from './rules.js';
 import { MEMORY_MAX_BYTES_DEFAULT, checkMemorySize } from './size.js';
@@ -181,28 +181,72 @@ export function defaultExpiry(tier: Tier, createdAt: string): string | undefined
 
 /** Canonical JSON: sorted keys, no whitespace. Stable across memfed nodes. */
 export function canonicalJson(value: unknown): string {
+  // Fast path: a copy with its keys inserted in sorted order, serialized natively. JSON.stringify
+  // puts array-index keys ("0", "10") first in numeric order, so an object holding one is
+  // serialized by the slow path instead.
+  const sorted = sortedCopy(value);
+  return sorted === UNSORTABLE ? canonicalSlow(value) : (JSON.stringify(sorted) ?? 'null');
+}
+
+const UNSORTABLE = Symbol('unsortable');
+const ARRAY_INDEX = /^(?:0|[1-9]\d*)$/;
+const isArrayIndex = (k: string) => {
+  const c = k.charCodeAt(0);
+  return c >= 48 && c <= 57 && ARRAY_INDEX.test(k) && Number(k) < 4294967295;
+};
+
+/** `value` with every object's keys in sorted order (arrays copied only where they change), or UNSORTABLE. */
+function sortedCopy(value: unknown): unknown {
+  if (value === null || typeof value !== 'object') return value;
+  if (Array.isArray(value)) {
+    let out: unknown[] | null = null;
+    for (let i = 0; i < value.length; i++) {
+      const v: unknown = value[i];
+      const s = sortedCopy(v);
+      if (s === UNSORTABLE) return UNSORTABLE;
+      if (s !== v) (out ??= value.slice())[i] = s;
+    }
+    return out ?? value;
+  }
+  const obj = value as Record<string, unknown>;
+  // The default sort compares UTF-16 code units, as `<` on strings does. No prototype, so
+  // a "__proto__" key is an own key like any other.
+  const keys = Object.keys(obj).sort();
+  const out = Object.create(null) as Record<string, unknown>;
+  for (const k of keys) {
+    if (isArrayIndex(k)) return UNSORTABLE;
+    const s = sortedCopy(obj[k]);
+    if (s === UNSORTABLE) return UNSORTABLE;
+    out[k] = s;
+  }
+  return out;
+}
+
+/** Canonical JSON by concatenation, for values the fast path cannot order. */
+function canonicalSlow(value: unknown): string {
   if (value === null || typeof value !== 'object') return JSON.stringify(value) ?? 'null';
-  // Built by concatenation, without intermediate arrays: every replicated row is digested.
   if (Array.isArray(value)) {
     let out = '[';
-    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + canonicalJson(value[i]);
+    for (let i = 0; i < value.length; i++) out += (i === 0 ? '' : ',') + canonicalSlow(value[i]);
     return `${out}]`;
   }
   const obj = value as Record<string, unknown>;
-  // The default sort compares UTF-16 code units, as `<` on strings does.
   const keys = Object.keys(obj).sort();
   let out = '{';
   for (const k of keys) {
     const v = obj[k];
     if (v === undefined) continue;
-    out += `${out.length === 1 ? '' : ','}${JSON.stringify(k)}:${canonicalJson(v)}`;
+    out += `${out.length === 1 ? '' : ','}${JSON.stringify(k)}:${canonicalSlow(v)}`;
   }
   return `${out}}`;
 }
 
+/** SHA-256 (hex) of a memory's canonical JSON. */
 export function memoryDigest(m: Memory): string {
-  return createHash('sha256').update(canonicalJson(m)).digest('hex');
+  return digestOfCanonical(canonicalJson(m));
 }
+
+export const digestOfCanonical = (canonical: string): string => hash('sha256', canonical, 'hex');
 
 /** A stored or incoming version of a memory id, as last-writer-wins compares them. */
 export interface Versioned {

@@ -477,6 +477,15 @@ describe('canonicalJson', () => {
     expect(canonicalJson([])).toBe('[]');
   });
 
+  it('orders array-index keys as text, where JSON.stringify would put them first in numeric order', () => {
+    expect(canonicalJson({ b: 1, '10': 2, '9': 3, '-1': 4 })).toBe('{"-1":4,"10":2,"9":3,"b":1}');
+    expect(canonicalJson([{ x: { '1': 0, '!': 1 } }])).toBe('[{"x":{"!":1,"1":0}}]');
+  });
+
+  it('keeps a "__proto__" key of parsed JSON as an ordinary key', () => {
+    expect(canonicalJson(JSON.parse('{"b":1,"__proto__":{"y":2,"x":1}}'))).toBe('{"__proto__":{"x":1,"y":2},"b":1}');
+  });
+
   it('puts a key outside the BMP (a surrogate pair) before U+FFFF, as UTF-16 code units sort', () => {
     expect(canonicalJson({ '\uFFFF': 1, '\u{1F600}': 2 })).toBe(`{"\u{1F600}":2,"\uFFFF":1}`);
   });
@@ -491,7 +500,8 @@ describe('canonicalJson', () => {
         .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
       return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${reference(v)}`).join(',')}}`;
     };
-    const keys = ['a', 'B', '_', 'é', 'ab', 'a b', '\u{1F600}', '\uFFFF', '10', '2', 'k"ey', ''];
+    // Array-index keys ('0', '2', '10'; not '01', '-1' or 2^32 - 1) are the ones JSON.stringify would reorder.
+    const keys = ['a', 'B', '_', 'é', 'ab', 'a b', '\u{1F600}', '\uFFFF', '10', '2', '0', '01', '-1', '4294967295', '4294967294', '__proto__', 'toJSON', 'k"ey', ''];
     let seed = 7;
     const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648);
     const gen = (depth: number): unknown => {
@@ -500,7 +510,7 @@ describe('canonicalJson', () => {
       if (r < 6) return Array.from({ length: next() % 4 }, () => gen(depth + 1));
       return Object.fromEntries(Array.from({ length: next() % 6 }, () => [keys[next() % keys.length]!, gen(depth + 1)]));
     };
-    for (let i = 0; i < 500; i++) {
+    for (let i = 0; i < 3000; i++) {
       const v = gen(0);
       expect(canonicalJson(v)).toBe(reference(v));
     }
