@@ -1,4 +1,5 @@
 import { drizzle, type PostgresJsDatabase } from 'drizzle-orm/postgres-js';
+import type { PostgresJsSession } from 'drizzle-orm/postgres-js/session';
 import postgres from 'postgres';
 import * as schema from './schema.js';
 
@@ -7,6 +8,15 @@ export type Sql = postgres.Sql;
 export type Db = PostgresJsDatabase<typeof schema> & { $client: Sql };
 /** A transaction handle (what `db.transaction` passes its callback). */
 export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
+
+/**
+ * The postgres.js handle under a drizzle handle: the pool under `db`, a transaction's own
+ * connection under `tx`. Hot-path statements go through it as prepared statements
+ * (drizzle's `execute` parses and plans its text every time).
+ */
+export function clientOf(db: Db | Tx): Sql {
+  return (db._.session as unknown as PostgresJsSession<Sql, typeof schema, never>).client;
+}
 
 export interface Database {
   sql: Sql;

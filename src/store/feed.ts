@@ -1,4 +1,4 @@
-import { sql } from 'drizzle-orm';
+import { getTableName, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
 import { changeFeed } from '../db/schema.js';
 
@@ -58,10 +58,12 @@ export async function appendChanges(
 /**
  * The tail of a statement that appends a change row for every id the statement's `cte`
  * returns (`WITH cte AS (INSERT ... RETURNING id) <this>`): the write and its feed rows in
- * one round trip. Returns `memory_id`, `txid`, `seq` per row appended.
+ * one round trip. `origin`: the placeholder of the origin peer (`$2`) or `NULL`. The text
+ * is fixed per call site, so the statement can be prepared. Returns `memory_id`, `txid`,
+ * `seq` per row appended.
  */
-export const appendChangesFrom = (cte: string, op: ChangeOp, originPeer: string | null) =>
-  sql`INSERT INTO ${changeFeed} (memory_id, op, origin_peer) SELECT id, ${op}, ${originPeer}::text FROM ${sql.raw(cte)} RETURNING memory_id, txid::text AS txid, seq::text AS seq`;
+export const appendChangesFrom = (cte: string, op: ChangeOp, origin: `$${number}` | 'NULL') =>
+  `INSERT INTO ${getTableName(changeFeed)} (memory_id, op, origin_peer) SELECT id, '${op}', ${origin}::text FROM ${cte} RETURNING memory_id, txid::text AS txid, seq::text AS seq`;
 
 /** The latest of the positions (null for none). */
 export function lastPositionOf(rows: Iterable<FeedPosition | null>): FeedPosition | null {

@@ -1,11 +1,11 @@
 import { and, arrayContains, asc, desc, eq, getTableName, gt, isNull, lte, sql } from 'drizzle-orm';
 import type { Db, Tx } from '../db/client.js';
-import { changeFeed, memories } from '../db/schema.js';
-import { memoryDigest, orderKeys, type Memory } from '../memory/model.js';
+import { memories } from '../db/schema.js';
+import { canonicalJson, digestOfCanonical, memoryDigest, orderKeys, type Memory } from '../memory/model.js';
 import type { MemoryLink } from '../memory/link.js';
 import { formatTimestamp, nowMicros, parseTimestamp } from '../memory/time.js';
 import { isExpired } from '../memory/expiry.js';
-import { appendChanges, comparePositions, type FeedPosition } from './feed.js';
+import { appendChanges, appendChangesFrom, comparePositions, type FeedPosition } from './feed.js';
 
 type Exec = Db | Tx;
 
@@ -45,14 +45,19 @@ export interface StoredMemory {
   links?: StoredLink[];
 }
 
+/** The agent_id column: metadata.agent_id when it is a string. */
+function agentIdOf(m: Memory): string | null {
+  const id = (m.metadata as Record<string, unknown>).agent_id;
+  return typeof id === 'string' ? id : null;
+}
+
 function toRow(m: Memory, deletedAt: string | null = null) {
-  const meta = m.metadata as Record<string, unknown>;
   return {
     id: m.id,
     namespace: m.namespace,
     tier: m.tier,
     title: m.title,
-    agentId: typeof meta.agent_id === 'string' ? meta.agent_id : null,
+    agentId: agentIdOf(m),
     tags: m.tags,
     createdAt: m.created_at,
     updatedAt: m.updated_at,
@@ -94,10 +99,17 @@ export function recordsetJson(docs: Memory[], encoded?: ReadonlyMap<Memory, stri
   return `${out}]`;
 }
 
-/** One memory's row of recordsetJson (its digest computed here). */
+/**
+ * One memory's row of recordsetJson (its digest computed here). The doc is the canonical
+ * JSON the digest is taken over (jsonb keeps no key order), so the memory is serialized once.
+ */
 export function recordsetRow(d: Memory): string {
-  const r = toRow(d);
-  return JSON.stringify({ id: r.id, namespace: r.namespace, tier: r.tier, title: r.title, agent_id: r.agentId, tags: r.tags, created_at: r.createdAt, updated_at: r.updatedAt, expires_at: r.expiresAt, version: r.version, digest: r.digest, doc: r.doc });
+  const canonical = canonicalJson(d);
+  const row = JSON.stringify({
+    id: d.id, namespace: d.namespace, tier: d.tier, title: d.title, agent_id: agentIdOf(d), tags: d.tags,
+    created_at: d.created_at, updated_at: d.updated_at, expires_at: d.expires_at ?? null, version: d.version, digest: digestOfCanonical(canonical),
+  });
+  return `${row.slice(0, -1)},"doc":${canonical}}`;
 }
 
 export const RECORDSET_COLUMNS = 'id text, namespace text, tier text, title text, agent_id text, tags text[], created_at timestamptz, updated_at timestamptz, expires_at timestamptz, version integer, digest text, doc jsonb';
@@ -110,8 +122,7 @@ const INSERT_NEW_SQL = `
     ON CONFLICT (id) DO NOTHING
     RETURNING id
   )
-  INSERT INTO ${getTableName(changeFeed)} (memory_id, op) SELECT id, 'upsert' FROM ins
-  RETURNING memory_id, txid::text AS txid, seq::text AS seq`;
+  ${appendChangesFrom('ins', 'upsert', 'NULL')}`;
 
 /**
  * Inserts new memories and their change-feed rows in one transaction. Ids that already

@@ -1,5 +1,5 @@
-import { sql } from 'drizzle-orm';
-import type { Db, Tx } from '../db/client.js';
+import { getTableName, sql } from 'drizzle-orm';
+import { clientOf, type Db, type Tx } from '../db/client.js';
 import { retryOnConflict } from '../db/conflicts.js';
 import { memories } from '../db/schema.js';
 import { inTextList } from './lists.js';
@@ -89,10 +89,38 @@ function dedupeTombstones(rows: Tombstone[]): Tombstone[] {
  * Each apply is one INSERT .. ON CONFLICT .. WHERE incoming > stored, so concurrent
  * applies of one id serialize on the row and the greater version always ends up stored.
  */
-const STORED_ORDER = sql`(COALESCE(${memories.deletedAt}, ${memories.updatedAt}), CASE WHEN ${memories.deletedAt} IS NULL THEN 0 ELSE 1 END, ${memories.digest} COLLATE "C")`;
+const STORED_ORDER = `(COALESCE(m.deleted_at, m.updated_at), CASE WHEN m.deleted_at IS NULL THEN 0 ELSE 1 END, m.digest COLLATE "C")`;
 
-/** Rows per statement in an apply: bounds one statement's size (a since page may hold 10,000 rows). */
-const APPLY_CHUNK = 1000;
+/**
+ * The LWW upsert of memories ($1: recordset JSON) with the feed rows (origin $2) of the
+ * rows it changed, in one prepared statement.
+ */
+const UPSERT_SQL = `
+  WITH applied AS (
+    INSERT INTO ${getTableName(memories)} AS m (id, namespace, tier, title, agent_id, tags, created_at, updated_at, expires_at, deleted_at, version, digest, doc)
+    SELECT r.id, r.namespace, r.tier, r.title, r.agent_id, r.tags, r.created_at, r.updated_at, r.expires_at, NULL, r.version, r.digest, r.doc
+    FROM jsonb_to_recordset($1::jsonb) AS r(${RECORDSET_COLUMNS})
+    ON CONFLICT (id) DO UPDATE SET
+      namespace = excluded.namespace, tier = excluded.tier, title = excluded.title, agent_id = excluded.agent_id,
+      tags = excluded.tags, created_at = excluded.created_at, updated_at = excluded.updated_at, expires_at = excluded.expires_at,
+      deleted_at = NULL, version = excluded.version, digest = excluded.digest, doc = excluded.doc
+    WHERE (excluded.updated_at, 0, excluded.digest COLLATE "C") > ${STORED_ORDER}
+    RETURNING id)
+  ${appendChangesFrom('applied', 'upsert', '$2')}`;
+
+/**
+ * Rows per upsert statement. Several statements of one apply are in flight on its
+ * connection at once: the next chunk is encoded while Postgres applies the one before
+ * (a 500-row push is four statements). It also bounds one statement's size (a since page
+ * may hold 10,000 rows).
+ */
+const UPSERT_CHUNK = 125;
+
+/** Rows per tombstone statement (bounds one statement's size). */
+const TOMBSTONE_CHUNK = 1000;
+
+/** Lets the driver write a statement to its socket before the next one is encoded. */
+const yieldToIo = () => new Promise<void>((resolve) => setImmediate(resolve));
 
 function chunks<T>(rows: T[], size: number): T[][] {
   const out: T[][] = [];
@@ -145,28 +173,27 @@ export async function applyReplicated(
     const deleted: string[] = [];
     const origin = input.originPeer;
     let upserted: FeedPosition | null = null;
-    // In statements of APPLY_CHUNK rows, each sent as one JSON parameter; each appends the
-    // feed rows of the rows it changed itself.
-    for (const chunk of chunks(mems, APPLY_CHUNK)) {
-      const res = await tx.execute<{ memory_id: string; txid: string; seq: string }>(sql`
-        WITH applied AS (
-        INSERT INTO ${memories} (id, namespace, tier, title, agent_id, tags, created_at, updated_at, expires_at, deleted_at, version, digest, doc)
-        SELECT r.id, r.namespace, r.tier, r.title, r.agent_id, r.tags, r.created_at, r.updated_at, r.expires_at, NULL, r.version, r.digest, r.doc
-        FROM jsonb_to_recordset(${recordsetJson(chunk, input.encoded)}::jsonb) AS r(${sql.raw(RECORDSET_COLUMNS)})
-        ON CONFLICT (id) DO UPDATE SET
-          namespace = excluded.namespace, tier = excluded.tier, title = excluded.title, agent_id = excluded.agent_id,
-          tags = excluded.tags, created_at = excluded.created_at, updated_at = excluded.updated_at, expires_at = excluded.expires_at,
-          deleted_at = NULL, version = excluded.version, digest = excluded.digest, doc = excluded.doc
-        WHERE (excluded.updated_at, 0, excluded.digest COLLATE "C") > ${STORED_ORDER}
-        RETURNING id)
-        ${appendChangesFrom('applied', 'upsert', origin)}`);
+    // Chunks in flight at once, each one JSON parameter appending its own feed rows.
+    // `catch` starts a statement (postgres.js runs a query once it is awaited or caught)
+    // and handles its failure at once; the first failure in order is what is thrown (it
+    // aborts the transaction, so the later statements fail behind it).
+    const client = clientOf(tx);
+    const sent: Array<Promise<Array<{ memory_id: string; txid: string; seq: string }>>> = [];
+    for (const chunk of chunks(mems, UPSERT_CHUNK)) {
+      const statement = client.unsafe(UPSERT_SQL, [recordsetJson(chunk, input.encoded), origin], { prepare: true }) as unknown as Promise<Array<{ memory_id: string; txid: string; seq: string }>>;
+      statement.catch(() => undefined);
+      sent.push(statement);
+      if (sent.length * UPSERT_CHUNK < mems.length) await yieldToIo();
+    }
+    for (const statement of sent) {
+      const res = await statement;
       for (const r of res) applied.push(r.memory_id);
       upserted = lastPositionOf([upserted, ...res]);
     }
     // Time-less deletions of ids never stored here are no-ops (as upstream's delete of an
     // unknown id): a tombstone stamped with a guessed time would block a later create.
     const known = await knownIds(tx, tombs.filter((t) => t.untimed).map((t) => t.id));
-    for (const chunk of chunks(tombs.filter((t) => !t.untimed || known.has(t.id)), APPLY_CHUNK)) {
+    for (const chunk of chunks(tombs.filter((t) => !t.untimed || known.has(t.id)), TOMBSTONE_CHUNK)) {
       const rows = chunk.map((t) => ({
         id: t.id,
         namespace: '',
