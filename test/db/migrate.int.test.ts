@@ -37,4 +37,24 @@ describe('database bootstrap', () => {
       await sql.end();
     }
   });
+
+  it('leaves half of each DLQ page free, so leasing a row for replay updates it in place (HOT)', async () => {
+    const url = dbUrl(name);
+    await prepareDatabase(url);
+    const sql = postgres(url, { max: 1, onnotice: () => {} });
+    try {
+      const [t] = await sql`SELECT reloptions FROM pg_class WHERE relname = 'federation_push_dlq'`;
+      expect(t!.reloptions).toContain('fillfactor=50');
+      // In one transaction, whose own counters pg_stat_xact_user_tables reports.
+      const s = await sql.begin(async (tx) => {
+        await tx`INSERT INTO federation_push_dlq (peer_id, memory_id, op, payload, failure_class, last_error)
+          SELECT 'p', 'm' || g, 'upsert', jsonb_build_object('content', repeat('x', 400)), 'transient', 'down' FROM generate_series(1, 200) g`;
+        await tx`UPDATE federation_push_dlq SET lease_owner = 'o', lease_until = now() + interval '1 minute'`;
+        return (await tx`SELECT n_tup_upd::int AS upd, n_tup_hot_upd::int AS hot FROM pg_stat_xact_user_tables WHERE relname = 'federation_push_dlq'`)[0];
+      });
+      expect(s).toEqual({ upd: 200, hot: 200 });
+    } finally {
+      await sql.end();
+    }
+  });
 });
