@@ -103,17 +103,28 @@ export async function readOptionalJson(c: Context, maxBytes: number): Promise<un
   return parseJsonBytes(raw);
 }
 
-/** Bracket depth outside string literals; a linear scan with no recursion. */
+/**
+ * Bracket depth outside string literals; a linear scan with no recursion. A string is
+ * skipped whole: its closing quote is the next one no backslash escapes (found with
+ * indexOf, where most of a body's bytes are).
+ */
 export function exceedsDepth(text: string, max: number): boolean {
   let depth = 0;
-  let inString = false;
+  // The next backslash at or after where it was last looked for (-1: none left).
+  let backslash = text.indexOf('\\');
   for (let i = 0; i < text.length; i++) {
     const ch = text.charCodeAt(i);
-    if (inString) {
-      if (ch === 92 /* \ */) i++;
-      else if (ch === 34 /* " */) inString = false;
-    } else if (ch === 34) inString = true;
-    else if (ch === 123 || ch === 91) {
+    if (ch === 34 /* " */) {
+      let end = text.indexOf('"', i + 1);
+      if (backslash !== -1 && backslash < i) backslash = text.indexOf('\\', i + 1);
+      // Each backslash inside the string escapes the character after it.
+      while (end !== -1 && backslash !== -1 && backslash < end) {
+        if (backslash + 1 === end) end = text.indexOf('"', end + 1);
+        backslash = text.indexOf('\\', backslash + 2);
+      }
+      if (end === -1) return false; // unterminated: JSON.parse refuses it
+      i = end;
+    } else if (ch === 123 || ch === 91) {
       if (++depth > max) return true;
     } else if (ch === 125 || ch === 93) depth--;
   }

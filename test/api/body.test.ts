@@ -51,9 +51,36 @@ describe('exceedsDepth', () => {
     expect(exceedsDepth(String.raw`["\\", [[1]]]`, 3)).toBe(false);
   });
 
+  it('agrees with a character-by-character scan on any mix of brackets, quotes and backslashes', () => {
+    const reference = (text: string, max: number) => {
+      let depth = 0;
+      let inString = false;
+      for (let i = 0; i < text.length; i++) {
+        const ch = text[i];
+        if (inString) {
+          if (ch === '\\') i++;
+          else if (ch === '"') inString = false;
+        } else if (ch === '"') inString = true;
+        else if (ch === '[' || ch === '{') {
+          if (++depth > max) return true;
+        } else if (ch === ']' || ch === '}') depth--;
+      }
+      return false;
+    };
+    const alphabet = ['[', ']', '{', '}', '"', '\\', 'a', ','];
+    let seed = 11;
+    const next = () => (seed = (seed * 1103515245 + 12345) % 2147483648);
+    for (let n = 0; n < 20_000; n++) {
+      const text = Array.from({ length: next() % 24 }, () => alphabet[next() % alphabet.length]).join('');
+      for (const max of [0, 1, 2, 3]) expect(exceedsDepth(text, max), `${JSON.stringify(text)} at ${max}`).toBe(reference(text, max));
+    }
+  });
+
   it('is linear on a huge input', () => {
     expect(exceedsDepth('['.repeat(1_000_000), 40)).toBe(true);
     expect(exceedsDepth('"' + '['.repeat(1_000_000) + '"', 40)).toBe(false);
+    expect(exceedsDepth('"\\"'.repeat(300_000) + '['.repeat(41), 40)).toBe(false);
+    expect(exceedsDepth('"a\\\\" '.repeat(300_000) + '['.repeat(41), 40)).toBe(true);
   });
 });
 
