@@ -10,7 +10,7 @@ import { loadStored } from '../../src/store/replica.js';
 import { wireMemory } from '../helpers/peer.js';
 import type { BenchContext } from './context.js';
 import { metricSum, scrape } from './infra.js';
-import { now, timed } from './stats.js';
+import { now, ownCpuSeconds, pidCpuSeconds, processCpuSeconds, timed } from './stats.js';
 
 const SRC = 'bench-dlq-src';
 const PEER = 'bench-dlq-peer';
@@ -102,9 +102,12 @@ export async function dlqSection(ctx: BenchContext): Promise<void> {
   client.pushMs = 0;
   client.pushes = 0;
   const before = await scrape(peerNode.url);
+  const peerCpu = () => (peerNode.running.pid !== undefined ? pidCpuSeconds(peerNode.running.pid) : Number.NaN);
+  const cpu0 = { pg: processCpuSeconds('postgres'), own: ownCpuSeconds(), peer: peerCpu() };
   const t0 = now();
   const { rounds, replayed } = await drain();
   const totalMs = now() - t0;
+  const cpu = { pg: processCpuSeconds('postgres') - cpu0.pg, own: ownCpuSeconds() - cpu0.own, peer: peerCpu() - cpu0.peer };
   const after = await scrape(peerNode.url);
 
   const [{ pending }] = (await src.database.sql`SELECT count(*)::int AS pending FROM federation_push_dlq WHERE status = 'pending'`) as unknown as [{ pending: number }];
@@ -127,6 +130,8 @@ export async function dlqSection(ctx: BenchContext): Promise<void> {
     `stages: push requests ${(client.pushMs / 1000).toFixed(1)} s summed over requests (up to two in flight; receiver handling ${(recvMs / 1000).toFixed(1)} s summed) ` +
       `in ${(totalMs / 1000).toFixed(1)} s of drain; round mean ${(totalMs / rounds).toFixed(0)} ms (each next round leased while one is sent)`,
   );
+  const perRow = (seconds: number) => `${((seconds * 1e6) / rows).toFixed(0)} us`;
+  report.note(`CPU per drained row: Postgres (both nodes' databases) ${perRow(cpu.pg)}, sender ${perRow(cpu.own)}, receiver ${perRow(cpu.peer)}; raw batched INSERT: Postgres ${ctx.shared.rawBatchedPgCpuUsPerRow?.toFixed(0) ?? '?'} us`);
   report.note(
     `probe on the full backlog: countReplayable ${count.ms.toFixed(0)} ms, leaseReplayable(${config.dlq.replayMaxBatch}) ${lease.ms.toFixed(0)} ms, ` +
       `loadStored(${lease.result.length} ids) ${load.ms.toFixed(0)} ms`,

@@ -23,7 +23,8 @@ import { storeSection } from './store.js';
  * Every figure is compared with a baseline measured in the same run (ratios, never
  * absolute pass/fail). BENCH_ONLY=signing,store runs a subset (BENCH_ONLY=soak: the 5-minute
  * RSS soak, run only when named; BENCH_ONLY=mesh adds the 9-node mesh); BENCH_OUT=path writes the
- * JSON results there instead of after a `BENCH_JSON` line on stdout.
+ * JSON results there instead of after a `BENCH_JSON` line on stdout; BENCH_CPU_PROF_DIR=dir
+ * has every node process the bench starts write a CPU profile there.
  */
 
 const SECTIONS: Array<[string, Section]> = [

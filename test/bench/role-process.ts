@@ -17,7 +17,9 @@ export interface RoleProcess {
  * WORKER_HTTP_PORT for worker) within `readyTimeoutMs`.
  */
 export async function startRole(role: 'api' | 'worker' | 'all', env: Record<string, string>, readyPort: number, readyTimeoutMs = 30_000): Promise<RoleProcess> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', path.join(ROOT, 'test/bench/api-process.ts'), role], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  // BENCH_CPU_PROF_DIR: each such process writes a V8 CPU profile there when it exits.
+  const profile = process.env.BENCH_CPU_PROF_DIR ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF_DIR}`] : [];
+  const proc = spawn(process.execPath, [...profile, '--import', 'tsx', path.join(ROOT, 'test/bench/api-process.ts'), role], { cwd: ROOT, env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr!.on('data', (d) => (stderr += d));
   const exited = new Promise<void>((r) => proc.once('exit', () => r()));
