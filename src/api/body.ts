@@ -105,23 +105,16 @@ export async function readOptionalJson(c: Context, maxBytes: number): Promise<un
 
 /**
  * Bracket depth outside string literals; a linear scan with no recursion. A string is
- * skipped whole: its closing quote is the next one no backslash escapes (found with
- * indexOf, where most of a body's bytes are).
+ * skipped whole: its closing quote is the next one not escaped, found with indexOf
+ * (most of a body's bytes are inside strings).
  */
 export function exceedsDepth(text: string, max: number): boolean {
   let depth = 0;
-  // The next backslash at or after where it was last looked for (-1: none left).
-  let backslash = text.indexOf('\\');
   for (let i = 0; i < text.length; i++) {
     const ch = text.charCodeAt(i);
     if (ch === 34 /* " */) {
       let end = text.indexOf('"', i + 1);
-      if (backslash !== -1 && backslash < i) backslash = text.indexOf('\\', i + 1);
-      // Each backslash inside the string escapes the character after it.
-      while (end !== -1 && backslash !== -1 && backslash < end) {
-        if (backslash + 1 === end) end = text.indexOf('"', end + 1);
-        backslash = text.indexOf('\\', backslash + 2);
-      }
+      while (end !== -1 && isEscaped(text, end)) end = text.indexOf('"', end + 1);
       if (end === -1) return false; // unterminated: JSON.parse refuses it
       i = end;
     } else if (ch === 123 || ch === 91) {
@@ -129,6 +122,17 @@ export function exceedsDepth(text: string, max: number): boolean {
     } else if (ch === 125 || ch === 93) depth--;
   }
   return false;
+}
+
+/**
+ * Whether the character at `at` (inside a string) is escaped: an odd run of backslashes
+ * before it. The run stops at the string's opening quote at the latest, and each run is
+ * read for one quote only, so the scan stays linear.
+ */
+function isEscaped(text: string, at: number): boolean {
+  let k = at - 1;
+  while (text.charCodeAt(k) === 92 /* \ */) k--;
+  return (at - 1 - k) % 2 === 1;
 }
 
 /**
