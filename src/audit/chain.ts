@@ -1,4 +1,4 @@
-import { createHash, createPublicKey, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
+import { createHash, createPublicKey, hash, sign as nodeSign, verify as nodeVerify, type KeyObject } from 'node:crypto';
 import { publicKeyObject, privateKeyObject } from '../federation/signing.js';
 import { canonicalJson } from '../memory/model.js';
 
@@ -98,7 +98,7 @@ export function entrySigningBytes(hash: string): Buffer {
 }
 
 function sha256Hex(bytes: Buffer | string): string {
-  return createHash('sha256').update(bytes).digest('hex');
+  return hash('sha256', bytes, 'hex');
 }
 
 /**
