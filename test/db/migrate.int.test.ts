@@ -6,6 +6,18 @@ import { inject } from 'vitest';
 
 const name = `memfed_t_${inject('testRun')}_mig_${uniqueSuffix()}`;
 
+/** Runs `check` on a connection to the migrated database. */
+async function onMigrated(check: (sql: postgres.Sql) => Promise<void>): Promise<void> {
+  const url = dbUrl(name);
+  await prepareDatabase(url);
+  const sql = postgres(url, { max: 1, onnotice: () => {} });
+  try {
+    await check(sql);
+  } finally {
+    await sql.end();
+  }
+}
+
 afterAll(async () => {
   const a = postgres(PG_ADMIN_URL, { max: 1, onnotice: () => {} });
   await a.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
@@ -26,23 +38,14 @@ describe('database bootstrap', () => {
     expect(await ensureDatabase(url)).toBe(false);
   });
 
-  it('keeps no pending list on the tags index, so no write ever merges one into it', async () => {
-    const url = dbUrl(name);
-    await prepareDatabase(url);
-    const sql = postgres(url, { max: 1, onnotice: () => {} });
-    try {
+  it('keeps no pending list on the tags index, so no write ever merges one into it', () =>
+    onMigrated(async (sql) => {
       const [idx] = await sql`SELECT reloptions FROM pg_class WHERE relname = 'memories_tags_idx'`;
       expect(idx!.reloptions).toContain('fastupdate=false');
-    } finally {
-      await sql.end();
-    }
-  });
+    }));
 
-  it('leaves half of each DLQ page free, so leasing a row for replay updates it in place (HOT)', async () => {
-    const url = dbUrl(name);
-    await prepareDatabase(url);
-    const sql = postgres(url, { max: 1, onnotice: () => {} });
-    try {
+  it('leaves half of each DLQ page free, so leasing a row for replay updates it in place (HOT)', () =>
+    onMigrated(async (sql) => {
       const [t] = await sql`SELECT reloptions FROM pg_class WHERE relname = 'federation_push_dlq'`;
       expect(t!.reloptions).toContain('fillfactor=50');
       // In one transaction, whose own counters pg_stat_xact_user_tables reports.
@@ -53,8 +56,5 @@ describe('database bootstrap', () => {
         return (await tx`SELECT n_tup_upd::int AS upd, n_tup_hot_upd::int AS hot FROM pg_stat_xact_user_tables WHERE relname = 'federation_push_dlq'`)[0];
       });
       expect(s).toEqual({ upd: 200, hot: 200 });
-    } finally {
-      await sql.end();
-    }
-  });
+    }));
 });
