@@ -15,7 +15,10 @@ export type Tx = Parameters<Parameters<Db['transaction']>[0]>[0];
  * (drizzle's `execute` parses and plans its text every time).
  */
 export function clientOf(db: Db | Tx): Sql {
-  return (db._.session as unknown as PostgresJsSession<Sql, typeof schema, never>).client;
+  const client = (db._.session as unknown as Partial<PostgresJsSession<Sql, typeof schema, never>>).client;
+  // drizzle keeps it on its session; fail clearly should a drizzle upgrade move it.
+  if (typeof client?.unsafe !== 'function') throw new Error('clientOf: the drizzle handle has no postgres.js client on its session');
+  return client;
 }
 
 export interface Database {
