@@ -53,7 +53,7 @@ export async function httpSection(ctx: BenchContext): Promise<void> {
     report.add({ metric: 'POST p50 at the same rate', value: fixed.p50, unit: 'ms', baselineLabel: 'raw INSERT 1 row p50, same arrival rate', baseline: rawFixed.p50, better: 'lower', informational: true });
     report.note(
       `closed loop: ${closed.requests} POSTs in ${seconds} s, p50/p99 ${closed.p50}/${closed.p99} ms, ${closed.non2xx} non-2xx, ${closed.errors} errors; ` +
-        `fixed rate (open loop, evenly spaced, latency from each request's due time): ${fixed.requests} POSTs, ${fixed.non2xx} non-2xx, p50/p99 ${fixed.p50}/${fixed.p99} ms; raw INSERT at that rate p50/p99 ${rawFixed.p50}/${rawFixed.p99} ms; API process RSS ${rss} MiB after the closed loop; raw baseline: a plain copy of the memories table (primary key only, no feed)`,
+        `fixed rate (open loop, evenly spaced, latency from each request's due time): ${fixed.requests} POSTs, ${fixed.non2xx} non-2xx, p50/p99 ${fixed.p50}/${fixed.p99} ms; raw INSERT at that rate p50/p99 ${rawFixed.p50}/${rawFixed.p99} ms; the driver's own event-loop delay p99/max ${fixed.driverDelay?.p99}/${fixed.driverDelay?.max} ms (raw INSERTs: ${rawFixed.driverDelay?.p99}/${rawFixed.driverDelay?.max} ms); API process RSS ${rss} MiB after the closed loop; raw baseline: a plain copy of the memories table (primary key only, no feed)`,
     );
     if (closed.non2xx > 0 || closed.errors > 0 || fixed.non2xx > 0 || fixed.errors > 0 || rawFixed.errors > 0) throw new Error(`write path answered ${closed.non2xx + fixed.non2xx} non-2xx and ${closed.errors + fixed.errors} errors; raw INSERTs at the fixed rate: ${rawFixed.errors} errors`);
   });

@@ -1,4 +1,5 @@
 import http from 'node:http';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { now, percentile } from './stats.js';
 
 /** What a load run measured (closed loop with autocannon, or open loop here). */
@@ -11,6 +12,8 @@ export interface LoadResult {
   p99: number;
   non2xx: number;
   errors: number;
+  /** Open loop: the driver's own event-loop delay (p99, max, ms) over the run; a stalled driver sends late, charged to the server. */
+  driverDelay?: { p99: number; max: number };
 }
 
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -32,6 +35,8 @@ export async function openLoop(seconds: number, rate: number, operation: () => P
   // Latencies of answered operations only: a fast failure must not flatter the figures.
   const latencies: number[] = [];
   const counts = { ok: 0, non2xx: 0, error: 0 };
+  const delay = monitorEventLoopDelay({ resolution: 1 });
+  delay.enable();
   const start = now();
   let outstanding = 0;
   let allSent = false;
@@ -57,8 +62,18 @@ export async function openLoop(seconds: number, rate: number, operation: () => P
   tick();
   await finished;
   const elapsed = (now() - start) / 1000;
+  delay.disable();
   const pct = (p: number) => Math.round(percentile(latencies, p) * 10) / 10;
-  return { rate: (counts.ok + counts.non2xx + counts.error) / elapsed, requests: counts.ok + counts.non2xx + counts.error, p50: pct(50), p99: pct(99), non2xx: counts.non2xx, errors: counts.error };
+  const ms = (ns: number) => Math.round(ns / 1e5) / 10;
+  return {
+    rate: (counts.ok + counts.non2xx + counts.error) / elapsed,
+    requests: counts.ok + counts.non2xx + counts.error,
+    p50: pct(50),
+    p99: pct(99),
+    non2xx: counts.non2xx,
+    errors: counts.error,
+    driverDelay: { p99: ms(delay.percentile(99)), max: ms(delay.max) },
+  };
 }
 
 /** One HTTP request per operation over keep-alive sockets (as many as the rate needs). */
